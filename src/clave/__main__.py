@@ -1,0 +1,5 @@
+"""`python -m clave` runs the command line."""
+
+from clave.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, app factory, error rendering, health, logging, the server."""

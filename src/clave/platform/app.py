@@ -1,0 +1,64 @@
+"""The app factory: mount the chosen domains into one Litestar app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, MediaType, Request, get
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from clave import __version__
+from clave.platform.domain import Domain
+from clave.platform.errors import handlers, native_error_handler
+from clave.platform.health import health_router
+from clave.platform.settings import PlatformSettings
+
+log = logging.getLogger("clave.app")
+
+
+@get("/openapi.json", include_in_schema=False, media_type=MediaType.JSON)
+async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of this process's routes."""
+    return request.app.openapi_schema.to_schema()
+
+
+def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> Litestar:
+    """An ASGI app serving `domains` plus the health routes, starting them with the worker."""
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for domain in domains:
+                await domain.start()
+                stack.push_async_callback(domain.stop)
+            log.info("worker ready: %s", ", ".join(d.name for d in domains))
+            yield
+
+    route_handlers: list[Any] = [health_router(domains), openapi_json]
+    for domain in domains:
+        route_handlers.extend(domain.route_handlers())
+
+    return Litestar(
+        route_handlers=route_handlers,
+        lifespan=[lifespan],
+        exception_handlers=handlers(native_error_handler),
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="clave",
+            version=__version__,
+            description="Send one-time verification codes and check them.",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin(path="/")],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", description="API key")
+                }
+            ),
+        ),
+        debug=False,
+    )

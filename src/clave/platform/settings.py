@@ -1,0 +1,143 @@
+"""Read `CLAVE_*` settings once, validate them, and fail start-up naming the bad variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PREFIX = "CLAVE_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class Env:
+    """Typed, validating reads of `CLAVE_*` variables from one snapshot of the environment."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = dict(os.environ if environ is None else environ)
+
+    def raw(self, name: str) -> str | None:
+        """The raw value of CLAVE_<name>, or None when unset or empty."""
+        value = self._environ.get(PREFIX + name)
+        return value if value not in (None, "") else None
+
+    def text(self, name: str, default: str) -> str:
+        """A string setting."""
+        value = self.raw(name)
+        return default if value is None else value
+
+    def optional(self, name: str) -> str | None:
+        """A string setting that may be absent."""
+        return self.raw(name)
+
+    def integer(
+        self, name: str, default: int, *, low: int | None = None, high: int | None = None
+    ) -> int:
+        """An integer setting, optionally bounded (inclusive)."""
+        value = self.raw(name)
+        if value is None:
+            result = default
+        else:
+            try:
+                result = int(value)
+            except ValueError:
+                raise SettingsError(f"{PREFIX}{name} must be an integer, got {value!r}") from None
+        self._bounds(name, result, low, high)
+        return result
+
+    def number(
+        self, name: str, default: float, *, low: float | None = None, high: float | None = None
+    ) -> float:
+        """A number setting, optionally bounded (inclusive)."""
+        value = self.raw(name)
+        if value is None:
+            result = default
+        else:
+            try:
+                result = float(value)
+            except ValueError:
+                raise SettingsError(f"{PREFIX}{name} must be a number, got {value!r}") from None
+        self._bounds(name, result, low, high)
+        return result
+
+    def flag(self, name: str, default: bool) -> bool:
+        """A boolean setting: 1/0, true/false, yes/no, on/off."""
+        value = self.raw(name)
+        if value is None:
+            return default
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise SettingsError(f"{PREFIX}{name} must be true or false, got {value!r}")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        """A setting that must be one of `choices`."""
+        value = self.text(name, default).strip().lower()
+        if value not in choices:
+            raise SettingsError(
+                f"{PREFIX}{name} must be one of {', '.join(choices)}, got {value!r}"
+            )
+        return value
+
+    def items(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """A comma-separated list setting."""
+        value = self.raw(name)
+        if value is None:
+            return default
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+
+    def path(self, name: str, default: str) -> Path:
+        """A filesystem path setting."""
+        return Path(self.text(name, default)).expanduser()
+
+    @staticmethod
+    def _bounds(name: str, value: float, low: float | None, high: float | None) -> None:
+        if low is not None and value < low:
+            raise SettingsError(f"{PREFIX}{name} must be >= {low}, got {value}")
+        if high is not None and value > high:
+            raise SettingsError(f"{PREFIX}{name} must be <= {high}, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformSettings:
+    """Process-wide settings: where to listen, how many workers, where data lives."""
+
+    host: str
+    port: int
+    workers: int
+    data_dir: Path
+    log_level: str
+    access_log: bool
+    max_body_bytes: int
+    shutdown_grace: int
+
+    @classmethod
+    def from_env(cls, env: Env) -> PlatformSettings:
+        """Build from `CLAVE_*` variables."""
+        return cls(
+            host=env.text("HOST", "127.0.0.1"),
+            port=env.integer("PORT", 8000, low=0, high=65535),
+            workers=env.integer("WORKERS", os.cpu_count() or 1, low=1, high=256),
+            data_dir=env.path("DATA_DIR", "./var"),
+            log_level=env.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            access_log=env.flag("ACCESS_LOG", False),
+            max_body_bytes=env.integer(
+                "MAX_BODY_BYTES", 64 * 1024, low=1024, high=10 * 1024 * 1024
+            ),
+            shutdown_grace=env.integer("SHUTDOWN_GRACE", 30, low=1, high=600),
+        )
+
+
+def export(overrides: Mapping[str, str | int | None]) -> None:
+    """Set `CLAVE_<name>` for this process and the workers it starts (command-line overrides)."""
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[PREFIX + name] = str(value)

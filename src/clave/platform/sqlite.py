@@ -1,0 +1,113 @@
+"""SQLite for several worker processes: WAL, one connection on its own thread, BEGIN IMMEDIATE.
+
+Each process owns one connection, used only from one dedicated thread so the event loop never
+blocks on a lock held by another worker (busy_timeout waits happen on that thread). Every
+read-modify-write runs in `write()`, i.e. inside BEGIN IMMEDIATE: the write lock is taken before
+the first read, so two workers can never both read the same state and both act on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from clave.platform.errors import StoreError
+
+T = TypeVar("T")
+
+
+class SqliteDatabase:
+    """One SQLite file, opened lazily, with async `read`/`write` that run on its own thread."""
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = str(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._conn: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    def connect_sync(self) -> sqlite3.Connection:
+        """Open the connection on the calling thread (used by setup commands and the worker)."""
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self._busy_timeout_ms / 1000,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode: a commit survives a process crash (kill -9); only an OS crash or
+        # power loss can drop the last transactions.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    async def open(self) -> None:
+        """Start the thread and open the connection on it."""
+        if self._conn is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            self._conn = await loop.run_in_executor(self._executor, self.connect_sync)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {self.path}") from exc
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread."""
+        conn, executor = self._conn, self._executor
+        self._conn, self._executor = None, None
+        if conn is not None and executor is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` outside a transaction (a consistent single-statement read)."""
+        return await self._run(fn)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` inside BEGIN IMMEDIATE ... COMMIT, rolled back if it raises."""
+        return await self._run(lambda conn: immediate(conn, fn))
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None or self._executor is None:
+            raise StoreError("the database is not open")
+        conn = self._conn
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite error: {exc}") from exc
+
+
+def immediate(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `fn` in a BEGIN IMMEDIATE transaction on a synchronous connection."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> None:
+    """Apply the migrations past `PRAGMA user_version`, each in its own transaction."""
+
+    def step(c: sqlite3.Connection) -> None:
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(migrations[version:], start=version + 1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    c.execute(statement)
+            c.execute(f"PRAGMA user_version = {number}")
+
+    # One IMMEDIATE transaction: two processes migrating at once serialise, the second sees
+    # the new user_version and does nothing.
+    immediate(conn, step)

@@ -1,0 +1,1 @@
+"""The verify domain: verifications, codes, policies, tenants, delivery."""

@@ -1,0 +1,288 @@
+"""HTTP layer of verify: parse, call the service, render. Never touches storage."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
+from litestar import MediaType, Request, Response, Router, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from clave.platform.errors import handlers, message_error_handler
+from clave.verify.destinations import mask, normalize_any
+from clave.verify.errors import InvalidDestination
+from clave.verify.models import Channel, Service, Status
+from clave.verify.service import VerificationView, VerifyService
+from clave.verify.tenants import DEFAULT_SERVICE, TenantService
+
+if TYPE_CHECKING:
+    from clave.verify.bootstrap import VerifyDomain
+    from clave.verify.delivery.inbox import InboxStore
+
+Destination = Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
+CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+
+
+class StartVerification(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /api/verifications."""
+
+    to: Destination
+    channel: Channel
+    locale: Annotated[str, msgspec.Meta(max_length=35)] | None = None
+    code_length: Annotated[int, msgspec.Meta(ge=4, le=10)] | None = None
+
+
+class CheckVerification(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /api/verifications/check: the code and exactly one of `to` and `id`."""
+
+    code: CodeText
+    to: Destination | None = None
+    id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+
+class SendAttemptRead(msgspec.Struct):
+    """One send attempt."""
+
+    channel: str
+    status: str
+    created_at: str
+    updated_at: str
+    provider: str | None
+    error: str | None
+
+
+class VerificationRead(msgspec.Struct):
+    """A verification as the API returns it; the code never appears."""
+
+    id: str
+    service_id: str
+    to: str
+    channel: str
+    status: str
+    valid: bool
+    locale: str | None
+    created_at: str
+    updated_at: str
+    expires_at: str
+    check_attempts_left: int
+    sends_left: int
+    send_attempts: list[SendAttemptRead]
+
+
+class SendCode(msgspec.Struct):
+    """Body of the original service's POST /api/messages/send-code."""
+
+    to: Destination
+
+
+class VerifyCode(msgspec.Struct):
+    """Body of the original service's POST /api/messages/verify-code."""
+
+    to: Destination
+    code: CodeText
+
+
+def iso(ts: float) -> str:
+    """RFC 3339 UTC with milliseconds."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def render(view: VerificationView) -> VerificationRead:
+    """The public form of a verification."""
+    v = view.verification
+    return VerificationRead(
+        id=v.id,
+        service_id=v.service_id,
+        to=mask(v.to),
+        channel=v.channel.value,
+        status=view.status.value,
+        valid=view.valid,
+        locale=v.locale,
+        created_at=iso(v.created_at),
+        updated_at=iso(v.updated_at),
+        expires_at=iso(v.expires_at),
+        check_attempts_left=view.check_attempts_left,
+        sends_left=view.sends_left,
+        send_attempts=[
+            SendAttemptRead(
+                channel=s.channel.value,
+                status=s.status.value,
+                created_at=iso(s.created_at),
+                updated_at=iso(s.updated_at),
+                provider=s.provider,
+                error=s.error,
+            )
+            for s in v.sends
+        ],
+    )
+
+
+@post("/", status_code=201, summary="Send a code (or re-send the pending one)")
+async def create_verification(
+    data: StartVerification, verify: VerifyService, caller: Service
+) -> Response[VerificationRead]:
+    """Start a verification for `to` on `channel`; a pending one for `to` is re-sent."""
+    view, created = await verify.start_verification(
+        caller, to=data.to, channel=data.channel, locale=data.locale, code_length=data.code_length
+    )
+    return Response(render(view), status_code=201 if created else 200)
+
+
+@post("/check", status_code=200, summary="Check a code")
+async def check_verification(
+    data: CheckVerification, verify: VerifyService, caller: Service
+) -> VerificationRead:
+    """Check a code by verification id or destination; `status` says the result."""
+    view = await verify.check_code(caller, code=data.code, verification_id=data.id, to=data.to)
+    return render(view)
+
+
+@get("/{verification_id:str}", summary="Read a verification")
+async def read_verification(
+    verification_id: Annotated[str, Parameter(max_length=64)],
+    verify: VerifyService,
+    caller: Service,
+) -> VerificationRead:
+    """A verification with its send attempts."""
+    return render(await verify.get(caller, verification_id))
+
+
+@post("/{verification_id:str}/cancel", status_code=200, summary="Cancel a verification")
+async def cancel_verification(
+    verification_id: Annotated[str, Parameter(max_length=64)],
+    verify: VerifyService,
+    caller: Service,
+) -> VerificationRead:
+    """Cancel a pending verification."""
+    return render(await verify.cancel(caller, verification_id))
+
+
+@post("/send-code", status_code=200, summary="Send a code (original service's route)")
+async def send_code(
+    data: SendCode, verify: VerifyService, caller: Service, compat_channel: Channel
+) -> dict[str, Any]:
+    """Start or re-send a verification on the configured compat channel."""
+    await verify.start_verification(caller, to=data.to, channel=compat_channel)
+    return {"message": True}
+
+
+@post("/verify-code", status_code=200, summary="Check a code (original service's route)")
+async def verify_code(data: VerifyCode, verify: VerifyService, caller: Service) -> dict[str, Any]:
+    """Check a code by destination: `approved` or `pending`."""
+    view = await verify.check_code(caller, code=data.code, to=data.to)
+    if view.status is Status.MAX_ATTEMPTS_REACHED:
+        return {"message": "max_attempts_reached"}
+    return {"message": "approved" if view.valid else "pending"}
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<title>clave dev inbox</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.4em .8em;text-align:left;
+vertical-align:top;border-bottom:1px solid #ddd}}</style></head><body>
+<h1>clave dev inbox</h1>
+<p>Messages clave would have sent, newest first. For development only: never enable
+CLAVE_DEV_INBOX where real people are verified.</p>
+<table><tr><th>time (UTC)</th><th>channel</th><th>to</th><th>message</th></tr>
+{rows}
+</table></body></html>
+"""
+
+
+def inbox_router(store: InboxStore) -> Router:
+    """`/dev/inbox` (a page) and `/dev/inbox/messages` (JSON)."""
+
+    async def fetch(to: str | None, limit: int) -> list[dict[str, Any]]:
+        if to is not None:
+            with contextlib.suppress(InvalidDestination):
+                to = normalize_any(to)
+        return [m.to_dict() for m in await store.latest(to=to, limit=limit)]
+
+    @get("/", media_type=MediaType.HTML, include_in_schema=False)
+    async def page() -> str:
+        """The inbox as a page that refreshes itself."""
+        rows = []
+        for m in await fetch(None, 100):
+            body = m["speech"] or m["text"]
+            if m["subject"]:
+                body = f"{m['subject']}\n{body}"
+            rows.append(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>".format(
+                    html.escape(iso(m["at"])),
+                    html.escape(m["channel"]),
+                    html.escape(m["to"]),
+                    html.escape(body),
+                )
+            )
+        return _PAGE.format(rows="\n".join(rows) or "<tr><td colspan=4>empty</td></tr>")
+
+    @get("/messages", summary="Dev inbox messages, newest first", tags=["dev"])
+    async def messages(
+        to: str | None = None, limit: Annotated[int, Parameter(ge=1, le=500)] = 50
+    ) -> dict[str, Any]:
+        """Messages the dev inbox received, optionally for one destination."""
+        return {"messages": await fetch(to, limit)}
+
+    return Router(path="/dev/inbox", route_handlers=[page, messages])
+
+
+def routers(domain: VerifyDomain) -> list[Router]:
+    """The verify domain's routers, wired to its services."""
+    verify, tenants, settings = domain.verify, domain.tenants, domain.settings
+
+    async def provide_verify() -> VerifyService:
+        return verify
+
+    async def provide_tenants() -> TenantService:
+        return tenants
+
+    async def provide_caller(request: Request[Any, Any, Any]) -> Service:
+        return await tenants.authenticate(request.headers.get("authorization"))
+
+    async def provide_compat_caller(request: Request[Any, Any, Any]) -> Service:
+        header = request.headers.get("authorization")
+        if header is None and settings.compat_anonymous:
+            # Explicitly allowed: the original routes had no authentication. Meant for a
+            # deployment where a gateway in front authenticates callers.
+            return await tenants.get_service(DEFAULT_SERVICE)
+        return await tenants.authenticate(header)
+
+    async def provide_compat_channel() -> Channel:
+        return settings.compat_channel
+
+    common = {
+        "verify": Provide(provide_verify),
+        "tenants": Provide(provide_tenants),
+    }
+    native = Router(
+        path="/api/verifications",
+        route_handlers=[
+            create_verification,
+            check_verification,
+            read_verification,
+            cancel_verification,
+        ],
+        dependencies={**common, "caller": Provide(provide_caller)},
+        security=[{"bearer": []}],
+        tags=["verifications"],
+    )
+    compat = Router(
+        path="/api/messages",
+        route_handlers=[send_code, verify_code],
+        dependencies={
+            **common,
+            "caller": Provide(provide_compat_caller),
+            "compat_channel": Provide(provide_compat_channel),
+        },
+        exception_handlers=handlers(message_error_handler),
+        security=[{"bearer": []}],
+        tags=["compatible"],
+    )
+    result = [native, compat]
+    if domain.inbox is not None:
+        result.append(inbox_router(domain.inbox))
+    return result

@@ -1,0 +1,172 @@
+"""Composition root of the verify domain: store, hasher, providers, services, dispatcher."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from litestar.types import ControllerRouterHandler
+
+from clave.platform.settings import PlatformSettings, SettingsError
+from clave.verify import api
+from clave.verify.codes import CodeHasher
+from clave.verify.delivery.base import Provider, ProviderRouter
+from clave.verify.delivery.dispatcher import Dispatcher
+from clave.verify.delivery.inbox import (
+    InboxProvider,
+    InboxStore,
+    MemoryInboxStore,
+    SqliteInboxStore,
+)
+from clave.verify.delivery.smtp import SmtpProvider
+from clave.verify.models import Channel
+from clave.verify.service import VerifyService
+from clave.verify.settings import VerifySettings, parse_hmac_keys
+from clave.verify.store.base import VerificationStore
+from clave.verify.store.memory import MemoryVerificationStore
+from clave.verify.store.sqlite import SqliteVerificationStore
+from clave.verify.tenants import DEFAULT_SERVICE, TenantService
+
+log = logging.getLogger("clave.verify")
+
+KEY_FILE = "verify-hmac-keys"
+
+
+def load_or_create_key_file(path: Path) -> tuple[tuple[str, bytes], ...]:
+    """The HMAC keys in `path`, creating it with one random key the first time.
+
+    Creation is race-free across worker processes: the file is written under a temporary name
+    and hard-linked into place, which fails if another process got there first.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key_id = "k" + time.strftime("%Y%m%d", time.gmtime())
+        secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("# clave code HMAC keys, newest first: id:base64secret. Keep secret.\n")
+            handle.write(f"{key_id}:{secret}\n")
+        try:
+            os.link(tmp, path)
+            log.warning("generated HMAC key file %s; set CLAVE_HMAC_KEYS in production", path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return parse_hmac_keys(path.read_text(), source=str(path))
+
+
+def build_store(settings: VerifySettings, data_dir: Path) -> VerificationStore:
+    """The store named by CLAVE_VERIFY_STORE."""
+    if settings.store == "memory":
+        return MemoryVerificationStore()
+    if settings.store.startswith("sqlite:///"):
+        return SqliteVerificationStore(settings.store.removeprefix("sqlite:///"))
+    return SqliteVerificationStore(data_dir / "verify.db")
+
+
+class VerifyDomain:
+    """The verify domain, built from settings; nothing connects until `start()`."""
+
+    name = "verify"
+
+    def __init__(
+        self,
+        settings: VerifySettings,
+        platform: PlatformSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        store: VerificationStore | None = None,
+        inbox: InboxStore | None = None,
+        extra_providers: Sequence[Provider] = (),
+    ) -> None:
+        self.settings = settings
+        keys = settings.hmac_keys or load_or_create_key_file(platform.data_dir / KEY_FILE)
+        self.hasher = CodeHasher(dict(keys), active_key_id=keys[0][0])
+        self.store = store or build_store(settings, platform.data_dir)
+        self.inbox: InboxStore | None = None
+        providers: list[Provider] = list(extra_providers)
+        if settings.smtp is not None and settings.email_from:
+            providers.append(SmtpProvider(settings.smtp, settings.email_from))
+        if settings.dev_inbox:
+            self.inbox = inbox or (
+                MemoryInboxStore()
+                if settings.store == "memory"
+                else SqliteInboxStore(platform.data_dir / "inbox.db")
+            )
+            providers.append(InboxProvider(self.inbox))
+        self.providers = ProviderRouter(
+            {channel: [p for p in providers if channel in p.channels] for channel in Channel}
+        )
+        self.dispatcher = Dispatcher(
+            self.store, self.hasher, self.providers, clock, settings.outbox
+        )
+        self.verify = VerifyService(
+            self.store, self.hasher, self.providers, clock, on_queued=self.dispatcher.notify
+        )
+        self.tenants = TenantService(self.store, clock, cache_seconds=settings.key_cache_seconds)
+
+    def prepare(self) -> None:
+        """Create schemas synchronously, once, before worker processes start."""
+        for target in (self.store, self.inbox):
+            setup = getattr(target, "setup", None)
+            if setup is not None:
+                setup()
+
+    async def open(self) -> None:
+        """Connect the stores and make sure the default service exists with its policy."""
+        await self.store.open()
+        if self.inbox is not None:
+            await self.inbox.open()
+        try:
+            await self.tenants.ensure_service(DEFAULT_SERVICE, self.settings.default_policy)
+        except ValueError:
+            # Another worker created it between our read and write; its row is the same.
+            await self.tenants.ensure_service(DEFAULT_SERVICE, self.settings.default_policy)
+
+    async def close(self) -> None:
+        """Disconnect everything."""
+        for provider in self.providers.all():
+            await provider.close()
+        if self.inbox is not None:
+            await self.inbox.close()
+        await self.store.close()
+
+    async def start(self) -> None:
+        """Connect and start delivering."""
+        await self.open()
+        unserved = [c.value for c in Channel if not self.providers.available(c)]
+        if unserved:
+            log.info("no provider for channel(s) %s: sends there are refused", ", ".join(unserved))
+        if self.settings.dev_inbox:
+            log.warning("dev inbox is on: every message, code included, shows at /dev/inbox")
+        self.dispatcher.start()
+
+    async def stop(self) -> None:
+        """Stop delivering and disconnect."""
+        with contextlib.suppress(Exception):
+            await self.dispatcher.stop()
+        await self.close()
+
+    async def ready(self) -> None:
+        """Raise unless the store answers."""
+        await self.store.ping()
+
+    def route_handlers(self) -> Sequence[ControllerRouterHandler]:
+        """The verify routes."""
+        return api.routers(self)
+
+
+def verify_domain(platform: PlatformSettings, env_settings: VerifySettings) -> VerifyDomain:
+    """Build the domain, turning a bad key file into a settings error."""
+    try:
+        return VerifyDomain(env_settings, platform)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc

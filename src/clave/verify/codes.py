@@ -1,0 +1,75 @@
+"""One-time codes: derived from `secrets` randomness, kept only as keyed HMACs.
+
+The store never holds a code. It holds, per verification, a key id, a random seed and
+HMAC-SHA256(key, code). The code is a keyed function of the seed, so delivery and resends
+render the same code from the seed without it ever being written down, while a copy of the
+database alone reveals nothing. Checks compare in constant time against every configured key,
+so keys can rotate: new codes use the first (newest) key, older ones stay checkable while their
+key stays configured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+
+from clave.verify.models import SealedCode
+
+_SEED_LABEL = b"clave/code-seed/v1\x00"
+_DIGEST_LABEL = b"clave/code-digest/v1\x00"
+MIN_KEY_BYTES = 32
+
+
+class CodeHasher:
+    """Issues, reveals and checks codes under a set of HMAC keys."""
+
+    def __init__(self, keys: Mapping[str, bytes], active_key_id: str) -> None:
+        if active_key_id not in keys:
+            raise ValueError(f"active key {active_key_id!r} is not among the configured keys")
+        for key_id, secret in keys.items():
+            if len(secret) < MIN_KEY_BYTES:
+                raise ValueError(f"HMAC key {key_id!r} is shorter than {MIN_KEY_BYTES} bytes")
+        self._keys = dict(keys)
+        self._active = active_key_id
+
+    @property
+    def active_key_id(self) -> str:
+        """The key id new codes are sealed under."""
+        return self._active
+
+    def issue(self, verification_id: str, length: int) -> SealedCode:
+        """Seal a fresh random code for `verification_id`."""
+        seed = secrets.token_bytes(16)
+        code = self._derive(self._keys[self._active], verification_id, seed, length)
+        digest = self._digest(self._keys[self._active], verification_id, code)
+        return SealedCode(key_id=self._active, seed=seed, digest=digest)
+
+    def reveal(self, verification_id: str, sealed: SealedCode, length: int) -> str:
+        """The plain code, for rendering a message at delivery time only."""
+        key = self._keys.get(sealed.key_id)
+        if key is None:
+            raise LookupError(f"HMAC key {sealed.key_id!r} is no longer configured")
+        return self._derive(key, verification_id, sealed.seed, length)
+
+    def matches(self, verification_id: str, sealed: SealedCode, candidate: str) -> bool:
+        """Whether `candidate` is the code, compared in constant time under every key."""
+        found = False
+        for key in self._keys.values():
+            # No early exit: every configured key costs the same, hit or miss.
+            digest = self._digest(key, verification_id, candidate)
+            found |= hmac.compare_digest(digest, sealed.digest)
+        return found
+
+    @staticmethod
+    def _derive(key: bytes, verification_id: str, seed: bytes, length: int) -> str:
+        message = _SEED_LABEL + verification_id.encode() + b"\x00" + seed
+        material = hmac.new(key, message, hashlib.sha256).digest()
+        # 256 bits reduced modulo 10**length: the bias is below 10**10 / 2**256, i.e. none.
+        return str(int.from_bytes(material, "big") % 10**length).zfill(length)
+
+    @staticmethod
+    def _digest(key: bytes, verification_id: str, code: str) -> bytes:
+        message = _DIGEST_LABEL + verification_id.encode() + b"\x00" + code.encode()
+        return hmac.new(key, message, hashlib.sha256).digest()

@@ -1,0 +1,1 @@
+"""Delivery: channels -> providers, and the outbox dispatcher that calls them."""

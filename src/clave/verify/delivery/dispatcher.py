@@ -1,0 +1,202 @@
+"""The outbox dispatcher: delivers queued sends with retries and backoff, crash-safe.
+
+A send is in the outbox before the API answers. Each worker process runs one dispatcher; they
+share the outbox through leases, so an entry held by a worker that died is taken up by any
+worker once its lease runs out, and a restart delivers what a crash left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from clave.verify.codes import CodeHasher
+from clave.verify.delivery.base import DeliveryError, OutgoingMessage, ProviderRouter
+from clave.verify.destinations import mask
+from clave.verify.messages import choose_locale, render
+from clave.verify.models import Delivery, SendStatus, Status
+from clave.verify.store.base import VerificationStore
+
+log = logging.getLogger("clave.verify.dispatcher")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxPolicy:
+    """How the dispatcher retries."""
+
+    lease: float = 60.0
+    max_tries: int = 10
+    backoff_base: float = 2.0
+    backoff_max: float = 300.0
+    send_timeout: float = 15.0
+    poll_interval: float = 1.0
+    batch: int = 32
+
+    def backoff(self, tries: int) -> float:
+        """Seconds before try `tries + 1`: exponential, capped, with +-20% jitter."""
+        delay = min(self.backoff_max, self.backoff_base * 2 ** max(0, tries - 1))
+        return float(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not a secret
+
+
+class Dispatcher:
+    """Claims due outbox entries, renders each message, and hands it to the channel's providers."""
+
+    def __init__(
+        self,
+        store: VerificationStore,
+        hasher: CodeHasher,
+        providers: ProviderRouter,
+        clock: Callable[[], float],
+        policy: OutboxPolicy,
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._providers = providers
+        self._clock = clock
+        self._policy = policy
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def notify(self) -> None:
+        """Something was queued: look at the outbox now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run in the background of the current event loop."""
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="clave-dispatcher")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop polling; a delivery in flight gets `grace` seconds, else its lease expires."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, grace)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                handled = await self.run_once()
+            except Exception:
+                log.exception("dispatcher pass failed; retrying")
+                handled = 0
+            if handled or self._stopping:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._policy.poll_interval)
+            self._wake.clear()
+
+    async def run_once(self) -> int:
+        """Claim and deliver one batch of due sends; returns how many were handled."""
+        now = self._clock()
+        batch = await self._store.claim_deliveries(
+            now, lease_until=now + self._policy.lease, limit=self._policy.batch
+        )
+        if batch:
+            await asyncio.gather(*(self._deliver(d) for d in batch))
+        return len(batch)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        now = self._clock()
+        verification = delivery.verification
+        if verification.effective_status(now) is not Status.PENDING:
+            # Closed before the message went out: sending a dead code would only confuse.
+            await self._store.finish_delivery(
+                delivery, status=SendStatus.SKIPPED, provider=None, error=None, now=now
+            )
+            return
+        providers = self._providers.providers(delivery.channel)
+        if not providers:
+            await self._finish_failed(delivery, "no provider configured for the channel", now)
+            return
+        try:
+            code = self._hasher.reveal(verification.id, verification.code, verification.code_length)
+        except LookupError as exc:
+            await self._finish_failed(delivery, str(exc), now)
+            return
+        locale = choose_locale(delivery.locale, delivery.to)
+        minutes = max(1, math.ceil((verification.expires_at - now) / 60))
+        outgoing = OutgoingMessage(
+            channel=delivery.channel,
+            to=delivery.to,
+            message=render(
+                delivery.channel, locale, name=delivery.friendly_name, code=code, minutes=minutes
+            ),
+            verification_id=verification.id,
+            attempt_id=delivery.attempt_id,
+        )
+        errors: list[str] = []
+        retryable = False
+        for provider in providers:
+            try:
+                async with asyncio.timeout(self._policy.send_timeout):
+                    message_id = await provider.send(outgoing)
+            except DeliveryError as exc:
+                errors.append(f"{provider.name}: {exc}")
+                retryable |= not exc.permanent
+                continue
+            except TimeoutError:
+                errors.append(f"{provider.name}: timed out")
+                retryable = True
+                continue
+            except Exception as exc:  # a provider bug must not kill the dispatcher
+                log.exception("provider %s raised", provider.name)
+                errors.append(f"{provider.name}: {type(exc).__name__}")
+                retryable = True
+                continue
+            await self._store.finish_delivery(
+                delivery,
+                status=SendStatus.SENT,
+                provider=provider.name,
+                error=None,
+                now=self._clock(),
+            )
+            log.info(
+                "sent verification=%s attempt=%s channel=%s to=%s provider=%s id=%s",
+                verification.id,
+                delivery.attempt_id,
+                delivery.channel,
+                mask(delivery.to),
+                provider.name,
+                message_id,
+            )
+            return
+        error = "; ".join(errors)[:500]
+        if retryable and delivery.tries < self._policy.max_tries:
+            delay = self._policy.backoff(delivery.tries)
+            await self._store.retry_delivery(
+                delivery, next_attempt_at=self._clock() + delay, error=error
+            )
+            log.warning(
+                "send failed, retry %d in %.1fs: verification=%s attempt=%s: %s",
+                delivery.tries,
+                delay,
+                verification.id,
+                delivery.attempt_id,
+                error,
+            )
+            return
+        await self._finish_failed(delivery, error, self._clock())
+
+    async def _finish_failed(self, delivery: Delivery, error: str, now: float) -> None:
+        await self._store.finish_delivery(
+            delivery, status=SendStatus.FAILED, provider=None, error=error, now=now
+        )
+        log.error(
+            "send failed for good: verification=%s attempt=%s: %s",
+            delivery.verification.id,
+            delivery.attempt_id,
+            error,
+        )

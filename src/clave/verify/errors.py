@@ -1,0 +1,84 @@
+"""Typed errors of the verify domain; each carries its HTTP status and a stable code."""
+
+from __future__ import annotations
+
+import math
+
+from clave.platform.errors import ClaveError
+
+
+class InvalidParameter(ClaveError):
+    """A request value is not acceptable."""
+
+    status = 400
+    code = "invalid_parameter"
+
+
+class InvalidDestination(InvalidParameter):
+    """`to` is not a valid phone number or email address for the channel."""
+
+    code = "invalid_destination"
+
+
+class ChannelNotAllowed(ClaveError):
+    """The service's policy does not allow this channel."""
+
+    status = 422
+    code = "channel_not_allowed"
+
+
+class ChannelUnavailable(ClaveError):
+    """No delivery provider is configured for this channel, so a send would be lost."""
+
+    status = 422
+    code = "channel_unavailable"
+
+
+class Unauthorized(ClaveError):
+    """The API key is missing or wrong."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str = "a valid API key is required") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="clave"'})
+
+
+class VerificationNotFound(ClaveError):
+    """No such verification, or it is no longer pending (approved, expired, canceled)."""
+
+    status = 404
+    code = "verification_not_found"
+
+
+class VerificationNotPending(ClaveError):
+    """The verification is closed and cannot change."""
+
+    status = 409
+    code = "verification_not_pending"
+
+
+class MaxChecksReached(ClaveError):
+    """Every check attempt of the verification is used; it is locked."""
+
+    status = 429
+    code = "max_check_attempts_reached"
+
+
+class MaxSendsReached(ClaveError):
+    """Too many sends to this destination in the window."""
+
+    status = 429
+    code = "max_send_attempts_reached"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(message, headers={"Retry-After": str(seconds)})
+        self.retry_after = seconds
+
+
+class ServiceNotFound(ClaveError):
+    """No such tenant service."""
+
+    status = 404
+    code = "service_not_found"

@@ -1,0 +1,98 @@
+"""Message templates per channel and locale, with the code, service name and expiry."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from clave.verify.destinations import region_of
+from clave.verify.models import Channel
+
+SUPPORTED_LOCALES = ("en", "es")
+DEFAULT_LOCALE = "en"
+
+# Countries whose main language is Spanish: a phone destination there gets Spanish by default.
+_SPANISH_REGIONS = frozenset(
+    "AR BO CL CO CR CU DO EC ES GQ GT HN MX NI PA PE PR PY SV UY VE".split()  # noqa: SIM905
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    """What a provider sends: `text` for SMS/WhatsApp, `speech` for calls, all three for email."""
+
+    text: str
+    subject: str | None = None
+    html: str | None = None
+    speech: str | None = None
+
+
+_TEXT = {
+    "en": (
+        "Your {name} verification code is {code}. It expires in {minutes} minutes. "
+        "Do not share this code with anyone."
+    ),
+    "es": (
+        "Tu código de verificación de {name} es {code}. Caduca en {minutes} minutos. "
+        "No compartas este código con nadie."
+    ),
+}
+_SUBJECT = {
+    "en": "Your {name} verification code",
+    "es": "Tu código de verificación de {name}",
+}
+_SPEECH = {
+    "en": "Your {name} verification code is: {digits}. Again, your code is: {digits}.",
+    "es": "Tu código de verificación de {name} es: {digits}. Repito, tu código es: {digits}.",
+}
+_HTML = """<!doctype html>
+<html lang="{lang}"><body style="font-family:sans-serif">
+<p>{intro}</p>
+<p style="font-size:28px;letter-spacing:6px;font-weight:bold">{code}</p>
+<p>{expiry}</p>
+<p><strong>{warning}</strong></p>
+</body></html>
+"""
+_HTML_PARTS = {
+    "en": (
+        "Your {name} verification code is:",
+        "It expires in {minutes} minutes.",
+        "Do not share this code with anyone.",
+    ),
+    "es": (
+        "Tu código de verificación de {name} es:",
+        "Caduca en {minutes} minutos.",
+        "No compartas este código con nadie.",
+    ),
+}
+
+
+def choose_locale(requested: str | None, destination: str) -> str:
+    """The template language: the requested locale if supported, else by the phone's country."""
+    if requested:
+        language = requested.replace("_", "-").split("-", 1)[0].lower()
+        if language in SUPPORTED_LOCALES:
+            return language
+    if region_of(destination) in _SPANISH_REGIONS:
+        return "es"
+    return DEFAULT_LOCALE
+
+
+def render(channel: Channel, locale: str, *, name: str, code: str, minutes: int) -> RenderedMessage:
+    """Render the message for `channel` in `locale` (one of SUPPORTED_LOCALES)."""
+    lang = locale if locale in SUPPORTED_LOCALES else DEFAULT_LOCALE
+    text = _TEXT[lang].format(name=name, code=code, minutes=minutes)
+    if channel is Channel.CALL:
+        digits = ", ".join(code)
+        return RenderedMessage(text=text, speech=_SPEECH[lang].format(name=name, digits=digits))
+    if channel is Channel.EMAIL:
+        intro, expiry, warning = _HTML_PARTS[lang]
+        body = _HTML.format(
+            lang=lang,
+            intro=html.escape(intro.format(name=name)),
+            code=html.escape(code),
+            expiry=html.escape(expiry.format(minutes=minutes)),
+            warning=html.escape(warning),
+        )
+        return RenderedMessage(text=text, subject=_SUBJECT[lang].format(name=name), html=body)
+    return RenderedMessage(text=text)

@@ -1,0 +1,192 @@
+"""Plain data of the verify domain: no web, database or provider imports."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    """How a code reaches a person."""
+
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    CALL = "call"
+    EMAIL = "email"
+
+    @property
+    def is_phone(self) -> bool:
+        """Whether the destination is a phone number."""
+        return self is not Channel.EMAIL
+
+
+class Status(StrEnum):
+    """Life cycle of a verification; only `pending` ever changes."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    MAX_ATTEMPTS_REACHED = "max_attempts_reached"
+    FAILED = "failed"
+
+
+class SendStatus(StrEnum):
+    """Life cycle of one send attempt."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+    # The verification was closed (approved, canceled, expired) before the message went out.
+    SKIPPED = "skipped"
+
+
+ALL_CHANNELS = frozenset(Channel)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A tenant's rules for its verifications."""
+
+    friendly_name: str = "clave"
+    code_length: int = 6
+    code_ttl: int = 600
+    max_checks: int = 5
+    max_sends: int = 5
+    send_window: int = 600
+    channels: frozenset[Channel] = ALL_CHANNELS
+
+    def problems(self) -> list[str]:
+        """Human-readable reasons this policy is invalid; empty when valid."""
+        found = []
+        if not 4 <= self.code_length <= 10:
+            found.append("code_length must be between 4 and 10")
+        if not 30 <= self.code_ttl <= 86400:
+            found.append("code_ttl must be between 30 and 86400 seconds")
+        if not 1 <= self.max_checks <= 20:
+            found.append("max_checks must be between 1 and 20")
+        if not 1 <= self.max_sends <= 100:
+            found.append("max_sends must be between 1 and 100")
+        if not 1 <= self.send_window <= 86400:
+            found.append("send_window must be between 1 and 86400 seconds")
+        if not self.channels:
+            found.append("channels must name at least one channel")
+        if not self.friendly_name.strip() or len(self.friendly_name) > 64:
+            found.append("friendly_name must be 1 to 64 characters")
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A tenant: every verification and API key belongs to one."""
+
+    id: str
+    name: str
+    policy: Policy
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as stored: only its SHA-256, never the key itself."""
+
+    id: str
+    service_id: str
+    key_hash: bytes
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SendAttempt:
+    """One message handed to delivery for a verification."""
+
+    id: int
+    channel: Channel
+    status: SendStatus
+    created_at: float
+    updated_at: float
+    provider: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SealedCode:
+    """What is stored of a code: never the code, only values that need the server key."""
+
+    key_id: str
+    # Random bytes from `secrets`; the code is derived from them under the server key, so a
+    # resend or a delayed outbox delivery can render the same code without storing it.
+    seed: bytes
+    # HMAC-SHA256 of the code under `key_id`, compared in constant time at check.
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """A request to prove control of a destination (`to`) with a one-time code."""
+
+    id: str
+    service_id: str
+    to: str
+    channel: Channel
+    locale: str | None
+    code_length: int
+    code: SealedCode
+    status: Status
+    check_attempts: int
+    max_checks: int
+    created_at: float
+    updated_at: float
+    expires_at: float
+    sends: tuple[SendAttempt, ...] = field(default=())
+
+    def effective_status(self, now: float) -> Status:
+        """The status as a reader should see it: a pending one past its expiry is expired."""
+        if self.status is Status.PENDING and now >= self.expires_at:
+            return Status.EXPIRED
+        return self.status
+
+    @property
+    def check_attempts_left(self) -> int:
+        """Checks still allowed before the verification locks."""
+        return max(0, self.max_checks - self.check_attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class StartOutcome:
+    """What `VerificationStore.start` did."""
+
+    verification: Verification
+    created: bool
+    # Sends to this destination inside the window, the new one included when it was accepted.
+    sends_in_window: int
+    # When the send was refused for the window limit: the time the oldest send leaves the window.
+    limited_until: float | None = None
+
+
+class CheckGate(StrEnum):
+    """Result of counting a check attempt, before any code is compared."""
+
+    COUNTED = "counted"
+    NOT_FOUND = "not_found"
+    LOCKED = "locked"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An outbox entry claimed for delivery, with what is needed to render it."""
+
+    outbox_id: int
+    attempt_id: int
+    tries: int
+    channel: Channel
+    to: str
+    locale: str | None
+    verification: Verification
+    friendly_name: str
+
+
+def new_id(prefix: str) -> str:
+    """A random identifier: a two-letter prefix and 32 hex digits (`VE...`, `VA...`)."""
+    return prefix + secrets.token_hex(16)

@@ -1,0 +1,214 @@
+"""Use cases of the verify domain: start a verification, check a code, read, cancel."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from clave.verify.codes import CodeHasher
+from clave.verify.delivery.base import ProviderRouter
+from clave.verify.destinations import mask, normalize, normalize_any
+from clave.verify.errors import (
+    ChannelNotAllowed,
+    ChannelUnavailable,
+    InvalidParameter,
+    MaxChecksReached,
+    MaxSendsReached,
+    VerificationNotFound,
+    VerificationNotPending,
+)
+from clave.verify.models import (
+    Channel,
+    CheckGate,
+    Service,
+    Status,
+    Verification,
+    new_id,
+)
+from clave.verify.store.base import VerificationStore
+
+log = logging.getLogger("clave.verify")
+
+_CODE = re.compile(r"[0-9]{4,10}")
+_LOCALE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}")
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationView:
+    """A verification as the API shows it, with the counters a client needs."""
+
+    verification: Verification
+    status: Status
+    sends_left: int
+    valid: bool = False
+
+    @property
+    def check_attempts_left(self) -> int:
+        """Checks still allowed."""
+        return self.verification.check_attempts_left
+
+
+class VerifyService:
+    """Verifications for tenants: codes sealed by `hasher`, sends queued in the store's outbox."""
+
+    def __init__(
+        self,
+        store: VerificationStore,
+        hasher: CodeHasher,
+        providers: ProviderRouter,
+        clock: Callable[[], float],
+        on_queued: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._providers = providers
+        self._clock = clock
+        self._on_queued = on_queued
+
+    async def start_verification(
+        self,
+        service: Service,
+        *,
+        to: str,
+        channel: Channel,
+        locale: str | None = None,
+        code_length: int | None = None,
+    ) -> tuple[VerificationView, bool]:
+        """Send a code to `to`, or re-send the pending one; returns (view, created)."""
+        policy = service.policy
+        if channel not in policy.channels:
+            raise ChannelNotAllowed(f"channel {channel} is not allowed for this service")
+        if not self._providers.available(channel):
+            raise ChannelUnavailable(f"no delivery provider is configured for channel {channel}")
+        if locale is not None and not _LOCALE.fullmatch(locale):
+            raise InvalidParameter("locale must look like 'en' or 'es-MX'")
+        length = policy.code_length if code_length is None else code_length
+        if not 4 <= length <= 10:
+            raise InvalidParameter("code_length must be between 4 and 10")
+        destination = normalize(to, channel)
+        now = self._clock()
+        vid = new_id("VE")
+        candidate = Verification(
+            id=vid,
+            service_id=service.id,
+            to=destination,
+            channel=channel,
+            locale=locale,
+            code_length=length,
+            code=self._hasher.issue(vid, length),
+            status=Status.PENDING,
+            check_attempts=0,
+            max_checks=policy.max_checks,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + policy.code_ttl,
+        )
+        outcome = await self._store.start(
+            candidate,
+            channel=channel,
+            locale=locale,
+            now=now,
+            window=policy.send_window,
+            max_sends=policy.max_sends,
+        )
+        if outcome.limited_until is not None:
+            log.info("send refused, window full: service=%s to=%s", service.name, mask(destination))
+            raise MaxSendsReached(
+                f"at most {policy.max_sends} sends to this destination per "
+                f"{policy.send_window} seconds",
+                retry_after=outcome.limited_until - now,
+            )
+        self._on_queued()
+        v = outcome.verification
+        log.info(
+            "%s verification=%s service=%s channel=%s to=%s",
+            "created" if outcome.created else "resent",
+            v.id,
+            service.name,
+            channel,
+            mask(v.to),
+        )
+        view = VerificationView(
+            v, v.effective_status(now), max(0, policy.max_sends - outcome.sends_in_window)
+        )
+        return view, outcome.created
+
+    async def check_code(
+        self,
+        service: Service,
+        *,
+        code: str,
+        verification_id: str | None = None,
+        to: str | None = None,
+    ) -> VerificationView:
+        """Check `code` for a verification (by id or by destination).
+
+        The attempt is counted before the comparison; a right code approves through a
+        conditional write, so concurrent checks approve at most once.
+        """
+        if (verification_id is None) == (to is None):
+            raise InvalidParameter("give exactly one of 'id' and 'to'")
+        if not _CODE.fullmatch(code):
+            raise InvalidParameter("code must be 4 to 10 digits")
+        destination = normalize_any(to) if to is not None else None
+        now = self._clock()
+        gate, counted = await self._store.count_check(
+            service.id, now=now, verification_id=verification_id, to=destination
+        )
+        if gate is CheckGate.NOT_FOUND or counted is None:
+            raise VerificationNotFound("no pending verification found")
+        if gate is CheckGate.LOCKED:
+            # No status write here: a concurrent request may hold the last counted attempt with
+            # the right code. Only that holder, after a wrong comparison, locks the verification.
+            raise MaxChecksReached("maximum check attempts reached for this verification")
+        sends_left = await self._sends_left(service, counted, now)
+        if self._hasher.matches(counted.id, counted.code, code):
+            approved = await self._store.transition(
+                counted.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=now
+            )
+            if not approved:
+                # Another request approved (or closed) it between our count and this write.
+                raise VerificationNotFound("no pending verification found")
+            log.info("approved verification=%s service=%s", counted.id, service.name)
+            return VerificationView(counted, Status.APPROVED, sends_left, valid=True)
+        status = Status.PENDING
+        if counted.check_attempts_left == 0:
+            await self._store.transition(
+                counted.id,
+                from_status=Status.PENDING,
+                to_status=Status.MAX_ATTEMPTS_REACHED,
+                now=now,
+            )
+            status = Status.MAX_ATTEMPTS_REACHED
+            log.info("locked verification=%s service=%s", counted.id, service.name)
+        return VerificationView(counted, status, sends_left)
+
+    async def get(self, service: Service, verification_id: str) -> VerificationView:
+        """A verification of the service, with effective status and counters."""
+        found = await self._store.get(service.id, verification_id)
+        if found is None:
+            raise VerificationNotFound("no such verification")
+        now = self._clock()
+        return VerificationView(
+            found, found.effective_status(now), await self._sends_left(service, found, now)
+        )
+
+    async def cancel(self, service: Service, verification_id: str) -> VerificationView:
+        """Cancel a pending verification; its code stops working at once."""
+        now = self._clock()
+        found = await self._store.get(service.id, verification_id)
+        if found is None:
+            raise VerificationNotFound("no such verification")
+        if found.effective_status(now) is not Status.PENDING or not await self._store.transition(
+            found.id, from_status=Status.PENDING, to_status=Status.CANCELED, now=now
+        ):
+            raise VerificationNotPending("only a pending verification can be canceled")
+        log.info("canceled verification=%s service=%s", found.id, service.name)
+        return VerificationView(found, Status.CANCELED, await self._sends_left(service, found, now))
+
+    async def _sends_left(self, service: Service, verification: Verification, now: float) -> int:
+        policy = service.policy
+        used = await self._store.count_sends(service.id, verification.to, now - policy.send_window)
+        return max(0, policy.max_sends - used)

@@ -1,0 +1,130 @@
+"""Verify's settings, read once from `CLAVE_*` variables."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import re
+from dataclasses import dataclass
+
+from clave.platform.settings import Env, SettingsError
+from clave.verify.codes import MIN_KEY_BYTES
+from clave.verify.delivery.dispatcher import OutboxPolicy
+from clave.verify.delivery.smtp import SmtpConfig
+from clave.verify.models import Channel, Policy
+
+_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def parse_hmac_keys(text: str, *, source: str) -> tuple[tuple[str, bytes], ...]:
+    """Parse `id:base64secret[,id:base64secret...]`, newest first; never echoes a secret."""
+    keys: list[tuple[str, bytes]] = []
+    lines = (line.split("#", 1)[0] for line in text.splitlines())
+    for entry in (item.strip() for line in lines for item in line.split(",")):
+        if not entry:
+            continue
+        key_id, sep, encoded = entry.partition(":")
+        if not sep or not _KEY_ID.fullmatch(key_id):
+            raise SettingsError(
+                f"{source}: each key must be 'id:base64secret' (id of A-Z a-z 0-9 _ . -)"
+            )
+        try:
+            secret = base64.b64decode(
+                encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True
+            )
+        except (binascii.Error, ValueError):
+            raise SettingsError(f"{source}: key {key_id!r} is not valid base64") from None
+        if len(secret) < MIN_KEY_BYTES:
+            raise SettingsError(
+                f"{source}: key {key_id!r} must decode to at least {MIN_KEY_BYTES} bytes"
+            )
+        if any(existing == key_id for existing, _ in keys):
+            raise SettingsError(f"{source}: key id {key_id!r} appears twice")
+        keys.append((key_id, secret))
+    if not keys:
+        raise SettingsError(f"{source}: no keys found")
+    return tuple(keys)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifySettings:
+    """Everything the verify domain reads from the environment."""
+
+    store: str
+    hmac_keys: tuple[tuple[str, bytes], ...] | None
+    dev_inbox: bool
+    smtp: SmtpConfig | None
+    email_from: str | None
+    compat_channel: Channel
+    compat_anonymous: bool
+    default_policy: Policy
+    outbox: OutboxPolicy
+    key_cache_seconds: float
+
+    @classmethod
+    def from_env(cls, env: Env) -> VerifySettings:
+        """Build and validate."""
+        store = env.text("VERIFY_STORE", "sqlite")
+        if not (store in ("sqlite", "memory") or store.startswith("sqlite:///")):
+            raise SettingsError(
+                f"CLAVE_VERIFY_STORE must be 'sqlite', 'sqlite:///path' or 'memory', got {store!r}"
+            )
+        raw_keys = env.optional("HMAC_KEYS")
+        keys = parse_hmac_keys(raw_keys, source="CLAVE_HMAC_KEYS") if raw_keys else None
+
+        smtp_url = env.optional("SMTP_URL")
+        smtp = None
+        if smtp_url:
+            try:
+                smtp = SmtpConfig.from_url(
+                    smtp_url, timeout=env.number("SMTP_TIMEOUT", 10.0, low=0.1, high=120)
+                )
+            except ValueError as exc:
+                raise SettingsError(f"CLAVE_SMTP_URL {exc}") from None
+        email_from = env.optional("EMAIL_FROM")
+        if smtp is not None and not email_from:
+            raise SettingsError("CLAVE_EMAIL_FROM is required when CLAVE_SMTP_URL is set")
+        if email_from and "@" not in email.utils.parseaddr(email_from)[1]:
+            raise SettingsError(f"CLAVE_EMAIL_FROM must be an email address, got {email_from!r}")
+
+        channel_names = env.items("CHANNELS", tuple(c.value for c in Channel))
+        try:
+            channels = frozenset(Channel(name) for name in channel_names)
+        except ValueError:
+            raise SettingsError(
+                "CLAVE_CHANNELS must list channels among sms, whatsapp, call, email, "
+                f"got {channel_names}"
+            ) from None
+        policy = Policy(
+            friendly_name=env.text("FRIENDLY_NAME", "clave"),
+            code_length=env.integer("CODE_LENGTH", 6, low=4, high=10),
+            code_ttl=env.integer("CODE_TTL", 600, low=30, high=86400),
+            max_checks=env.integer("MAX_CHECKS", 5, low=1, high=20),
+            max_sends=env.integer("MAX_SENDS", 5, low=1, high=100),
+            send_window=env.integer("SEND_WINDOW", 600, low=1, high=86400),
+            channels=channels,
+        )
+        problems = policy.problems()
+        if problems:
+            raise SettingsError("default service policy: " + "; ".join(problems))
+        compat = env.choice("COMPAT_CHANNEL", "sms", tuple(c.value for c in Channel))
+        return cls(
+            store=store,
+            hmac_keys=keys,
+            dev_inbox=env.flag("DEV_INBOX", False),
+            smtp=smtp,
+            email_from=email_from,
+            compat_channel=Channel(compat),
+            compat_anonymous=env.flag("COMPAT_ANONYMOUS", False),
+            default_policy=policy,
+            outbox=OutboxPolicy(
+                lease=env.number("OUTBOX_LEASE", 60.0, low=1, high=3600),
+                max_tries=env.integer("OUTBOX_MAX_TRIES", 10, low=1, high=100),
+                backoff_base=env.number("OUTBOX_BACKOFF", 2.0, low=0.01, high=600),
+                backoff_max=env.number("OUTBOX_BACKOFF_MAX", 300.0, low=0.01, high=86400),
+                send_timeout=env.number("SEND_TIMEOUT", 15.0, low=0.1, high=300),
+                poll_interval=env.number("OUTBOX_POLL", 1.0, low=0.01, high=60),
+            ),
+            key_cache_seconds=env.number("KEY_CACHE_SECONDS", 5.0, low=0, high=3600),
+        )

@@ -1,0 +1,142 @@
+"""The port every verify storage backend implements; each method is atomic."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from clave.verify.models import (
+    ApiKey,
+    Channel,
+    CheckGate,
+    Delivery,
+    SendStatus,
+    Service,
+    StartOutcome,
+    Status,
+    Verification,
+)
+
+
+class VerificationStore(Protocol):
+    """Tenants, verifications, send attempts and the delivery outbox."""
+
+    async def open(self) -> None:
+        """Connect; creates the schema when missing."""
+        ...
+
+    async def close(self) -> None:
+        """Disconnect."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the backend answers."""
+        ...
+
+    async def put_service(self, service: Service) -> None:
+        """Insert or update a service (by id; names are unique)."""
+        ...
+
+    async def get_service(self, service_id: str) -> Service | None:
+        """A service by id."""
+        ...
+
+    async def get_service_by_name(self, name: str) -> Service | None:
+        """A service by its unique name."""
+        ...
+
+    async def list_services(self) -> list[Service]:
+        """Every service, by name."""
+        ...
+
+    async def add_api_key(self, key: ApiKey) -> None:
+        """Store an API key's hash for its service."""
+        ...
+
+    async def service_for_key(self, key_hash: bytes) -> Service | None:
+        """The service whose API key has this SHA-256, if any."""
+        ...
+
+    async def start(
+        self,
+        candidate: Verification,
+        *,
+        channel: Channel,
+        locale: str | None,
+        now: float,
+        window: float,
+        max_sends: int,
+    ) -> StartOutcome:
+        """Queue one send to `candidate.to`, atomically.
+
+        A pending, unexpired verification for (service, to) is reused (same code, same expiry);
+        a stale pending one is marked expired first; otherwise `candidate` is inserted. The send
+        is refused (`limited_until` set, nothing written) when `max_sends` sends to the
+        destination already fall inside the last `window` seconds. An accepted send writes a
+        queued send attempt and an outbox entry in the same transaction.
+        """
+        ...
+
+    async def get(self, service_id: str, verification_id: str) -> Verification | None:
+        """A verification of the service, with its send attempts."""
+        ...
+
+    async def find_pending(self, service_id: str, to: str) -> Verification | None:
+        """The pending verification for a destination, if any (expired or not)."""
+        ...
+
+    async def count_sends(self, service_id: str, to: str, since: float) -> int:
+        """Send attempts to a destination created after `since`."""
+        ...
+
+    async def count_check(
+        self,
+        service_id: str,
+        *,
+        now: float,
+        verification_id: str | None = None,
+        to: str | None = None,
+    ) -> tuple[CheckGate, Verification | None]:
+        """Count one check attempt before any comparison, atomically.
+
+        COUNTED with the verification after the increment; NOT_FOUND when there is no pending,
+        unexpired verification (a stale one is marked expired); LOCKED when its attempts are
+        used up. Nothing is counted unless the result is COUNTED.
+        """
+        ...
+
+    async def transition(
+        self, verification_id: str, *, from_status: Status, to_status: Status, now: float
+    ) -> bool:
+        """Conditional write: change the status only if it is still `from_status`."""
+        ...
+
+    async def claim_deliveries(
+        self, now: float, *, lease_until: float, limit: int
+    ) -> list[Delivery]:
+        """Lease up to `limit` due outbox entries until `lease_until`, counting a try each."""
+        ...
+
+    async def finish_delivery(
+        self,
+        delivery: Delivery,
+        *,
+        status: SendStatus,
+        provider: str | None,
+        error: str | None,
+        now: float,
+    ) -> None:
+        """Record the attempt's final status and drop it from the outbox.
+
+        A pending verification whose every send attempt failed becomes `failed`.
+        """
+        ...
+
+    async def retry_delivery(
+        self, delivery: Delivery, *, next_attempt_at: float, error: str
+    ) -> None:
+        """Release the lease and schedule the next try."""
+        ...
+
+    async def pending_deliveries(self) -> int:
+        """How many sends wait in the outbox (for readiness and tests)."""
+        ...

@@ -1,0 +1,276 @@
+"""In-memory verify store for unit tests and development; atomic because it never awaits."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+from clave.verify.models import (
+    ApiKey,
+    Channel,
+    CheckGate,
+    Delivery,
+    SendAttempt,
+    SendStatus,
+    Service,
+    StartOutcome,
+    Status,
+    Verification,
+)
+
+
+@dataclass(slots=True)
+class _Attempt:
+    attempt: SendAttempt
+    verification_id: str
+    service_id: str
+    to: str
+    locale: str | None
+
+
+@dataclass(slots=True)
+class _Outbox:
+    id: int
+    attempt_id: int
+    tries: int
+    next_attempt_at: float
+    lease_until: float
+    last_error: str | None = None
+
+
+class MemoryVerificationStore:
+    """Dicts in one process. Each method runs to completion without awaiting, so it is atomic."""
+
+    def __init__(self) -> None:
+        self._services: dict[str, Service] = {}
+        self._keys: dict[bytes, ApiKey] = {}
+        self._verifications: dict[str, Verification] = {}
+        self._attempts: dict[int, _Attempt] = {}
+        self._outbox: dict[int, _Outbox] = {}
+        self._ids = itertools.count(1)
+
+    async def open(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to disconnect."""
+
+    async def ping(self) -> None:
+        """Always answers."""
+
+    async def put_service(self, service: Service) -> None:
+        """Insert or update by id."""
+        for other in self._services.values():
+            if other.name == service.name and other.id != service.id:
+                raise ValueError(f"service name {service.name!r} is taken")
+        self._services[service.id] = service
+
+    async def get_service(self, service_id: str) -> Service | None:
+        """A service by id."""
+        return self._services.get(service_id)
+
+    async def get_service_by_name(self, name: str) -> Service | None:
+        """A service by name."""
+        return next((s for s in self._services.values() if s.name == name), None)
+
+    async def list_services(self) -> list[Service]:
+        """Every service, by name."""
+        return sorted(self._services.values(), key=lambda s: s.name)
+
+    async def add_api_key(self, key: ApiKey) -> None:
+        """Store the key's hash."""
+        self._keys[key.key_hash] = key
+
+    async def service_for_key(self, key_hash: bytes) -> Service | None:
+        """The service owning the key hash."""
+        key = self._keys.get(key_hash)
+        return self._services.get(key.service_id) if key else None
+
+    def _with_sends(self, verification: Verification) -> Verification:
+        sends = tuple(
+            a.attempt for a in self._attempts.values() if a.verification_id == verification.id
+        )
+        return replace(verification, sends=tuple(sorted(sends, key=lambda s: s.id)))
+
+    def _pending(self, service_id: str, to: str) -> Verification | None:
+        return next(
+            (
+                v
+                for v in self._verifications.values()
+                if v.service_id == service_id and v.to == to and v.status is Status.PENDING
+            ),
+            None,
+        )
+
+    def _set_status(self, verification: Verification, status: Status, now: float) -> Verification:
+        updated = replace(verification, status=status, updated_at=now)
+        self._verifications[verification.id] = updated
+        return updated
+
+    async def start(
+        self,
+        candidate: Verification,
+        *,
+        channel: Channel,
+        locale: str | None,
+        now: float,
+        window: float,
+        max_sends: int,
+    ) -> StartOutcome:
+        """See VerificationStore.start."""
+        existing = self._pending(candidate.service_id, candidate.to)
+        if existing is not None and now >= existing.expires_at:
+            self._set_status(existing, Status.EXPIRED, now)
+            existing = None
+        recent = sorted(
+            a.attempt.created_at
+            for a in self._attempts.values()
+            if a.service_id == candidate.service_id
+            and a.to == candidate.to
+            and a.attempt.created_at > now - window
+        )
+        target = existing or candidate
+        if len(recent) >= max_sends:
+            return StartOutcome(
+                self._with_sends(target), False, len(recent), limited_until=recent[0] + window
+            )
+        if existing is None:
+            self._verifications[candidate.id] = candidate
+        else:
+            self._verifications[existing.id] = replace(existing, channel=channel, updated_at=now)
+        attempt_id = next(self._ids)
+        self._attempts[attempt_id] = _Attempt(
+            SendAttempt(attempt_id, channel, SendStatus.QUEUED, now, now),
+            target.id,
+            target.service_id,
+            target.to,
+            locale,
+        )
+        self._outbox[attempt_id] = _Outbox(attempt_id, attempt_id, 0, now, 0.0)
+        current = self._verifications[target.id]
+        return StartOutcome(self._with_sends(current), existing is None, len(recent) + 1)
+
+    async def get(self, service_id: str, verification_id: str) -> Verification | None:
+        """A verification of the service."""
+        found = self._verifications.get(verification_id)
+        if found is None or found.service_id != service_id:
+            return None
+        return self._with_sends(found)
+
+    async def find_pending(self, service_id: str, to: str) -> Verification | None:
+        """The pending verification for a destination."""
+        found = self._pending(service_id, to)
+        return self._with_sends(found) if found else None
+
+    async def count_sends(self, service_id: str, to: str, since: float) -> int:
+        """Send attempts to a destination since a time."""
+        return sum(
+            1
+            for a in self._attempts.values()
+            if a.service_id == service_id and a.to == to and a.attempt.created_at > since
+        )
+
+    async def count_check(
+        self,
+        service_id: str,
+        *,
+        now: float,
+        verification_id: str | None = None,
+        to: str | None = None,
+    ) -> tuple[CheckGate, Verification | None]:
+        """See VerificationStore.count_check."""
+        if verification_id is not None:
+            found = self._verifications.get(verification_id)
+            if found is not None and found.service_id != service_id:
+                found = None
+        else:
+            found = self._pending(service_id, to or "")
+        if found is None:
+            return CheckGate.NOT_FOUND, None
+        if found.status is Status.MAX_ATTEMPTS_REACHED:
+            return CheckGate.LOCKED, self._with_sends(found)
+        if found.status is not Status.PENDING:
+            return CheckGate.NOT_FOUND, None
+        if now >= found.expires_at:
+            self._set_status(found, Status.EXPIRED, now)
+            return CheckGate.NOT_FOUND, None
+        if found.check_attempts >= found.max_checks:
+            return CheckGate.LOCKED, self._with_sends(found)
+        counted = replace(found, check_attempts=found.check_attempts + 1, updated_at=now)
+        self._verifications[found.id] = counted
+        return CheckGate.COUNTED, self._with_sends(counted)
+
+    async def transition(
+        self, verification_id: str, *, from_status: Status, to_status: Status, now: float
+    ) -> bool:
+        """Change the status only if it is still `from_status`."""
+        found = self._verifications.get(verification_id)
+        if found is None or found.status is not from_status:
+            return False
+        self._set_status(found, to_status, now)
+        return True
+
+    async def claim_deliveries(
+        self, now: float, *, lease_until: float, limit: int
+    ) -> list[Delivery]:
+        """Lease due outbox entries."""
+        due = sorted(
+            (o for o in self._outbox.values() if o.next_attempt_at <= now and o.lease_until <= now),
+            key=lambda o: (o.next_attempt_at, o.id),
+        )[:limit]
+        claimed = []
+        for entry in due:
+            entry.tries += 1
+            entry.lease_until = lease_until
+            record = self._attempts[entry.attempt_id]
+            verification = self._verifications[record.verification_id]
+            service = self._services[record.service_id]
+            claimed.append(
+                Delivery(
+                    outbox_id=entry.id,
+                    attempt_id=entry.attempt_id,
+                    tries=entry.tries,
+                    channel=record.attempt.channel,
+                    to=record.to,
+                    locale=record.locale,
+                    verification=self._with_sends(verification),
+                    friendly_name=service.policy.friendly_name,
+                )
+            )
+        return claimed
+
+    async def finish_delivery(
+        self,
+        delivery: Delivery,
+        *,
+        status: SendStatus,
+        provider: str | None,
+        error: str | None,
+        now: float,
+    ) -> None:
+        """Record the attempt's outcome and drop the outbox entry."""
+        self._outbox.pop(delivery.outbox_id, None)
+        record = self._attempts[delivery.attempt_id]
+        record.attempt = replace(
+            record.attempt, status=status, provider=provider, error=error, updated_at=now
+        )
+        verification = self._verifications[record.verification_id]
+        sends = self._with_sends(verification).sends
+        if verification.status is Status.PENDING and all(
+            s.status is SendStatus.FAILED for s in sends
+        ):
+            self._set_status(verification, Status.FAILED, now)
+
+    async def retry_delivery(
+        self, delivery: Delivery, *, next_attempt_at: float, error: str
+    ) -> None:
+        """Release the lease and schedule the next try."""
+        entry = self._outbox.get(delivery.outbox_id)
+        if entry is not None:
+            entry.next_attempt_at = next_attempt_at
+            entry.lease_until = 0.0
+            entry.last_error = error
+
+    async def pending_deliveries(self) -> int:
+        """Entries waiting in the outbox."""
+        return len(self._outbox)

@@ -1,0 +1,517 @@
+"""SQLite verify store: the embedded default, safe under several worker processes."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from clave.platform.sqlite import SqliteDatabase, migrate
+from clave.verify.models import (
+    ApiKey,
+    Channel,
+    CheckGate,
+    Delivery,
+    Policy,
+    SealedCode,
+    SendAttempt,
+    SendStatus,
+    Service,
+    StartOutcome,
+    Status,
+    Verification,
+)
+
+MIGRATIONS = (
+    """
+    CREATE TABLE services (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        friendly_name TEXT NOT NULL,
+        code_length INTEGER NOT NULL,
+        code_ttl INTEGER NOT NULL,
+        max_checks INTEGER NOT NULL,
+        max_sends INTEGER NOT NULL,
+        send_window INTEGER NOT NULL,
+        channels TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        service_id TEXT NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+        key_hash BLOB NOT NULL UNIQUE,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE verifications (
+        id TEXT PRIMARY KEY,
+        service_id TEXT NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+        to_addr TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        locale TEXT,
+        code_length INTEGER NOT NULL,
+        key_id TEXT NOT NULL,
+        code_seed BLOB NOT NULL,
+        code_digest BLOB NOT NULL,
+        status TEXT NOT NULL,
+        check_attempts INTEGER NOT NULL,
+        max_checks INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX verifications_one_pending
+        ON verifications (service_id, to_addr) WHERE status = 'pending';
+    CREATE TABLE send_attempts (
+        id INTEGER PRIMARY KEY,
+        verification_id TEXT NOT NULL REFERENCES verifications(id) ON DELETE CASCADE,
+        service_id TEXT NOT NULL,
+        to_addr TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        locale TEXT,
+        status TEXT NOT NULL,
+        provider TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX send_attempts_by_destination ON send_attempts (service_id, to_addr, created_at);
+    CREATE INDEX send_attempts_by_verification ON send_attempts (verification_id);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        attempt_id INTEGER NOT NULL UNIQUE REFERENCES send_attempts(id) ON DELETE CASCADE,
+        tries INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        lease_until REAL NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_due ON outbox (next_attempt_at)
+    """,
+)
+
+_VERIFICATION_COLUMNS = (
+    "id, service_id, to_addr, channel, locale, code_length, key_id, code_seed, code_digest, "
+    "status, check_attempts, max_checks, created_at, updated_at, expires_at"
+)
+_SERVICE_COLUMNS = (
+    "id, name, friendly_name, code_length, code_ttl, max_checks, max_sends, send_window, "
+    "channels, created_at"
+)
+
+
+def _service(row: Any) -> Service:
+    policy = Policy(
+        friendly_name=row[2],
+        code_length=row[3],
+        code_ttl=row[4],
+        max_checks=row[5],
+        max_sends=row[6],
+        send_window=row[7],
+        channels=frozenset(Channel(c) for c in row[8].split(",") if c),
+    )
+    return Service(id=row[0], name=row[1], policy=policy, created_at=row[9])
+
+
+def _sends(conn: sqlite3.Connection, verification_id: str) -> tuple[SendAttempt, ...]:
+    rows = conn.execute(
+        "SELECT id, channel, status, created_at, updated_at, provider, error "
+        "FROM send_attempts WHERE verification_id = ? ORDER BY id",
+        (verification_id,),
+    ).fetchall()
+    return tuple(
+        SendAttempt(r[0], Channel(r[1]), SendStatus(r[2]), r[3], r[4], r[5], r[6]) for r in rows
+    )
+
+
+def _verification(conn: sqlite3.Connection, row: Any) -> Verification | None:
+    if row is None:
+        return None
+    return Verification(
+        id=row[0],
+        service_id=row[1],
+        to=row[2],
+        channel=Channel(row[3]),
+        locale=row[4],
+        code_length=row[5],
+        code=SealedCode(key_id=row[6], seed=row[7], digest=row[8]),
+        status=Status(row[9]),
+        check_attempts=row[10],
+        max_checks=row[11],
+        created_at=row[12],
+        updated_at=row[13],
+        expires_at=row[14],
+        sends=_sends(conn, row[0]),
+    )
+
+
+def _pending_row(conn: sqlite3.Connection, service_id: str, to: str) -> Any:
+    return conn.execute(
+        f"SELECT {_VERIFICATION_COLUMNS} FROM verifications "  # noqa: S608 - constant columns
+        "WHERE service_id = ? AND to_addr = ? AND status = 'pending'",
+        (service_id, to),
+    ).fetchone()
+
+
+def _set_status(conn: sqlite3.Connection, vid: str, old: Status, new: Status, now: float) -> bool:
+    cursor = conn.execute(
+        "UPDATE verifications SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+        (new.value, now, vid, old.value),
+    )
+    return cursor.rowcount == 1
+
+
+class SqliteVerificationStore:
+    """Verify's tables in one SQLite file (`verify.db` under CLAVE_DATA_DIR by default)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._db = SqliteDatabase(path)
+
+    def setup(self) -> None:
+        """Create or upgrade the schema, synchronously (run once before workers start)."""
+        conn = self._db.connect_sync()
+        try:
+            migrate(conn, MIGRATIONS)
+        finally:
+            conn.close()
+
+    async def open(self) -> None:
+        """Open the connection and make sure the schema is current."""
+        await self._db.open()
+        await self._db.read(lambda conn: migrate(conn, MIGRATIONS))
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._db.close()
+
+    async def ping(self) -> None:
+        """A trivial query."""
+        await self._db.read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def put_service(self, service: Service) -> None:
+        """Insert or update by id."""
+        p = service.policy
+        channels = ",".join(sorted(c.value for c in p.channels))
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO services ({_SERVICE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) "  # noqa: S608
+                "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+                "friendly_name = excluded.friendly_name, code_length = excluded.code_length, "
+                "code_ttl = excluded.code_ttl, max_checks = excluded.max_checks, "
+                "max_sends = excluded.max_sends, send_window = excluded.send_window, "
+                "channels = excluded.channels",
+                (
+                    service.id,
+                    service.name,
+                    p.friendly_name,
+                    p.code_length,
+                    p.code_ttl,
+                    p.max_checks,
+                    p.max_sends,
+                    p.send_window,
+                    channels,
+                    service.created_at,
+                ),
+            )
+
+        try:
+            await self._db.write(run)
+        except Exception as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise ValueError(f"service name {service.name!r} is taken") from exc
+            raise
+
+    async def get_service(self, service_id: str) -> Service | None:
+        """A service by id."""
+        return await self._one_service("id", service_id)
+
+    async def get_service_by_name(self, name: str) -> Service | None:
+        """A service by name."""
+        return await self._one_service("name", name)
+
+    async def _one_service(self, column: str, value: str) -> Service | None:
+        sql = f"SELECT {_SERVICE_COLUMNS} FROM services WHERE {column} = ?"  # noqa: S608
+
+        def run(conn: sqlite3.Connection) -> Service | None:
+            row = conn.execute(sql, (value,)).fetchone()
+            return _service(row) if row else None
+
+        return await self._db.read(run)
+
+    async def list_services(self) -> list[Service]:
+        """Every service, by name."""
+        sql = f"SELECT {_SERVICE_COLUMNS} FROM services ORDER BY name"  # noqa: S608
+        return await self._db.read(lambda conn: [_service(r) for r in conn.execute(sql)])
+
+    async def add_api_key(self, key: ApiKey) -> None:
+        """Store the key's hash."""
+        await self._db.write(
+            lambda conn: conn.execute(
+                "INSERT INTO api_keys (id, service_id, key_hash, created_at) VALUES (?,?,?,?)",
+                (key.id, key.service_id, key.key_hash, key.created_at),
+            )
+        )
+
+    async def service_for_key(self, key_hash: bytes) -> Service | None:
+        """The service owning the key hash."""
+        sql = (
+            f"SELECT {', '.join('s.' + c.strip() for c in _SERVICE_COLUMNS.split(','))} "  # noqa: S608
+            "FROM api_keys k JOIN services s ON s.id = k.service_id WHERE k.key_hash = ?"
+        )
+
+        def run(conn: sqlite3.Connection) -> Service | None:
+            row = conn.execute(sql, (key_hash,)).fetchone()
+            return _service(row) if row else None
+
+        return await self._db.read(run)
+
+    async def start(
+        self,
+        candidate: Verification,
+        *,
+        channel: Channel,
+        locale: str | None,
+        now: float,
+        window: float,
+        max_sends: int,
+    ) -> StartOutcome:
+        """See VerificationStore.start."""
+
+        def run(conn: sqlite3.Connection) -> StartOutcome:
+            existing = _verification(conn, _pending_row(conn, candidate.service_id, candidate.to))
+            if existing is not None and now >= existing.expires_at:
+                _set_status(conn, existing.id, Status.PENDING, Status.EXPIRED, now)
+                existing = None
+            count, oldest = conn.execute(
+                "SELECT count(*), min(created_at) FROM send_attempts "
+                "WHERE service_id = ? AND to_addr = ? AND created_at > ?",
+                (candidate.service_id, candidate.to, now - window),
+            ).fetchone()
+            if count >= max_sends:
+                return StartOutcome(existing or candidate, False, count, oldest + window)
+            if existing is None:
+                target = candidate
+                c = candidate
+                conn.execute(
+                    f"INSERT INTO verifications ({_VERIFICATION_COLUMNS}) "  # noqa: S608
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        c.id,
+                        c.service_id,
+                        c.to,
+                        c.channel.value,
+                        c.locale,
+                        c.code_length,
+                        c.code.key_id,
+                        c.code.seed,
+                        c.code.digest,
+                        c.status.value,
+                        c.check_attempts,
+                        c.max_checks,
+                        c.created_at,
+                        c.updated_at,
+                        c.expires_at,
+                    ),
+                )
+            else:
+                target = existing
+                conn.execute(
+                    "UPDATE verifications SET channel = ?, updated_at = ? WHERE id = ?",
+                    (channel.value, now, existing.id),
+                )
+            attempt_id = conn.execute(
+                "INSERT INTO send_attempts (verification_id, service_id, to_addr, channel, "
+                "locale, status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    target.id,
+                    target.service_id,
+                    target.to,
+                    channel.value,
+                    locale,
+                    "queued",
+                    now,
+                    now,
+                ),
+            ).lastrowid
+            conn.execute(
+                "INSERT INTO outbox (attempt_id, next_attempt_at) VALUES (?, ?)", (attempt_id, now)
+            )
+            current = self._get_sync(conn, target.service_id, target.id)
+            assert current is not None
+            return StartOutcome(current, existing is None, count + 1)
+
+        return await self._db.write(run)
+
+    @staticmethod
+    def _get_sync(conn: sqlite3.Connection, service_id: str, vid: str) -> Verification | None:
+        row = conn.execute(
+            f"SELECT {_VERIFICATION_COLUMNS} FROM verifications "  # noqa: S608
+            "WHERE id = ? AND service_id = ?",
+            (vid, service_id),
+        ).fetchone()
+        return _verification(conn, row)
+
+    async def get(self, service_id: str, verification_id: str) -> Verification | None:
+        """A verification of the service."""
+        return await self._db.read(lambda conn: self._get_sync(conn, service_id, verification_id))
+
+    async def find_pending(self, service_id: str, to: str) -> Verification | None:
+        """The pending verification for a destination."""
+        return await self._db.read(
+            lambda conn: _verification(conn, _pending_row(conn, service_id, to))
+        )
+
+    async def count_sends(self, service_id: str, to: str, since: float) -> int:
+        """Send attempts to a destination since a time."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT count(*) FROM send_attempts "
+                "WHERE service_id = ? AND to_addr = ? AND created_at > ?",
+                (service_id, to, since),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._db.read(run)
+
+    async def count_check(
+        self,
+        service_id: str,
+        *,
+        now: float,
+        verification_id: str | None = None,
+        to: str | None = None,
+    ) -> tuple[CheckGate, Verification | None]:
+        """See VerificationStore.count_check."""
+
+        def run(conn: sqlite3.Connection) -> tuple[CheckGate, Verification | None]:
+            if verification_id is not None:
+                found = self._get_sync(conn, service_id, verification_id)
+            else:
+                found = _verification(conn, _pending_row(conn, service_id, to or ""))
+            if found is None:
+                return CheckGate.NOT_FOUND, None
+            if found.status is Status.MAX_ATTEMPTS_REACHED:
+                return CheckGate.LOCKED, found
+            if found.status is not Status.PENDING:
+                return CheckGate.NOT_FOUND, None
+            if now >= found.expires_at:
+                _set_status(conn, found.id, Status.PENDING, Status.EXPIRED, now)
+                return CheckGate.NOT_FOUND, None
+            if found.check_attempts >= found.max_checks:
+                return CheckGate.LOCKED, found
+            # Counted inside the same IMMEDIATE transaction as the read: no other worker can
+            # read the old count in between, so concurrent checks each consume an attempt.
+            conn.execute(
+                "UPDATE verifications SET check_attempts = check_attempts + 1, updated_at = ? "
+                "WHERE id = ?",
+                (now, found.id),
+            )
+            counted = replace(found, check_attempts=found.check_attempts + 1, updated_at=now)
+            return CheckGate.COUNTED, counted
+
+        return await self._db.write(run)
+
+    async def transition(
+        self, verification_id: str, *, from_status: Status, to_status: Status, now: float
+    ) -> bool:
+        """Change the status only if it is still `from_status`."""
+        return await self._db.write(
+            lambda conn: _set_status(conn, verification_id, from_status, to_status, now)
+        )
+
+    async def claim_deliveries(
+        self, now: float, *, lease_until: float, limit: int
+    ) -> list[Delivery]:
+        """Lease due outbox entries."""
+
+        def due(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM outbox WHERE next_attempt_at <= ? AND lease_until <= ? LIMIT 1",
+                (now, now),
+            ).fetchone()
+            return row is not None
+
+        # A plain read first: idle workers polling the outbox never take the write lock.
+        if not await self._db.read(due):
+            return []
+
+        def run(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = conn.execute(
+                "SELECT o.id, o.attempt_id, o.tries, a.channel, a.to_addr, a.locale, "
+                "a.verification_id, a.service_id, s.friendly_name "
+                "FROM outbox o JOIN send_attempts a ON a.id = o.attempt_id "
+                "JOIN services s ON s.id = a.service_id "
+                "WHERE o.next_attempt_at <= ? AND o.lease_until <= ? "
+                "ORDER BY o.next_attempt_at, o.id LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            claimed = []
+            for oid, aid, tries, channel, to, locale, vid, sid, friendly in rows:
+                conn.execute(
+                    "UPDATE outbox SET tries = tries + 1, lease_until = ? WHERE id = ?",
+                    (lease_until, oid),
+                )
+                verification = self._get_sync(conn, sid, vid)
+                assert verification is not None
+                claimed.append(
+                    Delivery(
+                        outbox_id=oid,
+                        attempt_id=aid,
+                        tries=tries + 1,
+                        channel=Channel(channel),
+                        to=to,
+                        locale=locale,
+                        verification=verification,
+                        friendly_name=friendly,
+                    )
+                )
+            return claimed
+
+        return await self._db.write(run)
+
+    async def finish_delivery(
+        self,
+        delivery: Delivery,
+        *,
+        status: SendStatus,
+        provider: str | None,
+        error: str | None,
+        now: float,
+    ) -> None:
+        """Record the attempt's outcome and drop the outbox entry."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM outbox WHERE id = ?", (delivery.outbox_id,))
+            conn.execute(
+                "UPDATE send_attempts SET status = ?, provider = ?, error = ?, updated_at = ? "
+                "WHERE id = ?",
+                (status.value, provider, error, now, delivery.attempt_id),
+            )
+            vid = delivery.verification.id
+            unfailed = conn.execute(
+                "SELECT count(*) FROM send_attempts WHERE verification_id = ? AND status != ?",
+                (vid, SendStatus.FAILED.value),
+            ).fetchone()[0]
+            if unfailed == 0:
+                _set_status(conn, vid, Status.PENDING, Status.FAILED, now)
+
+        await self._db.write(run)
+
+    async def retry_delivery(
+        self, delivery: Delivery, *, next_attempt_at: float, error: str
+    ) -> None:
+        """Release the lease and schedule the next try."""
+        await self._db.write(
+            lambda conn: conn.execute(
+                "UPDATE outbox SET next_attempt_at = ?, lease_until = 0, last_error = ? "
+                "WHERE id = ?",
+                (next_attempt_at, error, delivery.outbox_id),
+            )
+        )
+
+    async def pending_deliveries(self) -> int:
+        """Entries waiting in the outbox."""
+        return await self._db.read(
+            lambda conn: int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        )

@@ -1,0 +1,121 @@
+"""Tenants: services with their policies, and API keys stored only as hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import replace
+
+from clave.verify.errors import InvalidParameter, ServiceNotFound, Unauthorized
+from clave.verify.models import ApiKey, Policy, Service, new_id
+from clave.verify.store.base import VerificationStore
+
+DEFAULT_SERVICE = "default"
+KEY_PREFIX = "clave_"
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def hash_key(raw: str) -> bytes:
+    """SHA-256 of an API key.
+
+    Keys are 256 random bits, so a fast hash is enough: there is nothing to brute-force.
+    Lookup is by this hash, so no comparison of secrets happens in Python at all.
+    """
+    return hashlib.sha256(raw.encode()).digest()
+
+
+class TenantService:
+    """Creates services and keys, and resolves a bearer key to its service."""
+
+    def __init__(
+        self, store: VerificationStore, clock: Callable[[], float], *, cache_seconds: float = 5.0
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._cache_seconds = cache_seconds
+        self._cache: dict[bytes, tuple[float, Service]] = {}
+
+    async def authenticate(self, authorization: str | None) -> Service:
+        """The service of `Authorization: Bearer <key>`; Unauthorized when missing or wrong."""
+        if not authorization:
+            raise Unauthorized("missing Authorization: Bearer <API key>")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or len(token) > 200:
+            raise Unauthorized("use Authorization: Bearer <API key>")
+        return await self.service_for_key(token)
+
+    async def service_for_key(self, raw_key: str) -> Service:
+        """Resolve a raw key; results are cached for a few seconds per worker."""
+        digest = hash_key(raw_key)
+        now = self._clock()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        service = await self._store.service_for_key(digest)
+        if service is None:
+            raise Unauthorized("the API key is not valid")
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + self._cache_seconds, service)
+        return service
+
+    async def ensure_service(self, name: str, policy: Policy) -> Service:
+        """Create the service if missing, else set its policy to `policy`."""
+        existing = await self._store.get_service_by_name(name)
+        if existing is None:
+            return await self.create_service(name, policy)
+        if existing.policy != policy:
+            existing = replace(existing, policy=policy)
+            await self._store.put_service(existing)
+        return existing
+
+    async def create_service(self, name: str, policy: Policy) -> Service:
+        """A new service; names are lowercase words."""
+        if not _NAME.fullmatch(name):
+            raise InvalidParameter("service names are 1-63 of a-z, 0-9, '-' and '_'")
+        problems = policy.problems()
+        if problems:
+            raise InvalidParameter("; ".join(problems))
+        if await self._store.get_service_by_name(name) is not None:
+            raise InvalidParameter(f"service {name!r} already exists")
+        service = Service(id=new_id("VA"), name=name, policy=policy, created_at=self._clock())
+        await self._store.put_service(service)
+        return service
+
+    async def update_policy(self, name: str, policy: Policy) -> Service:
+        """Replace a service's policy."""
+        problems = policy.problems()
+        if problems:
+            raise InvalidParameter("; ".join(problems))
+        existing = await self.get_service(name)
+        updated = replace(existing, policy=policy)
+        await self._store.put_service(updated)
+        return updated
+
+    async def get_service(self, name: str) -> Service:
+        """A service by name."""
+        found = await self._store.get_service_by_name(name)
+        if found is None:
+            raise ServiceNotFound(f"no service named {name!r}")
+        return found
+
+    async def list_services(self) -> list[Service]:
+        """Every service."""
+        return await self._store.list_services()
+
+    async def create_api_key(self, service_name: str = DEFAULT_SERVICE) -> str:
+        """A new API key for the service; only its hash is stored, so show it once."""
+        service = await self.get_service(service_name)
+        raw = KEY_PREFIX + secrets.token_urlsafe(32)
+        await self._store.add_api_key(
+            ApiKey(
+                id=new_id("SK"),
+                service_id=service.id,
+                key_hash=hash_key(raw),
+                created_at=self._clock(),
+            )
+        )
+        return raw
