@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from litestar import MediaType, Request, Response, Router, get, post
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from clave.platform.errors import handlers, message_error_handler
 from clave.verify.destinations import mask, normalize_any
@@ -123,7 +123,9 @@ def render(view: VerificationView) -> VerificationRead:
 
 @post("/", status_code=201, summary="Send a code (or re-send the pending one)")
 async def create_verification(
-    data: StartVerification, verify: VerifyService, caller: Service
+    data: JSONBody[StartVerification],
+    verify: NamedDependency[VerifyService],
+    caller: NamedDependency[Service],
 ) -> Response[VerificationRead]:
     """Start a verification for `to` on `channel`; a pending one for `to` is re-sent."""
     view, created = await verify.start_verification(
@@ -134,7 +136,9 @@ async def create_verification(
 
 @post("/check", status_code=200, summary="Check a code")
 async def check_verification(
-    data: CheckVerification, verify: VerifyService, caller: Service
+    data: JSONBody[CheckVerification],
+    verify: NamedDependency[VerifyService],
+    caller: NamedDependency[Service],
 ) -> VerificationRead:
     """Check a code by verification id or destination; `status` says the result."""
     view = await verify.check_code(caller, code=data.code, verification_id=data.id, to=data.to)
@@ -143,9 +147,9 @@ async def check_verification(
 
 @get("/{verification_id:str}", summary="Read a verification")
 async def read_verification(
-    verification_id: Annotated[str, Parameter(max_length=64)],
-    verify: VerifyService,
-    caller: Service,
+    verification_id: Annotated[str, PathParameter(max_length=64)],
+    verify: NamedDependency[VerifyService],
+    caller: NamedDependency[Service],
 ) -> VerificationRead:
     """A verification with its send attempts."""
     return render(await verify.get(caller, verification_id))
@@ -153,9 +157,9 @@ async def read_verification(
 
 @post("/{verification_id:str}/cancel", status_code=200, summary="Cancel a verification")
 async def cancel_verification(
-    verification_id: Annotated[str, Parameter(max_length=64)],
-    verify: VerifyService,
-    caller: Service,
+    verification_id: Annotated[str, PathParameter(max_length=64)],
+    verify: NamedDependency[VerifyService],
+    caller: NamedDependency[Service],
 ) -> VerificationRead:
     """Cancel a pending verification."""
     return render(await verify.cancel(caller, verification_id))
@@ -163,7 +167,10 @@ async def cancel_verification(
 
 @post("/send-code", status_code=200, summary="Send a code (original service's route)")
 async def send_code(
-    data: SendCode, verify: VerifyService, caller: Service, compat_channel: Channel
+    data: JSONBody[SendCode],
+    verify: NamedDependency[VerifyService],
+    caller: NamedDependency[Service],
+    compat_channel: NamedDependency[Channel],
 ) -> dict[str, Any]:
     """Start or re-send a verification on the configured compat channel."""
     await verify.start_verification(caller, to=data.to, channel=compat_channel)
@@ -171,7 +178,11 @@ async def send_code(
 
 
 @post("/verify-code", status_code=200, summary="Check a code (original service's route)")
-async def verify_code(data: VerifyCode, verify: VerifyService, caller: Service) -> dict[str, Any]:
+async def verify_code(
+    data: JSONBody[VerifyCode],
+    verify: NamedDependency[VerifyService],
+    caller: NamedDependency[Service],
+) -> dict[str, Any]:
     """Check a code by destination: `approved` or `pending`."""
     view = await verify.check_code(caller, code=data.code, to=data.to)
     if view.status is Status.MAX_ATTEMPTS_REACHED:
@@ -222,7 +233,8 @@ def inbox_router(store: InboxStore) -> Router:
 
     @get("/messages", summary="Dev inbox messages, newest first", tags=["dev"])
     async def messages(
-        to: str | None = None, limit: Annotated[int, Parameter(ge=1, le=500)] = 50
+        to: Annotated[str | None, QueryParameter(max_length=254)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
         """Messages the dev inbox received, optionally for one destination."""
         return {"messages": await fetch(to, limit)}

@@ -1,0 +1,84 @@
+"""An in-process app on real SQLite files, with the dev inbox and a real SMTP server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar.testing import AsyncTestClient
+
+from clave.bootstrap import Settings
+from clave.platform.app import build_app
+from clave.verify.bootstrap import VerifyDomain
+from tests.support import HMAC_KEYS, SmtpServer, code_in
+
+
+@dataclass
+class Api:
+    client: AsyncTestClient[Any]
+    domain: VerifyDomain
+    key: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    async def post(self, path: str, body: Any, **kw: Any) -> httpx.Response:
+        return await self.client.post(path, json=body, headers=kw.pop("headers", self.auth), **kw)
+
+    async def get(self, path: str, **kw: Any) -> httpx.Response:
+        return await self.client.get(path, headers=kw.pop("headers", self.auth), **kw)
+
+    async def send(self, to: str, channel: str = "sms", **extra: Any) -> httpx.Response:
+        return await self.post("/api/verifications", {"to": to, "channel": channel, **extra})
+
+    async def check(self, code: str, **target: str) -> httpx.Response:
+        return await self.post("/api/verifications/check", {"code": code, **target})
+
+    async def inbox(self, to: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Messages to `to` in the dev inbox, waiting for `count` to arrive."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            r = await self.client.get("/dev/inbox/messages", params={"to": to})
+            messages: list[dict[str, Any]] = r.json()["messages"]
+            if len(messages) >= count:
+                return messages
+            assert loop.time() < deadline, f"no {count} message(s) to {to}"
+            await asyncio.sleep(0.02)
+
+    async def code(self, to: str, count: int = 1) -> str:
+        return code_in((await self.inbox(to, count))[0]["text"])
+
+
+def settings_for(tmp_path: Path, smtp: SmtpServer | None = None, **extra: str) -> Settings:
+    env = {
+        "CLAVE_DATA_DIR": str(tmp_path),
+        "CLAVE_DEV_INBOX": "true",
+        "CLAVE_HMAC_KEYS": HMAC_KEYS,
+        "CLAVE_OUTBOX_POLL": "0.05",
+        "CLAVE_FRIENDLY_NAME": "Acme",
+        **extra,
+    }
+    if smtp is not None:
+        env |= {"CLAVE_SMTP_URL": smtp.url, "CLAVE_EMAIL_FROM": "Acme <no-reply@acme.example>"}
+    return Settings.load(env)
+
+
+async def open_api(settings: Settings) -> AsyncIterator[Api]:
+    domain = VerifyDomain(settings.verify, settings.platform)
+    app = build_app(settings.platform, [domain])
+    async with AsyncTestClient(app, base_url="http://clave.test") as client:
+        key = await domain.tenants.create_api_key("default")
+        yield Api(client, domain, key)
+
+
+@pytest.fixture
+async def api(tmp_path: Path, smtp: SmtpServer) -> AsyncIterator[Api]:
+    async for value in open_api(settings_for(tmp_path, smtp)):
+        yield value

@@ -1,0 +1,322 @@
+"""The contract every VerificationStore backend passes."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from clave.verify.models import (
+    ApiKey,
+    Channel,
+    CheckGate,
+    Policy,
+    SealedCode,
+    SendStatus,
+    Service,
+    Status,
+    Verification,
+    new_id,
+)
+from clave.verify.store.base import VerificationStore
+from clave.verify.store.sqlite import SqliteVerificationStore
+
+NOW = 1_800_000_000.0
+TO = "+14155552671"
+
+
+def service(name: str = "acme") -> Service:
+    return Service(id=new_id("VA"), name=name, policy=Policy(friendly_name="Acme"), created_at=NOW)
+
+
+def candidate(svc: Service, to: str = TO, *, ttl: float = 600, max_checks: int = 5) -> Verification:
+    vid = new_id("VE")
+    return Verification(
+        id=vid,
+        service_id=svc.id,
+        to=to,
+        channel=Channel.SMS,
+        locale="en",
+        code_length=6,
+        code=SealedCode("k1", b"seed" * 4, b"digest" * 5),
+        status=Status.PENDING,
+        check_attempts=0,
+        max_checks=max_checks,
+        created_at=NOW,
+        updated_at=NOW,
+        expires_at=NOW + ttl,
+    )
+
+
+async def start(store: VerificationStore, c: Verification, now: float = NOW, max_sends: int = 5):
+    return await store.start(
+        c, channel=Channel.SMS, locale="en", now=now, window=600, max_sends=max_sends
+    )
+
+
+@pytest.fixture
+async def svc(store: VerificationStore) -> Service:
+    s = service()
+    await store.put_service(s)
+    return s
+
+
+async def test_services_and_keys(store: VerificationStore) -> None:
+    s = service()
+    await store.put_service(s)
+    assert await store.get_service(s.id) == s
+    assert await store.get_service_by_name("acme") == s
+    changed = replace(
+        s, policy=replace(s.policy, code_length=8, channels=frozenset({Channel.EMAIL}))
+    )
+    await store.put_service(changed)
+    assert await store.get_service(s.id) == changed
+    with pytest.raises(ValueError, match="taken"):
+        await store.put_service(service("acme"))
+    await store.put_service(service("beta"))
+    assert [x.name for x in await store.list_services()] == ["acme", "beta"]
+    await store.add_api_key(ApiKey("SK1", s.id, b"h" * 32, NOW))
+    assert await store.service_for_key(b"h" * 32) == changed
+    assert await store.service_for_key(b"x" * 32) is None
+
+
+async def test_start_creates_and_queues_one_send(store: VerificationStore, svc: Service) -> None:
+    c = candidate(svc)
+    outcome = await start(store, c)
+    assert outcome.created
+    assert outcome.limited_until is None
+    assert outcome.sends_in_window == 1
+    v = outcome.verification
+    assert (v.id, v.to, v.status, v.code) == (c.id, TO, Status.PENDING, c.code)
+    assert [s.status for s in v.sends] == [SendStatus.QUEUED]
+    assert await store.pending_deliveries() == 1
+    assert await store.get(svc.id, c.id) == v
+    assert await store.get("VAother", c.id) is None
+
+
+async def test_start_reuses_the_pending_verification(
+    store: VerificationStore, svc: Service
+) -> None:
+    first = await start(store, candidate(svc))
+    again = await store.start(
+        candidate(svc), channel=Channel.CALL, locale="es", now=NOW + 5, window=600, max_sends=5
+    )
+    assert not again.created
+    assert again.verification.id == first.verification.id
+    assert again.verification.code == first.verification.code
+    assert again.verification.expires_at == first.verification.expires_at
+    assert again.verification.channel is Channel.CALL
+    assert [s.channel for s in again.verification.sends] == [Channel.SMS, Channel.CALL]
+    assert again.sends_in_window == 2
+    assert await store.pending_deliveries() == 2
+
+
+async def test_start_refuses_past_the_window_limit(store: VerificationStore, svc: Service) -> None:
+    for i in range(3):
+        await start(store, candidate(svc), now=NOW + i * 10, max_sends=3)
+    refused = await start(store, candidate(svc), now=NOW + 30, max_sends=3)
+    assert refused.limited_until == NOW + 600
+    assert refused.sends_in_window == 3
+    assert await store.pending_deliveries() == 3
+    assert await store.count_sends(svc.id, TO, NOW - 1) == 3
+    # Once the first send leaves the window, one more is allowed.
+    allowed = await start(store, candidate(svc), now=NOW + 601, max_sends=3)
+    assert allowed.limited_until is None
+
+
+async def test_other_destinations_and_services_do_not_share_limits(
+    store: VerificationStore, svc: Service
+) -> None:
+    other = service("other")
+    await store.put_service(other)
+    await start(store, candidate(svc), max_sends=1)
+    assert (await start(store, candidate(svc, "+14155552672"), max_sends=1)).created
+    assert (await start(store, candidate(other), max_sends=1)).created
+
+
+async def test_stale_pending_is_expired_and_replaced(
+    store: VerificationStore, svc: Service
+) -> None:
+    first = await start(store, candidate(svc, ttl=60))
+    second = await start(store, candidate(svc), now=NOW + 61)
+    assert second.created
+    assert second.verification.id != first.verification.id
+    old = await store.get(svc.id, first.verification.id)
+    assert old is not None
+    assert old.status is Status.EXPIRED
+
+
+async def test_count_check_counts_until_locked(store: VerificationStore, svc: Service) -> None:
+    c = candidate(svc, max_checks=2)
+    await start(store, c)
+    gate, v = await store.count_check(svc.id, now=NOW, to=TO)
+    assert (gate, v and v.check_attempts) == (CheckGate.COUNTED, 1)
+    gate, v = await store.count_check(svc.id, now=NOW, verification_id=c.id)
+    assert (gate, v and v.check_attempts) == (CheckGate.COUNTED, 2)
+    gate, v = await store.count_check(svc.id, now=NOW, verification_id=c.id)
+    assert gate is CheckGate.LOCKED
+    stored = await store.get(svc.id, c.id)
+    assert stored is not None
+    assert stored.check_attempts == 2
+
+
+async def test_count_check_not_found_cases(store: VerificationStore, svc: Service) -> None:
+    assert (await store.count_check(svc.id, now=NOW, to=TO))[0] is CheckGate.NOT_FOUND
+    c = candidate(svc, ttl=60)
+    await start(store, c)
+    assert (await store.count_check("VAother", now=NOW, verification_id=c.id))[
+        0
+    ] is CheckGate.NOT_FOUND
+    assert (await store.count_check(svc.id, now=NOW + 60, to=TO))[0] is CheckGate.NOT_FOUND
+    expired = await store.get(svc.id, c.id)
+    assert expired is not None
+    assert expired.status is Status.EXPIRED
+    assert expired.check_attempts == 0  # nothing counted for a dead verification
+
+
+async def test_transition_is_conditional(store: VerificationStore, svc: Service) -> None:
+    c = candidate(svc)
+    await start(store, c)
+    ok = await store.transition(
+        c.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=NOW
+    )
+    again = await store.transition(
+        c.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=NOW
+    )
+    assert (ok, again) == (True, False)
+    assert not await store.transition(
+        "VEnone", from_status=Status.PENDING, to_status=Status.CANCELED, now=NOW
+    )
+    assert (await store.count_check(svc.id, now=NOW, verification_id=c.id))[
+        0
+    ] is CheckGate.NOT_FOUND
+    assert await store.find_pending(svc.id, TO) is None
+
+
+async def test_locked_status_reports_locked(store: VerificationStore, svc: Service) -> None:
+    c = candidate(svc)
+    await start(store, c)
+    await store.transition(
+        c.id, from_status=Status.PENDING, to_status=Status.MAX_ATTEMPTS_REACHED, now=NOW
+    )
+    assert (await store.count_check(svc.id, now=NOW, verification_id=c.id))[0] is CheckGate.LOCKED
+
+
+async def test_outbox_lease_retry_and_finish(store: VerificationStore, svc: Service) -> None:
+    c = candidate(svc)
+    await start(store, c)
+    claimed = await store.claim_deliveries(NOW, lease_until=NOW + 30, limit=10)
+    assert len(claimed) == 1
+    d = claimed[0]
+    assert (d.channel, d.to, d.locale, d.tries, d.friendly_name) == (
+        Channel.SMS,
+        TO,
+        "en",
+        1,
+        "Acme",
+    )
+    assert d.verification.code == c.code
+    # Leased: nobody else gets it until the lease ends.
+    assert await store.claim_deliveries(NOW + 29, lease_until=NOW + 60, limit=10) == []
+    again = await store.claim_deliveries(NOW + 31, lease_until=NOW + 61, limit=10)
+    assert [x.tries for x in again] == [2]
+    await store.retry_delivery(again[0], next_attempt_at=NOW + 100, error="later")
+    assert await store.claim_deliveries(NOW + 99, lease_until=NOW + 130, limit=10) == []
+    third = await store.claim_deliveries(NOW + 100, lease_until=NOW + 130, limit=10)
+    assert [x.tries for x in third] == [3]
+    await store.finish_delivery(
+        third[0], status=SendStatus.SENT, provider="inbox", error=None, now=NOW + 101
+    )
+    assert await store.pending_deliveries() == 0
+    assert await store.claim_deliveries(NOW + 1000, lease_until=NOW + 1030, limit=10) == []
+    v = await store.get(svc.id, c.id)
+    assert v is not None
+    assert (v.sends[0].status, v.sends[0].provider) == (SendStatus.SENT, "inbox")
+    assert v.status is Status.PENDING
+
+
+async def test_claim_respects_limit_and_order(store: VerificationStore, svc: Service) -> None:
+    for i in range(5):
+        await start(store, candidate(svc, f"+1415555267{i}"), now=NOW + i)
+    first = await store.claim_deliveries(NOW + 10, lease_until=NOW + 40, limit=3)
+    assert [d.to for d in first] == [f"+1415555267{i}" for i in range(3)]
+    rest = await store.claim_deliveries(NOW + 10, lease_until=NOW + 40, limit=3)
+    assert [d.to for d in rest] == ["+14155552673", "+14155552674"]
+
+
+async def test_every_attempt_failed_fails_the_verification(
+    store: VerificationStore, svc: Service
+) -> None:
+    c = candidate(svc)
+    await start(store, c)
+    await start(store, candidate(svc), now=NOW + 1)
+    first, second = await store.claim_deliveries(NOW + 2, lease_until=NOW + 30, limit=10)
+    await store.finish_delivery(
+        first, status=SendStatus.FAILED, provider=None, error="x", now=NOW + 3
+    )
+    v = await store.get(svc.id, c.id)
+    assert v is not None
+    assert v.status is Status.PENDING  # one attempt is still queued
+    await store.finish_delivery(
+        second, status=SendStatus.FAILED, provider=None, error="y", now=NOW + 4
+    )
+    v = await store.get(svc.id, c.id)
+    assert v is not None
+    assert v.status is Status.FAILED
+
+
+async def test_sqlite_concurrent_checks_count_exactly_max(tmp_path: Path) -> None:
+    """Several connections (as several worker processes have) race on one verification."""
+    stores = [SqliteVerificationStore(tmp_path / "verify.db") for _ in range(4)]
+    for s in stores:
+        await s.open()
+    try:
+        svc = service()
+        await stores[0].put_service(svc)
+        c = candidate(svc, max_checks=5)
+        await start(stores[0], c)
+        results = await asyncio.gather(
+            *(stores[i % 4].count_check(svc.id, now=NOW, verification_id=c.id) for i in range(40))
+        )
+        gates = [gate for gate, _ in results]
+        assert gates.count(CheckGate.COUNTED) == 5
+        assert gates.count(CheckGate.LOCKED) == 35
+        assert sorted(v.check_attempts for g, v in results if g is CheckGate.COUNTED and v) == [
+            1,
+            2,
+            3,
+            4,
+            5,
+        ]
+        approvals = await asyncio.gather(
+            *(
+                stores[i % 4].transition(
+                    c.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=NOW
+                )
+                for i in range(20)
+            )
+        )
+        assert approvals.count(True) == 1
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_sqlite_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "verify.db"
+    first = SqliteVerificationStore(path)
+    await first.open()
+    svc = service()
+    await first.put_service(svc)
+    c = candidate(svc)
+    await start(first, c)
+    await first.close()
+    second = SqliteVerificationStore(path)
+    await second.open()
+    try:
+        assert (await second.get(svc.id, c.id)) is not None
+        assert await second.pending_deliveries() == 1
+    finally:
+        await second.close()

@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from clave.verify.codes import CodeHasher
+from clave.verify.delivery.base import ProviderRouter
+from clave.verify.delivery.dispatcher import Dispatcher, OutboxPolicy
+from clave.verify.delivery.inbox import InboxProvider, MemoryInboxStore
+from clave.verify.errors import (
+    ChannelNotAllowed,
+    ChannelUnavailable,
+    InvalidParameter,
+    MaxChecksReached,
+    MaxSendsReached,
+    Unauthorized,
+    VerificationNotFound,
+    VerificationNotPending,
+)
+from clave.verify.models import Channel, Policy, Service, Status
+from clave.verify.service import VerifyService
+from clave.verify.store.memory import MemoryVerificationStore
+from clave.verify.tenants import TenantService
+from tests.support import FakeClock, code_in
+
+PHONE = "+14155552671"
+
+
+@dataclass
+class World:
+    clock: FakeClock
+    store: MemoryVerificationStore
+    inbox: MemoryInboxStore
+    verify: VerifyService
+    tenants: TenantService
+    dispatcher: Dispatcher
+    service: Service
+
+    async def code_for(self, to: str) -> str:
+        await self.dispatcher.run_once()
+        messages = await self.inbox.latest(to=to)
+        assert messages, f"nothing delivered to {to}"
+        return code_in(messages[0].text)
+
+    def wrong(self, code: str) -> str:
+        return str((int(code) + 1) % 10 ** len(code)).zfill(len(code))
+
+
+async def make_world(
+    clock: FakeClock, policy: Policy | None = None, channels=tuple(Channel)
+) -> World:
+    store = MemoryVerificationStore()
+    inbox = MemoryInboxStore()
+    providers = ProviderRouter({c: [InboxProvider(inbox)] for c in channels})
+    hasher = CodeHasher({"k1": b"k" * 32}, active_key_id="k1")
+    dispatcher = Dispatcher(store, hasher, providers, clock, OutboxPolicy())
+    tenants = TenantService(store, clock)
+    service = await tenants.create_service("acme", policy or Policy(friendly_name="Acme"))
+    verify = VerifyService(store, hasher, providers, clock, on_queued=dispatcher.notify)
+    return World(clock, store, inbox, verify, tenants, dispatcher, service)
+
+
+@pytest.fixture
+async def world(clock: FakeClock) -> World:
+    return await make_world(clock)
+
+
+async def test_send_then_check_right_code_approves_once(world: World) -> None:
+    view, created = await world.verify.start_verification(
+        world.service, to=PHONE, channel=Channel.SMS
+    )
+    assert created
+    assert view.status is Status.PENDING
+    assert view.sends_left == 4
+    assert view.check_attempts_left == 5
+    code = await world.code_for(PHONE)
+
+    result = await world.verify.check_code(world.service, code=code, to=PHONE)
+    assert result.status is Status.APPROVED
+    assert result.valid
+    with pytest.raises(VerificationNotFound):
+        await world.verify.check_code(world.service, code=code, to=PHONE)
+    with pytest.raises(VerificationNotFound):
+        await world.verify.check_code(
+            world.service, code=code, verification_id=view.verification.id
+        )
+
+
+async def test_attempts_counted_before_compare_and_lock_after_max(world: World) -> None:
+    view, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    code = await world.code_for(PHONE)
+    for left in (4, 3, 2, 1):
+        result = await world.verify.check_code(world.service, code=world.wrong(code), to=PHONE)
+        assert result.status is Status.PENDING
+        assert result.check_attempts_left == left
+    fifth = await world.verify.check_code(world.service, code=world.wrong(code), to=PHONE)
+    assert fifth.status is Status.MAX_ATTEMPTS_REACHED
+    assert fifth.check_attempts_left == 0
+    # Even the right code is refused once locked.
+    with pytest.raises(MaxChecksReached):
+        await world.verify.check_code(
+            world.service, code=code, verification_id=view.verification.id
+        )
+    read = await world.verify.get(world.service, view.verification.id)
+    assert read.status is Status.MAX_ATTEMPTS_REACHED
+
+
+async def test_right_code_on_the_last_attempt_approves(world: World) -> None:
+    await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    code = await world.code_for(PHONE)
+    for _ in range(4):
+        await world.verify.check_code(world.service, code=world.wrong(code), to=PHONE)
+    result = await world.verify.check_code(world.service, code=code, to=PHONE)
+    assert result.status is Status.APPROVED
+
+
+async def test_resend_sends_the_same_code_until_the_window_is_full(world: World) -> None:
+    first, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    code = await world.code_for(PHONE)
+    for left in (3, 2, 1, 0):
+        world.clock.advance(10)
+        again, created = await world.verify.start_verification(
+            world.service, to=PHONE, channel=Channel.SMS
+        )
+        assert not created
+        assert again.verification.id == first.verification.id
+        assert again.sends_left == left
+        assert await world.code_for(PHONE) == code
+    world.clock.advance(10)
+    with pytest.raises(MaxSendsReached) as info:
+        await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    # The first send was 50 s ago in a 600 s window: it leaves the window in 550 s.
+    assert info.value.retry_after == 550
+    assert info.value.headers["Retry-After"] == "550"
+    assert (
+        len((await world.verify.get(world.service, first.verification.id)).verification.sends) == 5
+    )
+
+
+async def test_expiry_is_anchored_to_the_first_send(world: World) -> None:
+    first, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    code = await world.code_for(PHONE)
+    world.clock.advance(500)
+    again, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    assert again.verification.expires_at == first.verification.expires_at
+    world.clock.advance(101)
+    with pytest.raises(VerificationNotFound):
+        await world.verify.check_code(world.service, code=code, to=PHONE)
+    read = await world.verify.get(world.service, first.verification.id)
+    assert read.status is Status.EXPIRED
+
+
+async def test_after_expiry_a_new_verification_gets_a_new_code(world: World) -> None:
+    first, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    world.clock.advance(601)
+    second, created = await world.verify.start_verification(
+        world.service, to=PHONE, channel=Channel.SMS
+    )
+    assert created
+    assert second.verification.id != first.verification.id
+
+
+async def test_cancel_stops_the_code(world: World) -> None:
+    view, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    code = await world.code_for(PHONE)
+    canceled = await world.verify.cancel(world.service, view.verification.id)
+    assert canceled.status is Status.CANCELED
+    with pytest.raises(VerificationNotFound):
+        await world.verify.check_code(world.service, code=code, to=PHONE)
+    with pytest.raises(VerificationNotPending):
+        await world.verify.cancel(world.service, view.verification.id)
+
+
+async def test_tenants_are_isolated(world: World) -> None:
+    other = await world.tenants.create_service("other", Policy())
+    view, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    code = await world.code_for(PHONE)
+    with pytest.raises(VerificationNotFound):
+        await world.verify.get(other, view.verification.id)
+    with pytest.raises(VerificationNotFound):
+        await world.verify.check_code(other, code=code, to=PHONE)
+    with pytest.raises(VerificationNotFound):
+        await world.verify.check_code(other, code=code, verification_id=view.verification.id)
+
+
+async def test_policy_and_providers_gate_channels(clock: FakeClock) -> None:
+    world = await make_world(
+        clock, Policy(channels=frozenset({Channel.SMS, Channel.CALL})), channels=(Channel.SMS,)
+    )
+    with pytest.raises(ChannelNotAllowed):
+        await world.verify.start_verification(
+            world.service, to="a@example.com", channel=Channel.EMAIL
+        )
+    with pytest.raises(ChannelUnavailable):
+        await world.verify.start_verification(world.service, to=PHONE, channel=Channel.CALL)
+    assert await world.store.pending_deliveries() == 0
+
+
+async def test_invalid_inputs_are_refused_before_anything_is_stored(world: World) -> None:
+    with pytest.raises(InvalidParameter):
+        await world.verify.start_verification(world.service, to="12345", channel=Channel.SMS)
+    with pytest.raises(InvalidParameter):
+        await world.verify.start_verification(
+            world.service, to=PHONE, channel=Channel.SMS, locale="!!"
+        )
+    with pytest.raises(InvalidParameter):
+        await world.verify.start_verification(
+            world.service, to=PHONE, channel=Channel.SMS, code_length=3
+        )
+    with pytest.raises(InvalidParameter):
+        await world.verify.check_code(world.service, code="12ab56", to=PHONE)
+    with pytest.raises(InvalidParameter):
+        await world.verify.check_code(world.service, code="123456")
+    assert await world.store.pending_deliveries() == 0
+
+
+async def test_code_length_per_request(world: World) -> None:
+    await world.verify.start_verification(
+        world.service, to=PHONE, channel=Channel.SMS, code_length=8
+    )
+    assert len(await world.code_for(PHONE)) == 8
+
+
+async def test_api_keys_authenticate_their_service_only(world: World) -> None:
+    raw = await world.tenants.create_api_key("acme")
+    assert (await world.tenants.authenticate(f"Bearer {raw}")).id == world.service.id
+    for header in (None, "", raw, f"Basic {raw}", "Bearer wrong", "Bearer "):
+        with pytest.raises(Unauthorized):
+            await world.tenants.authenticate(header)
+    stored = list(world.store._keys)
+    assert raw.encode() not in b"".join(stored)

@@ -1,0 +1,76 @@
+import base64
+
+import pytest
+
+from clave.bootstrap import Settings
+from clave.platform.settings import SettingsError
+from clave.verify.delivery.smtp import SmtpConfig
+from clave.verify.settings import parse_hmac_keys
+
+
+def key(byte: bytes = b"x", n: int = 32) -> str:
+    return base64.urlsafe_b64encode(byte * n).decode()
+
+
+def test_defaults_load() -> None:
+    settings = Settings.load({})
+    assert settings.platform.port == 8000
+    assert settings.platform.workers >= 1
+    assert settings.verify.default_policy.code_length == 6
+    assert settings.verify.dev_inbox is False
+    assert settings.services == ("verify",)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"CLAVE_PORT": "eighty"}, "CLAVE_PORT"),
+        ({"CLAVE_PORT": "70000"}, "CLAVE_PORT"),
+        ({"CLAVE_WORKERS": "0"}, "CLAVE_WORKERS"),
+        ({"CLAVE_DEV_INBOX": "maybe"}, "CLAVE_DEV_INBOX"),
+        ({"CLAVE_CODE_LENGTH": "3"}, "CLAVE_CODE_LENGTH"),
+        ({"CLAVE_CHANNELS": "sms,fax"}, "CLAVE_CHANNELS"),
+        ({"CLAVE_VERIFY_STORE": "mysql://x"}, "CLAVE_VERIFY_STORE"),
+        ({"CLAVE_SMTP_URL": "http://x"}, "CLAVE_SMTP_URL"),
+        ({"CLAVE_SMTP_URL": "smtp://localhost:25"}, "CLAVE_EMAIL_FROM"),
+        ({"CLAVE_HMAC_KEYS": "nocolon"}, "CLAVE_HMAC_KEYS"),
+        ({"CLAVE_SERVICES": "verify,billing"}, "CLAVE_SERVICES"),
+        ({"CLAVE_LOG_LEVEL": "loud"}, "CLAVE_LOG_LEVEL"),
+    ],
+)
+def test_bad_values_stop_startup_naming_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        Settings.load(env)
+
+
+def test_hmac_keys_newest_first_and_validated() -> None:
+    keys = parse_hmac_keys(f"new:{key(b'n')}, old:{key(b'o')}", source="X")
+    assert [k for k, _ in keys] == ["new", "old"]
+    assert keys[0][1] == b"n" * 32
+    with pytest.raises(SettingsError, match="at least 32 bytes"):
+        parse_hmac_keys(f"a:{key(n=8)}", source="X")
+    with pytest.raises(SettingsError, match="twice"):
+        parse_hmac_keys(f"a:{key()},a:{key()}", source="X")
+    with pytest.raises(SettingsError, match="base64"):
+        parse_hmac_keys("a:!!!notbase64!!!", source="X")
+
+
+def test_secret_never_echoed_in_errors() -> None:
+    secret = base64.urlsafe_b64encode(b"s" * 8).decode()
+    with pytest.raises(SettingsError) as info:
+        parse_hmac_keys(f"a:{secret}", source="X")
+    assert secret not in str(info.value)
+
+
+def test_smtp_url_forms() -> None:
+    plain = SmtpConfig.from_url("smtp://user:p%40ss@mail.example.com?starttls=true")
+    assert (plain.host, plain.port, plain.username, plain.password) == (
+        "mail.example.com",
+        587,
+        "user",
+        "p@ss",
+    )
+    assert plain.start_tls is True
+    assert plain.use_tls is False
+    implicit = SmtpConfig.from_url("smtps://mail.example.com")
+    assert (implicit.port, implicit.use_tls, implicit.start_tls) == (465, True, False)
