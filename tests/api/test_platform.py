@@ -7,7 +7,8 @@ async def test_root_is_a_plain_ready_line(api: Api) -> None:
     r = await api.client.get("/")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
-    assert r.text.startswith("clave ") and "ready" in r.text
+    assert r.text.startswith("clave ")
+    assert "ready" in r.text
 
 
 async def test_api_names_the_service(api: Api) -> None:

@@ -66,7 +66,7 @@ async def test_transient_failures_retry_with_backoff_then_fail(clock: FakeClock)
 async def test_falls_back_to_the_next_provider(clock: FakeClock) -> None:
     inbox = MemoryInboxStore()
     refusing = Refusing(permanent=True)
-    store, verify, dispatcher, service = await setup(
+    _store, verify, dispatcher, service = await setup(
         clock, [refusing, InboxProvider(inbox)], OutboxPolicy()
     )
     view, _ = await verify.start_verification(service, to=PHONE, channel=Channel.SMS)
@@ -80,7 +80,7 @@ async def test_falls_back_to_the_next_provider(clock: FakeClock) -> None:
 
 async def test_closed_verification_is_not_sent(clock: FakeClock) -> None:
     inbox = MemoryInboxStore()
-    store, verify, dispatcher, service = await setup(clock, [InboxProvider(inbox)], OutboxPolicy())
+    _store, verify, dispatcher, service = await setup(clock, [InboxProvider(inbox)], OutboxPolicy())
     view, _ = await verify.start_verification(service, to=PHONE, channel=Channel.SMS)
     await verify.cancel(service, view.verification.id)
     await dispatcher.run_once()
