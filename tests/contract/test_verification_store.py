@@ -151,25 +151,32 @@ async def test_stale_pending_is_expired_and_replaced(
 async def test_count_check_counts_until_locked(store: VerificationStore, svc: Service) -> None:
     c = candidate(svc, max_checks=2)
     await start(store, c)
-    gate, v = await store.count_check(svc.id, now=NOW, to=TO)
-    assert (gate, v and v.check_attempts) == (CheckGate.COUNTED, 1)
-    gate, v = await store.count_check(svc.id, now=NOW, verification_id=c.id)
-    assert (gate, v and v.check_attempts) == (CheckGate.COUNTED, 2)
-    gate, v = await store.count_check(svc.id, now=NOW, verification_id=c.id)
-    assert gate is CheckGate.LOCKED
+    first = await store.count_check(svc.id, window=600, now=NOW, to=TO)
+    assert first.gate is CheckGate.COUNTED
+    assert first.verification is not None
+    assert first.verification.check_attempts == 1
+    assert first.sends_in_window == 1
+    second = await store.count_check(svc.id, window=600, now=NOW, verification_id=c.id)
+    assert second.gate is CheckGate.COUNTED
+    assert second.verification is not None
+    assert second.verification.check_attempts == 2
+    third = await store.count_check(svc.id, window=600, now=NOW, verification_id=c.id)
+    assert third.gate is CheckGate.LOCKED
     stored = await store.get(svc.id, c.id)
     assert stored is not None
     assert stored.check_attempts == 2
 
 
 async def test_count_check_not_found_cases(store: VerificationStore, svc: Service) -> None:
-    assert (await store.count_check(svc.id, now=NOW, to=TO))[0] is CheckGate.NOT_FOUND
+    assert (await store.count_check(svc.id, window=600, now=NOW, to=TO)).gate is CheckGate.NOT_FOUND
     c = candidate(svc, ttl=60)
     await start(store, c)
-    assert (await store.count_check("VAother", now=NOW, verification_id=c.id))[
-        0
-    ] is CheckGate.NOT_FOUND
-    assert (await store.count_check(svc.id, now=NOW + 60, to=TO))[0] is CheckGate.NOT_FOUND
+    assert (
+        await store.count_check("VAother", window=600, now=NOW, verification_id=c.id)
+    ).gate is CheckGate.NOT_FOUND
+    assert (
+        await store.count_check(svc.id, window=600, now=NOW + 60, to=TO)
+    ).gate is CheckGate.NOT_FOUND
     expired = await store.get(svc.id, c.id)
     assert expired is not None
     assert expired.status is Status.EXPIRED
@@ -189,9 +196,9 @@ async def test_transition_is_conditional(store: VerificationStore, svc: Service)
     assert not await store.transition(
         "VEnone", from_status=Status.PENDING, to_status=Status.CANCELED, now=NOW
     )
-    assert (await store.count_check(svc.id, now=NOW, verification_id=c.id))[
-        0
-    ] is CheckGate.NOT_FOUND
+    assert (
+        await store.count_check(svc.id, window=600, now=NOW, verification_id=c.id)
+    ).gate is CheckGate.NOT_FOUND
     assert await store.find_pending(svc.id, TO) is None
 
 
@@ -201,7 +208,9 @@ async def test_locked_status_reports_locked(store: VerificationStore, svc: Servi
     await store.transition(
         c.id, from_status=Status.PENDING, to_status=Status.MAX_ATTEMPTS_REACHED, now=NOW
     )
-    assert (await store.count_check(svc.id, now=NOW, verification_id=c.id))[0] is CheckGate.LOCKED
+    assert (
+        await store.count_check(svc.id, window=600, now=NOW, verification_id=c.id)
+    ).gate is CheckGate.LOCKED
 
 
 async def test_outbox_lease_retry_and_finish(store: VerificationStore, svc: Service) -> None:
@@ -278,12 +287,19 @@ async def test_sqlite_concurrent_checks_count_exactly_max(tmp_path: Path) -> Non
         c = candidate(svc, max_checks=5)
         await start(stores[0], c)
         results = await asyncio.gather(
-            *(stores[i % 4].count_check(svc.id, now=NOW, verification_id=c.id) for i in range(40))
+            *(
+                stores[i % 4].count_check(svc.id, window=600, now=NOW, verification_id=c.id)
+                for i in range(40)
+            )
         )
-        gates = [gate for gate, _ in results]
+        gates = [r.gate for r in results]
         assert gates.count(CheckGate.COUNTED) == 5
         assert gates.count(CheckGate.LOCKED) == 35
-        assert sorted(v.check_attempts for g, v in results if g is CheckGate.COUNTED and v) == [
+        assert sorted(
+            r.verification.check_attempts
+            for r in results
+            if r.gate is CheckGate.COUNTED and r.verification
+        ) == [
             1,
             2,
             3,

@@ -174,6 +174,16 @@ class CheckGate(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    """What `VerificationStore.count_check` did."""
+
+    gate: CheckGate
+    verification: Verification | None = None
+    # Sends to the verification's destination inside the window (for `sends_left`).
+    sends_in_window: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """An outbox entry claimed for delivery, with what is needed to render it."""
 

@@ -154,16 +154,21 @@ class VerifyService:
             raise InvalidParameter("code must be 4 to 10 digits")
         destination = normalize_any(to) if to is not None else None
         now = self._clock()
-        gate, counted = await self._store.count_check(
-            service.id, now=now, verification_id=verification_id, to=destination
+        outcome = await self._store.count_check(
+            service.id,
+            now=now,
+            window=service.policy.send_window,
+            verification_id=verification_id,
+            to=destination,
         )
-        if gate is CheckGate.NOT_FOUND or counted is None:
+        counted = outcome.verification
+        if outcome.gate is CheckGate.NOT_FOUND or counted is None:
             raise VerificationNotFound("no pending verification found")
-        if gate is CheckGate.LOCKED:
+        if outcome.gate is CheckGate.LOCKED:
             # No status write here: a concurrent request may hold the last counted attempt with
             # the right code. Only that holder, after a wrong comparison, locks the verification.
             raise MaxChecksReached("maximum check attempts reached for this verification")
-        sends_left = await self._sends_left(service, counted, now)
+        sends_left = max(0, service.policy.max_sends - outcome.sends_in_window)
         if self._hasher.matches(counted.id, counted.code, code):
             approved = await self._store.transition(
                 counted.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=now

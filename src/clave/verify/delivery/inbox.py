@@ -16,8 +16,8 @@ from clave.verify.models import ALL_CHANNELS, Channel
 MIGRATIONS = (
     """
     CREATE TABLE messages (
-        id TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL,
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
         at REAL NOT NULL,
         channel TEXT NOT NULL,
         to_addr TEXT NOT NULL,
@@ -121,13 +121,11 @@ class SqliteInboxStore:
         m = message
 
         def run(conn: sqlite3.Connection) -> None:
-            seq = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM messages").fetchone()[0]
             conn.execute(
-                "INSERT INTO messages (id, seq, at, channel, to_addr, verification_id, subject, "
-                "text, html, speech) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO messages (id, at, channel, to_addr, verification_id, subject, "
+                "text, html, speech) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     m.id,
-                    seq,
                     m.at,
                     m.channel,
                     m.to,

@@ -7,7 +7,7 @@ from typing import Protocol
 from clave.verify.models import (
     ApiKey,
     Channel,
-    CheckGate,
+    CheckOutcome,
     Delivery,
     SendStatus,
     Service,
@@ -93,14 +93,16 @@ class VerificationStore(Protocol):
         service_id: str,
         *,
         now: float,
+        window: float,
         verification_id: str | None = None,
         to: str | None = None,
-    ) -> tuple[CheckGate, Verification | None]:
+    ) -> CheckOutcome:
         """Count one check attempt before any comparison, atomically.
 
         COUNTED with the verification after the increment; NOT_FOUND when there is no pending,
         unexpired verification (a stale one is marked expired); LOCKED when its attempts are
-        used up. Nothing is counted unless the result is COUNTED.
+        used up. Nothing is counted unless the result is COUNTED. `sends_in_window` counts the
+        sends to the destination in the last `window` seconds.
         """
         ...
 

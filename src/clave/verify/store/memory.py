@@ -9,6 +9,7 @@ from clave.verify.models import (
     ApiKey,
     Channel,
     CheckGate,
+    CheckOutcome,
     Delivery,
     SendAttempt,
     SendStatus,
@@ -175,9 +176,10 @@ class MemoryVerificationStore:
         service_id: str,
         *,
         now: float,
+        window: float,
         verification_id: str | None = None,
         to: str | None = None,
-    ) -> tuple[CheckGate, Verification | None]:
+    ) -> CheckOutcome:
         """See VerificationStore.count_check."""
         if verification_id is not None:
             found = self._verifications.get(verification_id)
@@ -186,19 +188,20 @@ class MemoryVerificationStore:
         else:
             found = self._pending(service_id, to or "")
         if found is None:
-            return CheckGate.NOT_FOUND, None
+            return CheckOutcome(CheckGate.NOT_FOUND)
+        sends = await self.count_sends(service_id, found.to, now - window)
         if found.status is Status.MAX_ATTEMPTS_REACHED:
-            return CheckGate.LOCKED, self._with_sends(found)
+            return CheckOutcome(CheckGate.LOCKED, self._with_sends(found), sends)
         if found.status is not Status.PENDING:
-            return CheckGate.NOT_FOUND, None
+            return CheckOutcome(CheckGate.NOT_FOUND)
         if now >= found.expires_at:
             self._set_status(found, Status.EXPIRED, now)
-            return CheckGate.NOT_FOUND, None
+            return CheckOutcome(CheckGate.NOT_FOUND)
         if found.check_attempts >= found.max_checks:
-            return CheckGate.LOCKED, self._with_sends(found)
+            return CheckOutcome(CheckGate.LOCKED, self._with_sends(found), sends)
         counted = replace(found, check_attempts=found.check_attempts + 1, updated_at=now)
         self._verifications[found.id] = counted
-        return CheckGate.COUNTED, self._with_sends(counted)
+        return CheckOutcome(CheckGate.COUNTED, self._with_sends(counted), sends)
 
     async def transition(
         self, verification_id: str, *, from_status: Status, to_status: Status, now: float

@@ -12,6 +12,7 @@ from clave.verify.models import (
     ApiKey,
     Channel,
     CheckGate,
+    CheckOutcome,
     Delivery,
     Policy,
     SealedCode,
@@ -152,6 +153,15 @@ def _pending_row(conn: sqlite3.Connection, service_id: str, to: str) -> Any:
     ).fetchone()
 
 
+def _count_sends(conn: sqlite3.Connection, service_id: str, to: str, since: float) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM send_attempts "
+        "WHERE service_id = ? AND to_addr = ? AND created_at > ?",
+        (service_id, to, since),
+    ).fetchone()
+    return int(row[0])
+
+
 def _set_status(conn: sqlite3.Connection, vid: str, old: Status, new: Status, now: float) -> bool:
     cursor = conn.execute(
         "UPDATE verifications SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
@@ -165,6 +175,7 @@ class SqliteVerificationStore:
 
     def __init__(self, path: Path | str) -> None:
         self._db = SqliteDatabase(path)
+        self._outbox_idle = True
 
     def setup(self) -> None:
         """Create or upgrade the schema, synchronously (run once before workers start)."""
@@ -364,42 +375,36 @@ class SqliteVerificationStore:
     async def count_sends(self, service_id: str, to: str, since: float) -> int:
         """Send attempts to a destination since a time."""
 
-        def run(conn: sqlite3.Connection) -> int:
-            row = conn.execute(
-                "SELECT count(*) FROM send_attempts "
-                "WHERE service_id = ? AND to_addr = ? AND created_at > ?",
-                (service_id, to, since),
-            ).fetchone()
-            return int(row[0])
-
-        return await self._db.read(run)
+        return await self._db.read(lambda conn: _count_sends(conn, service_id, to, since))
 
     async def count_check(
         self,
         service_id: str,
         *,
         now: float,
+        window: float,
         verification_id: str | None = None,
         to: str | None = None,
-    ) -> tuple[CheckGate, Verification | None]:
+    ) -> CheckOutcome:
         """See VerificationStore.count_check."""
 
-        def run(conn: sqlite3.Connection) -> tuple[CheckGate, Verification | None]:
+        def run(conn: sqlite3.Connection) -> CheckOutcome:
             if verification_id is not None:
                 found = self._get_sync(conn, service_id, verification_id)
             else:
                 found = _verification(conn, _pending_row(conn, service_id, to or ""))
             if found is None:
-                return CheckGate.NOT_FOUND, None
+                return CheckOutcome(CheckGate.NOT_FOUND)
+            sends = _count_sends(conn, service_id, found.to, now - window)
             if found.status is Status.MAX_ATTEMPTS_REACHED:
-                return CheckGate.LOCKED, found
+                return CheckOutcome(CheckGate.LOCKED, found, sends)
             if found.status is not Status.PENDING:
-                return CheckGate.NOT_FOUND, None
+                return CheckOutcome(CheckGate.NOT_FOUND)
             if now >= found.expires_at:
                 _set_status(conn, found.id, Status.PENDING, Status.EXPIRED, now)
-                return CheckGate.NOT_FOUND, None
+                return CheckOutcome(CheckGate.NOT_FOUND)
             if found.check_attempts >= found.max_checks:
-                return CheckGate.LOCKED, found
+                return CheckOutcome(CheckGate.LOCKED, found, sends)
             # Counted inside the same IMMEDIATE transaction as the read: no other worker can
             # read the old count in between, so concurrent checks each consume an attempt.
             conn.execute(
@@ -408,7 +413,7 @@ class SqliteVerificationStore:
                 (now, found.id),
             )
             counted = replace(found, check_attempts=found.check_attempts + 1, updated_at=now)
-            return CheckGate.COUNTED, counted
+            return CheckOutcome(CheckGate.COUNTED, counted, sends)
 
         return await self._db.write(run)
 
@@ -432,8 +437,9 @@ class SqliteVerificationStore:
             ).fetchone()
             return row is not None
 
-        # A plain read first: idle workers polling the outbox never take the write lock.
-        if not await self._db.read(due):
+        # While idle, a plain read first, so polling workers never take the write lock; while
+        # busy (the last claim found work) go straight to the claiming transaction.
+        if self._outbox_idle and not await self._db.read(due):
             return []
 
         def run(conn: sqlite3.Connection) -> list[Delivery]:
@@ -468,7 +474,9 @@ class SqliteVerificationStore:
                 )
             return claimed
 
-        return await self._db.write(run)
+        claimed = await self._db.write(run)
+        self._outbox_idle = not claimed
+        return claimed
 
     async def finish_delivery(
         self,
