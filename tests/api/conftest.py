@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,10 @@ def settings_for(tmp_path: Path, smtp: SmtpServer | None = None, **extra: str) -
     return Settings.load(env)
 
 
-async def open_api(settings: Settings) -> AsyncIterator[Api]:
-    domain = VerifyDomain(settings.verify, settings.platform)
+async def open_api(
+    settings: Settings, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Api]:
+    domain = VerifyDomain(settings.verify, settings.platform, clock=clock)
     app = build_app(settings.platform, [domain])
     async with AsyncTestClient(app, base_url="http://clave.test") as client:
         key = await domain.tenants.create_api_key("default")

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
+from clave.verify.api import iso
 from tests.api.conftest import Api, open_api, settings_for
-from tests.support import SmtpServer, code_in, html_part, text_part
+from tests.support import FakeClock, SmtpServer, code_in, html_part, text_part
 
 PHONE = "+14155552671"
 
@@ -115,16 +117,22 @@ async def test_cancel(api: Api) -> None:
 
 
 async def test_expiry_with_a_short_ttl(tmp_path: Path) -> None:
-    async for api in open_api(settings_for(tmp_path, CLAVE_CODE_TTL="30")):
+    clock = FakeClock(time.time())
+    async for api in open_api(settings_for(tmp_path, CLAVE_CODE_TTL="30"), clock=clock):
         sent = await api.send(PHONE)
+        assert sent.json()["expires_at"] == iso(clock.now + 30)
         code = await api.code(PHONE)
-        # Move the stored expiry into the past instead of sleeping 30 s.
-        db = api.domain.store._db  # type: ignore[attr-defined]
-        await db.write(lambda c: c.execute("UPDATE verifications SET expires_at = expires_at - 31"))
+        clock.advance(29)
+        vid = sent.json()["id"]
+        assert (await api.get(f"/api/verifications/{vid}")).json()["status"] == "pending"
+        clock.advance(1)
+        assert (await api.get(f"/api/verifications/{vid}")).json()["status"] == "expired"
         r = await api.check(code, to=PHONE)
-        assert r.status_code == 404
-        r = await api.get(f"/api/verifications/{sent.json()['id']}")
-        assert r.json()["status"] == "expired"
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "verification_not_found")
+        # A new request after expiry starts a new verification with a new code.
+        again = await api.send(PHONE)
+        assert again.status_code == 201
+        assert again.json()["id"] != vid
 
 
 async def test_channel_without_provider_is_refused(tmp_path: Path) -> None:

@@ -23,8 +23,11 @@ T = TypeVar("T")
 class SqliteDatabase:
     """One SQLite file, opened lazily, with async `read`/`write` that run on its own thread."""
 
-    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self, path: Path | str, migrations: Sequence[str] = (), *, busy_timeout_ms: int = 10_000
+    ) -> None:
         self.path = str(path)
+        self._migrations = tuple(migrations)
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -47,8 +50,16 @@ class SqliteDatabase:
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
 
+    def setup(self) -> None:
+        """Create or upgrade the schema synchronously (once, before worker processes start)."""
+        conn = self.connect_sync()
+        try:
+            migrate(conn, self._migrations)
+        finally:
+            conn.close()
+
     async def open(self) -> None:
-        """Start the thread and open the connection on it."""
+        """Start the thread, open the connection on it, and bring the schema up to date."""
         if self._conn is not None:
             return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
@@ -57,6 +68,7 @@ class SqliteDatabase:
             self._conn = await loop.run_in_executor(self._executor, self.connect_sync)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {self.path}") from exc
+        await self.read(lambda conn: migrate(conn, self._migrations))
 
     async def close(self) -> None:
         """Close the connection and stop the thread."""

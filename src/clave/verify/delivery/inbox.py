@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from clave.platform.sqlite import SqliteDatabase, migrate
+from clave.platform.sqlite import SqliteDatabase
 from clave.verify.delivery.base import OutgoingMessage
 from clave.verify.models import ALL_CHANNELS, Channel
 
@@ -97,20 +97,15 @@ class SqliteInboxStore:
     """Dev inbox messages in their own SQLite file, apart from verify's database."""
 
     def __init__(self, path: Path | str) -> None:
-        self._db = SqliteDatabase(path)
+        self._db = SqliteDatabase(path, MIGRATIONS)
 
     def setup(self) -> None:
-        """Create the schema synchronously (before workers start)."""
-        conn = self._db.connect_sync()
-        try:
-            migrate(conn, MIGRATIONS)
-        finally:
-            conn.close()
+        """Create or upgrade the schema synchronously (before workers start)."""
+        self._db.setup()
 
     async def open(self) -> None:
-        """Open and migrate."""
+        """Open the connection; the schema is brought up to date."""
         await self._db.open()
-        await self._db.read(lambda conn: migrate(conn, MIGRATIONS))
 
     async def close(self) -> None:
         """Close."""

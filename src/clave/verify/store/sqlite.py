@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from clave.platform.sqlite import SqliteDatabase, migrate
+from clave.platform.sqlite import SqliteDatabase
 from clave.verify.models import (
     ApiKey,
     Channel,
@@ -174,21 +174,16 @@ class SqliteVerificationStore:
     """Verify's tables in one SQLite file (`verify.db` under CLAVE_DATA_DIR by default)."""
 
     def __init__(self, path: Path | str) -> None:
-        self._db = SqliteDatabase(path)
+        self._db = SqliteDatabase(path, MIGRATIONS)
         self._outbox_idle = True
 
     def setup(self) -> None:
-        """Create or upgrade the schema, synchronously (run once before workers start)."""
-        conn = self._db.connect_sync()
-        try:
-            migrate(conn, MIGRATIONS)
-        finally:
-            conn.close()
+        """Create or upgrade the schema synchronously (before workers start)."""
+        self._db.setup()
 
     async def open(self) -> None:
-        """Open the connection and make sure the schema is current."""
+        """Open the connection; the schema is brought up to date."""
         await self._db.open()
-        await self._db.read(lambda conn: migrate(conn, MIGRATIONS))
 
     async def close(self) -> None:
         """Close the connection."""
