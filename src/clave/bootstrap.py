@@ -1,21 +1,58 @@
-"""The one composition root: settings -> domains -> app. Nothing connects at import time."""
+"""The one composition root: settings -> domains -> app. Nothing connects at import time.
+
+All four domains in one process is the monolith; one domain per process is a microservice.
+A domain that calls another gets the callee's client: in-process (httpx's ASGI transport into
+this same app) when the callee is mounted here, over HTTP to `CLAVE_<CALLEE>_URL` when not.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import os
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from litestar import Litestar
 
 from clave.platform.app import build_app
+from clave.platform.client import AppRef, ServiceClient, http_client
 from clave.platform.domain import Domain
 from clave.platform.logs import configure_logging
-from clave.platform.settings import Env, PlatformSettings, SettingsError
+from clave.platform.settings import Env, PlatformSettings, SettingsError, database_url
+from clave.posts.bootstrap import PostsDomain
+from clave.posts.bootstrap import build_store as posts_store
+from clave.posts.bootstrap import prepare_store as prepare_posts
+from clave.threads.bootstrap import ThreadsDomain
+from clave.threads.bootstrap import build_store as threads_store
+from clave.threads.bootstrap import prepare_store as prepare_threads
+from clave.threads.client import ThreadsClient
+from clave.users.bootstrap import UsersDomain
+from clave.users.bootstrap import build_store as users_store
+from clave.users.bootstrap import prepare_store as prepare_users
+from clave.users.client import UsersClient
 from clave.verify.bootstrap import VerifyDomain
+from clave.verify.client import VerifyClient
 from clave.verify.settings import VerifySettings
+from clave.verify.tenants import TenantService
 
-SERVICES = ("verify",)
+SERVICES = ("verify", "users", "threads", "posts")
+FORUM = ("users", "threads", "posts")
+# The verify tenant the users domain sends its codes as, and where its key is kept when clave
+# provisions it itself (monolith, `clave up`); CLAVE_VERIFY_KEY overrides.
+USERS_TENANT = "users"
+USERS_KEY_FILE = "users-verify-key"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """How domains reach each other when they run in other processes."""
+
+    urls: Mapping[str, str | None]
+    verify_key: str | None
+    timeout: float
+    retries: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +61,9 @@ class Settings:
 
     platform: PlatformSettings
     verify: VerifySettings
+    databases: Mapping[str, str]
+    seed: bool
+    clients: ClientSettings
     services: tuple[str, ...]
 
     @classmethod
@@ -36,40 +76,139 @@ class Settings:
             raise SettingsError(
                 f"CLAVE_SERVICES must list services among {', '.join(SERVICES)}, got {services}"
             )
+        urls = {name: env.optional(f"{name.upper()}_URL") for name in SERVICES}
+        for name, url in urls.items():
+            if url and not url.startswith(("http://", "https://")):
+                raise SettingsError(f"CLAVE_{name.upper()}_URL must be an http(s) URL, got {url!r}")
         return cls(
             platform=PlatformSettings.from_env(env),
             verify=VerifySettings.from_env(env),
-            services=services,
+            databases={name: database_url(env, name) for name in FORUM},
+            seed=env.flag("SEED", False),
+            clients=ClientSettings(
+                urls=urls,
+                verify_key=env.optional("VERIFY_KEY"),
+                timeout=env.number("CLIENT_TIMEOUT", 5.0, low=0.1, high=120),
+                retries=env.integer("CLIENT_RETRIES", 2, low=0, high=10),
+            ),
+            services=tuple(services),
         )
 
 
-def build_domains(settings: Settings) -> list[Domain]:
+def _users_verify_key(settings: Settings) -> str:
+    if settings.clients.verify_key:
+        return settings.clients.verify_key
+    path = settings.platform.data_dir / USERS_KEY_FILE
+    if not path.exists():
+        raise SettingsError(
+            "CLAVE_VERIFY_KEY is required for the users service: create one with "
+            f"`clave apikey create --service {USERS_TENANT}` where verify runs"
+        )
+    return path.read_text().strip()
+
+
+def build_domains(
+    settings: Settings, app: AppRef | None = None, *, clock: Callable[[], float] = time.time
+) -> list[Domain]:
     """The domains named in settings, built but not started."""
+    mounted = set(settings.services)
+    data_dir = settings.platform.data_dir
+    ref = app or AppRef()
+
+    def client(name: str, headers: dict[str, str] | None = None) -> ServiceClient:
+        url = settings.clients.urls.get(name)
+        if name not in mounted and not url:
+            raise SettingsError(f"CLAVE_{name.upper()}_URL is required: {name} is not served here")
+        http = http_client(
+            base_url=url, app=ref if name in mounted else None, timeout=settings.clients.timeout
+        )
+        return ServiceClient(name, http, retries=settings.clients.retries, headers=headers)
+
     domains: list[Domain] = []
     for name in settings.services:
         if name == "verify":
             try:
-                domains.append(VerifyDomain(settings.verify, settings.platform))
+                domains.append(VerifyDomain(settings.verify, settings.platform, clock=clock))
             except ValueError as exc:  # an unreadable key file
                 raise SettingsError(str(exc)) from exc
+        elif name == "users":
+            auth = {"Authorization": f"Bearer {_users_verify_key(settings)}"}
+            domains.append(
+                UsersDomain(
+                    users_store(settings.databases["users"], data_dir),
+                    VerifyClient(client("verify", auth)),
+                    seed=settings.seed,
+                    clock=clock,
+                )
+            )
+        elif name == "threads":
+            domains.append(
+                ThreadsDomain(
+                    threads_store(settings.databases["threads"], data_dir),
+                    UsersClient(client("users")),
+                    seed=settings.seed,
+                    clock=clock,
+                )
+            )
+        else:
+            domains.append(
+                PostsDomain(
+                    posts_store(settings.databases["posts"], data_dir),
+                    UsersClient(client("users")),
+                    ThreadsClient(client("threads")),
+                    seed=settings.seed,
+                    clock=clock,
+                )
+            )
     return domains
 
 
-def prepare(domains: Sequence[Domain]) -> None:
-    """Create schemas and seed data once, before worker processes start."""
+def _write_secret(path: Path, text: str) -> None:
+    """Create `path` (mode 0600) unless it exists; race-free across processes."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
 
-    async def run() -> None:
-        for domain in domains:
-            if isinstance(domain, VerifyDomain):
-                domain.prepare()
-                await domain.open()
-                await domain.close()
 
-    asyncio.run(run())
+async def _prepare(settings: Settings, services: tuple[str, ...]) -> None:
+    if "verify" in services:
+        verify = VerifyDomain(settings.verify, settings.platform)
+        verify.prepare()
+        await verify.open()
+        try:
+            key_file = settings.platform.data_dir / USERS_KEY_FILE
+            if "users" in services and not settings.clients.verify_key and not key_file.exists():
+                tenants: TenantService = verify.tenants
+                await tenants.ensure_service(USERS_TENANT, settings.verify.default_policy)
+                _write_secret(key_file, await tenants.create_api_key(USERS_TENANT))
+        finally:
+            await verify.close()
+    preparers = {"users": prepare_users, "threads": prepare_threads, "posts": prepare_posts}
+    for name in FORUM:
+        if name in services:
+            await preparers[name](
+                settings.databases[name], settings.platform.data_dir, seed=settings.seed
+            )
+
+
+def prepare(settings: Settings, services: tuple[str, ...] | None = None) -> None:
+    """Create schemas, seed data and provision the users' verify key, once, before any
+    worker process starts (`clave serve` runs it in its master, `clave up` for everything)."""
+    asyncio.run(_prepare(settings, services or settings.services))
 
 
 def create_app() -> Litestar:
     """ASGI app factory for a worker process (granian calls it in each worker)."""
     settings = Settings.load()
     configure_logging(settings.platform.log_level)
-    return build_app(settings.platform, build_domains(settings))
+    ref = AppRef()
+    app = build_app(settings.platform, build_domains(settings, ref))
+    ref.app = app
+    return app

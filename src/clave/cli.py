@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from clave import __version__
-from clave.bootstrap import SERVICES, Settings, build_domains, prepare
+from clave.bootstrap import SERVICES, Settings, prepare
 from clave.platform.errors import ClaveError
 from clave.platform.logs import configure_logging
 from clave.platform.server import run_server
@@ -63,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
         "--workers", type=int, help="worker processes (CLAVE_WORKERS, default: cores)"
     )
     serve.add_argument("--service", choices=SERVICES, help="serve one service alone")
+    serve.add_argument(
+        "--seed", action="store_true", help="seed the sample forum data (CLAVE_SEED)"
+    )
 
     apikey = commands.add_parser("apikey", help="API keys")
     apikey_cmds = apikey.add_subparsers(dest="action", required=True)
@@ -121,11 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "PORT": args.port,
                     "WORKERS": args.workers,
                     "SERVICES": args.service,
+                    "SEED": "true" if args.seed else None,
                 }
             )
             settings = Settings.load()
             configure_logging(settings.platform.log_level)
-            prepare(build_domains(settings))
+            prepare(settings)
             run_server(
                 "clave.bootstrap:create_app", settings.platform, workers=settings.platform.workers
             )

@@ -18,7 +18,8 @@ def test_defaults_load() -> None:
     assert settings.platform.workers >= 1
     assert settings.verify.default_policy.code_length == 6
     assert settings.verify.dev_inbox is False
-    assert settings.services == ("verify",)
+    assert settings.services == ("verify", "users", "threads", "posts")
+    assert settings.databases == {"users": "sqlite", "threads": "sqlite", "posts": "sqlite"}
 
 
 @pytest.mark.parametrize(

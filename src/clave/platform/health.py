@@ -16,7 +16,6 @@ log = logging.getLogger("clave.health")
 
 def health_router(domains: Sequence[Domain]) -> Router:
     """Build the health routes for the mounted domains."""
-    names = [domain.name for domain in domains]
 
     @get("/", media_type=MediaType.TEXT, include_in_schema=False)
     async def root() -> str:
@@ -26,7 +25,9 @@ def health_router(domains: Sequence[Domain]) -> Router:
     @get("/api", summary="Service name and version")
     async def api_info() -> dict[str, Any]:
         """The service's name and version."""
-        return {"name": "clave", "version": __version__, "domains": names}
+        # The same answer from the monolith and from every service: the load balancer may
+        # route /api to any of them.
+        return {"name": "clave", "version": __version__}
 
     @get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, str]:

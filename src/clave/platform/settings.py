@@ -141,3 +141,19 @@ def export(overrides: Mapping[str, str | int | None]) -> None:
     for name, value in overrides.items():
         if value is not None:
             os.environ[PREFIX + name] = str(value)
+
+
+def database_url(env: Env, domain: str) -> str:
+    """`CLAVE_<DOMAIN>_DB`: sqlite (the default, a file in CLAVE_DATA_DIR), sqlite:///path,
+    postgresql://..., or memory (tests, one process)."""
+    name = f"{domain.upper()}_DB"
+    url = env.text(name, "sqlite")
+    if not (
+        url in ("sqlite", "memory")
+        or url.startswith(("sqlite:///", "postgresql://", "postgres://"))
+    ):
+        raise SettingsError(
+            f"{PREFIX}{name} must be sqlite, sqlite:///path, postgresql://... or memory, "
+            f"got {url!r}"
+        )
+    return url

@@ -1,0 +1,240 @@
+"""One SQL interface over SQLite (embedded) and PostgreSQL (production).
+
+A forum store is written once, in SQL with `$1`-style parameters that both databases accept
+(SQLite receives them as `?1`). Only the schema differs per dialect. Two hand-kept copies of
+the same queries would drift; one copy run against both backends by the same contract suite
+cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import Awaitable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import asyncpg
+
+from clave.platform.errors import StoreError
+from clave.platform.sqlite import SqliteDatabase
+
+Row = dict[str, Any]
+T = TypeVar("T")
+Migrations = Mapping[str, Sequence[str]]  # dialect -> ordered migration scripts
+
+_PARAM = re.compile(r"\$(\d+)")
+
+
+class IntegrityViolation(Exception):
+    """A unique or foreign-key constraint refused a write."""
+
+
+class SqlDatabase(Protocol):
+    """The few operations a store needs, the same on every backend."""
+
+    dialect: str
+
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+        ...
+
+    async def close(self) -> None:
+        """Disconnect."""
+        ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        """Every row of a query."""
+        ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        """The first row of a query, or None."""
+        ...
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; the number of rows it changed."""
+        ...
+
+    async def executemany(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run statements in one transaction."""
+        ...
+
+
+def _rows(cursor: sqlite3.Cursor) -> list[Row]:
+    names = [d[0] for d in cursor.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+class SqliteSql:
+    """SqlDatabase on a SQLite file (WAL, its own thread; see platform.sqlite)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path | str, migrations: Migrations) -> None:
+        self._db = SqliteDatabase(path, migrations["sqlite"])
+
+    async def open(self) -> None:
+        """Open and migrate."""
+        await self._db.open()
+
+    async def close(self) -> None:
+        """Close."""
+        await self._db.close()
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        """Every row."""
+        query = _PARAM.sub(r"?\1", sql)
+        return await self._guard(self._db.read(lambda conn: _rows(conn.execute(query, args))))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        """The first row."""
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """One statement in its own transaction."""
+        query = _PARAM.sub(r"?\1", sql)
+        return await self._guard(self._db.write(lambda conn: conn.execute(query, args).rowcount))
+
+    async def executemany(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Statements in one IMMEDIATE transaction."""
+        prepared = [(_PARAM.sub(r"?\1", sql), tuple(args)) for sql, args in statements]
+
+        def run(conn: sqlite3.Connection) -> None:
+            for query, args in prepared:
+                conn.execute(query, args)
+
+        await self._guard(self._db.write(run))
+
+    @staticmethod
+    async def _guard(awaitable: Awaitable[T]) -> T:
+        try:
+            return await awaitable
+        except StoreError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise IntegrityViolation(str(exc.__cause__)) from exc
+            raise
+
+
+class PostgresSql:
+    """SqlDatabase on PostgreSQL through an asyncpg pool."""
+
+    dialect = "postgres"
+
+    def __init__(
+        self, url: str, component: str, migrations: Migrations, *, max_size: int = 10
+    ) -> None:
+        self._url = url
+        self._component = component
+        self._migrations = tuple(migrations["postgres"])
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        """Create the pool and migrate under an advisory lock (workers start together)."""
+        if self._pool is not None:
+            return
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._url, min_size=1, max_size=self._max_size, timeout=10, command_timeout=30
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise StoreError(f"cannot connect to PostgreSQL for {self._component}: {exc}") from exc
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", "clave:" + self._component
+            )
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS clave_schema "
+                "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+            )
+            current = await conn.fetchval(
+                "SELECT version FROM clave_schema WHERE component = $1", self._component
+            )
+            version = current or 0
+            for number, script in enumerate(self._migrations[version:], start=version + 1):
+                await conn.execute(script)
+                await conn.execute(
+                    "INSERT INTO clave_schema (component, version) VALUES ($1, $2) "
+                    "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                    self._component,
+                    number,
+                )
+
+    async def close(self) -> None:
+        """Close the pool."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.wait_for(pool.close(), 10)
+
+    def _ready(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreError("the database is not open")
+        return self._pool
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        """Every row."""
+        return await self._guard(self._fetch(sql, args))
+
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
+        return [dict(r) for r in await self._ready().fetch(sql, *args)]
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        """The first row."""
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """One statement; its row count from the command tag."""
+        status = str(await self._guard(self._ready().execute(sql, *args)))
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def executemany(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Statements in one transaction."""
+
+        async def run() -> None:
+            async with self._ready().acquire() as conn, conn.transaction():
+                for sql, args in statements:
+                    await conn.execute(sql, *args)
+
+        await self._guard(run())
+
+    async def _guard(self, awaitable: Awaitable[T]) -> T:
+        try:
+            return await awaitable
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityViolation(str(exc)) from exc
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise StoreError(f"PostgreSQL error ({self._component}): {exc}") from exc
+
+
+def sync_identity(db: SqlDatabase, table: str) -> list[tuple[str, Sequence[Any]]]:
+    """After rows were inserted with explicit ids, move PostgreSQL's identity sequence past
+    them (SQLite's INTEGER PRIMARY KEY needs nothing)."""
+    if db.dialect != "postgres":
+        return []
+    # `table` is a constant of the calling store, never input.
+    sequence = f"pg_get_serial_sequence('{table}', 'id')"
+    return [(f"SELECT setval({sequence}, (SELECT max(id) FROM {table}))", ())]  # noqa: S608
+
+
+def open_database(
+    url: str, *, data_dir: Path, component: str, migrations: Migrations
+) -> SqlDatabase:
+    """The database a `CLAVE_<DOMAIN>_DB` value names: sqlite, sqlite:///path or postgresql://..."""
+    if url == "sqlite":
+        return SqliteSql(data_dir / f"{component}.db", migrations)
+    if url.startswith("sqlite:///"):
+        return SqliteSql(url.removeprefix("sqlite:///"), migrations)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresSql(url, component, migrations)
+    raise ValueError(f"unsupported database URL for {component}: {url!r}")
+
+
+def valid_database_url(url: str) -> bool:
+    """Whether `open_database` accepts `url` (or `memory`, handled by the domain)."""
+    return url in ("sqlite", "memory") or url.startswith(
+        ("sqlite:///", "postgresql://", "postgres://")
+    )

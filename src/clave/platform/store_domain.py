@@ -1,0 +1,58 @@
+"""The life cycle shared by domains that are one store, one service and some clients."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from litestar.types import ControllerRouterHandler
+
+
+class _Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+
+
+class _Client(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class StoreDomain:
+    """Opens the store (and seeds it when asked) on start, closes store and clients on stop."""
+
+    name = "domain"
+
+    def __init__(self, store: Any, clients: Sequence[_Client], *, seed: bool) -> None:
+        self.store: _Store = store
+        self._clients = list(clients)
+        self._seed = seed
+
+    async def seed(self) -> None:
+        """Insert the domain's sample data (once in the life of its store)."""
+
+    async def open(self) -> None:
+        """Connect (migrating the schema) and seed when CLAVE_SEED is on."""
+        await self.store.open()
+        if self._seed:
+            await self.seed()
+
+    async def start(self) -> None:
+        """Connect."""
+        await self.open()
+
+    async def stop(self) -> None:
+        """Close clients and the store."""
+        for client in self._clients:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        await self.store.close()
+
+    async def ready(self) -> None:
+        """Raise unless the store answers."""
+        await self.store.ping()
+
+    def route_handlers(self) -> Sequence[ControllerRouterHandler]:
+        """The domain's routes."""
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""The posts domain: posts by users in threads."""

@@ -1,0 +1,70 @@
+"""Composition root of the posts domain."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from litestar.types import ControllerRouterHandler
+
+from clave.platform.sql import open_database
+from clave.platform.store_domain import StoreDomain
+from clave.posts import api
+from clave.posts.models import SEED
+from clave.posts.service import PostsService
+from clave.posts.store.base import PostStore
+from clave.posts.store.memory import MemoryPostStore
+from clave.posts.store.sql import MIGRATIONS, SqlPostStore
+from clave.threads.client import ThreadsClient
+from clave.users.client import UsersClient
+
+
+def build_store(url: str, data_dir: Path) -> PostStore:
+    """The store `CLAVE_POSTS_DB` names."""
+    if url == "memory":
+        return MemoryPostStore()
+    return SqlPostStore(
+        open_database(url, data_dir=data_dir, component="posts", migrations=MIGRATIONS)
+    )
+
+
+class PostsDomain(StoreDomain):
+    """Posts in their own database; references checked through the users and threads clients."""
+
+    name = "posts"
+
+    def __init__(
+        self,
+        store: PostStore,
+        users: UsersClient,
+        threads: ThreadsClient,
+        *,
+        seed: bool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(store, [users, threads], seed=seed)
+        self._store = store
+        self._clock = clock
+        self.service = PostsService(store, users, threads, clock)
+
+    async def seed(self) -> None:
+        """The original sample's six posts."""
+        await self._store.seed(SEED, now=self._clock())
+
+    def route_handlers(self) -> Sequence[ControllerRouterHandler]:
+        """The posts routes."""
+        return [api.router(self.service)]
+
+
+async def prepare_store(url: str, data_dir: Path, *, seed: bool) -> None:
+    """Migrate (and seed) the store once, before worker processes start."""
+    if url == "memory":
+        return
+    store = build_store(url, data_dir)
+    await store.open()
+    try:
+        if seed:
+            await store.seed(SEED, now=time.time())
+    finally:
+        await store.close()

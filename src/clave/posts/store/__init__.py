@@ -1,0 +1,1 @@
+"""The posts store port and its backends (memory, SQL on SQLite or PostgreSQL)."""

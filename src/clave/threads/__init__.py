@@ -1,0 +1,1 @@
+"""The threads domain: discussion threads, each created by a user."""

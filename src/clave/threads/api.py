@@ -1,0 +1,101 @@
+"""HTTP layer of threads: the original sample's routes, plus writes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, Router, delete, get, patch, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, PathParameter, QueryParameter
+
+from clave.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, next_link, split_page
+from clave.threads.models import Thread
+from clave.threads.service import ThreadsService
+
+ThreadId = Annotated[int, PathParameter(ge=1, le=2**53)]
+Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)]
+After = Annotated[int, QueryParameter(ge=0, le=2**53)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class ThreadRead(msgspec.Struct, rename="camel"):
+    """A thread, in the original sample's shape."""
+
+    id: int
+    title: str
+    created_by: int
+
+
+class ThreadCreate(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    """Body of POST /api/threads."""
+
+    title: Title
+    created_by: Annotated[int, msgspec.Meta(ge=1, le=2**53)]
+
+
+class ThreadUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of PATCH /api/threads/{id}."""
+
+    title: Title
+
+
+def render(thread: Thread) -> ThreadRead:
+    """The public form of a thread."""
+    return ThreadRead(id=thread.id, title=thread.title, created_by=thread.created_by)
+
+
+Threads = NamedDependency[ThreadsService]
+
+
+@get("/", summary="List threads")
+async def list_threads(
+    request: Request[Any, Any, Any],
+    threads: Threads,
+    limit: Limit = DEFAULT_LIMIT,
+    after: After = 0,
+) -> Response[list[ThreadRead]]:
+    """Threads by id; `Link` names the next page."""
+    page, more = split_page(await threads.list_threads(after=after, limit=limit + 1), limit)
+    return Response([render(t) for t in page], headers=next_link(request, more, limit))
+
+
+@get("/{thread_id:int}", summary="Read a thread")
+async def read_thread(thread_id: ThreadId, threads: Threads) -> ThreadRead:
+    """One thread."""
+    return render(await threads.get_thread(thread_id))
+
+
+@post("/", summary="Create a thread")
+async def create_thread(data: JSONBody[ThreadCreate], threads: Threads) -> Response[ThreadRead]:
+    """A new thread; `createdBy` must name an existing user."""
+    thread = await threads.create_thread(title=data.title, created_by=data.created_by)
+    return Response(render(thread), status_code=201)
+
+
+@patch("/{thread_id:int}", summary="Retitle a thread")
+async def update_thread(
+    thread_id: ThreadId, data: JSONBody[ThreadUpdate], threads: Threads
+) -> ThreadRead:
+    """Change the title."""
+    return render(await threads.retitle(thread_id, data.title))
+
+
+@delete("/{thread_id:int}", summary="Delete a thread", status_code=204)
+async def delete_thread(thread_id: ThreadId, threads: Threads) -> None:
+    """Delete a thread."""
+    await threads.delete_thread(thread_id)
+
+
+def router(service: ThreadsService) -> Router:
+    """The threads routes wired to `service`."""
+
+    async def provide() -> ThreadsService:
+        return service
+
+    return Router(
+        path="/api/threads",
+        route_handlers=[list_threads, read_thread, create_thread, update_thread, delete_thread],
+        dependencies={"threads": Provide(provide)},
+        tags=["threads"],
+    )

@@ -1,0 +1,68 @@
+"""Composition root of the threads domain."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from litestar.types import ControllerRouterHandler
+
+from clave.platform.sql import open_database
+from clave.platform.store_domain import StoreDomain
+from clave.threads import api
+from clave.threads.models import SEED
+from clave.threads.service import ThreadsService
+from clave.threads.store.base import ThreadStore
+from clave.threads.store.memory import MemoryThreadStore
+from clave.threads.store.sql import MIGRATIONS, SqlThreadStore
+from clave.users.client import UsersClient
+
+
+def build_store(url: str, data_dir: Path) -> ThreadStore:
+    """The store `CLAVE_THREADS_DB` names."""
+    if url == "memory":
+        return MemoryThreadStore()
+    return SqlThreadStore(
+        open_database(url, data_dir=data_dir, component="threads", migrations=MIGRATIONS)
+    )
+
+
+class ThreadsDomain(StoreDomain):
+    """Threads in their own database; creators checked through the users client."""
+
+    name = "threads"
+
+    def __init__(
+        self,
+        store: ThreadStore,
+        users: UsersClient,
+        *,
+        seed: bool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(store, [users], seed=seed)
+        self._store = store
+        self._clock = clock
+        self.service = ThreadsService(store, users, clock)
+
+    async def seed(self) -> None:
+        """The original sample's three threads."""
+        await self._store.seed(SEED, now=self._clock())
+
+    def route_handlers(self) -> Sequence[ControllerRouterHandler]:
+        """The threads routes."""
+        return [api.router(self.service)]
+
+
+async def prepare_store(url: str, data_dir: Path, *, seed: bool) -> None:
+    """Migrate (and seed) the store once, before worker processes start."""
+    if url == "memory":
+        return
+    store = build_store(url, data_dir)
+    await store.open()
+    try:
+        if seed:
+            await store.seed(SEED, now=time.time())
+    finally:
+        await store.close()

@@ -1,0 +1,1 @@
+"""The threads store port and its backends (memory, SQL on SQLite or PostgreSQL)."""

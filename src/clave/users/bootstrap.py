@@ -1,0 +1,68 @@
+"""Composition root of the users domain."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from litestar.types import ControllerRouterHandler
+
+from clave.platform.sql import open_database
+from clave.platform.store_domain import StoreDomain
+from clave.users import api
+from clave.users.models import SEED
+from clave.users.service import UsersService
+from clave.users.store.base import UserStore
+from clave.users.store.memory import MemoryUserStore
+from clave.users.store.sql import MIGRATIONS, SqlUserStore
+from clave.verify.client import VerifyClient
+
+
+def build_store(url: str, data_dir: Path) -> UserStore:
+    """The store `CLAVE_USERS_DB` names."""
+    if url == "memory":
+        return MemoryUserStore()
+    return SqlUserStore(
+        open_database(url, data_dir=data_dir, component="users", migrations=MIGRATIONS)
+    )
+
+
+class UsersDomain(StoreDomain):
+    """Users in their own database; contacts proven through the verify client."""
+
+    name = "users"
+
+    def __init__(
+        self,
+        store: UserStore,
+        verify: VerifyClient,
+        *,
+        seed: bool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(store, [verify], seed=seed)
+        self._store = store
+        self._clock = clock
+        self.service = UsersService(store, verify, clock)
+
+    async def seed(self) -> None:
+        """The original sample's four users."""
+        await self._store.seed(SEED, now=self._clock())
+
+    def route_handlers(self) -> Sequence[ControllerRouterHandler]:
+        """The users routes."""
+        return [api.router(self.service)]
+
+
+async def prepare_store(url: str, data_dir: Path, *, seed: bool) -> None:
+    """Migrate (and seed) the store once, before worker processes start."""
+    if url == "memory":
+        return
+    store = build_store(url, data_dir)
+    await store.open()
+    try:
+        if seed:
+            await store.seed(SEED, now=time.time())
+    finally:
+        await store.close()

@@ -1,0 +1,1 @@
+"""The users store port and its backends (memory, SQL on SQLite or PostgreSQL)."""

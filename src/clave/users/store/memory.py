@@ -1,0 +1,93 @@
+"""In-memory users store for unit tests and development."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from clave.platform.sql import IntegrityViolation
+from clave.users.models import Contact, NewUser, User
+from clave.users.store.base import UPDATABLE
+
+
+class MemoryUserStore:
+    """Users in a dict; each method is atomic (no awaits inside)."""
+
+    def __init__(self) -> None:
+        self._users: dict[int, User] = {}
+        self._next = 1
+        self._seeded = False
+
+    async def open(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to disconnect."""
+
+    async def ping(self) -> None:
+        """Always answers."""
+
+    async def list(self, *, after: int, limit: int) -> list[User]:
+        """Users after an id."""
+        return [self._users[k] for k in sorted(self._users) if k > after][:limit]
+
+    async def get(self, user_id: int) -> User | None:
+        """A user by id."""
+        return self._users.get(user_id)
+
+    def _taken(self, username: str, but: int | None = None) -> bool:
+        return any(u.username == username and u.id != but for u in self._users.values())
+
+    async def create(self, new: NewUser, *, now: float, user_id: int | None = None) -> User:
+        """Insert a user."""
+        if self._taken(new.username):
+            raise IntegrityViolation("username taken")
+        uid = user_id or self._next
+        self._next = max(self._next, uid + 1)
+        user = User(
+            uid,
+            new.username,
+            new.name,
+            new.bio,
+            new.email,
+            new.phone,
+            False,
+            False,
+            None,
+            None,
+            now,
+            now,
+        )
+        self._users[uid] = user
+        return user
+
+    async def update(self, user_id: int, changes: Mapping[str, Any], *, now: float) -> User | None:
+        """Change columns."""
+        current = self._users.get(user_id)
+        if current is None:
+            return None
+        unknown = set(changes) - UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        if "username" in changes and self._taken(changes["username"], but=user_id):
+            raise IntegrityViolation("username taken")
+        values = dict(changes)
+        if values.get("pending_contact") is not None:
+            values["pending_contact"] = Contact(values["pending_contact"])
+        updated = replace(current, **values, updated_at=now)
+        self._users[user_id] = updated
+        return updated
+
+    async def delete(self, user_id: int) -> bool:
+        """Delete a user."""
+        return self._users.pop(user_id, None) is not None
+
+    async def seed(self, users: Sequence[tuple[int, NewUser]], *, now: float) -> bool:
+        """Insert the sample users once."""
+        if self._seeded:
+            return False
+        for uid, new in users:
+            await self.create(new, now=now, user_id=uid)
+        self._seeded = True
+        return True
