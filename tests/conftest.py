@@ -17,3 +17,22 @@ def clock() -> FakeClock:
 @pytest.fixture
 def smtp() -> Iterator[SmtpServer]:
     yield from smtp_server()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server that answers (found or started); the suite fails without one."""
+    from tests.services import postgres
+
+    url, private = postgres()
+    yield url
+    if private is not None:
+        private.stop()
+
+
+@pytest.fixture(scope="session")
+def haproxy_bin() -> str:
+    """The haproxy binary (found or installed); the suite fails without one."""
+    from tests.services import haproxy
+
+    return haproxy()

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from clave import __version__
 from clave.bootstrap import SERVICES, Settings, prepare
 from clave.platform.errors import ClaveError
 from clave.platform.logs import configure_logging
+from clave.platform.routing import RoutingTable, Topology, alb_rules, haproxy_config
 from clave.platform.server import run_server
 from clave.platform.settings import SettingsError, export
+from clave.platform.up import MONOLITH, Stack, apply, read_state
 from clave.verify.bootstrap import VerifyDomain
 from clave.verify.models import Channel, Policy
 from clave.verify.tenants import DEFAULT_SERVICE
@@ -81,6 +86,40 @@ def parser() -> argparse.ArgumentParser:
     update.add_argument("name")
     _policy_options(update)
     service_cmds.add_parser("list", help="list services")
+
+    up = commands.add_parser("up", help="the whole topology on this machine, behind haproxy")
+    up.add_argument("--port", type=int, default=8080, help="the load balancer's port (8080)")
+    up.add_argument(
+        "--topology",
+        choices=[t.value for t in Topology],
+        default=Topology.MIXED.value,
+        help="monolith alone, every service split, or mixed as the routing table says (default)",
+    )
+    up.add_argument(
+        "--workers",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="worker processes of the monolith or one service (repeatable; default 1 each)",
+    )
+    up.add_argument("--routes", type=Path, help="routing table (CLAVE_ROUTES, ./routes.toml)")
+    up.add_argument(
+        "--restart-delay", type=float, default=2.0, help="seconds before a dead component restarts"
+    )
+    up.add_argument("--seed", action="store_true", help="seed the sample forum data (CLAVE_SEED)")
+
+    routes = commands.add_parser("routes", help="the routing table")
+    routes_cmds = routes.add_subparsers(dest="action", required=True)
+    show = routes_cmds.add_parser("show", help="print the table, or what is generated from it")
+    show.add_argument("--format", choices=("table", "toml", "haproxy", "alb"), default="table")
+    show.add_argument("--routes", type=Path)
+    shift = routes_cmds.add_parser("shift", help="send PERCENT of a service's traffic to it")
+    shift.add_argument("service")
+    shift.add_argument("percent", type=int)
+    shift.add_argument("--routes", type=Path)
+    retire = routes_cmds.add_parser("retire", help="stop serving a service from the monolith")
+    retire.add_argument("service")
+    retire.add_argument("--routes", type=Path)
     return top
 
 
@@ -113,6 +152,60 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
         await domain.close()
 
 
+def _workers(values: list[str]) -> dict[str, int]:
+    counts = {}
+    for value in values:
+        name, sep, number = value.partition("=")
+        if not sep or name not in (*SERVICES, MONOLITH) or not number.isdigit() or int(number) < 1:
+            raise SettingsError(
+                f"--workers takes NAME=N with NAME among monolith, {', '.join(SERVICES)}: {value!r}"
+            )
+        counts[name] = int(number)
+    return counts
+
+
+def _table_path(settings: Settings, explicit: Path | None) -> Path:
+    """--routes, else the table a running `clave up` uses, else CLAVE_ROUTES."""
+    if explicit is not None:
+        return explicit
+    state = read_state(settings.platform.data_dir / "up")
+    return Path(state["table"]) if state else settings.platform.routes
+
+
+def _routes(settings: Settings, args: argparse.Namespace) -> str:
+    path = _table_path(settings, args.routes)
+    table = RoutingTable.load(path, SERVICES)
+    run_dir = settings.platform.data_dir / "up"
+    if args.action == "show":
+        if args.format == "toml":
+            return table.dump()
+        if args.format == "alb":
+            return json.dumps(alb_rules(table), indent=2)
+        if args.format == "haproxy":
+            state = read_state(run_dir)
+            comps = state["components"] if state else {}
+            addresses = {n: f"127.0.0.1:{c['port']}" for n, c in comps.items()}
+            topology = Topology(state["topology"]) if state else Topology.MIXED
+            return haproxy_config(
+                table.effective(topology),
+                bind=f"127.0.0.1:{state['port'] if state else 8080}",
+                monolith=addresses.pop(MONOLITH, None if state else "127.0.0.1:8000"),
+                services=addresses
+                if state
+                else {s: f"127.0.0.1:{8001 + i}" for i, s in enumerate(SERVICES)},
+                stats_socket=run_dir / "haproxy.sock",
+            )
+        return table.show()
+    if args.action == "shift":
+        table = table.shift(args.service, args.percent)
+    else:
+        table = table.retire(args.service)
+    table.save(path)
+    applied = apply(run_dir)
+    note = "applied to the running clave up" if applied else "no clave up is running; saved"
+    return f"{table.show()}\n({path}: {note})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `clave` console script."""
     args = parser().parse_args(argv)
@@ -134,8 +227,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "clave.bootstrap:create_app", settings.platform, workers=settings.platform.workers
             )
             return 0
+        if args.command == "up":
+            export({"SEED": "true" if args.seed else None})
+            settings = Settings.load()
+            configure_logging(settings.platform.log_level)
+            stack = Stack(
+                table_path=args.routes or settings.platform.routes,
+                topology=Topology(args.topology),
+                port=args.port,
+                services=SERVICES,
+                workers=_workers(args.workers),
+                run_dir=settings.platform.data_dir / "up",
+                env=os.environ,
+                restart_delay=args.restart_delay,
+                prepare=lambda: prepare(settings, SERVICES),
+            )
+            return stack.run()
         settings = Settings.load()
         configure_logging(settings.platform.log_level)
+        if args.command == "routes":
+            print(_routes(settings, args))
+            return 0
         action = f"{args.command}-{args.action}"
         print(asyncio.run(_with_verify(settings, action, args)))
         return 0
@@ -144,4 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ClaveError as exc:
         print(f"clave: {exc.message}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        print(f"clave: {exc}", file=sys.stderr)
         return 1

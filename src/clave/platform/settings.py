@@ -118,6 +118,7 @@ class PlatformSettings:
     access_log: bool
     max_body_bytes: int
     shutdown_grace: int
+    routes: Path
 
     @classmethod
     def from_env(cls, env: Env) -> PlatformSettings:
@@ -133,6 +134,7 @@ class PlatformSettings:
                 "MAX_BODY_BYTES", 64 * 1024, low=1024, high=10 * 1024 * 1024
             ),
             shutdown_grace=env.integer("SHUTDOWN_GRACE", 30, low=1, high=600),
+            routes=env.path("ROUTES", "routes.toml"),
         )
 
 

@@ -212,7 +212,7 @@ class PostgresSql:
 
 def sync_identity(db: SqlDatabase, table: str) -> list[tuple[str, Sequence[Any]]]:
     """After rows were inserted with explicit ids, move PostgreSQL's identity sequence past
-    them (SQLite's INTEGER PRIMARY KEY needs nothing)."""
+    them (SQLite's AUTOINCREMENT keeps its own high-water mark)."""
     if db.dialect != "postgres":
         return []
     # `table` is a constant of the calling store, never input.

@@ -10,8 +10,9 @@ from clave.posts.models import Post
 
 MIGRATIONS: Migrations = {
     "sqlite": (
-        "CREATE TABLE posts (id INTEGER PRIMARY KEY, thread INTEGER NOT NULL, text TEXT NOT NULL, "
-        "user_id INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL);"
+        "CREATE TABLE posts (id INTEGER PRIMARY KEY AUTOINCREMENT, thread INTEGER NOT NULL, "
+        "text TEXT NOT NULL, user_id INTEGER NOT NULL, created_at REAL NOT NULL, "
+        "updated_at REAL NOT NULL);"
         "CREATE INDEX posts_by_thread ON posts (thread, id);"
         "CREATE INDEX posts_by_user ON posts (user_id, id);"
         "CREATE TABLE seeded (component TEXT PRIMARY KEY)",

@@ -10,7 +10,7 @@ from clave.threads.models import Thread
 
 MIGRATIONS: Migrations = {
     "sqlite": (
-        "CREATE TABLE threads (id INTEGER PRIMARY KEY, title TEXT NOT NULL, "
+        "CREATE TABLE threads (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL, "
         "created_by INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL);"
         "CREATE TABLE seeded (component TEXT PRIMARY KEY)",
     ),

@@ -17,7 +17,7 @@ _COLUMNS = (
 )
 MIGRATIONS: Migrations = {
     "sqlite": (
-        f"CREATE TABLE users (id INTEGER PRIMARY KEY, {_COLUMNS}, "
+        f"CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, {_COLUMNS}, "
         "created_at REAL NOT NULL, updated_at REAL NOT NULL);"
         "CREATE TABLE seeded (component TEXT PRIMARY KEY)",
     ),

@@ -1,0 +1,178 @@
+"""The contract every users, threads and posts store backend passes: memory, SQLite, PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from clave.platform.sql import IntegrityViolation, open_database
+from clave.posts.bootstrap import build_store as posts_store
+from clave.posts.models import SEED as POSTS
+from clave.threads.bootstrap import build_store as threads_store
+from clave.threads.models import SEED as THREADS
+from clave.users.bootstrap import build_store as users_store
+from clave.users.models import SEED as USERS
+from clave.users.models import Contact, NewUser
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database URL of each backend; PostgreSQL gets a schema of its own per test."""
+    if request.param == "memory":
+        yield "memory"
+    elif request.param == "sqlite":
+        yield "sqlite"
+    else:
+        base: str = request.getfixturevalue("postgres_url")
+        schema = "t_" + secrets.token_hex(6)
+        conn = await asyncpg.connect(base)
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield f"{base}?search_path={schema}"
+        finally:
+            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            await conn.close()
+
+
+def opener(build: Callable[[str, Path], Any], url: str, tmp_path: Path) -> Callable[[], Any]:
+    return lambda: build(url, tmp_path)
+
+
+@pytest.fixture
+async def users(db_url: str, tmp_path: Path) -> AsyncIterator[Any]:
+    store = users_store(db_url, tmp_path)
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def threads(db_url: str, tmp_path: Path) -> AsyncIterator[Any]:
+    store = threads_store(db_url, tmp_path)
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def posts(db_url: str, tmp_path: Path) -> AsyncIterator[Any]:
+    store = posts_store(db_url, tmp_path)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_users_create_get_list_update_delete(users: Any) -> None:
+    ana = await users.create(
+        NewUser("ana", "Ana", "hi", "ana@example.com", "+14155552671"), now=NOW
+    )
+    bob = await users.create(NewUser("bob", "Bob"), now=NOW)
+    assert ana.id < bob.id
+    assert (ana.username, ana.email, ana.phone, ana.email_verified) == (
+        "ana",
+        "ana@example.com",
+        "+14155552671",
+        False,
+    )
+    assert await users.get(ana.id) == ana
+    assert await users.get(10_000) is None
+    assert [u.id for u in await users.list(after=0, limit=10)] == [ana.id, bob.id]
+    assert [u.id for u in await users.list(after=ana.id, limit=10)] == [bob.id]
+    assert [u.id for u in await users.list(after=0, limit=1)] == [ana.id]
+    changed = await users.update(
+        ana.id,
+        {"bio": "new", "phone_verified": True, "pending_contact": Contact.PHONE},
+        now=NOW + 1,
+    )
+    assert (changed.bio, changed.phone_verified, changed.pending_contact, changed.updated_at) == (
+        "new",
+        True,
+        Contact.PHONE,
+        NOW + 1,
+    )
+    assert await users.update(10_000, {"bio": "x"}, now=NOW) is None
+    with pytest.raises(ValueError, match="not updatable"):
+        await users.update(ana.id, {"id": 5}, now=NOW)
+    assert await users.delete(bob.id)
+    assert not await users.delete(bob.id)
+    assert await users.get(bob.id) is None
+
+
+async def test_usernames_are_unique(users: Any) -> None:
+    first = await users.create(NewUser("ana", "Ana"), now=NOW)
+    with pytest.raises(IntegrityViolation):
+        await users.create(NewUser("ana", "Other"), now=NOW)
+    other = await users.create(NewUser("bob", "Bob"), now=NOW)
+    with pytest.raises(IntegrityViolation):
+        await users.update(other.id, {"username": "ana"}, now=NOW)
+    assert (await users.get(first.id)).name == "Ana"
+
+
+async def test_users_seed_once_then_ids_continue(users: Any) -> None:
+    assert await users.seed(USERS, now=NOW)
+    assert not await users.seed(USERS, now=NOW)
+    listed = await users.list(after=0, limit=10)
+    assert [(u.id, u.username) for u in listed] == [
+        (1, "marceline"),
+        (2, "finn"),
+        (3, "pb"),
+        (4, "jake"),
+    ]
+    await users.delete(4)
+    assert not await users.seed(USERS, now=NOW)  # a deleted sample user is not brought back
+    fresh = await users.create(NewUser("bmo", "BMO"), now=NOW)
+    assert fresh.id == 5
+
+
+async def test_threads(threads: Any) -> None:
+    assert await threads.seed(THREADS, now=NOW)
+    assert [(t.id, t.title, t.created_by) for t in await threads.list(after=0, limit=10)] == list(
+        THREADS
+    )
+    made = await threads.create(title="New", created_by=2, now=NOW)
+    assert made.id == 4
+    assert (await threads.update(made.id, title="Renamed", now=NOW + 1)).title == "Renamed"
+    assert await threads.update(99, title="x", now=NOW) is None
+    assert await threads.delete(made.id)
+    assert await threads.get(made.id) is None
+    assert [t.id for t in await threads.list(after=1, limit=1)] == [2]
+
+
+async def test_posts_filters_and_pages(posts: Any) -> None:
+    assert await posts.seed(POSTS, now=NOW)
+    assert [p.id for p in await posts.list(after=0, limit=100)] == [1, 2, 3, 4, 5, 6]
+    assert [p.id for p in await posts.list(after=0, limit=100, thread=2)] == [3, 4, 5]
+    assert [p.id for p in await posts.list(after=3, limit=1, thread=2)] == [4]
+    assert [p.id for p in await posts.list(after=0, limit=100, user=1)] == [5, 6]
+    assert await posts.list(after=0, limit=100, thread=99) == []
+    made = await posts.create(thread=3, text="more", user=2, now=NOW)
+    assert (made.id, made.thread, made.user) == (7, 3, 2)
+    assert (await posts.update(7, text="edited", now=NOW)).text == "edited"
+    assert await posts.delete(7)
+    assert await posts.get(7) is None
+
+
+async def test_concurrent_creates_get_distinct_ids(users: Any) -> None:
+    made = await asyncio.gather(*(users.create(NewUser(f"u{i}", "U"), now=NOW) for i in range(20)))
+    assert len({u.id for u in made}) == 20
+
+
+def test_unknown_database_url_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unsupported"):
+        open_database("mysql://x", data_dir=tmp_path, component="users", migrations={})
+
+
+async def test_ids_are_never_reused_after_a_delete(threads: Any) -> None:
+    first = await threads.create(title="a", created_by=1, now=NOW)
+    second = await threads.create(title="b", created_by=1, now=NOW)
+    await threads.delete(second.id)
+    third = await threads.create(title="c", created_by=1, now=NOW)
+    assert third.id > second.id > first.id
