@@ -177,7 +177,9 @@ def _write_secret(path: Path, text: str) -> None:
         tmp.unlink()
 
 
-async def _prepare(settings: Settings, services: tuple[str, ...]) -> None:
+async def prepare_async(settings: Settings, services: tuple[str, ...] | None = None) -> None:
+    """`prepare` from inside a running event loop."""
+    services = services or settings.services
     if "verify" in services:
         verify = VerifyDomain(settings.verify, settings.platform)
         verify.prepare()
@@ -201,7 +203,7 @@ async def _prepare(settings: Settings, services: tuple[str, ...]) -> None:
 def prepare(settings: Settings, services: tuple[str, ...] | None = None) -> None:
     """Create schemas, seed data and provision the users' verify key, once, before any
     worker process starts (`clave serve` runs it in its master, `clave up` for everything)."""
-    asyncio.run(_prepare(settings, services or settings.services))
+    asyncio.run(prepare_async(settings, services))
 
 
 def create_app() -> Litestar:

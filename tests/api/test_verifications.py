@@ -154,3 +154,11 @@ async def test_tenant_isolation(api: Api) -> None:
     ).status_code == 404
     r = await api.post("/api/verifications/check", {"code": code, "to": PHONE}, headers=headers)
     assert r.status_code == 404
+
+
+async def test_valid_means_approved_on_every_read(api: Api) -> None:
+    sent = await api.send(PHONE)
+    vid = sent.json()["id"]
+    assert (await api.get(f"/api/verifications/{vid}")).json()["valid"] is False
+    await api.check(await api.code(PHONE), id=vid)
+    assert (await api.get(f"/api/verifications/{vid}")).json()["valid"] is True

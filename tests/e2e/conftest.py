@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -154,3 +155,30 @@ def serve(tmp_path: Path) -> Iterator[type[ClaveProcess]]:
     yield Tracked
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def clave_up(tmp_path: Path, haproxy_bin: str) -> Iterator[Any]:
+    """A factory of `clave up` stacks; each is stopped (and checked to stop cleanly) after."""
+    from tests.e2e.up import ClaveUp
+
+    started: list[ClaveUp] = []
+
+    def make(topology: str, **kw: Any) -> ClaveUp:
+        stack = ClaveUp(tmp_path / f"up{len(started)}", topology, **kw)
+        started.append(stack)
+        return stack.start()
+
+    yield make
+    for stack in started:
+        pids = stack.pids() if stack.proc and stack.proc.poll() is None else []
+        assert stack.stop() == 0, stack.log.read_text()
+        leftovers = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
+        assert not leftovers, f"processes left running after clave up stopped: {leftovers}"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -227,12 +227,24 @@ def haproxy_config(
         "    timeout server 60s",
         "    timeout http-request 10s",
         "    timeout http-keep-alive 10s",
-        "    retries 2",
+        # Each retry on the same server waits up to 1 s (haproxy's turn-around timer): one
+        # retry, and a refused connection on live traffic marks the server down at once, so a
+        # dead service's paths answer 503 quickly instead of after the health checks notice.
+        "    retries 1",
+        # A fresh server connection per request (clients keep theirs alive): a killed server
+        # then shows as a refused connection, retried and redispatched, never as a reused
+        # connection that dies mid-request and closes the client's connection with it.
+        "    option http-server-close",
+        # A response that never came is tried again elsewhere for GET/HEAD only
+        # (disable-l7-retry below), never for a POST that may have been acted on.
+        "    retry-on conn-failure empty-response response-timeout",
         "    option redispatch",
-        "    default-server inter 1s fall 2 rise 1",
+        "    default-server inter 1s fastinter 250ms fall 2 rise 1"
+        " observe layer4 error-limit 1 on-error mark-down",
         "",
         "frontend api",
         f"    bind {bind}",
+        "    http-request disable-l7-retry if !METH_GET",
         "    http-response set-header X-Clave-Server %[srv_name]",
     ]
     for r in table.routes:

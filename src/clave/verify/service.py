@@ -42,7 +42,11 @@ class VerificationView:
     verification: Verification
     status: Status
     sends_left: int
-    valid: bool = False
+
+    @property
+    def valid(self) -> bool:
+        """Whether the code was proven (the verification is approved)."""
+        return self.status is Status.APPROVED
 
     @property
     def check_attempts_left(self) -> int:
@@ -177,7 +181,7 @@ class VerifyService:
                 # Another request approved (or closed) it between our count and this write.
                 raise VerificationNotFound("no pending verification found")
             log.info("approved verification=%s service=%s", counted.id, service.name)
-            return VerificationView(counted, Status.APPROVED, sends_left, valid=True)
+            return VerificationView(counted, Status.APPROVED, sends_left)
         status = Status.PENDING
         if counted.check_attempts_left == 0:
             await self._store.transition(

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from clave.bootstrap import SERVICES
+from clave.platform.routing import RoutingTable, Topology, alb_rules, haproxy_config
+from clave.platform.settings import SettingsError
+
+REPO_TABLE = Path(__file__).resolve().parents[2] / "routes.toml"
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "routes.toml"
+    path.write_text(body)
+    return path
+
+
+def test_the_checked_in_table_is_valid_and_covers_every_service() -> None:
+    table = RoutingTable.load(REPO_TABLE, SERVICES)
+    assert {r.service for r in table.routes} == set(SERVICES)
+    assert [r.priority for r in table.routes] == sorted(r.priority for r in table.routes)
+    assert table.route("users").paths == ("/api/users*",)
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        (
+            '[services.users]\npaths = ["/api/users*"]\npriority = 1\n[services.posts]\npaths = ["/api/posts*"]\npriority = 1\n',
+            "priority 1 is also",
+        ),
+        (
+            '[services.users]\npaths = ["/api/users*"]\npriority = 1\nweight = 101\n',
+            "weight must be 0-100",
+        ),
+        ('[services.users]\npaths = ["/api/users*"]\npriority = 0\n', "priority must be 1-50000"),
+        ('[services.users]\npaths = ["api/users"]\npriority = 1\n', "bad path pattern"),
+        (
+            '[services.users]\npaths = ["/a*", "/b*", "/c*", "/d*", "/e*", "/f*"]\npriority = 1\n',
+            "1 to 5 path patterns",
+        ),
+        (
+            '[services.users]\npaths = ["/api/users*"]\npriority = 1\nretired = true\n',
+            "retired needs weight 100",
+        ),
+        ('[services.billing]\npaths = ["/api/bills*"]\npriority = 1\n', "not a service"),
+        (
+            '[services.users]\npaths = ["/api/users*"]\npriority = 1\ncolour = "red"\n',
+            "unknown keys",
+        ),
+        ("[services]\n", "no [services.NAME]"),
+        ("not toml ===", "routing table"),
+    ],
+)
+def test_bad_tables_are_refused_with_the_reason(tmp_path: Path, body: str, complaint: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(complaint)):
+        RoutingTable.load(write(tmp_path, body), SERVICES)
+
+
+def test_shift_retire_and_round_trip(tmp_path: Path) -> None:
+    table = RoutingTable.load(REPO_TABLE, SERVICES).shift("users", 10)
+    assert table.route("users").weight == 10
+    with pytest.raises(SettingsError, match="shift users to 100"):
+        table.retire("users")
+    with pytest.raises(SettingsError, match="weight must be 0-100"):
+        table.shift("users", 150)
+    retired = table.shift("users", 100).retire("users")
+    with pytest.raises(SettingsError, match="retired"):
+        retired.shift("users", 50)
+    path = tmp_path / "copy.toml"
+    retired.save(path)
+    assert RoutingTable.load(path, SERVICES) == retired
+    assert "# The routing table" in path.read_text()
+    assert retired.monolith_services(SERVICES) == ("verify", "threads", "posts")
+
+
+def test_topologies_pin_the_weights() -> None:
+    table = RoutingTable.load(REPO_TABLE, SERVICES).shift("users", 30)
+    assert {r.weight for r in table.effective(Topology.MONOLITH).routes} == {0}
+    assert {r.weight for r in table.effective(Topology.SPLIT).routes} == {100}
+    assert table.effective(Topology.MIXED).route("users").weight == 30
+
+
+def test_haproxy_config_routes_by_path_and_splits_by_weight() -> None:
+    table = RoutingTable.load(REPO_TABLE, SERVICES).shift("users", 25)
+    config = haproxy_config(
+        table,
+        bind="127.0.0.1:8080",
+        monolith="127.0.0.1:9000",
+        services={"users": "127.0.0.1:9001"},
+        stats_socket=Path("/run/h.sock"),
+    )
+    assert "bind 127.0.0.1:8080" in config
+    assert "acl is_verify path_beg /api/messages" in config
+    assert config.index("use_backend be_verify") < config.index("use_backend be_users")
+    users = config.split("\nbackend be_users")[1].split("\nbackend ")[0]
+    assert "server monolith 127.0.0.1:9000 weight 75 check" in users
+    assert "server users 127.0.0.1:9001 weight 25 check" in users
+    threads = config.split("\nbackend be_threads")[1].split("\nbackend ")[0]
+    assert "server monolith" in threads
+    assert "server threads" not in threads  # not running: only the monolith serves it
+    assert "expose-fd listeners" in config
+
+
+def test_haproxy_config_when_split_or_retired() -> None:
+    table = RoutingTable.load(REPO_TABLE, SERVICES)
+    services = {s: f"127.0.0.1:{9001 + i}" for i, s in enumerate(SERVICES)}
+    split = haproxy_config(
+        table.effective(Topology.SPLIT),
+        bind="127.0.0.1:1",
+        monolith=None,
+        services=services,
+        stats_socket=Path("/s"),
+    )
+    assert "server monolith" not in split
+    assert "server users 127.0.0.1:9002 weight 100 check" in split
+    default = split.split("\nbackend be_default")[1]
+    assert all(f"server {s} " in default for s in SERVICES)
+
+    retired = table.shift("users", 100).retire("users")
+    mixed = haproxy_config(
+        retired,
+        bind="127.0.0.1:1",
+        monolith="127.0.0.1:9000",
+        services=services,
+        stats_socket=Path("/s"),
+    )
+    users = mixed.split("\nbackend be_users")[1].split("\nbackend ")[0]
+    assert "server monolith" not in users
+
+
+def test_alb_rules_carry_priority_paths_and_weighted_forward() -> None:
+    table = RoutingTable.load(REPO_TABLE, SERVICES).shift("posts", 40)
+    rules = {r["Service"]: r["Properties"] for r in alb_rules(table)}
+    assert set(rules) == set(SERVICES)
+    posts = rules["posts"]
+    assert posts["Priority"] == table.route("posts").priority
+    assert posts["Conditions"] == [
+        {"Field": "path-pattern", "PathPatternConfig": {"Values": ["/api/posts*"]}}
+    ]
+    groups = posts["Actions"][0]["ForwardConfig"]["TargetGroups"]
+    assert groups == [
+        {"TargetGroupArn": {"Ref": "MonolithTargetGroup"}, "Weight": 60},
+        {"TargetGroupArn": {"Ref": "PostsTargetGroup"}, "Weight": 40},
+    ]
+    assert len({r["Priority"] for r in rules.values()}) == len(rules)
+    retired = {
+        r["Service"]: r["Properties"] for r in alb_rules(table.shift("users", 100).retire("users"))
+    }
+    assert retired["users"]["Actions"][0]["ForwardConfig"]["TargetGroups"] == [
+        {"TargetGroupArn": {"Ref": "UsersTargetGroup"}, "Weight": 100}
+    ]
