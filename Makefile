@@ -23,9 +23,9 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 # The monolith on its embedded defaults: SQLite under ./var, the dev inbox as the delivery channel,
-# one worker per core on http://127.0.0.1:8000.
+# the original sample's forum data, one worker per core on http://127.0.0.1:8000.
 run: install
-	CLAVE_DEV_INBOX=$${CLAVE_DEV_INBOX:-true} $(BIN)/clave serve
+	CLAVE_DEV_INBOX=$${CLAVE_DEV_INBOX:-true} CLAVE_SEED=$${CLAVE_SEED:-true} $(BIN)/clave serve
 
 lint: install-test
 	$(BIN)/ruff check src tests scripts
