@@ -105,12 +105,13 @@ class Stack:
         restart_delay: float,
         prepare: Callable[[], None],
     ) -> None:
-        self.table_path = table_path
+        # Absolute: haproxy reads a relative socket path as host:port, and children may chdir.
+        self.table_path = table_path.resolve()
         self.topology = topology
         self.port = port
         self.services = services
         self.workers = dict(workers)
-        self.run_dir = run_dir
+        self.run_dir = run_dir.resolve()
         self.env = dict(env)
         self.restart_delay = restart_delay
         self.prepare = prepare
@@ -197,7 +198,7 @@ class Stack:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(config)
         check = subprocess.run(
-            [self.haproxy, "-c", "-q", "-f", str(tmp)], capture_output=True, text=True
+            [self.haproxy, "-c", "-f", str(tmp)], capture_output=True, text=True
         )
         if check.returncode != 0:
             raise RuntimeError(f"generated haproxy config is invalid: {check.stdout}{check.stderr}")
