@@ -46,7 +46,8 @@ class ClaveUp:
         self.restart_delay = restart_delay
         self.env = {
             **os.environ,
-            "CLAVE_DATA_DIR": str(tmp_path / "data"),
+            # Relative, as under `make run`: clave up runs from its own directory below.
+            "CLAVE_DATA_DIR": "data",
             "CLAVE_HMAC_KEYS": HMAC_KEYS,
             "CLAVE_DEV_INBOX": "true",
             "CLAVE_OUTBOX_POLL": "0.1",
@@ -62,12 +63,13 @@ class ClaveUp:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.env["CLAVE_DATA_DIR"]) / "up"
+        return self.dir / "data" / "up"
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "clave", *args],
             env=self.env,
+            cwd=self.dir,
             capture_output=True,
             text=True,
             timeout=120,
@@ -94,7 +96,12 @@ class ClaveUp:
             command += ["--workers", f"{name}={count}"]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                env=self.env,
+                cwd=self.dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
