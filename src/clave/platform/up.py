@@ -197,9 +197,7 @@ class Stack:
         path = self.run_dir / "haproxy.cfg"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(config)
-        check = subprocess.run(
-            [self.haproxy, "-c", "-f", str(tmp)], capture_output=True, text=True
-        )
+        check = subprocess.run([self.haproxy, "-c", "-f", str(tmp)], capture_output=True, text=True)
         if check.returncode != 0:
             raise RuntimeError(f"generated haproxy config is invalid: {check.stdout}{check.stderr}")
         tmp.replace(path)
