@@ -236,3 +236,41 @@ def test_sigterm_stops_every_process_cleanly(tmp_path: Path, serve: type[ClavePr
     assert server.terminate() == 0
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists()
+
+
+def test_sigterm_lets_an_in_flight_request_finish(
+    tmp_path: Path, serve: type[ClaveProcess]
+) -> None:
+    import sqlite3
+    import threading
+
+    server = serve(tmp_path, env={"CLAVE_SHUTDOWN_GRACE": "20"}).start()
+    key = server.cli("apikey", "create").stdout.strip()
+    # Hold verify's write lock: the next send waits for it (busy_timeout), in flight.
+    blocker = sqlite3.connect(tmp_path / "verify.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    result: dict[str, httpx.Response] = {}
+
+    def send() -> None:
+        result["r"] = httpx.post(
+            server.url + "/api/verifications",
+            json={"to": PHONE, "channel": "sms"},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+
+    request = threading.Thread(target=send)
+    request.start()
+    time.sleep(1.0)
+    assert "r" not in result  # still waiting on the lock
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert server.proc.poll() is None  # waiting for the request, not killed
+    blocker.execute("COMMIT")
+    blocker.close()
+    request.join(timeout=20)
+    assert result["r"].status_code == 201
+    assert server.proc.wait(timeout=30) == 0
+    with pytest.raises(httpx.TransportError):
+        httpx.get(server.url + "/healthz", timeout=2)
