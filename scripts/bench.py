@@ -1,4 +1,5 @@
-"""Benchmark `clave serve --workers 1` with wrk: create, check, and a bare endpoint as the ceiling.
+"""Benchmark `clave serve --workers 1` with wrk: create and check on SQLite and on Redis, and a
+bare endpoint as the ceiling.
 
 Prints req/s, p50 and p99 latency, non-2xx answers and the worker's memory. The server gets one
 core and wrk the other (taskset), so the load generator is not what limits the figures.
@@ -142,8 +143,22 @@ def run_wrk(wrk: str, url: str, script: str, key: str, duration: int) -> dict[st
     return result
 
 
-def main() -> None:
-    wrk = find_wrk()
+def redis_url() -> str | None:
+    """A Redis for the Redis-store run: BENCH_REDIS_URL or 127.0.0.1:6379, if one answers."""
+    url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except Exception:
+        return None
+    return url
+
+
+def run_store(
+    wrk: str, label: str, extra_env: dict[str, str], *, bare: bool
+) -> tuple[dict[str, dict[str, float]], int, float, float]:
+    """Start clave on one store, drive it, stop it: results, pairs, RSS idle and loaded."""
     data = Path(tempfile.mkdtemp(prefix="clave-bench-"))
     port = free_port()
     env = {
@@ -152,6 +167,7 @@ def main() -> None:
         "CLAVE_DEV_INBOX": "true",
         "CLAVE_LOG_LEVEL": "warning",
         "CLAVE_CODE_TTL": "3600",
+        **extra_env,
     }
     clave = [sys.executable, "-m", "clave"]
     key = subprocess.run(
@@ -165,6 +181,7 @@ def main() -> None:
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
+    results: dict[str, dict[str, float]] = {}
     try:
         for _ in range(100):
             try:
@@ -174,19 +191,19 @@ def main() -> None:
                 time.sleep(0.1)
         worker = children(server.pid)[0]
         idle = rss_mib(worker)
-        results = {}
-        results["bare GET /healthz"] = run_wrk(wrk, url + "/healthz", "", key, DURATION)
-        results["create POST /api/verifications"] = run_wrk(wrk, url, CREATE, key, DURATION)
+        if bare:
+            results["bare GET /healthz"] = run_wrk(wrk, url + "/healthz", "", key, DURATION)
+        results[f"create ({label})"] = run_wrk(wrk, url, CREATE, key, DURATION)
         time.sleep(1)  # let the dispatcher drain the outbox into the inbox
         with sqlite3.connect(data / "inbox.db") as conn:
             rows = conn.execute("SELECT verification_id, text FROM messages").fetchall()
         pairs = [(vid, re.search(r"\b(\d{6})\b", text).group(1)) for vid, text in rows]  # type: ignore[union-attr]
         # Each pair approves once; a check costs less than a create (no delivery), so size the
         # run to stay inside the pairs: non-2xx in the table says if it did not.
-        create_rps = results["create POST /api/verifications"]["rps"]
+        create_rps = results[f"create ({label})"]["rps"]
         check_duration = max(1, min(DURATION, int(len(pairs) / (2.5 * create_rps))))
         table = ",".join(f'{{"{v}","{c}"}}' for v, c in pairs)
-        results["check POST /api/verifications/check"] = run_wrk(
+        results[f"check ({label})"] = run_wrk(
             wrk, url, CHECK.replace("PAIRS", table), key, check_duration
         )
         loaded = rss_mib(worker)
@@ -194,23 +211,51 @@ def main() -> None:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
         shutil.rmtree(data, ignore_errors=True)
+    return results, len(pairs), idle, loaded
+
+
+def main() -> None:
+    wrk = find_wrk()
+    results, pairs, idle, loaded = run_store(wrk, "SQLite", {}, bare=True)
+    notes = [
+        f"SQLite: {pairs} verifications created; "
+        f"worker RSS {idle:.1f} MiB idle, {loaded:.1f} MiB after load"
+    ]
+    redis = redis_url()
+    if redis:
+        prefix = f"bench{os.getpid()}:"
+        more, pairs, idle, loaded = run_store(
+            wrk, "Redis", {"CLAVE_VERIFY_STORE": redis, "CLAVE_REDIS_PREFIX": prefix}, bare=False
+        )
+        results |= more
+        notes.append(
+            f"Redis: {pairs} verifications created; "
+            f"worker RSS {idle:.1f} MiB idle, {loaded:.1f} MiB after load"
+        )
+        import redis as redis_client
+
+        client = redis_client.Redis.from_url(redis)
+        for key in client.scan_iter(match=prefix + "*", count=1000):
+            client.delete(key)
+    else:
+        notes.append("Redis: none answered at BENCH_REDIS_URL or 127.0.0.1:6379, so no Redis run")
 
     ceiling = results["bare GET /healthz"]["rps"]
     print(
-        f"clave serve --workers 1 (SQLite store, dev inbox delivery), wrk -t1 -c{CONNECTIONS}, "
+        f"clave serve --workers 1, dev inbox delivery, wrk -t1 -c{CONNECTIONS}, "
         f"{os.cpu_count()} cores, server and wrk pinned to separate cores"
     )
-    print(f"{'endpoint':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'of bare':>8}")
+    print(
+        f"{'endpoint (store)':32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'non-2xx':>8} {'of bare':>8}"
+    )
     for name, r in results.items():
         print(
-            f"{name:40} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+            f"{name:32} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
             f"{int(r['non2xx']):8d} {r['rps'] / ceiling:8.0%}"
         )
-    print(
-        f"verifications created: {len(pairs)}; check ran {check_duration}s over distinct ones "
-        f"(each approves once)"
-    )
-    print(f"worker RSS: {idle:.1f} MiB idle, {loaded:.1f} MiB after load")
+    for note in notes:
+        print(note)
 
 
 if __name__ == "__main__":

@@ -36,3 +36,14 @@ def haproxy_bin() -> str:
     from tests.services import haproxy
 
     return haproxy()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis server that answers (found or started); the suite fails without one."""
+    from tests.services import redis_server
+
+    url, private = redis_server()
+    yield url
+    if private is not None:
+        private.stop()

@@ -134,6 +134,66 @@ def postgres() -> tuple[str, PrivatePostgres | None]:
         pytest.fail(f"could not start a private PostgreSQL from {bindir}: {exc}", pytrace=False)
 
 
+class PrivateRedis:
+    """A throwaway redis-server on a free port, keeping nothing on disk."""
+
+    def __init__(self, binary: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def redis_server() -> tuple[str, PrivateRedis | None]:
+    """A Redis URL that answers, and the private server to stop afterwards (if any)."""
+    url = os.environ.get("CLAVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    if _redis_answers(url):
+        return url, None
+    binary = shutil.which("redis-server")
+    if binary is None and _apt_install("redis-server"):
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if binary is None:
+        pytest.fail(
+            f"Redis is needed and none answers at {url}: install it (Debian: apt-get install "
+            "redis-server) or set CLAVE_TEST_REDIS_URL",
+            pytrace=False,
+        )
+    private = PrivateRedis(binary)
+    private_url = f"redis://127.0.0.1:{private.port}/0"
+    try:
+        wait_until(lambda: _redis_answers(private_url), timeout=15)
+    except AssertionError:
+        private.stop()
+        pytest.fail(f"could not start a private redis-server from {binary}", pytrace=False)
+    return private_url, private
+
+
 def haproxy() -> str:
     """The haproxy binary, installed with apt-get if missing and possible."""
     found = shutil.which("haproxy") or (

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +23,9 @@ from clave.verify.models import (
     new_id,
 )
 from clave.verify.store.base import VerificationStore
+from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore
+from tests.contract.conftest import drop_prefix
 
 NOW = 1_800_000_000.0
 TO = "+14155552671"
@@ -276,48 +280,74 @@ async def test_every_attempt_failed_fails_the_verification(
     assert v.status is Status.FAILED
 
 
-async def test_sqlite_concurrent_checks_count_exactly_max(tmp_path: Path) -> None:
-    """Several connections (as several worker processes have) race on one verification."""
-    stores = [SqliteVerificationStore(tmp_path / "verify.db") for _ in range(4)]
+@pytest.fixture(params=["sqlite", "redis"])
+async def shared_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[list[VerificationStore]]:
+    """Four stores on one backend, each with its own connection, as four worker processes."""
+    prefix = f"t{secrets.token_hex(4)}:"
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        stores: list[VerificationStore] = [
+            RedisVerificationStore(url, prefix=prefix) for _ in range(4)
+        ]
+    else:
+        stores = [SqliteVerificationStore(tmp_path / "verify.db") for _ in range(4)]
     for s in stores:
         await s.open()
-    try:
-        svc = service()
-        await stores[0].put_service(svc)
-        c = candidate(svc, max_checks=5)
-        await start(stores[0], c)
-        results = await asyncio.gather(
-            *(
-                stores[i % 4].count_check(svc.id, window=600, now=NOW, verification_id=c.id)
-                for i in range(40)
-            )
+    yield stores
+    for s in stores:
+        await s.close()
+    if request.param == "redis":
+        await drop_prefix(url, prefix)
+
+
+async def test_concurrent_checks_count_exactly_max(shared_stores: list[VerificationStore]) -> None:
+    """Several connections race on one verification: exactly max_checks are counted."""
+    stores = shared_stores
+    svc = service()
+    await stores[0].put_service(svc)
+    c = candidate(svc, max_checks=5)
+    await start(stores[0], c)
+    results = await asyncio.gather(
+        *(
+            stores[i % 4].count_check(svc.id, window=600, now=NOW, verification_id=c.id)
+            for i in range(40)
         )
-        gates = [r.gate for r in results]
-        assert gates.count(CheckGate.COUNTED) == 5
-        assert gates.count(CheckGate.LOCKED) == 35
-        assert sorted(
-            r.verification.check_attempts
-            for r in results
-            if r.gate is CheckGate.COUNTED and r.verification
-        ) == [
-            1,
-            2,
-            3,
-            4,
-            5,
-        ]
-        approvals = await asyncio.gather(
-            *(
-                stores[i % 4].transition(
-                    c.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=NOW
-                )
-                for i in range(20)
+    )
+    gates = [r.gate for r in results]
+    assert gates.count(CheckGate.COUNTED) == 5
+    assert gates.count(CheckGate.LOCKED) == 35
+    assert sorted(
+        r.verification.check_attempts
+        for r in results
+        if r.gate is CheckGate.COUNTED and r.verification
+    ) == [1, 2, 3, 4, 5]
+    approvals = await asyncio.gather(
+        *(
+            stores[i % 4].transition(
+                c.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=NOW
             )
+            for i in range(20)
         )
-        assert approvals.count(True) == 1
-    finally:
-        for s in stores:
-            await s.close()
+    )
+    assert approvals.count(True) == 1
+
+
+async def test_concurrent_claims_hand_each_send_to_one_dispatcher(
+    shared_stores: list[VerificationStore],
+) -> None:
+    stores = shared_stores
+    svc = service()
+    await stores[0].put_service(svc)
+    for i in range(30):
+        await start(stores[0], candidate(svc, f"+1415555{2600 + i}"))
+    batches = await asyncio.gather(
+        *(s.claim_deliveries(NOW, lease_until=NOW + 30, limit=10) for s in stores for _ in range(2))
+    )
+    claimed = [d.attempt_id for batch in batches for d in batch]
+    assert len(claimed) == 30
+    assert len(set(claimed)) == 30
 
 
 async def test_sqlite_survives_reopen(tmp_path: Path) -> None:

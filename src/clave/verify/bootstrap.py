@@ -30,6 +30,7 @@ from clave.verify.service import VerifyService
 from clave.verify.settings import VerifySettings, parse_hmac_keys
 from clave.verify.store.base import VerificationStore
 from clave.verify.store.memory import MemoryVerificationStore
+from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore
 from clave.verify.tenants import DEFAULT_SERVICE, TenantService
 
@@ -69,6 +70,8 @@ def build_store(settings: VerifySettings, data_dir: Path) -> VerificationStore:
         return MemoryVerificationStore()
     if settings.store.startswith("sqlite:///"):
         return SqliteVerificationStore(settings.store.removeprefix("sqlite:///"))
+    if settings.store.startswith(("redis://", "rediss://")):
+        return RedisVerificationStore(settings.store, prefix=settings.redis_prefix)
     return SqliteVerificationStore(data_dir / "verify.db")
 
 
@@ -96,6 +99,8 @@ class VerifyDomain:
         if settings.smtp is not None and settings.email_from:
             providers.append(SmtpProvider(settings.smtp, settings.email_from))
         if settings.dev_inbox:
+            # The dev inbox is a local development aid: a file beside the data even when the
+            # verifications themselves live in Redis.
             self.inbox = inbox or (
                 MemoryInboxStore()
                 if settings.store == "memory"

@@ -187,7 +187,7 @@ class CheckOutcome:
 class Delivery:
     """An outbox entry claimed for delivery, with what is needed to render it."""
 
-    outbox_id: int
+    outbox_id: int | str  # a row id (SQLite) or a stream entry id (Redis)
     attempt_id: int
     tries: int
     channel: Channel

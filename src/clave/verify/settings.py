@@ -61,14 +61,19 @@ class VerifySettings:
     default_policy: Policy
     outbox: OutboxPolicy
     key_cache_seconds: float
+    redis_prefix: str
 
     @classmethod
     def from_env(cls, env: Env) -> VerifySettings:
         """Build and validate."""
         store = env.text("VERIFY_STORE", "sqlite")
-        if not (store in ("sqlite", "memory") or store.startswith("sqlite:///")):
+        if not (
+            store in ("sqlite", "memory")
+            or store.startswith(("sqlite:///", "redis://", "rediss://"))
+        ):
             raise SettingsError(
-                f"CLAVE_VERIFY_STORE must be 'sqlite', 'sqlite:///path' or 'memory', got {store!r}"
+                "CLAVE_VERIFY_STORE must be sqlite, sqlite:///path, redis://host:6379/0 or "
+                f"memory, got {store!r}"
             )
         raw_keys = env.optional("HMAC_KEYS")
         keys = parse_hmac_keys(raw_keys, source="CLAVE_HMAC_KEYS") if raw_keys else None
@@ -127,4 +132,5 @@ class VerifySettings:
                 poll_interval=env.number("OUTBOX_POLL", 1.0, low=0.01, high=60),
             ),
             key_cache_seconds=env.number("KEY_CACHE_SECONDS", 5.0, low=0, high=3600),
+            redis_prefix=env.text("REDIS_PREFIX", "clave:"),
         )

@@ -252,7 +252,7 @@ class MemoryVerificationStore:
         now: float,
     ) -> None:
         """Record the attempt's outcome and drop the outbox entry."""
-        self._outbox.pop(delivery.outbox_id, None)
+        self._outbox.pop(int(delivery.outbox_id), None)
         record = self._attempts[delivery.attempt_id]
         record.attempt = replace(
             record.attempt, status=status, provider=provider, error=error, updated_at=now
@@ -268,7 +268,7 @@ class MemoryVerificationStore:
         self, delivery: Delivery, *, next_attempt_at: float, error: str
     ) -> None:
         """Release the lease and schedule the next try."""
-        entry = self._outbox.get(delivery.outbox_id)
+        entry = self._outbox.get(int(delivery.outbox_id))
         if entry is not None:
             entry.next_attempt_at = next_attempt_at
             entry.lease_until = 0.0

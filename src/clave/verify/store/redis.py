@@ -1,0 +1,642 @@
+"""Redis verify store: for several clave tasks sharing one state, one round trip per operation.
+
+Every read-modify-write is one Lua script, so it is atomic and costs one round trip. Keys of a
+verification expire with it (plus `retention`, so a read still shows how it ended). The outbox is
+a stream read through a consumer group: an entry handed to a dispatcher that died stays pending
+in the group and is re-claimed (XCLAIM) by another once its lease, kept on clave's clock, has
+passed; a retry waits in a sorted set until it is due. Scripts build key names from the prefix,
+so this needs a single Redis (primary/replica, as ElastiCache's non-cluster mode), not Redis
+Cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from clave.platform.errors import StoreError
+from clave.verify.models import (
+    ApiKey,
+    Channel,
+    CheckGate,
+    CheckOutcome,
+    Delivery,
+    Policy,
+    SealedCode,
+    SendAttempt,
+    SendStatus,
+    Service,
+    StartOutcome,
+    Status,
+    Verification,
+)
+
+GROUP = "dispatch"
+
+# Shared by the scripts: how a verification is read back (its hash and its attempts).
+_PRELUDE = """
+local P = ARGV[1]
+local function vkey(vid) return P .. 'v:' .. vid end
+local function load(vid)
+  local v = redis.call('HGETALL', vkey(vid))
+  if #v == 0 then return nil end
+  local ids = redis.call('LRANGE', vkey(vid) .. ':att', 0, -1)
+  local attempts = {}
+  for i, aid in ipairs(ids) do
+    local a = redis.call('HGETALL', P .. 'a:' .. aid)
+    if #a > 0 then table.insert(a, 'id'); table.insert(a, aid); table.insert(attempts, a) end
+  end
+  return {v, attempts}
+end
+local function field(vid, name) return redis.call('HGET', vkey(vid), name) end
+local function close(vid, from, to, now)
+  if field(vid, 'status') ~= from then return 0 end
+  redis.call('HSET', vkey(vid), 'status', to, 'updated_at', now)
+  if from == 'pending' then
+    local pk = P .. 'pending:' .. field(vid, 'service_id') .. ':' .. field(vid, 'to')
+    if redis.call('GET', pk) == vid then redis.call('DEL', pk) end
+  end
+  return 1
+end
+"""
+
+# ARGV: prefix, now, window, max_sends, channel, locale, retention, then the candidate's fields.
+_START = (
+    _PRELUDE
+    + """
+local now, window, max_sends = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local channel, locale, retention = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local c = {}
+for i = 8, #ARGV, 2 do c[ARGV[i]] = ARGV[i + 1] end
+local pk = P .. 'pending:' .. c.service_id .. ':' .. c.to
+local vid = redis.call('GET', pk)
+if vid then
+  local status, expires = field(vid, 'status'), tonumber(field(vid, 'expires_at') or '0')
+  if status ~= 'pending' then
+    vid = nil
+  elseif now >= expires then
+    close(vid, 'pending', 'expired', ARGV[2])
+    vid = nil
+  end
+end
+local zk = P .. 'sends:' .. c.service_id .. ':' .. c.to
+redis.call('ZREMRANGEBYSCORE', zk, '-inf', '(' .. tostring(now - window))
+local count = redis.call('ZCARD', zk)
+if count >= max_sends then
+  local oldest = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')
+  return {'limited', tostring(tonumber(oldest[2]) + window), count, vid or ''}
+end
+local created = 0
+local expires_at
+if not vid then
+  vid = c.id
+  created = 1
+  expires_at = tonumber(c.expires_at)
+  local fields = {}
+  for k, v in pairs(c) do table.insert(fields, k); table.insert(fields, v) end
+  redis.call('HSET', vkey(vid), unpack(fields))
+  redis.call('SET', pk, vid, 'PXAT', math.floor(expires_at * 1000))
+else
+  expires_at = tonumber(field(vid, 'expires_at'))
+  redis.call('HSET', vkey(vid), 'channel', channel, 'updated_at', ARGV[2])
+end
+local keep_until = math.floor(expires_at + retention)
+local aid = tostring(redis.call('INCR', P .. 'seq:attempt'))
+redis.call('HSET', P .. 'a:' .. aid, 'vid', vid, 'service_id', c.service_id, 'to', c.to,
+  'channel', channel, 'locale', locale, 'status', 'queued', 'created_at', ARGV[2],
+  'updated_at', ARGV[2], 'tries', 0)
+redis.call('EXPIREAT', P .. 'a:' .. aid, keep_until)
+redis.call('RPUSH', vkey(vid) .. ':att', aid)
+redis.call('EXPIREAT', vkey(vid) .. ':att', keep_until)
+redis.call('EXPIREAT', vkey(vid), keep_until)
+redis.call('ZADD', zk, now, aid)
+redis.call('EXPIRE', zk, math.ceil(window) + 1)
+redis.call('XADD', P .. 'outbox', '*', 'aid', aid)
+return {'ok', vid, created, count + 1, load(vid)}
+"""
+)
+
+# ARGV: prefix, service id, verification id or '', destination or '', now, window
+_COUNT_CHECK = (
+    _PRELUDE
+    + """
+local sid, vid, to, now, window = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+if vid == '' then vid = redis.call('GET', P .. 'pending:' .. sid .. ':' .. to) end
+if not vid or field(vid, 'service_id') ~= sid then return {'not_found'} end
+local status = field(vid, 'status')
+local zk = P .. 'sends:' .. sid .. ':' .. field(vid, 'to')
+local sends = redis.call('ZCOUNT', zk, '(' .. tostring(now - window), '+inf')
+if status == 'max_attempts_reached' then return {'locked', load(vid), sends} end
+if status ~= 'pending' then return {'not_found'} end
+if now >= tonumber(field(vid, 'expires_at')) then
+  close(vid, 'pending', 'expired', ARGV[5])
+  return {'not_found'}
+end
+if tonumber(field(vid, 'check_attempts')) >= tonumber(field(vid, 'max_checks')) then
+  return {'locked', load(vid), sends}
+end
+redis.call('HINCRBY', vkey(vid), 'check_attempts', 1)
+redis.call('HSET', vkey(vid), 'updated_at', ARGV[5])
+return {'counted', load(vid), sends}
+"""
+)
+
+_TRANSITION = (
+    _PRELUDE
+    + """
+return close(ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+"""
+)
+
+# ARGV: prefix, service id, verification id
+_GET = (
+    _PRELUDE
+    + """
+if field(ARGV[3], 'service_id') ~= ARGV[2] then return nil end
+return load(ARGV[3])
+"""
+)
+
+# ARGV: prefix, service id, destination
+_FIND_PENDING = (
+    _PRELUDE
+    + """
+local vid = redis.call('GET', P .. 'pending:' .. ARGV[2] .. ':' .. ARGV[3])
+if not vid or field(vid, 'status') ~= 'pending' then return nil end
+return load(vid)
+"""
+)
+
+# ARGV: prefix, consumer, now, lease_until, limit
+_CLAIM = (
+    _PRELUDE
+    + """
+local consumer, now, lease_until, limit = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local stream, later, leases = P .. 'outbox', P .. 'outbox:later', P .. 'outbox:leases'
+for _, aid in ipairs(redis.call('ZRANGEBYSCORE', later, '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('XADD', stream, '*', 'aid', aid)
+  redis.call('ZREM', later, aid)
+end
+-- Entries whose lease ran out (their dispatcher died or hung): take them over. Leases are kept
+-- on clave's clock, like every other time here, not on Redis's idle timers.
+local entries = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)) do
+  local got = redis.call('XCLAIM', stream, 'dispatch', consumer, 0, id)
+  if #got > 0 and got[1] then table.insert(entries, got[1]) else redis.call('ZREM', leases, id) end
+end
+if #entries < limit then
+  local fresh = redis.call('XREADGROUP', 'GROUP', 'dispatch', consumer, 'COUNT', limit - #entries,
+    'STREAMS', stream, '>')
+  if fresh then for _, e in ipairs(fresh[1][2]) do table.insert(entries, e) end end
+end
+local out = {}
+for _, e in ipairs(entries) do
+  local id, aid = e[1], e[2][2]
+  local ak = P .. 'a:' .. aid
+  local vid = redis.call('HGET', ak, 'vid')
+  if not vid or redis.call('EXISTS', vkey(vid)) == 0 then
+    -- The verification expired and its keys are gone: nothing left to send.
+    redis.call('XACK', stream, 'dispatch', id)
+    redis.call('XDEL', stream, id)
+    redis.call('ZREM', leases, id)
+  else
+    redis.call('ZADD', leases, lease_until, id)
+    local tries = redis.call('HINCRBY', ak, 'tries', 1)
+    local a = redis.call('HMGET', ak, 'channel', 'to', 'locale')
+    local name = redis.call('HGET', P .. 'svc:' .. field(vid, 'service_id'), 'friendly_name') or ''
+    table.insert(out, {id, aid, tries, a[1], a[2], a[3], name, load(vid)})
+  end
+end
+return out
+"""
+)
+
+# ARGV: prefix, entry id, attempt id, status, provider, error, now
+_FINISH = (
+    _PRELUDE
+    + """
+local stream = P .. 'outbox'
+redis.call('XACK', stream, 'dispatch', ARGV[2])
+redis.call('XDEL', stream, ARGV[2])
+redis.call('ZREM', P .. 'outbox:leases', ARGV[2])
+local ak = P .. 'a:' .. ARGV[3]
+if redis.call('EXISTS', ak) == 0 then return 0 end
+redis.call('HSET', ak, 'status', ARGV[4], 'provider', ARGV[5], 'error', ARGV[6],
+  'updated_at', ARGV[7])
+local vid = redis.call('HGET', ak, 'vid')
+for _, aid in ipairs(redis.call('LRANGE', vkey(vid) .. ':att', 0, -1)) do
+  if redis.call('HGET', P .. 'a:' .. aid, 'status') ~= 'failed' then return 1 end
+end
+close(vid, 'pending', 'failed', ARGV[7])
+return 1
+"""
+)
+
+# ARGV: prefix, entry id, attempt id, next attempt at, error
+_RETRY = (
+    _PRELUDE
+    + """
+redis.call('XACK', P .. 'outbox', 'dispatch', ARGV[2])
+redis.call('XDEL', P .. 'outbox', ARGV[2])
+redis.call('ZREM', P .. 'outbox:leases', ARGV[2])
+redis.call('ZADD', P .. 'outbox:later', ARGV[4], ARGV[3])
+redis.call('HSET', P .. 'a:' .. ARGV[3], 'error', ARGV[5])
+return 1
+"""
+)
+
+# ARGV: prefix, id, name, then field/value pairs
+_PUT_SERVICE = """
+local P, id, name = ARGV[1], ARGV[2], ARGV[3]
+local owner = redis.call('HGET', P .. 'svc-names', name)
+if owner and owner ~= id then return redis.error_reply('service name taken') end
+local old = redis.call('HGET', P .. 'svc:' .. id, 'name')
+if old and old ~= name then redis.call('HDEL', P .. 'svc-names', old) end
+local fields = {}
+for i = 4, #ARGV do table.insert(fields, ARGV[i]) end
+redis.call('HSET', P .. 'svc:' .. id, 'name', name, unpack(fields))
+redis.call('HSET', P .. 'svc-names', name, id)
+return 1
+"""
+
+_SERVICE_FOR_KEY = """
+local sid = redis.call('GET', ARGV[1] .. 'key:' .. ARGV[2])
+if not sid then return nil end
+local s = redis.call('HGETALL', ARGV[1] .. 'svc:' .. sid)
+table.insert(s, 'id'); table.insert(s, sid)
+return s
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
+    return {_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _service(fields: dict[str, Any]) -> Service:
+    policy = Policy(
+        friendly_name=_text(fields["friendly_name"]),
+        code_length=int(fields["code_length"]),
+        code_ttl=int(fields["code_ttl"]),
+        max_checks=int(fields["max_checks"]),
+        max_sends=int(fields["max_sends"]),
+        send_window=int(fields["send_window"]),
+        channels=frozenset(Channel(c) for c in _text(fields["channels"]).split(",") if c),
+    )
+    return Service(_text(fields["id"]), _text(fields["name"]), policy, float(fields["created_at"]))
+
+
+def _verification(loaded: Sequence[Any]) -> Verification:
+    v = _pairs(loaded[0])
+    sends = []
+    for flat in loaded[1]:
+        a = _pairs(flat)
+        sends.append(
+            SendAttempt(
+                id=int(a["id"]),
+                channel=Channel(_text(a["channel"])),
+                status=SendStatus(_text(a["status"])),
+                created_at=float(a["created_at"]),
+                updated_at=float(a["updated_at"]),
+                provider=_text(a["provider"]) or None if "provider" in a else None,
+                error=_text(a["error"]) or None if "error" in a else None,
+            )
+        )
+    locale = _text(v.get("locale", b""))
+    return Verification(
+        id=_text(v["id"]),
+        service_id=_text(v["service_id"]),
+        to=_text(v["to"]),
+        channel=Channel(_text(v["channel"])),
+        locale=locale or None,
+        code_length=int(v["code_length"]),
+        code=SealedCode(
+            key_id=_text(v["key_id"]), seed=bytes(v["seed"]), digest=bytes(v["digest"])
+        ),
+        status=Status(_text(v["status"])),
+        check_attempts=int(v["check_attempts"]),
+        max_checks=int(v["max_checks"]),
+        created_at=float(v["created_at"]),
+        updated_at=float(v["updated_at"]),
+        expires_at=float(v["expires_at"]),
+        sends=tuple(sorted(sends, key=lambda s: s.id)),
+    )
+
+
+class RedisVerificationStore:
+    """Verify's state in Redis (`CLAVE_VERIFY_STORE=redis://host:6379/0`)."""
+
+    def __init__(self, url: str, *, prefix: str = "clave:", retention: float = 86400.0) -> None:
+        self._url = url
+        self._prefix = prefix
+        self._retention = retention
+        self._consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._redis: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+
+    def _r(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise StoreError("the Redis store is not open")
+        return self._redis
+
+    async def open(self) -> None:
+        """Connect, load the scripts, and make sure the outbox's consumer group exists."""
+        if self._redis is not None:
+            return
+        self._redis = aioredis.Redis.from_url(
+            self._url,
+            decode_responses=False,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        for name, body in {
+            "start": _START,
+            "count_check": _COUNT_CHECK,
+            "transition": _TRANSITION,
+            "get": _GET,
+            "find_pending": _FIND_PENDING,
+            "claim": _CLAIM,
+            "finish": _FINISH,
+            "retry": _RETRY,
+            "put_service": _PUT_SERVICE,
+            "service_for_key": _SERVICE_FOR_KEY,
+        }.items():
+            self._scripts[name] = self._redis.register_script(body)
+        try:
+            await self._redis.xgroup_create(self._prefix + "outbox", GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise StoreError(f"Redis: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"cannot reach Redis at {self._url}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Disconnect."""
+        client, self._redis = self._redis, None
+        if client is not None:
+            await client.aclose()
+
+    async def _run(self, script: str, *args: Any) -> Any:
+        try:
+            return await self._scripts[script](args=[self._prefix, *args])
+        except ResponseError as exc:
+            if "service name taken" in str(exc):
+                raise ValueError("service name is taken") from exc
+            raise StoreError(f"Redis: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        except KeyError:
+            raise StoreError("the Redis store is not open") from None
+
+    async def ping(self) -> None:
+        """PING."""
+        try:
+            await self._r().ping()
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+
+    async def put_service(self, service: Service) -> None:
+        """Insert or update by id; names are unique."""
+        p = service.policy
+        await self._run(
+            "put_service",
+            service.id,
+            service.name,
+            "friendly_name",
+            p.friendly_name,
+            "code_length",
+            p.code_length,
+            "code_ttl",
+            p.code_ttl,
+            "max_checks",
+            p.max_checks,
+            "max_sends",
+            p.max_sends,
+            "send_window",
+            p.send_window,
+            "channels",
+            ",".join(sorted(c.value for c in p.channels)),
+            "created_at",
+            repr(service.created_at),
+        )
+
+    async def get_service(self, service_id: str) -> Service | None:
+        """A service by id."""
+        try:
+            fields = await self._r().hgetall(self._prefix + "svc:" + service_id)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        if not fields:
+            return None
+        return _service({_text(k): v for k, v in fields.items()} | {"id": service_id})
+
+    async def get_service_by_name(self, name: str) -> Service | None:
+        """A service by name."""
+        try:
+            sid = await self._r().hget(self._prefix + "svc-names", name)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        return await self.get_service(_text(sid)) if sid else None
+
+    async def list_services(self) -> list[Service]:
+        """Every service, by name."""
+        try:
+            names = await self._r().hgetall(self._prefix + "svc-names")
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        found = [await self.get_service(_text(sid)) for _, sid in sorted(names.items())]
+        return [s for s in found if s is not None]
+
+    async def add_api_key(self, key: ApiKey) -> None:
+        """Store the key's hash."""
+        try:
+            await self._r().set(self._prefix + "key:" + key.key_hash.hex(), key.service_id)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+
+    async def service_for_key(self, key_hash: bytes) -> Service | None:
+        """The service owning the key hash."""
+        flat = await self._run("service_for_key", key_hash.hex())
+        return _service(_pairs(flat)) if flat else None
+
+    async def start(
+        self,
+        candidate: Verification,
+        *,
+        channel: Channel,
+        locale: str | None,
+        now: float,
+        window: float,
+        max_sends: int,
+    ) -> StartOutcome:
+        """See VerificationStore.start; one round trip."""
+        c = candidate
+        fields: list[Any] = [
+            "id",
+            c.id,
+            "service_id",
+            c.service_id,
+            "to",
+            c.to,
+            "channel",
+            c.channel.value,
+            "locale",
+            c.locale or "",
+            "code_length",
+            c.code_length,
+            "key_id",
+            c.code.key_id,
+            "seed",
+            c.code.seed,
+            "digest",
+            c.code.digest,
+            "status",
+            c.status.value,
+            "check_attempts",
+            c.check_attempts,
+            "max_checks",
+            c.max_checks,
+            "created_at",
+            repr(c.created_at),
+            "updated_at",
+            repr(c.updated_at),
+            "expires_at",
+            repr(c.expires_at),
+        ]
+        result = await self._run(
+            "start",
+            repr(now),
+            repr(float(window)),
+            max_sends,
+            channel.value,
+            locale or "",
+            repr(self._retention),
+            *fields,
+        )
+        if _text(result[0]) == "limited":
+            existing = _text(result[3])
+            current = (await self.get(c.service_id, existing)) if existing else None
+            return StartOutcome(current or c, False, int(result[2]), float(result[1]))
+        return StartOutcome(_verification(result[4]), bool(int(result[2])), int(result[3]))
+
+    async def get(self, service_id: str, verification_id: str) -> Verification | None:
+        """A verification of the service."""
+        loaded = await self._run("get", service_id, verification_id)
+        return _verification(loaded) if loaded else None
+
+    async def find_pending(self, service_id: str, to: str) -> Verification | None:
+        """The pending verification for a destination."""
+        loaded = await self._run("find_pending", service_id, to)
+        return _verification(loaded) if loaded else None
+
+    async def count_sends(self, service_id: str, to: str, since: float) -> int:
+        """Send attempts to a destination after `since`."""
+        try:
+            return int(
+                await self._r().zcount(
+                    self._prefix + f"sends:{service_id}:{to}", f"({since!r}", "+inf"
+                )
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+
+    async def count_check(
+        self,
+        service_id: str,
+        *,
+        now: float,
+        window: float,
+        verification_id: str | None = None,
+        to: str | None = None,
+    ) -> CheckOutcome:
+        """See VerificationStore.count_check; one round trip."""
+        result = await self._run(
+            "count_check",
+            service_id,
+            verification_id or "",
+            to or "",
+            repr(now),
+            repr(float(window)),
+        )
+        gate = CheckGate(_text(result[0]))
+        if gate is CheckGate.NOT_FOUND:
+            return CheckOutcome(gate)
+        return CheckOutcome(gate, _verification(result[1]), int(result[2]))
+
+    async def transition(
+        self, verification_id: str, *, from_status: Status, to_status: Status, now: float
+    ) -> bool:
+        """Change the status only if it is still `from_status`."""
+        done = await self._run(
+            "transition", verification_id, from_status.value, to_status.value, repr(now)
+        )
+        return bool(int(done))
+
+    async def claim_deliveries(
+        self, now: float, *, lease_until: float, limit: int
+    ) -> list[Delivery]:
+        """Due retries back into the stream, lapsed leases re-claimed, new entries read."""
+        rows = await self._run("claim", self._consumer, repr(now), repr(lease_until), limit)
+        claimed = []
+        for entry, aid, tries, channel, to, locale, name, loaded in rows:
+            claimed.append(
+                Delivery(
+                    outbox_id=_text(entry),
+                    attempt_id=int(aid),
+                    tries=int(tries),
+                    channel=Channel(_text(channel)),
+                    to=_text(to),
+                    locale=_text(locale) or None,
+                    verification=_verification(loaded),
+                    friendly_name=_text(name),
+                )
+            )
+        return claimed
+
+    async def finish_delivery(
+        self,
+        delivery: Delivery,
+        *,
+        status: SendStatus,
+        provider: str | None,
+        error: str | None,
+        now: float,
+    ) -> None:
+        """Acknowledge the entry and record the attempt's outcome."""
+        await self._run(
+            "finish",
+            str(delivery.outbox_id),
+            delivery.attempt_id,
+            status.value,
+            provider or "",
+            error or "",
+            repr(now),
+        )
+
+    async def retry_delivery(
+        self, delivery: Delivery, *, next_attempt_at: float, error: str
+    ) -> None:
+        """Acknowledge the entry and park the attempt until it is due again."""
+        await self._run(
+            "retry", str(delivery.outbox_id), delivery.attempt_id, repr(next_attempt_at), error
+        )
+
+    async def pending_deliveries(self) -> int:
+        """Entries in the stream plus retries waiting."""
+        try:
+            r = self._r()
+            return int(await r.xlen(self._prefix + "outbox")) + int(
+                await r.zcard(self._prefix + "outbox:later")
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
