@@ -6,6 +6,7 @@ import asyncio
 import base64
 import email
 import email.policy
+import json
 import re
 import socket
 import threading
@@ -128,3 +129,63 @@ def smtp_server() -> Iterator[SmtpServer]:
         yield server
     finally:
         server.stop()
+
+
+class RecordingServer:
+    """A real HTTP server on 127.0.0.1 that records every request and answers from a script."""
+
+    def __init__(self, answers: list[tuple[int, Any]] | None = None) -> None:
+        import http.server
+
+        self.requests: list[dict[str, Any]] = []
+        self.answers = list(answers or [])
+        self.default: tuple[int, Any] = (201, {"sid": "SM" + "0" * 32})
+        self.arrived = threading.Condition()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                body = self.rfile.read(length)
+                with outer.arrived:
+                    outer.requests.append(
+                        {
+                            "method": "POST",
+                            "path": self.path,
+                            "headers": dict(self.headers.items()),
+                            "body": body,
+                        }
+                    )
+                    status, payload = outer.answers.pop(0) if outer.answers else outer.default
+                    outer.arrived.notify_all()
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait(self, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while len(self.requests) < count:
+                left = deadline - time.monotonic()
+                assert left > 0, f"expected {count} request(s), got {len(self.requests)}"
+                self.arrived.wait(left)
+            return list(self.requests)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -8,7 +8,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from litestar.types import ControllerRouterHandler
@@ -16,6 +16,7 @@ from litestar.types import ControllerRouterHandler
 from clave.platform.settings import PlatformSettings, SettingsError
 from clave.verify import api
 from clave.verify.codes import CodeHasher
+from clave.verify.delivery.aws import SesEmailProvider, SnsSmsProvider
 from clave.verify.delivery.base import Provider, ProviderRouter
 from clave.verify.delivery.dispatcher import Dispatcher
 from clave.verify.delivery.inbox import (
@@ -25,6 +26,8 @@ from clave.verify.delivery.inbox import (
     SqliteInboxStore,
 )
 from clave.verify.delivery.smtp import SmtpProvider
+from clave.verify.delivery.twilio import TwilioMessagingProvider, TwilioVoiceProvider
+from clave.verify.delivery.webhook import SignedWebhook, WebhookProvider
 from clave.verify.models import Channel
 from clave.verify.service import VerifyService
 from clave.verify.settings import VerifySettings, parse_hmac_keys
@@ -75,6 +78,29 @@ def build_store(settings: VerifySettings, data_dir: Path) -> VerificationStore:
     return SqliteVerificationStore(data_dir / "verify.db")
 
 
+def route_providers(
+    providers: Sequence[Provider], order: Mapping[Channel, Sequence[str] | None]
+) -> dict[Channel, list[Provider]]:
+    """Per channel, the providers to try: the configured order (CLAVE_<CHANNEL>_PROVIDERS) or,
+    when unset, every provider serving the channel in the order they were built."""
+    routes: dict[Channel, list[Provider]] = {}
+    for channel in Channel:
+        serving = [p for p in providers if channel in p.channels]
+        wanted = order.get(channel)
+        if wanted is None:
+            routes[channel] = serving
+            continue
+        by_name = {p.name: p for p in serving}
+        missing = [name for name in wanted if name not in by_name]
+        if missing:
+            raise SettingsError(
+                f"CLAVE_{channel.value.upper()}_PROVIDERS names {missing}, which are not "
+                f"configured for {channel} (configured: {sorted(by_name) or 'none'})"
+            )
+        routes[channel] = [by_name[name] for name in wanted]
+    return routes
+
+
 class VerifyDomain:
     """The verify domain, built from settings; nothing connects until `start()`."""
 
@@ -96,8 +122,19 @@ class VerifyDomain:
         self.store = store or build_store(settings, platform.data_dir)
         self.inbox: InboxStore | None = None
         providers: list[Provider] = list(extra_providers)
+        if settings.twilio is not None:
+            providers.append(TwilioMessagingProvider(settings.twilio))
+            if settings.twilio.call_from or settings.twilio.sms_from:
+                providers.append(TwilioVoiceProvider(settings.twilio))
+        if settings.aws is not None and settings.sns:
+            providers.append(SnsSmsProvider(settings.aws, sender_id=settings.sns_sender_id))
         if settings.smtp is not None and settings.email_from:
             providers.append(SmtpProvider(settings.smtp, settings.email_from))
+        if settings.aws is not None and settings.ses_from:
+            providers.append(SesEmailProvider(settings.aws, source=settings.ses_from))
+        if settings.webhook_url and settings.webhook_secret:
+            hook = SignedWebhook(settings.webhook_url, settings.webhook_secret)
+            providers.append(WebhookProvider(hook, settings.webhook_channels))
         if settings.dev_inbox:
             # The dev inbox is a local development aid: a file beside the data even when the
             # verifications themselves live in Redis.
@@ -107,9 +144,7 @@ class VerifyDomain:
                 else SqliteInboxStore(platform.data_dir / "inbox.db")
             )
             providers.append(InboxProvider(self.inbox))
-        self.providers = ProviderRouter(
-            {channel: [p for p in providers if channel in p.channels] for channel in Channel}
-        )
+        self.providers = ProviderRouter(route_providers(providers, settings.routes))
         self.dispatcher = Dispatcher(
             self.store, self.hasher, self.providers, clock, settings.outbox
         )

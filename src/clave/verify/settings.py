@@ -7,11 +7,14 @@ import binascii
 import email.utils
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from clave.platform.settings import Env, SettingsError
 from clave.verify.codes import MIN_KEY_BYTES
+from clave.verify.delivery.aws import AwsConfig
 from clave.verify.delivery.dispatcher import OutboxPolicy
 from clave.verify.delivery.smtp import SmtpConfig
+from clave.verify.delivery.twilio import TwilioConfig
 from clave.verify.models import Channel, Policy
 
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -62,6 +65,16 @@ class VerifySettings:
     outbox: OutboxPolicy
     key_cache_seconds: float
     redis_prefix: str
+    twilio: TwilioConfig | None
+    aws: AwsConfig | None
+    sns: bool
+    sns_sender_id: str | None
+    ses_from: str | None
+    webhook_url: str | None
+    webhook_secret: str | None
+    webhook_channels: frozenset[Channel]
+    # Per channel, the providers to try in order; None: every configured one, default order.
+    routes: dict[Channel, tuple[str, ...] | None]
 
     @classmethod
     def from_env(cls, env: Env) -> VerifySettings:
@@ -133,4 +146,68 @@ class VerifySettings:
             ),
             key_cache_seconds=env.number("KEY_CACHE_SECONDS", 5.0, low=0, high=3600),
             redis_prefix=env.text("REDIS_PREFIX", "clave:"),
+            **_provider_settings(env),
         )
+
+
+PROVIDERS = ("twilio", "twilio-voice", "sns", "ses", "smtp", "webhook", "inbox")
+
+
+def _provider_settings(env: Env) -> dict[str, Any]:
+    """Twilio, AWS, webhook settings and the per-channel provider order."""
+    sid, token = env.optional("TWILIO_ACCOUNT_SID"), env.optional("TWILIO_AUTH_TOKEN")
+    if bool(sid) != bool(token):
+        raise SettingsError("CLAVE_TWILIO_ACCOUNT_SID and CLAVE_TWILIO_AUTH_TOKEN go together")
+    twilio = None
+    if sid and token:
+        if not sid.startswith("AC"):
+            raise SettingsError("CLAVE_TWILIO_ACCOUNT_SID must start with AC")
+        twilio = TwilioConfig(
+            account_sid=sid,
+            auth_token=token,
+            sms_from=env.optional("TWILIO_FROM"),
+            whatsapp_from=env.optional("TWILIO_WHATSAPP_FROM"),
+            messaging_service_sid=env.optional("TWILIO_MESSAGING_SERVICE_SID"),
+            call_from=env.optional("TWILIO_CALL_FROM"),
+            base_url=env.text("TWILIO_BASE_URL", "https://api.twilio.com"),
+            status_callback=env.optional("TWILIO_STATUS_CALLBACK"),
+            timeout=env.number("TWILIO_TIMEOUT", 10.0, low=0.1, high=120),
+        )
+    sns = env.flag("SNS", False)
+    ses_from = env.optional("SES_FROM")
+    aws = None
+    if sns or ses_from:
+        region = env.optional("AWS_REGION")
+        if not region:
+            raise SettingsError("CLAVE_AWS_REGION is required with CLAVE_SNS or CLAVE_SES_FROM")
+        aws = AwsConfig(region=region, endpoint_url=env.optional("AWS_ENDPOINT_URL"))
+    webhook_url, webhook_secret = env.optional("WEBHOOK_URL"), env.optional("WEBHOOK_SECRET")
+    if bool(webhook_url) != bool(webhook_secret):
+        raise SettingsError("CLAVE_WEBHOOK_URL and CLAVE_WEBHOOK_SECRET go together")
+    if webhook_url and not webhook_url.startswith(("http://", "https://")):
+        raise SettingsError(f"CLAVE_WEBHOOK_URL must be an http(s) URL, got {webhook_url!r}")
+    try:
+        webhook_channels = frozenset(
+            Channel(c) for c in env.items("WEBHOOK_CHANNELS", tuple(c.value for c in Channel))
+        )
+    except ValueError:
+        raise SettingsError("CLAVE_WEBHOOK_CHANNELS must list sms, whatsapp, call, email") from None
+    routes: dict[Channel, tuple[str, ...] | None] = {}
+    for channel in Channel:
+        name = f"{channel.value.upper()}_PROVIDERS"
+        listed = env.items(name, ())
+        unknown = [p for p in listed if p not in PROVIDERS]
+        if unknown:
+            raise SettingsError(f"CLAVE_{name}: unknown provider(s) {unknown}; known: {PROVIDERS}")
+        routes[channel] = listed or None
+    return {
+        "twilio": twilio,
+        "aws": aws,
+        "sns": sns,
+        "sns_sender_id": env.optional("SNS_SENDER_ID"),
+        "ses_from": ses_from,
+        "webhook_url": webhook_url,
+        "webhook_secret": webhook_secret,
+        "webhook_channels": webhook_channels,
+        "routes": routes,
+    }

@@ -19,6 +19,7 @@ class OutgoingMessage:
     message: RenderedMessage
     verification_id: str
     attempt_id: int
+    locale: str = "en"
 
 
 class DeliveryError(Exception):

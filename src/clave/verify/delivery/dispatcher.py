@@ -136,6 +136,7 @@ class Dispatcher:
             ),
             verification_id=verification.id,
             attempt_id=delivery.attempt_id,
+            locale=locale,
         )
         errors: list[str] = []
         retryable = False

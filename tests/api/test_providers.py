@@ -1,0 +1,310 @@
+"""Every provider against a real local endpoint that checks the exact request it receives."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from clave.bootstrap import Settings
+from clave.platform.settings import SettingsError
+from clave.verify.bootstrap import VerifyDomain
+from tests.api.conftest import Api, open_api, settings_for
+from tests.support import RecordingServer, code_in
+
+SID = "AC" + "a1" * 16
+TOKEN = "tok" + "e" * 29
+WEBHOOK_KEY = b"k" * 32
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(WEBHOOK_KEY).decode()
+
+
+@pytest.fixture
+def twilio() -> Iterator[RecordingServer]:
+    server = RecordingServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hook() -> Iterator[RecordingServer]:
+    server = RecordingServer()
+    server.default = (200, {"ok": True})
+    yield server
+    server.stop()
+
+
+def twilio_env(server: RecordingServer, **extra: str) -> dict[str, str]:
+    return {
+        "CLAVE_DEV_INBOX": "false",
+        "CLAVE_TWILIO_ACCOUNT_SID": SID,
+        "CLAVE_TWILIO_AUTH_TOKEN": TOKEN,
+        "CLAVE_TWILIO_FROM": "+15005550006",
+        "CLAVE_TWILIO_WHATSAPP_FROM": "+14155238886",
+        "CLAVE_TWILIO_BASE_URL": server.url,
+        "CLAVE_OUTBOX_BACKOFF": "0.05",
+        **extra,
+    }
+
+
+def form(request: dict[str, Any]) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(request["body"].decode()))
+
+
+def basic(request: dict[str, Any]) -> str:
+    scheme, _, value = request["headers"]["Authorization"].partition(" ")
+    assert scheme == "Basic"
+    return base64.b64decode(value).decode()
+
+
+async def wait_for(server: RecordingServer, count: int = 1) -> list[dict[str, Any]]:
+    import asyncio
+
+    return await asyncio.to_thread(server.wait, count)
+
+
+async def test_twilio_sms_request_and_code(tmp_path: Path, twilio: RecordingServer) -> None:
+    async for api in open_api(settings_for(tmp_path, **twilio_env(twilio))):
+        sent = await api.send("+14155552671")
+        assert sent.status_code == 201
+        [request] = await wait_for(twilio)
+        assert request["path"] == f"/2010-04-01/Accounts/{SID}/Messages.json"
+        assert basic(request) == f"{SID}:{TOKEN}"
+        assert request["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+        fields = form(request)
+        assert (fields["To"], fields["From"]) == ("+14155552671", "+15005550006")
+        code = code_in(fields["Body"])
+        assert "Acme" in fields["Body"]
+        r = await api.check(code, id=sent.json()["id"])
+        assert r.json()["status"] == "approved"
+        attempt = (await api.get(f"/api/verifications/{sent.json()['id']}")).json()[
+            "send_attempts"
+        ][0]
+        assert (attempt["status"], attempt["provider"]) == ("sent", "twilio")
+
+
+async def test_twilio_whatsapp_prefixes(tmp_path: Path, twilio: RecordingServer) -> None:
+    async for api in open_api(settings_for(tmp_path, **twilio_env(twilio))):
+        await api.send("+14155552671", "whatsapp")
+        fields = form((await wait_for(twilio))[0])
+        assert (fields["To"], fields["From"]) == ("whatsapp:+14155552671", "whatsapp:+14155238886")
+
+
+async def test_twilio_messaging_service_instead_of_from(
+    tmp_path: Path, twilio: RecordingServer
+) -> None:
+    env = twilio_env(
+        twilio,
+        CLAVE_TWILIO_MESSAGING_SERVICE_SID="MG" + "0" * 32,
+        CLAVE_TWILIO_STATUS_CALLBACK="https://clave.example/cb",
+    )
+    async for api in open_api(settings_for(tmp_path, **env)):
+        await api.send("+14155552671")
+        fields = form((await wait_for(twilio))[0])
+        assert fields["MessagingServiceSid"] == "MG" + "0" * 32
+        assert "From" not in fields
+        assert fields["StatusCallback"] == "https://clave.example/cb"
+
+
+async def test_twilio_voice_says_the_digits_twice_in_the_locale(
+    tmp_path: Path, twilio: RecordingServer
+) -> None:
+    async for api in open_api(settings_for(tmp_path, **twilio_env(twilio))):
+        await api.send("+34612345678", "call")
+        [request] = await wait_for(twilio)
+        assert request["path"] == f"/2010-04-01/Accounts/{SID}/Calls.json"
+        fields = form(request)
+        assert (fields["To"], fields["From"]) == ("+34612345678", "+15005550006")
+        twiml = fields["Twiml"]
+        assert twiml.startswith('<Response><Say language="es-ES">')
+        spoken = twiml.split(">", 2)[2]
+        digits = [d for d in spoken if d.isdigit()]
+        code = "".join(digits[: len(digits) // 2])
+        assert len(code) == 6
+        assert spoken.count(", ".join(code)) == 2
+
+
+async def test_twilio_refusal_falls_back_to_the_next_provider(
+    tmp_path: Path, twilio: RecordingServer, hook: RecordingServer
+) -> None:
+    twilio.answers = [(400, {"code": 21211, "message": "Invalid 'To' Phone Number", "status": 400})]
+    env = twilio_env(
+        twilio,
+        CLAVE_WEBHOOK_URL=hook.url + "/send",
+        CLAVE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        CLAVE_SMS_PROVIDERS="twilio,webhook",
+    )
+    async for api in open_api(settings_for(tmp_path, **env)):
+        sent = await api.send("+14155552671")
+        await wait_for(twilio)
+        [delivered] = await wait_for(hook)
+        assert json.loads(delivered["body"])["to"] == "+14155552671"
+        time.sleep(0.2)
+        attempt = (await api.get(f"/api/verifications/{sent.json()['id']}")).json()[
+            "send_attempts"
+        ][0]
+        assert (attempt["status"], attempt["provider"]) == ("sent", "webhook")
+
+
+async def test_twilio_outage_is_retried(tmp_path: Path, twilio: RecordingServer) -> None:
+    twilio.answers = [
+        (503, {"message": "down"}),
+        (429, {"code": 20429, "message": "Too Many Requests"}),
+    ]
+    async for api in open_api(settings_for(tmp_path, **twilio_env(twilio))):
+        sent = await api.send("+14155552671")
+        requests = await wait_for(twilio, 3)
+        assert len({form(r)["Body"] for r in requests}) == 1  # the same message each time
+        import asyncio
+
+        for _ in range(100):
+            attempt = (await api.get(f"/api/verifications/{sent.json()['id']}")).json()[
+                "send_attempts"
+            ][0]
+            if attempt["status"] == "sent":
+                break
+            await asyncio.sleep(0.05)
+        assert attempt["status"] == "sent"
+
+
+async def test_webhook_is_signed_the_standard_webhooks_way(
+    tmp_path: Path, hook: RecordingServer
+) -> None:
+    env = {
+        "CLAVE_DEV_INBOX": "false",
+        "CLAVE_WEBHOOK_URL": hook.url + "/send",
+        "CLAVE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    async for api in open_api(settings_for(tmp_path, **env)):
+        sent = await api.send("ana@example.com", "email")
+        [request] = await wait_for(hook)
+        assert request["path"] == "/send"
+        h = request["headers"]
+        message_id, timestamp, signature = (
+            h["webhook-id"],
+            h["webhook-timestamp"],
+            h["webhook-signature"],
+        )
+        assert abs(int(timestamp) - time.time()) < 30
+        expected = base64.b64encode(
+            hmac.new(
+                WEBHOOK_KEY, f"{message_id}.{timestamp}.".encode() + request["body"], hashlib.sha256
+            ).digest()
+        ).decode()
+        assert signature == f"v1,{expected}"
+        body = json.loads(request["body"])
+        assert (body["type"], body["channel"], body["to"], body["verification_id"]) == (
+            "message.send",
+            "email",
+            "ana@example.com",
+            sent.json()["id"],
+        )
+        assert body["subject"] == "Your Acme verification code"
+        assert code_in(body["text"]) in body["html"]
+
+
+def moto_state(moto_url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(moto_url + "/moto-api/data.json") as answer:
+        data: dict[str, Any] = json.load(answer)
+    return data
+
+
+@pytest.fixture
+def aws_env(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    return {
+        "CLAVE_DEV_INBOX": "false",
+        "CLAVE_AWS_REGION": "eu-west-1",
+        "CLAVE_AWS_ENDPOINT_URL": moto_url,
+    }
+
+
+async def test_sns_sms_through_moto(tmp_path: Path, moto_url: str, aws_env: dict[str, str]) -> None:
+    async for api in open_api(settings_for(tmp_path, **aws_env, CLAVE_SNS="true")):
+        sent = await api.send("+14155559876")
+        import asyncio
+
+        for _ in range(100):
+            sms = [
+                m
+                for m in moto_state(moto_url).get("sns", {}).get("SMS", [])
+                if m["phone_number"] == "+14155559876"
+            ]
+            if sms:
+                break
+            await asyncio.sleep(0.05)
+        [message] = sms
+        code = code_in(message["message"])
+        assert (await api.check(code, id=sent.json()["id"])).json()["status"] == "approved"
+        attempt = (await api.get(f"/api/verifications/{sent.json()['id']}")).json()[
+            "send_attempts"
+        ][0]
+        assert attempt["provider"] == "sns"
+
+
+async def test_ses_email_through_moto(
+    tmp_path: Path, moto_url: str, aws_env: dict[str, str]
+) -> None:
+    boto3.client("ses", region_name="eu-west-1", endpoint_url=moto_url).verify_email_identity(
+        EmailAddress="no-reply@acme.example"
+    )
+    async for api in open_api(
+        settings_for(tmp_path, **aws_env, CLAVE_SES_FROM="no-reply@acme.example")
+    ):
+        sent = await api.send("bo@example.com", "email", locale="es")
+        import asyncio
+
+        for _ in range(100):
+            mails = [
+                m
+                for m in moto_state(moto_url).get("ses", {}).get("Message", [])
+                if m["destinations"]["ToAddresses"] == ["bo@example.com"]
+            ]
+            if mails:
+                break
+            await asyncio.sleep(0.05)
+        [mail] = mails
+        assert (mail["source"], mail["subject"]) == (
+            "no-reply@acme.example",
+            "Tu código de verificación de Acme",
+        )
+        code = code_in(mail["body"])
+        assert (await api.check(code, id=sent.json()["id"])).json()["status"] == "approved"
+
+
+def test_provider_order_must_name_configured_providers(tmp_path: Path) -> None:
+    settings = Settings.load({"CLAVE_DATA_DIR": str(tmp_path), "CLAVE_SMS_PROVIDERS": "twilio"})
+    with pytest.raises(SettingsError, match="CLAVE_SMS_PROVIDERS names"):
+        VerifyDomain(settings.verify, settings.platform)
+    with pytest.raises(SettingsError, match="unknown provider"):
+        Settings.load({"CLAVE_SMS_PROVIDERS": "carrier-pigeon"})
+    with pytest.raises(SettingsError, match="go together"):
+        Settings.load({"CLAVE_TWILIO_ACCOUNT_SID": SID})
+    with pytest.raises(SettingsError, match="CLAVE_AWS_REGION"):
+        Settings.load({"CLAVE_SNS": "true"})
+
+
+async def test_a_configured_order_is_followed(
+    tmp_path: Path, twilio: RecordingServer, hook: RecordingServer
+) -> None:
+    env = twilio_env(
+        twilio,
+        CLAVE_WEBHOOK_URL=hook.url,
+        CLAVE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        CLAVE_SMS_PROVIDERS="webhook,twilio",
+    )
+    api: Api
+    async for api in open_api(settings_for(tmp_path, **env)):
+        await api.send("+14155552671")
+        await wait_for(hook)
+        assert twilio.requests == []
