@@ -308,3 +308,145 @@ async def test_a_configured_order_is_followed(
         await api.send("+14155552671")
         await wait_for(hook)
         assert twilio.requests == []
+
+
+CALLBACK = "https://clave.example/api/providers/twilio/status"
+
+
+def twilio_signature(url: str, params: dict[str, str]) -> str:
+    signed = url + "".join(k + params[k] for k in sorted(params))
+    return base64.b64encode(
+        hmac.new(TOKEN.encode(), signed.encode(), hashlib.sha1).digest()
+    ).decode()
+
+
+async def test_twilio_status_callback_is_verified_and_applied(
+    tmp_path: Path, twilio: RecordingServer
+) -> None:
+    twilio.default = (201, {"sid": "SM" + "7" * 32})
+    async for api in open_api(
+        settings_for(tmp_path, **twilio_env(twilio, CLAVE_TWILIO_STATUS_CALLBACK=CALLBACK))
+    ):
+        sent = await api.send("+14155552671")
+        assert form((await wait_for(twilio))[0])["StatusCallback"] == CALLBACK
+        vid = sent.json()["id"]
+        import asyncio
+
+        for _ in range(100):
+            attempt = (await api.get(f"/api/verifications/{vid}")).json()["send_attempts"][0]
+            if attempt["status"] == "sent":
+                break
+            await asyncio.sleep(0.02)
+
+        params = {
+            "MessageSid": "SM" + "7" * 32,
+            "MessageStatus": "delivered",
+            "AccountSid": SID,
+            "To": "+14155552671",
+        }
+        r = await api.client.post(
+            "/api/providers/twilio/status", data=params, headers={"X-Twilio-Signature": "bad"}
+        )
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "bad_signature")
+        tampered = {**params, "MessageStatus": "failed"}
+        r = await api.client.post(
+            "/api/providers/twilio/status",
+            data=tampered,
+            headers={"X-Twilio-Signature": twilio_signature(CALLBACK, params)},
+        )
+        assert r.status_code == 403
+        r = await api.client.post(
+            "/api/providers/twilio/status",
+            data=params,
+            headers={"X-Twilio-Signature": twilio_signature(CALLBACK, params)},
+        )
+        assert (r.status_code, r.json()) == (200, {"applied": True})
+        attempt = (await api.get(f"/api/verifications/{vid}")).json()["send_attempts"][0]
+        assert (attempt["status"], attempt["provider_message_id"]) == ("delivered", "SM" + "7" * 32)
+
+        unknown = {**params, "MessageSid": "SM" + "9" * 32}
+        r = await api.client.post(
+            "/api/providers/twilio/status",
+            data=unknown,
+            headers={"X-Twilio-Signature": twilio_signature(CALLBACK, unknown)},
+        )
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "unknown_message")
+
+
+async def test_twilio_undelivered_report_fails_the_verification(
+    tmp_path: Path, twilio: RecordingServer
+) -> None:
+    twilio.default = (201, {"sid": "SM" + "5" * 32})
+    async for api in open_api(
+        settings_for(tmp_path, **twilio_env(twilio, CLAVE_TWILIO_STATUS_CALLBACK=CALLBACK))
+    ):
+        vid = (await api.send("+14155552671")).json()["id"]
+        await wait_for(twilio)
+        import asyncio
+
+        await asyncio.sleep(0.2)
+        params = {
+            "MessageSid": "SM" + "5" * 32,
+            "MessageStatus": "undelivered",
+            "ErrorCode": "30003",
+            "ErrorMessage": "Unreachable handset",
+        }
+        r = await api.client.post(
+            "/api/providers/twilio/status",
+            data=params,
+            headers={"X-Twilio-Signature": twilio_signature(CALLBACK, params)},
+        )
+        assert r.json() == {"applied": True}
+        body = (await api.get(f"/api/verifications/{vid}")).json()
+        assert body["status"] == "failed"
+        assert body["send_attempts"][0]["error"] == "Twilio 30003: Unreachable handset"
+
+
+async def test_webhook_status_callback_is_signed(tmp_path: Path, hook: RecordingServer) -> None:
+    env = {
+        "CLAVE_DEV_INBOX": "false",
+        "CLAVE_WEBHOOK_URL": hook.url,
+        "CLAVE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    async for api in open_api(settings_for(tmp_path, **env)):
+        vid = (await api.send("+14155552671")).json()["id"]
+        [request] = await wait_for(hook)
+        message_id = request["headers"]["webhook-id"]
+        import asyncio
+
+        await asyncio.sleep(0.2)
+
+        def signed(payload: dict[str, Any], ts: int | None = None) -> tuple[bytes, dict[str, str]]:
+            body = json.dumps(payload).encode()
+            stamp = ts if ts is not None else int(time.time())
+            sig = base64.b64encode(
+                hmac.new(WEBHOOK_KEY, f"r1.{stamp}.".encode() + body, hashlib.sha256).digest()
+            ).decode()
+            return body, {
+                "webhook-id": "r1",
+                "webhook-timestamp": str(stamp),
+                "webhook-signature": f"v1,{sig}",
+                "content-type": "application/json",
+            }
+
+        body, headers = signed(
+            {"message_id": message_id, "status": "delivered"}, ts=int(time.time()) - 3600
+        )
+        assert (
+            await api.client.post("/api/providers/webhook/status", content=body, headers=headers)
+        ).status_code == 403
+        body, headers = signed({"message_id": message_id, "status": "delivered"})
+        assert (
+            await api.client.post(
+                "/api/providers/webhook/status", content=body + b" ", headers=headers
+            )
+        ).status_code == 403
+        r = await api.client.post("/api/providers/webhook/status", content=body, headers=headers)
+        assert (r.status_code, r.json()) == (200, {"applied": True})
+        assert (await api.get(f"/api/verifications/{vid}")).json()["send_attempts"][0][
+            "status"
+        ] == "delivered"
+        body, headers = signed({"message_id": message_id, "status": "lost"})
+        assert (
+            await api.client.post("/api/providers/webhook/status", content=body, headers=headers)
+        ).status_code == 400

@@ -366,3 +366,74 @@ async def test_sqlite_survives_reopen(tmp_path: Path) -> None:
         assert await second.pending_deliveries() == 1
     finally:
         await second.close()
+
+
+async def test_delivery_reports_by_provider_message_id(
+    store: VerificationStore, svc: Service
+) -> None:
+    c = candidate(svc)
+    await start(store, c)
+    [d] = await store.claim_deliveries(NOW, lease_until=NOW + 30, limit=10)
+    await store.finish_delivery(
+        d, status=SendStatus.SENT, provider="twilio", error=None, now=NOW, provider_message_id="SM1"
+    )
+    v = await store.get(svc.id, c.id)
+    assert v is not None
+    assert (v.sends[0].provider_message_id, v.sends[0].status) == ("SM1", SendStatus.SENT)
+    assert (
+        await store.report_delivery("twilio", "SM404", SendStatus.DELIVERED, error=None, now=NOW)
+        is None
+    )
+    assert (
+        await store.report_delivery("sns", "SM1", SendStatus.DELIVERED, error=None, now=NOW) is None
+    )
+    assert (
+        await store.report_delivery("twilio", "SM1", SendStatus.DELIVERED, error=None, now=NOW + 1)
+        is True
+    )
+    # Out of order: "undelivered" after "delivered" does not move it back.
+    assert (
+        await store.report_delivery(
+            "twilio", "SM1", SendStatus.UNDELIVERED, error="late", now=NOW + 2
+        )
+        is False
+    )
+    v = await store.get(svc.id, c.id)
+    assert v is not None
+    assert (v.sends[0].status, v.status) == (SendStatus.DELIVERED, Status.PENDING)
+
+
+async def test_undelivered_everywhere_fails_the_verification(
+    store: VerificationStore, svc: Service
+) -> None:
+    c = candidate(svc)
+    await start(store, c)
+    await start(store, candidate(svc), now=NOW + 1)
+    first, second = await store.claim_deliveries(NOW + 2, lease_until=NOW + 30, limit=10)
+    await store.finish_delivery(
+        first,
+        status=SendStatus.SENT,
+        provider="twilio",
+        error=None,
+        now=NOW,
+        provider_message_id="A",
+    )
+    await store.finish_delivery(
+        second,
+        status=SendStatus.SENT,
+        provider="twilio",
+        error=None,
+        now=NOW,
+        provider_message_id="B",
+    )
+    assert await store.report_delivery(
+        "twilio", "A", SendStatus.UNDELIVERED, error="30003", now=NOW + 3
+    )
+    v = await store.get(svc.id, c.id)
+    assert v is not None
+    assert v.status is Status.PENDING
+    assert await store.report_delivery("twilio", "B", SendStatus.FAILED, error="30005", now=NOW + 4)
+    v = await store.get(svc.id, c.id)
+    assert v is not None
+    assert v.status is Status.FAILED
+    assert [s.error for s in v.sends] == ["30003", "30005"]

@@ -26,7 +26,7 @@ USERS = [
 ]
 # Mid-migration: each service at a different step of the strangler.
 MIXED = {"verify": 50, "users": 50, "threads": 100, "posts": 10}
-_VOLATILE = re.compile(r"V[AE][0-9a-f]{32}|\d{4}-\d\d-\d\dT[\d:.]+Z")
+_VOLATILE = re.compile(r"(?:V[AE]|IN)[0-9a-f]{32}|\d{4}-\d\d-\d\dT[\d:.]+Z")
 
 
 def user_json(uid: int, username: str, name: str, bio: str, **extra: Any) -> dict[str, Any]:

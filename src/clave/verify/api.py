@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,9 +14,12 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from clave.platform.errors import handlers, message_error_handler
+from clave.verify.delivery.twilio import valid_signature
+from clave.verify.delivery.webhook import decode_secret
+from clave.verify.delivery.webhook import verify as verify_webhook
 from clave.verify.destinations import mask, normalize_any
-from clave.verify.errors import InvalidDestination
-from clave.verify.models import Channel, Service, Status
+from clave.verify.errors import BadSignature, InvalidDestination, InvalidParameter
+from clave.verify.models import Channel, SendStatus, Service, Status
 from clave.verify.service import VerificationView, VerifyService
 from clave.verify.tenants import DEFAULT_SERVICE, TenantService
 
@@ -52,6 +56,7 @@ class SendAttemptRead(msgspec.Struct):
     created_at: str
     updated_at: str
     provider: str | None
+    provider_message_id: str | None
     error: str | None
 
 
@@ -114,6 +119,7 @@ def render(view: VerificationView) -> VerificationRead:
                 created_at=iso(s.created_at),
                 updated_at=iso(s.updated_at),
                 provider=s.provider,
+                provider_message_id=s.provider_message_id,
                 error=s.error,
             )
             for s in v.sends
@@ -242,6 +248,92 @@ def inbox_router(store: InboxStore) -> Router:
     return Router(path="/dev/inbox", route_handlers=[page, messages])
 
 
+# Twilio's MessageStatus / CallStatus values, as send statuses (None: not a final word yet).
+_TWILIO_STATUS = {
+    "sent": SendStatus.SENT,
+    "delivered": SendStatus.DELIVERED,
+    "read": SendStatus.DELIVERED,
+    "undelivered": SendStatus.UNDELIVERED,
+    "failed": SendStatus.FAILED,
+    "completed": SendStatus.DELIVERED,
+    "busy": SendStatus.UNDELIVERED,
+    "no-answer": SendStatus.UNDELIVERED,
+    "canceled": SendStatus.FAILED,
+}
+
+
+class StatusReport(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of the generic status callback, from the operator's own sender."""
+
+    message_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    status: Annotated[str, msgspec.Meta(pattern="^(delivered|undelivered|failed)$")]
+    error: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+def providers_router(domain: VerifyDomain) -> Router | None:
+    """Delivery-status callbacks: Twilio's and the signed webhook sender's."""
+    verify, settings = domain.verify, domain.settings
+    handlers = []
+    twilio = settings.twilio
+    if twilio is not None and twilio.status_callback:
+        callback_url, token = twilio.status_callback, twilio.auth_token
+
+        @post(
+            "/twilio/status", status_code=200, summary="Twilio status callback", tags=["providers"]
+        )
+        async def twilio_status(request: Request[Any, Any, Any]) -> dict[str, Any]:
+            """Twilio reports on a message or call; X-Twilio-Signature is checked."""
+            params = {k: str(v) for k, v in (await request.form()).items()}
+            offered = request.headers.get("x-twilio-signature", "")
+            # The signed URL is the one clave gave Twilio, not one rebuilt behind a proxy.
+            if not valid_signature(token, callback_url, params, offered):
+                raise BadSignature("X-Twilio-Signature does not match")
+            sid = params.get("MessageSid") or params.get("CallSid")
+            reported = params.get("MessageStatus") or params.get("CallStatus") or ""
+            status = _TWILIO_STATUS.get(reported)
+            if not sid:
+                raise InvalidParameter("MessageSid or CallSid is required")
+            if status is None or status is SendStatus.SENT:
+                return {"applied": False}
+            provider = "twilio-voice" if "CallSid" in params else "twilio"
+            code = params.get("ErrorCode")
+            error = f"Twilio {code}: {params.get('ErrorMessage', '')}".strip() if code else None
+            return {"applied": await verify.report_delivery(provider, sid, status, error)}
+
+        handlers.append(twilio_status)
+    if settings.webhook_url and settings.webhook_secret:
+        key = decode_secret(settings.webhook_secret)
+
+        @post(
+            "/webhook/status",
+            status_code=200,
+            summary="Webhook sender's status callback",
+            tags=["providers"],
+        )
+        async def webhook_status(request: Request[Any, Any, Any]) -> dict[str, Any]:
+            """The operator's sender reports on a message, signed like clave's own webhooks."""
+            body = await request.body()
+            if not verify_webhook(key, dict(request.headers), body, now=time.time()):
+                raise BadSignature("webhook signature missing, wrong or stale")
+            try:
+                report = msgspec.json.decode(body, type=StatusReport)
+            except msgspec.ValidationError as exc:
+                raise InvalidParameter(str(exc)) from None
+            except msgspec.DecodeError:
+                raise InvalidParameter("the body is not JSON") from None
+            status = SendStatus(report.status)
+            return {
+                "applied": await verify.report_delivery(
+                    "webhook", report.message_id, status, report.error
+                )
+            }
+
+        handlers.append(webhook_status)
+    if not handlers:
+        return None
+    return Router(path="/api/providers", route_handlers=handlers)
+
+
 def routers(domain: VerifyDomain) -> list[Router]:
     """The verify domain's routers, wired to its services."""
     verify, tenants, settings = domain.verify, domain.tenants, domain.settings
@@ -295,6 +387,9 @@ def routers(domain: VerifyDomain) -> list[Router]:
         tags=["compatible"],
     )
     result = [native, compat]
+    callbacks = providers_router(domain)
+    if callbacks is not None:
+        result.append(callbacks)
     if domain.inbox is not None:
         result.append(inbox_router(domain.inbox))
     return result

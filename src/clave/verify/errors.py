@@ -82,3 +82,17 @@ class ServiceNotFound(ClaveError):
 
     status = 404
     code = "service_not_found"
+
+
+class BadSignature(ClaveError):
+    """A provider callback is not signed with the shared secret (or is stale)."""
+
+    status = 403
+    code = "bad_signature"
+
+
+class UnknownMessage(ClaveError):
+    """No send attempt has that provider message id."""
+
+    status = 404
+    code = "unknown_message"

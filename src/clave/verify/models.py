@@ -33,10 +33,13 @@ class Status(StrEnum):
 
 
 class SendStatus(StrEnum):
-    """Life cycle of one send attempt."""
+    """Life cycle of one send attempt: queued, then sent (a provider took it), then what the
+    provider reports back: delivered, or undelivered/failed."""
 
     QUEUED = "queued"
     SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
     FAILED = "failed"
     # The verification was closed (approved, canceled, expired) before the message went out.
     SKIPPED = "skipped"
@@ -108,6 +111,17 @@ class SendAttempt:
     updated_at: float
     provider: str | None = None
     error: str | None = None
+    provider_message_id: str | None = None
+
+
+# Statuses a provider's report may move an attempt to, from each status (never backwards).
+REPORTABLE = {
+    SendStatus.SENT: {SendStatus.DELIVERED, SendStatus.UNDELIVERED, SendStatus.FAILED},
+    SendStatus.DELIVERED: set(),
+    SendStatus.UNDELIVERED: {SendStatus.DELIVERED},
+    SendStatus.FAILED: {SendStatus.DELIVERED},
+}
+UNSUCCESSFUL = frozenset({SendStatus.FAILED, SendStatus.UNDELIVERED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,14 @@ from clave.verify.errors import (
     InvalidParameter,
     MaxChecksReached,
     MaxSendsReached,
+    UnknownMessage,
     VerificationNotFound,
     VerificationNotPending,
 )
 from clave.verify.models import (
     Channel,
     CheckGate,
+    SendStatus,
     Service,
     Status,
     Verification,
@@ -216,6 +218,24 @@ class VerifyService:
             raise VerificationNotPending("only a pending verification can be canceled")
         log.info("canceled verification=%s service=%s", found.id, service.name)
         return VerificationView(found, Status.CANCELED, await self._sends_left(service, found, now))
+
+    async def report_delivery(
+        self, provider: str, message_id: str, status: SendStatus, error: str | None = None
+    ) -> bool:
+        """Apply a provider's delivery report; False when it arrived out of order (ignored)."""
+        applied = await self._store.report_delivery(
+            provider, message_id, status, error=error, now=self._clock()
+        )
+        if applied is None:
+            raise UnknownMessage(f"no send attempt known to {provider} as {message_id}")
+        log.info(
+            "delivery report provider=%s id=%s status=%s applied=%s",
+            provider,
+            message_id,
+            status,
+            applied,
+        )
+        return applied
 
     async def _sends_left(self, service: Service, verification: Verification, now: float) -> int:
         policy = service.policy

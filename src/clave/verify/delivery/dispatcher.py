@@ -163,6 +163,7 @@ class Dispatcher:
                 provider=provider.name,
                 error=None,
                 now=self._clock(),
+                provider_message_id=message_id,
             )
             log.info(
                 "sent verification=%s attempt=%s channel=%s to=%s provider=%s id=%s",

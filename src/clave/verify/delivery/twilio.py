@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -27,6 +30,18 @@ class TwilioConfig:
     base_url: str = "https://api.twilio.com"
     status_callback: str | None = None
     timeout: float = 10.0
+
+
+def request_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
+    """Twilio's X-Twilio-Signature for a form POST to `url`."""
+    signed = url + "".join(key + params[key] for key in sorted(params))
+    digest = hmac.new(auth_token.encode(), signed.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def valid_signature(auth_token: str, url: str, params: dict[str, str], offered: str) -> bool:
+    """Whether `offered` is Twilio's signature of this request (constant-time compare)."""
+    return hmac.compare_digest(request_signature(auth_token, url, params), offered)
 
 
 def classify(response: httpx.Response) -> DeliveryError:

@@ -35,6 +35,19 @@ def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
+def verify(
+    key: bytes, headers: dict[str, str], body: bytes, *, now: float, tolerance: float = 300
+) -> bool:
+    """Whether a Standard Webhooks request is authentic and fresh (constant-time compare)."""
+    message_id = headers.get("webhook-id", "")
+    timestamp = headers.get("webhook-timestamp", "")
+    if not message_id or not timestamp.isdigit() or abs(now - int(timestamp)) > tolerance:
+        return False
+    expected = sign(key, message_id, int(timestamp), body)
+    offered = headers.get("webhook-signature", "").split()
+    return any(hmac.compare_digest(expected, candidate) for candidate in offered)
+
+
 class SignedWebhook:
     """POSTs signed JSON to one URL; shared by the webhook provider and event delivery."""
 

@@ -126,10 +126,28 @@ class VerificationStore(Protocol):
         provider: str | None,
         error: str | None,
         now: float,
+        provider_message_id: str | None = None,
     ) -> None:
-        """Record the attempt's final status and drop it from the outbox.
+        """Record the attempt's outcome and drop it from the outbox.
 
         A pending verification whose every send attempt failed becomes `failed`.
+        """
+        ...
+
+    async def report_delivery(
+        self,
+        provider: str,
+        provider_message_id: str,
+        status: SendStatus,
+        *,
+        error: str | None,
+        now: float,
+    ) -> bool | None:
+        """A provider's delivery report for the attempt it knows as `provider_message_id`.
+
+        None when no attempt has that id; False when the report would move the status backwards
+        (ignored, reports arrive out of order); True when applied. A pending verification whose
+        every attempt failed or went undelivered becomes `failed`.
         """
         ...
 

@@ -6,6 +6,8 @@ import itertools
 from dataclasses import dataclass, replace
 
 from clave.verify.models import (
+    REPORTABLE,
+    UNSUCCESSFUL,
     ApiKey,
     Channel,
     CheckGate,
@@ -250,19 +252,53 @@ class MemoryVerificationStore:
         provider: str | None,
         error: str | None,
         now: float,
+        provider_message_id: str | None = None,
     ) -> None:
         """Record the attempt's outcome and drop the outbox entry."""
         self._outbox.pop(int(delivery.outbox_id), None)
         record = self._attempts[delivery.attempt_id]
         record.attempt = replace(
-            record.attempt, status=status, provider=provider, error=error, updated_at=now
+            record.attempt,
+            status=status,
+            provider=provider,
+            error=error,
+            updated_at=now,
+            provider_message_id=provider_message_id,
         )
-        verification = self._verifications[record.verification_id]
+        self._fail_if_all_failed(record.verification_id, now)
+
+    def _fail_if_all_failed(self, verification_id: str, now: float) -> None:
+        verification = self._verifications[verification_id]
         sends = self._with_sends(verification).sends
-        if verification.status is Status.PENDING and all(
-            s.status is SendStatus.FAILED for s in sends
-        ):
+        if verification.status is Status.PENDING and all(s.status in UNSUCCESSFUL for s in sends):
             self._set_status(verification, Status.FAILED, now)
+
+    async def report_delivery(
+        self,
+        provider: str,
+        provider_message_id: str,
+        status: SendStatus,
+        *,
+        error: str | None,
+        now: float,
+    ) -> bool | None:
+        """See VerificationStore.report_delivery."""
+        record = next(
+            (
+                r
+                for r in self._attempts.values()
+                if r.attempt.provider == provider
+                and r.attempt.provider_message_id == provider_message_id
+            ),
+            None,
+        )
+        if record is None:
+            return None
+        if status not in REPORTABLE.get(record.attempt.status, set()):
+            return False
+        record.attempt = replace(record.attempt, status=status, error=error, updated_at=now)
+        self._fail_if_all_failed(record.verification_id, now)
+        return True
 
     async def retry_delivery(
         self, delivery: Delivery, *, next_attempt_at: float, error: str

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from clave.platform.errors import StoreError
 from clave.verify.models import (
+    REPORTABLE,
     ApiKey,
     Channel,
     CheckGate,
@@ -217,9 +218,20 @@ return out
 """
 )
 
-# ARGV: prefix, entry id, attempt id, status, provider, error, now
+_FAIL_IF_ALL_FAILED = """
+local function fail_if_all_failed(vid, now)
+  for _, aid in ipairs(redis.call('LRANGE', vkey(vid) .. ':att', 0, -1)) do
+    local st = redis.call('HGET', P .. 'a:' .. aid, 'status')
+    if st ~= 'failed' and st ~= 'undelivered' then return end
+  end
+  close(vid, 'pending', 'failed', now)
+end
+"""
+
+# ARGV: prefix, entry id, attempt id, status, provider, error, now, provider message id
 _FINISH = (
     _PRELUDE
+    + _FAIL_IF_ALL_FAILED
     + """
 local stream = P .. 'outbox'
 redis.call('XACK', stream, 'dispatch', ARGV[2])
@@ -228,12 +240,33 @@ redis.call('ZREM', P .. 'outbox:leases', ARGV[2])
 local ak = P .. 'a:' .. ARGV[3]
 if redis.call('EXISTS', ak) == 0 then return 0 end
 redis.call('HSET', ak, 'status', ARGV[4], 'provider', ARGV[5], 'error', ARGV[6],
-  'updated_at', ARGV[7])
-local vid = redis.call('HGET', ak, 'vid')
-for _, aid in ipairs(redis.call('LRANGE', vkey(vid) .. ':att', 0, -1)) do
-  if redis.call('HGET', P .. 'a:' .. aid, 'status') ~= 'failed' then return 1 end
+  'updated_at', ARGV[7], 'provider_message_id', ARGV[8])
+if ARGV[8] ~= '' then
+  -- Find the attempt again when the provider reports on it; gone with the attempt.
+  local ik = P .. 'pmid:' .. ARGV[5] .. ':' .. ARGV[8]
+  redis.call('SET', ik, ARGV[3])
+  redis.call('EXPIREAT', ik, redis.call('EXPIRETIME', ak))
 end
-close(vid, 'pending', 'failed', ARGV[7])
+fail_if_all_failed(redis.call('HGET', ak, 'vid'), ARGV[7])
+return 1
+"""
+)
+
+# ARGV: prefix, provider, provider message id, status, error, now, allowed previous statuses
+_REPORT = (
+    _PRELUDE
+    + _FAIL_IF_ALL_FAILED
+    + """
+local aid = redis.call('GET', P .. 'pmid:' .. ARGV[2] .. ':' .. ARGV[3])
+if not aid then return -1 end
+local ak = P .. 'a:' .. aid
+local current = redis.call('HGET', ak, 'status')
+if not current then return -1 end
+local allowed = false
+for i = 7, #ARGV do if ARGV[i] == current then allowed = true end end
+if not allowed then return 0 end
+redis.call('HSET', ak, 'status', ARGV[4], 'error', ARGV[5], 'updated_at', ARGV[6])
+fail_if_all_failed(redis.call('HGET', ak, 'vid'), ARGV[6])
 return 1
 """
 )
@@ -309,6 +342,9 @@ def _verification(loaded: Sequence[Any]) -> Verification:
                 updated_at=float(a["updated_at"]),
                 provider=_text(a["provider"]) or None if "provider" in a else None,
                 error=_text(a["error"]) or None if "error" in a else None,
+                provider_message_id=(
+                    _text(a["provider_message_id"]) or None if "provider_message_id" in a else None
+                ),
             )
         )
     locale = _text(v.get("locale", b""))
@@ -367,6 +403,7 @@ class RedisVerificationStore:
             "find_pending": _FIND_PENDING,
             "claim": _CLAIM,
             "finish": _FINISH,
+            "report": _REPORT,
             "retry": _RETRY,
             "put_service": _PUT_SERVICE,
             "service_for_key": _SERVICE_FOR_KEY,
@@ -611,6 +648,7 @@ class RedisVerificationStore:
         provider: str | None,
         error: str | None,
         now: float,
+        provider_message_id: str | None = None,
     ) -> None:
         """Acknowledge the entry and record the attempt's outcome."""
         await self._run(
@@ -621,7 +659,32 @@ class RedisVerificationStore:
             provider or "",
             error or "",
             repr(now),
+            provider_message_id or "",
         )
+
+    async def report_delivery(
+        self,
+        provider: str,
+        provider_message_id: str,
+        status: SendStatus,
+        *,
+        error: str | None,
+        now: float,
+    ) -> bool | None:
+        """See VerificationStore.report_delivery; one round trip."""
+        allowed = [s.value for s, targets in REPORTABLE.items() if status in targets]
+        done = int(
+            await self._run(
+                "report",
+                provider,
+                provider_message_id,
+                status.value,
+                error or "",
+                repr(now),
+                *allowed,
+            )
+        )
+        return None if done < 0 else bool(done)
 
     async def retry_delivery(
         self, delivery: Delivery, *, next_attempt_at: float, error: str

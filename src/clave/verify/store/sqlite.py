@@ -9,6 +9,7 @@ from typing import Any
 
 from clave.platform.sqlite import SqliteDatabase
 from clave.verify.models import (
+    REPORTABLE,
     ApiKey,
     Channel,
     CheckGate,
@@ -88,6 +89,10 @@ MIGRATIONS = (
     );
     CREATE INDEX outbox_due ON outbox (next_attempt_at)
     """,
+    """
+    ALTER TABLE send_attempts ADD COLUMN provider_message_id TEXT;
+    CREATE INDEX send_attempts_by_provider_id ON send_attempts (provider, provider_message_id)
+    """,
 )
 
 _VERIFICATION_COLUMNS = (
@@ -115,13 +120,23 @@ def _service(row: Any) -> Service:
 
 def _sends(conn: sqlite3.Connection, verification_id: str) -> tuple[SendAttempt, ...]:
     rows = conn.execute(
-        "SELECT id, channel, status, created_at, updated_at, provider, error "
+        "SELECT id, channel, status, created_at, updated_at, provider, error, provider_message_id "
         "FROM send_attempts WHERE verification_id = ? ORDER BY id",
         (verification_id,),
     ).fetchall()
     return tuple(
-        SendAttempt(r[0], Channel(r[1]), SendStatus(r[2]), r[3], r[4], r[5], r[6]) for r in rows
+        SendAttempt(r[0], Channel(r[1]), SendStatus(r[2]), r[3], r[4], r[5], r[6], r[7])
+        for r in rows
     )
+
+
+def _fail_if_all_failed(conn: sqlite3.Connection, vid: str, now: float) -> None:
+    left = conn.execute(
+        "SELECT count(*) FROM send_attempts WHERE verification_id = ? AND status NOT IN (?, ?)",
+        (vid, SendStatus.FAILED.value, SendStatus.UNDELIVERED.value),
+    ).fetchone()[0]
+    if left == 0:
+        _set_status(conn, vid, Status.PENDING, Status.FAILED, now)
 
 
 def _verification(conn: sqlite3.Connection, row: Any) -> Verification | None:
@@ -481,25 +496,50 @@ class SqliteVerificationStore:
         provider: str | None,
         error: str | None,
         now: float,
+        provider_message_id: str | None = None,
     ) -> None:
         """Record the attempt's outcome and drop the outbox entry."""
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM outbox WHERE id = ?", (delivery.outbox_id,))
             conn.execute(
-                "UPDATE send_attempts SET status = ?, provider = ?, error = ?, updated_at = ? "
-                "WHERE id = ?",
-                (status.value, provider, error, now, delivery.attempt_id),
+                "UPDATE send_attempts SET status = ?, provider = ?, error = ?, updated_at = ?, "
+                "provider_message_id = ? WHERE id = ?",
+                (status.value, provider, error, now, provider_message_id, delivery.attempt_id),
             )
-            vid = delivery.verification.id
-            unfailed = conn.execute(
-                "SELECT count(*) FROM send_attempts WHERE verification_id = ? AND status != ?",
-                (vid, SendStatus.FAILED.value),
-            ).fetchone()[0]
-            if unfailed == 0:
-                _set_status(conn, vid, Status.PENDING, Status.FAILED, now)
+            _fail_if_all_failed(conn, delivery.verification.id, now)
 
         await self._db.write(run)
+
+    async def report_delivery(
+        self,
+        provider: str,
+        provider_message_id: str,
+        status: SendStatus,
+        *,
+        error: str | None,
+        now: float,
+    ) -> bool | None:
+        """See VerificationStore.report_delivery."""
+
+        def run(conn: sqlite3.Connection) -> bool | None:
+            row = conn.execute(
+                "SELECT id, verification_id, status FROM send_attempts "
+                "WHERE provider = ? AND provider_message_id = ?",
+                (provider, provider_message_id),
+            ).fetchone()
+            if row is None:
+                return None
+            if status not in REPORTABLE.get(SendStatus(row[2]), set()):
+                return False
+            conn.execute(
+                "UPDATE send_attempts SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                (status.value, error, now, row[0]),
+            )
+            _fail_if_all_failed(conn, row[1], now)
+            return True
+
+        return await self._db.write(run)
 
     async def retry_delivery(
         self, delivery: Delivery, *, next_attempt_at: float, error: str
