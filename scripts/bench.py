@@ -167,6 +167,9 @@ def run_store(
         "CLAVE_DEV_INBOX": "true",
         "CLAVE_LOG_LEVEL": "warning",
         "CLAVE_CODE_TTL": "3600",
+        # Limits stay on, so their counting is part of the cost, but never refuse here.
+        "CLAVE_LIMIT_SENDS_PER_SERVICE": "1000000000/60",
+        "CLAVE_LIMIT_SENDS_PER_DAY": "1000000000/86400",
         **extra_env,
     }
     clave = [sys.executable, "-m", "clave"]

@@ -39,6 +39,7 @@ class Api:
         return await self.post("/api/verifications", {"to": to, "channel": channel, **extra})
 
     async def check(self, code: str, **target: str) -> httpx.Response:
+        """POST a check; `target` is id= or to=, and optionally client_ip=."""
         return await self.post("/api/verifications/check", {"code": code, **target})
 
     async def inbox(self, to: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:

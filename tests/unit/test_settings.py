@@ -37,6 +37,10 @@ def test_defaults_load() -> None:
         ({"CLAVE_HMAC_KEYS": "nocolon"}, "CLAVE_HMAC_KEYS"),
         ({"CLAVE_SERVICES": "verify,billing"}, "CLAVE_SERVICES"),
         ({"CLAVE_LOG_LEVEL": "loud"}, "CLAVE_LOG_LEVEL"),
+        ({"CLAVE_LIMIT_SENDS_PER_IP": "20"}, "CLAVE_LIMIT_SENDS_PER_IP"),
+        ({"CLAVE_LIMIT_SENDS_PER_DAY": "many/86400"}, "CLAVE_LIMIT_SENDS_PER_DAY"),
+        ({"CLAVE_LIMIT_FAILED_CHECKS_PER_IP": "3/0"}, "CLAVE_LIMIT_FAILED_CHECKS_PER_IP"),
+        ({"CLAVE_PROXY_HOPS": "-1"}, "CLAVE_PROXY_HOPS"),
     ],
 )
 def test_bad_values_stop_startup_naming_the_variable(env: dict[str, str], named: str) -> None:

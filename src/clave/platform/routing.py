@@ -235,6 +235,8 @@ def haproxy_config(
         # then shows as a refused connection, retried and redispatched, never as a reused
         # connection that dies mid-request and closes the client's connection with it.
         "    option http-server-close",
+        # The client's address for the services (CLAVE_PROXY_HOPS=1 behind this proxy).
+        "    option forwardfor",
         # A response that never came is tried again elsewhere for GET/HEAD only
         # (disable-l7-retry below), never for a POST that may have been acted on.
         "    retry-on conn-failure empty-response response-timeout",

@@ -132,6 +132,7 @@ class Stack:
         env = {
             **self.env,
             "CLAVE_HOST": "127.0.0.1",
+            "CLAVE_PROXY_HOPS": "1",  # haproxy appends the client's address to X-Forwarded-For
             "CLAVE_SERVICES": ",".join(component.services),
             # Cross-service calls go through the load balancer, so they follow the table too.
             **{f"CLAVE_{name.upper()}_URL": self._gateway() for name in self.services},

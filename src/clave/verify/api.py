@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import ipaddress
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -21,6 +22,7 @@ from clave.verify.destinations import mask, normalize_any
 from clave.verify.errors import BadSignature, InvalidDestination, InvalidParameter
 from clave.verify.models import Channel, SendStatus, Service, Status
 from clave.verify.service import VerificationView, VerifyService
+from clave.verify.settings import VerifySettings
 from clave.verify.tenants import DEFAULT_SERVICE, TenantService
 
 if TYPE_CHECKING:
@@ -38,6 +40,8 @@ class StartVerification(msgspec.Struct, forbid_unknown_fields=True):
     channel: Channel
     locale: Annotated[str, msgspec.Meta(max_length=35)] | None = None
     code_length: Annotated[int, msgspec.Meta(ge=4, le=10)] | None = None
+    # The end user's IP, for the per-IP limits (clave usually sees the caller's server).
+    client_ip: Annotated[str, msgspec.Meta(max_length=45)] | None = None
 
 
 class CheckVerification(msgspec.Struct, forbid_unknown_fields=True):
@@ -46,6 +50,7 @@ class CheckVerification(msgspec.Struct, forbid_unknown_fields=True):
     code: CodeText
     to: Destination | None = None
     id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    client_ip: Annotated[str, msgspec.Meta(max_length=45)] | None = None
 
 
 class SendAttemptRead(msgspec.Struct):
@@ -127,27 +132,62 @@ def render(view: VerificationView) -> VerificationRead:
     )
 
 
+def end_user_ip(
+    request: Request[Any, Any, Any], declared: str | None, settings: VerifySettings
+) -> str | None:
+    """The IP the per-IP limits count: the one the caller declares, else (when the deployment
+    says end users reach clave directly) the peer, through `proxy_hops` trusted proxies."""
+    if declared is not None:
+        try:
+            return str(ipaddress.ip_address(declared))
+        except ValueError:
+            raise InvalidParameter("client_ip is not an IP address") from None
+    if not settings.limit_peer_ip:
+        return None
+    if settings.proxy_hops:
+        header = request.headers.get("x-forwarded-for", "")
+        forwarded = [a.strip() for a in header.split(",") if a.strip()]
+        if len(forwarded) >= settings.proxy_hops:
+            return forwarded[-settings.proxy_hops]
+    return request.client.host if request.client else None
+
+
 @post("/", status_code=201, summary="Send a code (or re-send the pending one)")
 async def create_verification(
+    request: Request[Any, Any, Any],
     data: JSONBody[StartVerification],
     verify: NamedDependency[VerifyService],
     caller: NamedDependency[Service],
+    verify_settings: NamedDependency[VerifySettings],
 ) -> Response[VerificationRead]:
     """Start a verification for `to` on `channel`; a pending one for `to` is re-sent."""
     view, created = await verify.start_verification(
-        caller, to=data.to, channel=data.channel, locale=data.locale, code_length=data.code_length
+        caller,
+        to=data.to,
+        channel=data.channel,
+        locale=data.locale,
+        code_length=data.code_length,
+        client_ip=end_user_ip(request, data.client_ip, verify_settings),
     )
     return Response(render(view), status_code=201 if created else 200)
 
 
 @post("/check", status_code=200, summary="Check a code")
 async def check_verification(
+    request: Request[Any, Any, Any],
     data: JSONBody[CheckVerification],
     verify: NamedDependency[VerifyService],
     caller: NamedDependency[Service],
+    verify_settings: NamedDependency[VerifySettings],
 ) -> VerificationRead:
     """Check a code by verification id or destination; `status` says the result."""
-    view = await verify.check_code(caller, code=data.code, verification_id=data.id, to=data.to)
+    view = await verify.check_code(
+        caller,
+        code=data.code,
+        verification_id=data.id,
+        to=data.to,
+        client_ip=end_user_ip(request, data.client_ip, verify_settings),
+    )
     return render(view)
 
 
@@ -173,24 +213,30 @@ async def cancel_verification(
 
 @post("/send-code", status_code=200, summary="Send a code (original service's route)")
 async def send_code(
+    request: Request[Any, Any, Any],
     data: JSONBody[SendCode],
     verify: NamedDependency[VerifyService],
     caller: NamedDependency[Service],
     compat_channel: NamedDependency[Channel],
+    verify_settings: NamedDependency[VerifySettings],
 ) -> dict[str, Any]:
     """Start or re-send a verification on the configured compat channel."""
-    await verify.start_verification(caller, to=data.to, channel=compat_channel)
+    client_ip = end_user_ip(request, None, verify_settings)
+    await verify.start_verification(caller, to=data.to, channel=compat_channel, client_ip=client_ip)
     return {"message": True}
 
 
 @post("/verify-code", status_code=200, summary="Check a code (original service's route)")
 async def verify_code(
+    request: Request[Any, Any, Any],
     data: JSONBody[VerifyCode],
     verify: NamedDependency[VerifyService],
     caller: NamedDependency[Service],
+    verify_settings: NamedDependency[VerifySettings],
 ) -> dict[str, Any]:
     """Check a code by destination: `approved` or `pending`."""
-    view = await verify.check_code(caller, code=data.code, to=data.to)
+    client_ip = end_user_ip(request, None, verify_settings)
+    view = await verify.check_code(caller, code=data.code, to=data.to, client_ip=client_ip)
     if view.status is Status.MAX_ATTEMPTS_REACHED:
         return {"message": "max_attempts_reached"}
     return {"message": "approved" if view.valid else "pending"}
@@ -358,9 +404,13 @@ def routers(domain: VerifyDomain) -> list[Router]:
     async def provide_compat_channel() -> Channel:
         return settings.compat_channel
 
+    async def provide_settings() -> VerifySettings:
+        return settings
+
     common = {
         "verify": Provide(provide_verify),
         "tenants": Provide(provide_tenants),
+        "verify_settings": Provide(provide_settings),
     }
     native = Router(
         path="/api/verifications",

@@ -28,6 +28,13 @@ from clave.verify.delivery.inbox import (
 from clave.verify.delivery.smtp import SmtpProvider
 from clave.verify.delivery.twilio import TwilioMessagingProvider, TwilioVoiceProvider
 from clave.verify.delivery.webhook import SignedWebhook, WebhookProvider
+from clave.verify.limits import (
+    CounterStore,
+    MemoryCounters,
+    RateLimiter,
+    RedisCounters,
+    SqliteCounters,
+)
 from clave.verify.models import Channel
 from clave.verify.service import VerifyService
 from clave.verify.settings import VerifySettings, parse_hmac_keys
@@ -101,6 +108,15 @@ def route_providers(
     return routes
 
 
+def build_counters(settings: VerifySettings, data_dir: Path) -> CounterStore:
+    """Rate-limit counters on the same kind of store as the verifications."""
+    if settings.store == "memory":
+        return MemoryCounters()
+    if settings.store.startswith(("redis://", "rediss://")):
+        return RedisCounters(settings.store, prefix=settings.redis_prefix)
+    return SqliteCounters(data_dir / "limits.db")
+
+
 class VerifyDomain:
     """The verify domain, built from settings; nothing connects until `start()`."""
 
@@ -148,8 +164,14 @@ class VerifyDomain:
         self.dispatcher = Dispatcher(
             self.store, self.hasher, self.providers, clock, settings.outbox
         )
+        self.counters = build_counters(settings, platform.data_dir)
         self.verify = VerifyService(
-            self.store, self.hasher, self.providers, clock, on_queued=self.dispatcher.notify
+            self.store,
+            self.hasher,
+            self.providers,
+            clock,
+            on_queued=self.dispatcher.notify,
+            limiter=RateLimiter(self.counters, settings.limits),
         )
         self.tenants = TenantService(self.store, clock, cache_seconds=settings.key_cache_seconds)
 
@@ -163,6 +185,7 @@ class VerifyDomain:
     async def open(self) -> None:
         """Connect the stores and make sure the default service exists with its policy."""
         await self.store.open()
+        await self.counters.open()
         if self.inbox is not None:
             await self.inbox.open()
         try:
@@ -177,6 +200,7 @@ class VerifyDomain:
             await provider.close()
         if self.inbox is not None:
             await self.inbox.close()
+        await self.counters.close()
         await self.store.close()
 
     async def start(self) -> None:

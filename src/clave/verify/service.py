@@ -20,6 +20,7 @@ from clave.verify.errors import (
     VerificationNotFound,
     VerificationNotPending,
 )
+from clave.verify.limits import RateLimiter
 from clave.verify.models import (
     Channel,
     CheckGate,
@@ -66,7 +67,9 @@ class VerifyService:
         providers: ProviderRouter,
         clock: Callable[[], float],
         on_queued: Callable[[], None] = lambda: None,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        self._limiter = limiter
         self._store = store
         self._hasher = hasher
         self._providers = providers
@@ -81,6 +84,7 @@ class VerifyService:
         channel: Channel,
         locale: str | None = None,
         code_length: int | None = None,
+        client_ip: str | None = None,
     ) -> tuple[VerificationView, bool]:
         """Send a code to `to`, or re-send the pending one; returns (view, created)."""
         policy = service.policy
@@ -95,6 +99,8 @@ class VerifyService:
             raise InvalidParameter("code_length must be between 4 and 10")
         destination = normalize(to, channel)
         now = self._clock()
+        if self._limiter is not None:
+            await self._limiter.send(service_id=service.id, client_ip=client_ip, now=now)
         vid = new_id("VE")
         candidate = Verification(
             id=vid,
@@ -148,6 +154,7 @@ class VerifyService:
         code: str,
         verification_id: str | None = None,
         to: str | None = None,
+        client_ip: str | None = None,
     ) -> VerificationView:
         """Check `code` for a verification (by id or by destination).
 
@@ -160,6 +167,29 @@ class VerifyService:
             raise InvalidParameter("code must be 4 to 10 digits")
         destination = normalize_any(to) if to is not None else None
         now = self._clock()
+        if self._limiter is not None:
+            await self._limiter.may_check(service_id=service.id, client_ip=client_ip, now=now)
+        try:
+            view = await self._check(service, code, verification_id, destination, now)
+        except (VerificationNotFound, MaxChecksReached):
+            await self._failed_check(service, client_ip, now)
+            raise
+        if not view.valid:
+            await self._failed_check(service, client_ip, now)
+        return view
+
+    async def _failed_check(self, service: Service, client_ip: str | None, now: float) -> None:
+        if self._limiter is not None:
+            await self._limiter.check_failed(service_id=service.id, client_ip=client_ip, now=now)
+
+    async def _check(
+        self,
+        service: Service,
+        code: str,
+        verification_id: str | None,
+        destination: str | None,
+        now: float,
+    ) -> VerificationView:
         outcome = await self._store.count_check(
             service.id,
             now=now,

@@ -15,6 +15,7 @@ from clave.verify.delivery.aws import AwsConfig
 from clave.verify.delivery.dispatcher import OutboxPolicy
 from clave.verify.delivery.smtp import SmtpConfig
 from clave.verify.delivery.twilio import TwilioConfig
+from clave.verify.limits import Limit, Limits
 from clave.verify.models import Channel, Policy
 
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -75,6 +76,9 @@ class VerifySettings:
     webhook_channels: frozenset[Channel]
     # Per channel, the providers to try in order; None: every configured one, default order.
     routes: dict[Channel, tuple[str, ...] | None]
+    limits: Limits
+    limit_peer_ip: bool
+    proxy_hops: int
 
     @classmethod
     def from_env(cls, env: Env) -> VerifySettings:
@@ -147,7 +151,56 @@ class VerifySettings:
             key_cache_seconds=env.number("KEY_CACHE_SECONDS", 5.0, low=0, high=3600),
             redis_prefix=env.text("REDIS_PREFIX", "clave:"),
             **_provider_settings(env),
+            limits=Limits(
+                sends_per_ip=_limit(
+                    env,
+                    "SENDS_PER_IP",
+                    "20/3600",
+                    "too_many_sends_from_ip",
+                    "sends from this client IP",
+                ),
+                sends_per_service=_limit(
+                    env,
+                    "SENDS_PER_SERVICE",
+                    "600/60",
+                    "service_send_rate_exceeded",
+                    "sends by this service",
+                ),
+                sends_per_day=_limit(
+                    env,
+                    "SENDS_PER_DAY",
+                    "20000/86400",
+                    "daily_send_cap_reached",
+                    "sends across all services (spend cap)",
+                ),
+                failed_checks_per_ip=_limit(
+                    env,
+                    "FAILED_CHECKS_PER_IP",
+                    "30/900",
+                    "too_many_failed_checks_from_ip",
+                    "failed checks from this client IP",
+                ),
+            ),
+            limit_peer_ip=env.flag("LIMIT_PEER_IP", False),
+            proxy_hops=env.integer("PROXY_HOPS", 0, low=0, high=10),
         )
+
+
+def _limit(env: Env, name: str, default: str, code: str, what: str) -> Limit:
+    """`CLAVE_LIMIT_<NAME>` as "count/seconds"; a count of 0 turns the limit off."""
+    raw = env.text(f"LIMIT_{name}", default)
+    count, sep, seconds = raw.partition("/")
+    try:
+        limit = Limit(code, int(count), float(seconds), what)
+    except ValueError:
+        raise SettingsError(
+            f"CLAVE_LIMIT_{name} must look like 20/3600 (count/seconds), got {raw!r}"
+        ) from None
+    if not sep or limit.count < 0 or limit.window <= 0:
+        raise SettingsError(
+            f"CLAVE_LIMIT_{name} must look like 20/3600 (count/seconds), got {raw!r}"
+        )
+    return limit
 
 
 PROVIDERS = ("twilio", "twilio-voice", "sns", "ses", "smtp", "webhook", "inbox")

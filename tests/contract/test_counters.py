@@ -1,0 +1,63 @@
+"""The rate-limit counters behave the same on memory, SQLite and Redis."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from clave.verify.limits import CounterStore, Limit, MemoryCounters, RedisCounters, SqliteCounters
+from tests.contract.conftest import drop_prefix
+
+NOW = 1_800_000_000.0  # a window boundary for 60 s and 3600 s windows
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def counters(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CounterStore]:
+    prefix = f"t{secrets.token_hex(4)}:"
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        store: CounterStore = RedisCounters(url, prefix=prefix)
+    elif request.param == "sqlite":
+        store = SqliteCounters(tmp_path / "limits.db")
+    else:
+        store = MemoryCounters()
+    await store.open()
+    yield store
+    await store.close()
+    if request.param == "redis":
+        await drop_prefix(url, prefix)
+
+
+LIMIT = Limit("test_limit", 3, 60, "things")
+
+
+async def test_allows_up_to_the_count_then_says_how_long_to_wait(counters: CounterStore) -> None:
+    for _ in range(3):
+        assert await counters.hit("k", LIMIT, NOW + 10, consume=True) is None
+    wait = await counters.hit("k", LIMIT, NOW + 10, consume=True)
+    assert wait is not None
+    assert 0 < wait <= 60
+    assert await counters.hit("other", LIMIT, NOW + 10, consume=True) is None
+
+
+async def test_peeking_does_not_consume(counters: CounterStore) -> None:
+    for _ in range(10):
+        assert await counters.hit("k", LIMIT, NOW, consume=False) is None
+    for _ in range(3):
+        assert await counters.hit("k", LIMIT, NOW, consume=True) is None
+    assert await counters.hit("k", LIMIT, NOW, consume=False) is not None
+
+
+async def test_the_window_slides(counters: CounterStore) -> None:
+    for _ in range(3):
+        await counters.hit("k", LIMIT, NOW + 50, consume=True)
+    # 10 s into the next window, 5/6 of the last one still counts: 2.5 + 1 > 3.
+    assert await counters.hit("k", LIMIT, NOW + 70, consume=True) is not None
+    # 45 s in, only a quarter of it does: 0.75 + 1 <= 3.
+    assert await counters.hit("k", LIMIT, NOW + 105, consume=True) is None
+    # Two windows later it is all forgotten.
+    for _ in range(3):
+        assert await counters.hit("k", LIMIT, NOW + 250, consume=True) is None
