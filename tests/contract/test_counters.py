@@ -36,28 +36,41 @@ LIMIT = Limit("test_limit", 3, 60, "things")
 
 async def test_allows_up_to_the_count_then_says_how_long_to_wait(counters: CounterStore) -> None:
     for _ in range(3):
-        assert await counters.hit("k", LIMIT, NOW + 10, consume=True) is None
-    wait = await counters.hit("k", LIMIT, NOW + 10, consume=True)
-    assert wait is not None
-    assert 0 < wait <= 60
-    assert await counters.hit("other", LIMIT, NOW + 10, consume=True) is None
+        assert await counters.hit([("k", LIMIT)], NOW + 10, consume=True) is None
+    refused = await counters.hit([("k", LIMIT)], NOW + 10, consume=True)
+    assert refused is not None
+    assert refused[0] is LIMIT
+    assert 0 < refused[1] <= 60
+    assert await counters.hit([("other", LIMIT)], NOW + 10, consume=True) is None
 
 
 async def test_peeking_does_not_consume(counters: CounterStore) -> None:
     for _ in range(10):
-        assert await counters.hit("k", LIMIT, NOW, consume=False) is None
+        assert await counters.hit([("k", LIMIT)], NOW, consume=False) is None
     for _ in range(3):
-        assert await counters.hit("k", LIMIT, NOW, consume=True) is None
-    assert await counters.hit("k", LIMIT, NOW, consume=False) is not None
+        assert await counters.hit([("k", LIMIT)], NOW, consume=True) is None
+    assert await counters.hit([("k", LIMIT)], NOW, consume=False) is not None
 
 
 async def test_the_window_slides(counters: CounterStore) -> None:
     for _ in range(3):
-        await counters.hit("k", LIMIT, NOW + 50, consume=True)
+        await counters.hit([("k", LIMIT)], NOW + 50, consume=True)
     # 10 s into the next window, 5/6 of the last one still counts: 2.5 + 1 > 3.
-    assert await counters.hit("k", LIMIT, NOW + 70, consume=True) is not None
+    assert await counters.hit([("k", LIMIT)], NOW + 70, consume=True) is not None
     # 45 s in, only a quarter of it does: 0.75 + 1 <= 3.
-    assert await counters.hit("k", LIMIT, NOW + 105, consume=True) is None
+    assert await counters.hit([("k", LIMIT)], NOW + 105, consume=True) is None
     # Two windows later it is all forgotten.
     for _ in range(3):
-        assert await counters.hit("k", LIMIT, NOW + 250, consume=True) is None
+        assert await counters.hit([("k", LIMIT)], NOW + 250, consume=True) is None
+
+
+async def test_all_or_nothing(counters: CounterStore) -> None:
+    small = Limit("small", 1, 60, "small things")
+    assert await counters.hit([("a", LIMIT), ("b", small)], NOW, consume=True) is None
+    refused = await counters.hit([("a", LIMIT), ("b", small)], NOW, consume=True)
+    assert refused is not None
+    assert refused[0] is small
+    # "a" was not spent by the refused hit: two more fit (3 in all).
+    assert await counters.hit([("a", LIMIT)], NOW, consume=True) is None
+    assert await counters.hit([("a", LIMIT)], NOW, consume=True) is None
+    assert await counters.hit([("a", LIMIT)], NOW, consume=True) is not None

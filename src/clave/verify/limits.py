@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -68,8 +69,11 @@ class CounterStore(Protocol):
         """Disconnect."""
         ...
 
-    async def hit(self, key: str, limit: Limit, now: float, *, consume: bool) -> float | None:
-        """None if under the limit (counting the hit when `consume`), else seconds to wait."""
+    async def hit(
+        self, checks: Sequence[tuple[str, Limit]], now: float, *, consume: bool
+    ) -> tuple[Limit, float] | None:
+        """All-or-nothing: None when every key is under its limit (counting one hit on each when
+        `consume`); else the first limit reached and the seconds to wait, counting nothing."""
         ...
 
 
@@ -85,18 +89,23 @@ class MemoryCounters:
     async def close(self) -> None:
         """Nothing to close."""
 
-    async def hit(self, key: str, limit: Limit, now: float, *, consume: bool) -> float | None:
+    async def hit(
+        self, checks: Sequence[tuple[str, Limit]], now: float, *, consume: bool
+    ) -> tuple[Limit, float] | None:
         """See CounterStore.hit."""
-        index = int(now // limit.window)
-        previous = self._counts.get((key, index - 1), 0)
-        current = self._counts.get((key, index), 0)
-        count, wait = _estimate(previous, current, limit.window, now)
-        if count + 1 > limit.count:
-            return wait or limit.window
+        for key, limit in checks:
+            index = int(now // limit.window)
+            previous = self._counts.get((key, index - 1), 0)
+            current = self._counts.get((key, index), 0)
+            count, wait = _estimate(previous, current, limit.window, now)
+            if count + 1 > limit.count:
+                return limit, wait or limit.window
         if consume:
-            self._counts[(key, index)] = current + 1
-            for stale in [k for k in self._counts if k[1] < index - 1]:
-                del self._counts[stale]
+            for key, limit in checks:
+                index = int(now // limit.window)
+                self._counts[(key, index)] = self._counts.get((key, index), 0) + 1
+                for stale in [k for k in self._counts if k[0] == key and k[1] < index - 1]:
+                    del self._counts[stale]
         return None
 
 
@@ -120,49 +129,64 @@ class SqliteCounters:
         """Close."""
         await self._db.close()
 
-    async def hit(self, key: str, limit: Limit, now: float, *, consume: bool) -> float | None:
-        """See CounterStore.hit; one IMMEDIATE transaction."""
-        index = int(now // limit.window)
+    async def hit(
+        self, checks: Sequence[tuple[str, Limit]], now: float, *, consume: bool
+    ) -> tuple[Limit, float] | None:
+        """See CounterStore.hit; one IMMEDIATE transaction for all the keys."""
 
-        def run(conn: sqlite3.Connection) -> float | None:
-            rows = dict(
-                conn.execute(
-                    "SELECT window, count FROM rate_counters WHERE key = ? AND window IN (?, ?)",
-                    (key, index - 1, index),
-                ).fetchall()
-            )
-            count, wait = _estimate(rows.get(index - 1, 0), rows.get(index, 0), limit.window, now)
-            if count + 1 > limit.count:
-                return wait or limit.window
+        def run(conn: sqlite3.Connection) -> tuple[Limit, float] | None:
+            for key, limit in checks:
+                index = int(now // limit.window)
+                rows = dict(
+                    conn.execute(
+                        "SELECT window, count FROM rate_counters "
+                        "WHERE key = ? AND window IN (?, ?)",
+                        (key, index - 1, index),
+                    ).fetchall()
+                )
+                count, wait = _estimate(
+                    rows.get(index - 1, 0), rows.get(index, 0), limit.window, now
+                )
+                if count + 1 > limit.count:
+                    return limit, wait or limit.window
             if consume:
-                conn.execute(
-                    "INSERT INTO rate_counters (key, window, count) VALUES (?, ?, 1) "
-                    "ON CONFLICT (key, window) DO UPDATE SET count = count + 1",
-                    (key, index),
-                )
-                conn.execute(
-                    "DELETE FROM rate_counters WHERE key = ? AND window < ?", (key, index - 1)
-                )
+                for key, limit in checks:
+                    index = int(now // limit.window)
+                    conn.execute(
+                        "INSERT INTO rate_counters (key, window, count) VALUES (?, ?, 1) "
+                        "ON CONFLICT (key, window) DO UPDATE SET count = count + 1",
+                        (key, index),
+                    )
+                    conn.execute(
+                        "DELETE FROM rate_counters WHERE key = ? AND window < ?", (key, index - 1)
+                    )
             return None
 
         return await self._db.write(run)
 
 
+# KEYS: one per limit; ARGV: now, consume, then window and count per key.
 _REDIS_HIT = """
-local window, now, max, consume = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local index = math.floor(now / window)
-local previous = tonumber(redis.call('GET', KEYS[1] .. ':' .. (index - 1)) or '0')
-local current = tonumber(redis.call('GET', KEYS[1] .. ':' .. index) or '0')
-local start = index * window
-local overlap = 1 - (now - start) / window
-if previous * overlap + current + 1 > max then
-  if current > 0 then return tostring(start + window - now) end
-  return tostring(math.max(overlap * window, 1))
+local now, consume = tonumber(ARGV[1]), ARGV[2]
+for i, base in ipairs(KEYS) do
+  local window, max = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  local index = math.floor(now / window)
+  local previous = tonumber(redis.call('GET', base .. ':' .. (index - 1)) or '0')
+  local current = tonumber(redis.call('GET', base .. ':' .. index) or '0')
+  local start = index * window
+  local overlap = 1 - (now - start) / window
+  if previous * overlap + current + 1 > max then
+    if current > 0 then return {i, tostring(start + window - now)} end
+    return {i, tostring(math.max(overlap * window, 1))}
+  end
 end
 if consume == '1' then
-  local key = KEYS[1] .. ':' .. index
-  redis.call('INCR', key)
-  redis.call('EXPIRE', key, math.ceil(window * 2) + 1)
+  for i, base in ipairs(KEYS) do
+    local window = tonumber(ARGV[1 + 2 * i])
+    local key = base .. ':' .. math.floor(now / window)
+    redis.call('INCR', key)
+    redis.call('EXPIRE', key, math.ceil(window * 2) + 1)
+  end
 end
 return false
 """
@@ -188,18 +212,24 @@ class RedisCounters:
             await self._redis.aclose()
             self._redis = None
 
-    async def hit(self, key: str, limit: Limit, now: float, *, consume: bool) -> float | None:
-        """See CounterStore.hit."""
+    async def hit(
+        self, checks: Sequence[tuple[str, Limit]], now: float, *, consume: bool
+    ) -> tuple[Limit, float] | None:
+        """See CounterStore.hit; one round trip for all the keys."""
         if self._script is None:
             raise StoreError("the rate-limit store is not open")
+        args: list[object] = [repr(now), "1" if consume else "0"]
+        for _, limit in checks:
+            args += [repr(limit.window), limit.count]
         try:
-            wait = await self._script(  # type: ignore[operator]
-                keys=[self._prefix + key],
-                args=[repr(limit.window), repr(now), limit.count, "1" if consume else "0"],
+            refused = await self._script(  # type: ignore[operator]
+                keys=[self._prefix + key for key, _ in checks], args=args
             )
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis unavailable: {exc}") from exc
-        return None if wait is None else float(wait)
+        if not refused:
+            return None
+        return checks[int(refused[0]) - 1][1], float(refused[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,30 +249,36 @@ class RateLimiter:
         self._counters = counters
         self._limits = limits
 
-    async def _hit(self, key: str, limit: Limit, now: float, *, consume: bool = True) -> None:
-        if limit.count <= 0:
+    async def _hit(
+        self, checks: Sequence[tuple[str, Limit]], now: float, *, consume: bool = True
+    ) -> None:
+        active = [(f"{limit.code}:{key}", limit) for key, limit in checks if limit.count > 0]
+        if not active:
             return
-        wait = await self._counters.hit(f"{limit.code}:{key}", limit, now, consume=consume)
-        if wait is not None:
+        refused = await self._counters.hit(active, now, consume=consume)
+        if refused is not None:
+            limit, wait = refused
             raise limit.refuse(wait)
 
     async def send(self, *, service_id: str, client_ip: str | None, now: float) -> None:
-        """Count a send against the client's IP, the service, and the global daily cap."""
+        """Count a send against the client's IP, the service, and the global daily cap: all
+        or none, so a send refused by one limit spends nothing of the others."""
+        checks = [(service_id, self._limits.sends_per_service), ("all", self._limits.sends_per_day)]
         if client_ip:
-            await self._hit(f"{service_id}:{client_ip}", self._limits.sends_per_ip, now)
-        await self._hit(service_id, self._limits.sends_per_service, now)
-        await self._hit("all", self._limits.sends_per_day, now)
+            checks.insert(0, (f"{service_id}:{client_ip}", self._limits.sends_per_ip))
+        await self._hit(checks, now)
 
     async def may_check(self, *, service_id: str, client_ip: str | None, now: float) -> None:
         """Refuse a check when the client's IP has used up its failed-check budget."""
         if client_ip:
-            await self._hit(
-                f"{service_id}:{client_ip}", self._limits.failed_checks_per_ip, now, consume=False
-            )
+            key = f"{service_id}:{client_ip}"
+            await self._hit([(key, self._limits.failed_checks_per_ip)], now, consume=False)
 
     async def check_failed(self, *, service_id: str, client_ip: str | None, now: float) -> None:
-        """A check failed: it consumes the IP's budget (right codes never do)."""
+        """A check failed: it spends the IP's budget (right codes never do)."""
         if client_ip:
             # Already over: nothing more to count; the next check is refused by may_check.
             with contextlib.suppress(RateLimited):
-                await self._hit(f"{service_id}:{client_ip}", self._limits.failed_checks_per_ip, now)
+                await self._hit(
+                    [(f"{service_id}:{client_ip}", self._limits.failed_checks_per_ip)], now
+                )

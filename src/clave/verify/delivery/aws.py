@@ -6,8 +6,6 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from clave.verify.delivery.base import DeliveryError, OutgoingMessage
@@ -35,6 +33,10 @@ class AwsConfig:
 
 
 def _client(service: str, config: AwsConfig) -> Any:
+    # boto3 costs ~20 MiB per worker: imported only when an AWS provider is configured.
+    import boto3
+    from botocore.config import Config
+
     return boto3.client(
         service,
         region_name=config.region,
