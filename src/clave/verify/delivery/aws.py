@@ -6,8 +6,6 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from clave.verify.delivery.base import DeliveryError, OutgoingMessage
 from clave.verify.models import Channel
 
@@ -49,7 +47,16 @@ def _client(service: str, config: AwsConfig) -> Any:
     )
 
 
+def _errors() -> tuple[type[Exception], ...]:
+    """botocore's exception classes, loaded with boto3 only when a provider is built."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
+
+
 def _failure(exc: Exception, what: str) -> DeliveryError:
+    from botocore.exceptions import ClientError
+
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         return DeliveryError(f"{what} {code}: {exc}", permanent=code not in _TRANSIENT)
@@ -64,6 +71,7 @@ class SnsSmsProvider:
 
     def __init__(self, config: AwsConfig, *, sender_id: str | None = None) -> None:
         self._client = _client("sns", config)
+        self._errors = _errors()
         self._sender_id = sender_id
 
     async def send(self, outgoing: OutgoingMessage) -> str | None:
@@ -81,7 +89,7 @@ class SnsSmsProvider:
                 Message=outgoing.message.text,
                 MessageAttributes=attributes,
             )
-        except (ClientError, BotoCoreError) as exc:
+        except self._errors as exc:
             raise _failure(exc, "SNS") from exc
         return str(answer["MessageId"])
 
@@ -99,6 +107,7 @@ class SesEmailProvider:
         self, config: AwsConfig, *, source: str, configuration_set: str | None = None
     ) -> None:
         self._client = _client("ses", config)
+        self._errors = _errors()
         self._source = source
         self._configuration_set = configuration_set
 
@@ -117,7 +126,7 @@ class SesEmailProvider:
             kwargs["ConfigurationSetName"] = self._configuration_set
         try:
             answer = await asyncio.to_thread(self._client.send_email, **kwargs)
-        except (ClientError, BotoCoreError) as exc:
+        except self._errors as exc:
             raise _failure(exc, "SES") from exc
         return str(answer["MessageId"])
 
