@@ -32,6 +32,9 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-sends", type=int, help="sends per destination per window")
     parser.add_argument("--send-window", type=int, help="the send window in seconds")
     parser.add_argument("--channels", help="comma-separated: sms,whatsapp,call,email")
+    parser.add_argument(
+        "--countries", help="phone sends only to these ISO countries, e.g. US,CA,ES ('' for all)"
+    )
 
 
 def _apply_policy(base: Policy, args: argparse.Namespace) -> Policy:
@@ -47,6 +50,10 @@ def _apply_policy(base: Policy, args: argparse.Namespace) -> Policy:
         value = getattr(args, field)
         if value is not None:
             changes[field] = value
+    if args.countries is not None:
+        changes["countries"] = frozenset(
+            c.strip().upper() for c in args.countries.split(",") if c.strip()
+        )
     if args.channels:
         try:
             changes["channels"] = frozenset(Channel(c.strip()) for c in args.channels.split(","))
@@ -141,10 +148,11 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
             for s in await tenants.list_services():
                 p = s.policy
                 channels = ",".join(sorted(c.value for c in p.channels))
+                countries = ",".join(sorted(p.countries)) or "all"
                 lines.append(
                     f"{s.name}\t{s.id}\tlength={p.code_length} ttl={p.code_ttl}s "
                     f"checks={p.max_checks} sends={p.max_sends}/{p.send_window}s "
-                    f"channels={channels}"
+                    f"channels={channels} countries={countries}"
                 )
             return "\n".join(lines)
         return f"{service.name}\t{service.id}"

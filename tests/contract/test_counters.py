@@ -74,3 +74,12 @@ async def test_all_or_nothing(counters: CounterStore) -> None:
     assert await counters.hit([("a", LIMIT)], NOW, consume=True) is None
     assert await counters.hit([("a", LIMIT)], NOW, consume=True) is None
     assert await counters.hit([("a", LIMIT)], NOW, consume=True) is not None
+
+
+async def test_distinct_members_up_to_a_limit_until_expiry(counters: CounterStore) -> None:
+    until = NOW + 100
+    assert await counters.add_distinct("ip", "US", limit=2, expires_at=until, now=NOW)
+    assert await counters.add_distinct("ip", "ES", limit=2, expires_at=until, now=NOW)
+    assert await counters.add_distinct("ip", "US", limit=2, expires_at=until, now=NOW)  # known
+    assert not await counters.add_distinct("ip", "FR", limit=2, expires_at=until, now=NOW)
+    assert await counters.add_distinct("other", "FR", limit=2, expires_at=until, now=NOW)

@@ -58,9 +58,13 @@ def test_service_commands(tmp_path: Path, serve: type[ClaveProcess]) -> None:
         "8",
         "--channels",
         "email",
+        "--countries",
+        "es,PT",
     )
     listed = server.cli("service", "list").stdout
-    assert re.search(r"^shop\tVA[0-9a-f]{32}\tlength=8 .*channels=email$", listed, re.M)
+    assert re.search(
+        r"^shop\tVA[0-9a-f]{32}\tlength=8 .*channels=email countries=ES,PT$", listed, re.M
+    )
     assert re.search(r"^default\t", listed, re.M)
     bad = server.cli("service", "update", "shop", "--code-length", "3", check=False)
     assert bad.returncode == 1

@@ -41,6 +41,10 @@ def test_defaults_load() -> None:
         ({"CLAVE_LIMIT_SENDS_PER_DAY": "many/86400"}, "CLAVE_LIMIT_SENDS_PER_DAY"),
         ({"CLAVE_LIMIT_FAILED_CHECKS_PER_IP": "3/0"}, "CLAVE_LIMIT_FAILED_CHECKS_PER_IP"),
         ({"CLAVE_PROXY_HOPS": "-1"}, "CLAVE_PROXY_HOPS"),
+        ({"CLAVE_BLOCKED_PREFIXES": "882"}, "CLAVE_BLOCKED_PREFIXES"),
+        ({"CLAVE_BLOCKED_PREFIXES": "+882:tomorrow"}, "CLAVE_BLOCKED_PREFIXES"),
+        ({"CLAVE_FRAUD_MODE": "lenient"}, "CLAVE_FRAUD_MODE"),
+        ({"CLAVE_COUNTRIES": "USA"}, "default service policy"),
     ],
 )
 def test_bad_values_stop_startup_naming_the_variable(env: dict[str, str], named: str) -> None:

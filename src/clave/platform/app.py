@@ -53,6 +53,9 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> Litestar
         lifespan=[lifespan],
         exception_handlers=handlers(native_error_handler),
         request_max_body_size=settings.max_body_bytes,
+        # clave configures its own logging (platform.logs); Litestar's default would take over
+        # the root logger and log every in-process client call.
+        logging_config=None,
         openapi_config=OpenAPIConfig(
             title="clave",
             version=__version__,

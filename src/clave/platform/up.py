@@ -226,6 +226,25 @@ class Stack:
             time.sleep(0.05)
         raise RuntimeError("haproxy did not start listening")
 
+    def _haproxy_workers(self) -> int:
+        assert self.haproxy_proc is not None
+        master = self.haproxy_proc.pid
+        count = 0
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    stat = (entry / "stat").read_text()
+                    if int(stat.rsplit(")", 1)[1].split()[1]) == master:
+                        count += 1
+        return count
+
+    def _wait_haproxy_settled(self, timeout: float = 15.0) -> None:
+        """Wait until the reload's new worker is the only one left (old ones drained)."""
+        deadline = time.monotonic() + timeout
+        time.sleep(0.2)  # the master forks the new worker first
+        while self._haproxy_workers() > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def _reload_haproxy(self) -> None:
         self._render()
         assert self.haproxy_proc is not None
@@ -288,7 +307,11 @@ class Stack:
         replaced += [c for n, c in old_plan.items() if n not in new_plan]
         self.components = new_plan
         self._reload_haproxy()
-        time.sleep(0.5)  # let the new haproxy workers take over before old backends go
+        if replaced:
+            # Old haproxy workers still finish kept-alive client connections with the old
+            # config, which may point at a replaced component: stop those only once the old
+            # workers are gone.
+            self._wait_haproxy_settled()
         for component in replaced:
             self._terminate(component)
         self.generation += 1

@@ -28,6 +28,7 @@ from clave.verify.delivery.inbox import (
 from clave.verify.delivery.smtp import SmtpProvider
 from clave.verify.delivery.twilio import TwilioMessagingProvider, TwilioVoiceProvider
 from clave.verify.delivery.webhook import SignedWebhook, WebhookProvider
+from clave.verify.fraud import FraudGuard
 from clave.verify.limits import (
     CounterStore,
     MemoryCounters,
@@ -172,6 +173,7 @@ class VerifyDomain:
             clock,
             on_queued=self.dispatcher.notify,
             limiter=RateLimiter(self.counters, settings.limits),
+            guard=FraudGuard(self.counters, settings.guard, clock),
         )
         self.tenants = TenantService(self.store, clock, cache_seconds=settings.key_cache_seconds)
 

@@ -96,3 +96,17 @@ class UnknownMessage(ClaveError):
 
     status = 404
     code = "unknown_message"
+
+
+class CountryNotAllowed(ClaveError):
+    """The service does not send to the destination's country (geo permissions)."""
+
+    status = 403
+    code = "country_not_allowed"
+
+
+class DestinationBlocked(ClaveError):
+    """The destination is in a blocked number range."""
+
+    status = 403
+    code = "destination_blocked"

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -76,12 +76,34 @@ class CounterStore(Protocol):
         `consume`); else the first limit reached and the seconds to wait, counting nothing."""
         ...
 
+    async def add_distinct(
+        self, key: str, member: str, *, limit: int, expires_at: float, now: float
+    ) -> bool:
+        """Add `member` to the set at `key` (forgotten at `expires_at`) unless that would make
+        more than `limit` distinct members; True when the member is in the set afterwards."""
+        ...
+
 
 class MemoryCounters:
     """Counters in a dict (one process)."""
 
     def __init__(self) -> None:
         self._counts: dict[tuple[str, int], int] = {}
+        self._sets: dict[str, tuple[float, set[str]]] = {}
+
+    async def add_distinct(
+        self, key: str, member: str, *, limit: int, expires_at: float, now: float
+    ) -> bool:
+        """See CounterStore.add_distinct."""
+        until, members = self._sets.get(key, (expires_at, set()))
+        if until <= now:
+            members = set()
+        if member not in members:
+            if len(members) >= limit:
+                return False
+            members.add(member)
+        self._sets[key] = (expires_at, members)
+        return True
 
     async def open(self) -> None:
         """Nothing to connect."""
@@ -112,6 +134,8 @@ class MemoryCounters:
 _COUNTER_SCHEMA = (
     "CREATE TABLE rate_counters (key TEXT NOT NULL, window INTEGER NOT NULL, "
     "count INTEGER NOT NULL, PRIMARY KEY (key, window)) WITHOUT ROWID",
+    "CREATE TABLE distinct_members (key TEXT NOT NULL, member TEXT NOT NULL, "
+    "expires_at REAL NOT NULL, PRIMARY KEY (key, member)) WITHOUT ROWID",
 )
 
 
@@ -120,6 +144,32 @@ class SqliteCounters:
 
     def __init__(self, path: Path | str) -> None:
         self._db = SqliteDatabase(path, _COUNTER_SCHEMA)
+
+    async def add_distinct(
+        self, key: str, member: str, *, limit: int, expires_at: float, now: float
+    ) -> bool:
+        """See CounterStore.add_distinct; one IMMEDIATE transaction."""
+
+        def run(conn: sqlite3.Connection) -> bool:
+            conn.execute(
+                "DELETE FROM distinct_members WHERE key = ? AND expires_at <= ?", (key, now)
+            )
+            if conn.execute(
+                "SELECT 1 FROM distinct_members WHERE key = ? AND member = ?", (key, member)
+            ).fetchone():
+                return True
+            count = conn.execute(
+                "SELECT count(*) FROM distinct_members WHERE key = ?", (key,)
+            ).fetchone()[0]
+            if count >= limit:
+                return False
+            conn.execute(
+                "INSERT INTO distinct_members (key, member, expires_at) VALUES (?, ?, ?)",
+                (key, member, expires_at),
+            )
+            return True
+
+        return await self._db.write(run)
 
     async def open(self) -> None:
         """Open and migrate."""
@@ -192,6 +242,15 @@ return false
 """
 
 
+_REDIS_DISTINCT = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIREAT', KEYS[1], math.ceil(tonumber(ARGV[3])))
+return 1
+"""
+
+
 class RedisCounters:
     """Counters in Redis, shared by every task; one round trip per hit."""
 
@@ -199,12 +258,28 @@ class RedisCounters:
         self._url = url
         self._prefix = prefix + "rate:"
         self._redis: aioredis.Redis | None = None
-        self._script: object | None = None
+        self._script: Any = None
+        self._distinct: Any = None
 
     async def open(self) -> None:
         """Connect."""
         self._redis = aioredis.Redis.from_url(self._url, socket_timeout=5, socket_connect_timeout=5)
         self._script = self._redis.register_script(_REDIS_HIT)
+        self._distinct = self._redis.register_script(_REDIS_DISTINCT)
+
+    async def add_distinct(
+        self, key: str, member: str, *, limit: int, expires_at: float, now: float
+    ) -> bool:
+        """See CounterStore.add_distinct; one round trip."""
+        try:
+            if self._distinct is None:
+                raise StoreError("the rate-limit store is not open")
+            added = await self._distinct(
+                keys=[self._prefix + "set:" + key], args=[member, limit, repr(expires_at)]
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        return bool(int(added))
 
     async def close(self) -> None:
         """Disconnect."""
@@ -222,9 +297,7 @@ class RedisCounters:
         for _, limit in checks:
             args += [repr(limit.window), limit.count]
         try:
-            refused = await self._script(  # type: ignore[operator]
-                keys=[self._prefix + key for key, _ in checks], args=args
-            )
+            refused = await self._script(keys=[self._prefix + key for key, _ in checks], args=args)
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis unavailable: {exc}") from exc
         if not refused:

@@ -59,6 +59,8 @@ class Policy:
     max_sends: int = 5
     send_window: int = 600
     channels: frozenset[Channel] = ALL_CHANNELS
+    # Geo permissions: ISO country codes phone sends may go to; empty allows every country.
+    countries: frozenset[str] = frozenset()
 
     def problems(self) -> list[str]:
         """Human-readable reasons this policy is invalid; empty when valid."""
@@ -75,6 +77,8 @@ class Policy:
             found.append("send_window must be between 1 and 86400 seconds")
         if not self.channels:
             found.append("channels must name at least one channel")
+        if any(len(c) != 2 or not c.isalpha() or not c.isupper() for c in self.countries):
+            found.append("countries must be ISO 3166 alpha-2 codes such as US, ES")
         if not self.friendly_name.strip() or len(self.friendly_name) > 64:
             found.append("friendly_name must be 1 to 64 characters")
         return found

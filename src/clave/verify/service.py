@@ -20,6 +20,7 @@ from clave.verify.errors import (
     VerificationNotFound,
     VerificationNotPending,
 )
+from clave.verify.fraud import FraudGuard
 from clave.verify.limits import RateLimiter
 from clave.verify.models import (
     Channel,
@@ -68,8 +69,10 @@ class VerifyService:
         clock: Callable[[], float],
         on_queued: Callable[[], None] = lambda: None,
         limiter: RateLimiter | None = None,
+        guard: FraudGuard | None = None,
     ) -> None:
         self._limiter = limiter
+        self._guard = guard
         self._store = store
         self._hasher = hasher
         self._providers = providers
@@ -99,6 +102,9 @@ class VerifyService:
             raise InvalidParameter("code_length must be between 4 and 10")
         destination = normalize(to, channel)
         now = self._clock()
+        # Screened first: a refused send spends no rate-limit budget.
+        if self._guard is not None:
+            await self._guard.screen(service, destination, channel, client_ip)
         if self._limiter is not None:
             await self._limiter.send(service_id=service.id, client_ip=client_ip, now=now)
         vid = new_id("VE")

@@ -7,6 +7,7 @@ import binascii
 import email.utils
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from clave.platform.settings import Env, SettingsError
@@ -15,6 +16,7 @@ from clave.verify.delivery.aws import AwsConfig
 from clave.verify.delivery.dispatcher import OutboxPolicy
 from clave.verify.delivery.smtp import SmtpConfig
 from clave.verify.delivery.twilio import TwilioConfig
+from clave.verify.fraud import BlockedPrefix, GuardMode, GuardSettings
 from clave.verify.limits import Limit, Limits
 from clave.verify.models import Channel, Policy
 
@@ -79,6 +81,7 @@ class VerifySettings:
     limits: Limits
     limit_peer_ip: bool
     proxy_hops: int
+    guard: GuardSettings
 
     @classmethod
     def from_env(cls, env: Env) -> VerifySettings:
@@ -119,6 +122,7 @@ class VerifySettings:
                 f"got {channel_names}"
             ) from None
         policy = Policy(
+            countries=frozenset(c.upper() for c in env.items("COUNTRIES", ())),
             friendly_name=env.text("FRIENDLY_NAME", "clave"),
             code_length=env.integer("CODE_LENGTH", 6, low=4, high=10),
             code_ttl=env.integer("CODE_TTL", 600, low=30, high=86400),
@@ -183,7 +187,32 @@ class VerifySettings:
             ),
             limit_peer_ip=env.flag("LIMIT_PEER_IP", False),
             proxy_hops=env.integer("PROXY_HOPS", 0, low=0, high=10),
+            guard=GuardSettings(
+                mode=GuardMode(env.choice("FRAUD_MODE", "enforce", ("enforce", "record_only"))),
+                blocked=_blocked_prefixes(env),
+                countries_per_ip=env.integer("COUNTRIES_PER_IP", 3, low=0, high=250),
+            ),
         )
+
+
+def _blocked_prefixes(env: Env) -> tuple[BlockedPrefix, ...]:
+    """`CLAVE_BLOCKED_PREFIXES`: "+882,+979:2027-01-31" (a prefix, optionally until a date)."""
+    rules = []
+    for item in env.items("BLOCKED_PREFIXES", ()):
+        prefix, _, until = item.partition(":")
+        if not re.fullmatch(r"\+[0-9]{1,14}", prefix):
+            raise SettingsError(f"CLAVE_BLOCKED_PREFIXES: {prefix!r} is not a + and digits")
+        expiry = None
+        if until:
+            try:
+                day = datetime.strptime(until, "%Y-%m-%d").replace(tzinfo=UTC)
+            except ValueError:
+                raise SettingsError(
+                    f"CLAVE_BLOCKED_PREFIXES: {until!r} is not a YYYY-MM-DD date"
+                ) from None
+            expiry = day.timestamp() + 86400  # through the end of that day, UTC
+        rules.append(BlockedPrefix(prefix, expiry))
+    return tuple(rules)
 
 
 def _limit(env: Env, name: str, default: str, code: str, what: str) -> Limit:

@@ -324,6 +324,7 @@ def _service(fields: dict[str, Any]) -> Service:
         max_sends=int(fields["max_sends"]),
         send_window=int(fields["send_window"]),
         channels=frozenset(Channel(c) for c in _text(fields["channels"]).split(",") if c),
+        countries=frozenset(c for c in _text(fields.get("countries", b"")).split(",") if c),
     )
     return Service(_text(fields["id"]), _text(fields["name"]), policy, float(fields["created_at"]))
 
@@ -465,6 +466,8 @@ class RedisVerificationStore:
             ",".join(sorted(c.value for c in p.channels)),
             "created_at",
             repr(service.created_at),
+            "countries",
+            ",".join(sorted(p.countries)),
         )
 
     async def get_service(self, service_id: str) -> Service | None:

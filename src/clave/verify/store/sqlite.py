@@ -93,6 +93,9 @@ MIGRATIONS = (
     ALTER TABLE send_attempts ADD COLUMN provider_message_id TEXT;
     CREATE INDEX send_attempts_by_provider_id ON send_attempts (provider, provider_message_id)
     """,
+    """
+    ALTER TABLE services ADD COLUMN countries TEXT NOT NULL DEFAULT ''
+    """,
 )
 
 _VERIFICATION_COLUMNS = (
@@ -101,7 +104,7 @@ _VERIFICATION_COLUMNS = (
 )
 _SERVICE_COLUMNS = (
     "id, name, friendly_name, code_length, code_ttl, max_checks, max_sends, send_window, "
-    "channels, created_at"
+    "channels, created_at, countries"
 )
 
 
@@ -114,6 +117,7 @@ def _service(row: Any) -> Service:
         max_sends=row[6],
         send_window=row[7],
         channels=frozenset(Channel(c) for c in row[8].split(",") if c),
+        countries=frozenset(c for c in row[10].split(",") if c),
     )
     return Service(id=row[0], name=row[1], policy=policy, created_at=row[9])
 
@@ -215,12 +219,12 @@ class SqliteVerificationStore:
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO services ({_SERVICE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) "  # noqa: S608
+                f"INSERT INTO services ({_SERVICE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608
                 "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
                 "friendly_name = excluded.friendly_name, code_length = excluded.code_length, "
                 "code_ttl = excluded.code_ttl, max_checks = excluded.max_checks, "
                 "max_sends = excluded.max_sends, send_window = excluded.send_window, "
-                "channels = excluded.channels",
+                "channels = excluded.channels, countries = excluded.countries",
                 (
                     service.id,
                     service.name,
@@ -232,6 +236,7 @@ class SqliteVerificationStore:
                     p.send_window,
                     channels,
                     service.created_at,
+                    ",".join(sorted(p.countries)),
                 ),
             )
 

@@ -1,0 +1,72 @@
+"""The fraud guard through the API: geo permissions, blocked prefixes, countries per IP."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from clave.verify.models import Policy
+from tests.api.conftest import open_api, settings_for
+
+
+async def test_geo_permissions_per_service(tmp_path: Path) -> None:
+    async for api in open_api(settings_for(tmp_path, CLAVE_COUNTRIES="US,CA")):
+        r = await api.send("+34612345678")
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "country_not_allowed")
+        assert await api.domain.store.pending_deliveries() == 0
+        assert (await api.send("+14155552671")).status_code == 201
+        assert (await api.send("ana@example.com", "email")).status_code == 201  # phones only
+        # Another service may serve other countries.
+        other = await api.domain.tenants.create_service(
+            "spain", Policy(countries=frozenset({"ES"}))
+        )
+        key = await api.domain.tenants.create_api_key(other.name)
+        r = await api.post(
+            "/api/verifications",
+            {"to": "+34612345678", "channel": "sms"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert r.status_code == 201
+
+
+async def test_blocked_prefixes_with_expiry(tmp_path: Path) -> None:
+    env = {"CLAVE_BLOCKED_PREFIXES": "+1415555,+346:2020-01-31"}
+    async for api in open_api(settings_for(tmp_path, **env)):
+        r = await api.send("+14155552671")
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "destination_blocked")
+        assert (await api.send("+14165552671")).status_code == 201
+        assert (await api.send("+34612345678")).status_code == 201  # that block expired
+
+
+async def test_distinct_countries_per_client_ip(tmp_path: Path) -> None:
+    async for api in open_api(settings_for(tmp_path, CLAVE_COUNTRIES_PER_IP="2")):
+        ip = "203.0.113.50"
+        assert (await api.send("+14155552671", client_ip=ip)).status_code == 201
+        assert (await api.send("+34612345678", client_ip=ip)).status_code == 201
+        r = await api.send("+33612345678", client_ip=ip)
+        assert (r.status_code, r.json()["error"]["code"]) == (429, "too_many_countries_from_ip")
+        assert 0 < int(r.headers["Retry-After"]) <= 86400
+        assert (await api.send("+14155552672", client_ip=ip)).status_code == 201  # a known country
+        assert (await api.send("+33612345678", client_ip="203.0.113.51")).status_code == 201
+
+
+async def test_record_only_logs_and_lets_through(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = {
+        "CLAVE_FRAUD_MODE": "record_only",
+        "CLAVE_COUNTRIES": "US",
+        "CLAVE_BLOCKED_PREFIXES": "+1415555",
+    }
+    async for api in open_api(settings_for(tmp_path, **env)):
+        with caplog.at_level(logging.WARNING, logger="clave.verify.fraud"):
+            assert (await api.send("+34612345678")).status_code == 201
+            assert (await api.send("+14155552671")).status_code == 201
+        lines = [r.getMessage() for r in caplog.records if r.name == "clave.verify.fraud"]
+        assert any(
+            "would refuse: country_not_allowed" in line and "country=ES" in line for line in lines
+        )
+        assert any("would refuse: destination_blocked" in line for line in lines)
+        assert all("612345678" not in line for line in lines)  # destinations are masked
