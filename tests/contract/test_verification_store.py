@@ -437,3 +437,17 @@ async def test_undelivered_everywhere_fails_the_verification(
     assert v is not None
     assert v.status is Status.FAILED
     assert [s.error for s in v.sends] == ["30003", "30005"]
+
+
+async def test_a_send_not_delivered_is_recorded_but_never_queued(
+    store: VerificationStore, svc: Service
+) -> None:
+    c = candidate(svc)
+    outcome = await store.start(
+        c, channel=Channel.SMS, locale="en", now=NOW, window=600, max_sends=5, deliver=False
+    )
+    assert outcome.created
+    assert [s.status for s in outcome.verification.sends] == [SendStatus.SKIPPED]
+    assert outcome.sends_in_window == 1
+    assert await store.pending_deliveries() == 0
+    assert await store.claim_deliveries(NOW + 1, lease_until=NOW + 30, limit=10) == []

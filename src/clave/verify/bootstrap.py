@@ -174,6 +174,7 @@ class VerifyDomain:
             on_queued=self.dispatcher.notify,
             limiter=RateLimiter(self.counters, settings.limits),
             guard=FraudGuard(self.counters, settings.guard, clock),
+            test_destinations=settings.test_destinations,
         )
         self.tenants = TenantService(self.store, clock, cache_seconds=settings.key_cache_seconds)
 

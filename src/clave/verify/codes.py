@@ -46,6 +46,12 @@ class CodeHasher:
         digest = self._digest(self._keys[self._active], verification_id, code)
         return SealedCode(key_id=self._active, seed=seed, digest=digest)
 
+    def seal(self, verification_id: str, code: str) -> SealedCode:
+        """Seal a given code (a test destination's fixed code); its seed reveals nothing."""
+        seed = secrets.token_bytes(16)
+        digest = self._digest(self._keys[self._active], verification_id, code)
+        return SealedCode(key_id=self._active, seed=seed, digest=digest)
+
     def reveal(self, verification_id: str, sealed: SealedCode, length: int) -> str:
         """The plain code, for rendering a message at delivery time only."""
         key = self._keys.get(sealed.key_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from clave.verify.codes import CodeHasher
@@ -70,7 +70,9 @@ class VerifyService:
         on_queued: Callable[[], None] = lambda: None,
         limiter: RateLimiter | None = None,
         guard: FraudGuard | None = None,
+        test_destinations: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
+        self._test_destinations = dict(test_destinations or {})
         self._limiter = limiter
         self._guard = guard
         self._store = store
@@ -93,19 +95,21 @@ class VerifyService:
         policy = service.policy
         if channel not in policy.channels:
             raise ChannelNotAllowed(f"channel {channel} is not allowed for this service")
-        if not self._providers.available(channel):
+        destination = normalize(to, channel)
+        test_code = self._test_destinations.get((service.name, destination))
+        if test_code is None and not self._providers.available(channel):
             raise ChannelUnavailable(f"no delivery provider is configured for channel {channel}")
         if locale is not None and not _LOCALE.fullmatch(locale):
             raise InvalidParameter("locale must look like 'en' or 'es-MX'")
         length = policy.code_length if code_length is None else code_length
         if not 4 <= length <= 10:
             raise InvalidParameter("code_length must be between 4 and 10")
-        destination = normalize(to, channel)
         now = self._clock()
-        # Screened first: a refused send spends no rate-limit budget.
-        if self._guard is not None:
+        # Screened first: a refused send spends no rate-limit budget. A test destination is
+        # never sent anything, so it costs nothing and is neither screened nor counted.
+        if self._guard is not None and test_code is None:
             await self._guard.screen(service, destination, channel, client_ip)
-        if self._limiter is not None:
+        if self._limiter is not None and test_code is None:
             await self._limiter.send(service_id=service.id, client_ip=client_ip, now=now)
         vid = new_id("VE")
         candidate = Verification(
@@ -114,8 +118,12 @@ class VerifyService:
             to=destination,
             channel=channel,
             locale=locale,
-            code_length=length,
-            code=self._hasher.issue(vid, length),
+            code_length=len(test_code) if test_code else length,
+            # A test destination (for client apps' own tests) gets its fixed code and is never
+            # sent anything; real destinations get a fresh random one.
+            code=self._hasher.seal(vid, test_code)
+            if test_code
+            else self._hasher.issue(vid, length),
             status=Status.PENDING,
             check_attempts=0,
             max_checks=policy.max_checks,
@@ -130,6 +138,7 @@ class VerifyService:
             now=now,
             window=policy.send_window,
             max_sends=policy.max_sends,
+            deliver=test_code is None,
         )
         if outcome.limited_until is not None:
             log.info("send refused, window full: service=%s to=%s", service.name, mask(destination))
@@ -138,7 +147,8 @@ class VerifyService:
                 f"{policy.send_window} seconds",
                 retry_after=outcome.limited_until - now,
             )
-        self._on_queued()
+        if test_code is None:
+            self._on_queued()
         v = outcome.verification
         log.info(
             "%s verification=%s service=%s channel=%s to=%s",

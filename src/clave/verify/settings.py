@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from clave.platform.contacts import normalize_email, normalize_phone
 from clave.platform.settings import Env, SettingsError
 from clave.verify.codes import MIN_KEY_BYTES
 from clave.verify.delivery.aws import AwsConfig
@@ -82,6 +83,8 @@ class VerifySettings:
     limit_peer_ip: bool
     proxy_hops: int
     guard: GuardSettings
+    # (service name, normalised destination) -> fixed code; nothing is ever sent to them.
+    test_destinations: dict[tuple[str, str], str]
 
     @classmethod
     def from_env(cls, env: Env) -> VerifySettings:
@@ -192,7 +195,32 @@ class VerifySettings:
                 blocked=_blocked_prefixes(env),
                 countries_per_ip=env.integer("COUNTRIES_PER_IP", 3, low=0, high=250),
             ),
+            test_destinations=_test_destinations(env),
         )
+
+
+def _test_destinations(env: Env) -> dict[tuple[str, str], str]:
+    """`CLAVE_TEST_DESTINATIONS`: "default:+15005550006=123456,shop:qa@example.com=4242"."""
+    found = {}
+    for item in env.items("TEST_DESTINATIONS", ()):
+        where, sep, code = item.rpartition("=")
+        service, colon, destination = where.partition(":")
+        if not sep or not colon or not service or not destination:
+            raise SettingsError(
+                f"CLAVE_TEST_DESTINATIONS: {item!r} is not service:destination=code"
+            )
+        if not re.fullmatch(r"[0-9]{4,10}", code):
+            raise SettingsError(
+                f"CLAVE_TEST_DESTINATIONS: the code for {destination!r} must be 4-10 digits"
+            )
+        try:
+            normalized = (
+                normalize_email(destination) if "@" in destination else normalize_phone(destination)
+            )
+        except ValueError as exc:
+            raise SettingsError(f"CLAVE_TEST_DESTINATIONS: {destination!r}: {exc}") from None
+        found[(service, normalized)] = code
+    return found
 
 
 def _blocked_prefixes(env: Env) -> tuple[BlockedPrefix, ...]:

@@ -65,8 +65,10 @@ class VerificationStore(Protocol):
         now: float,
         window: float,
         max_sends: int,
+        deliver: bool = True,
     ) -> StartOutcome:
-        """Queue one send to `candidate.to`, atomically.
+        """Queue one send to `candidate.to`, atomically (with `deliver=False`, a test
+        destination: the attempt is recorded as skipped and nothing enters the outbox).
 
         A pending, unexpired verification for (service, to) is reused (same code, same expiry);
         a stale pending one is marked expired first; otherwise `candidate` is inserted. The send

@@ -119,6 +119,7 @@ class MemoryVerificationStore:
         now: float,
         window: float,
         max_sends: int,
+        deliver: bool = True,
     ) -> StartOutcome:
         """See VerificationStore.start."""
         existing = self._pending(candidate.service_id, candidate.to)
@@ -142,14 +143,16 @@ class MemoryVerificationStore:
         else:
             self._verifications[existing.id] = replace(existing, channel=channel, updated_at=now)
         attempt_id = next(self._ids)
+        status = SendStatus.QUEUED if deliver else SendStatus.SKIPPED
         self._attempts[attempt_id] = _Attempt(
-            SendAttempt(attempt_id, channel, SendStatus.QUEUED, now, now),
+            SendAttempt(attempt_id, channel, status, now, now),
             target.id,
             target.service_id,
             target.to,
             locale,
         )
-        self._outbox[attempt_id] = _Outbox(attempt_id, attempt_id, 0, now, 0.0)
+        if deliver:
+            self._outbox[attempt_id] = _Outbox(attempt_id, attempt_id, 0, now, 0.0)
         current = self._verifications[target.id]
         return StartOutcome(self._with_sends(current), existing is None, len(recent) + 1)
 

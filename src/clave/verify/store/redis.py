@@ -67,14 +67,16 @@ local function close(vid, from, to, now)
 end
 """
 
-# ARGV: prefix, now, window, max_sends, channel, locale, retention, then the candidate's fields.
+# ARGV: prefix, now, window, max_sends, channel, locale, retention, deliver (1/0), then the
+# candidate's fields.
 _START = (
     _PRELUDE
     + """
 local now, window, max_sends = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local channel, locale, retention = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local deliver = ARGV[8] == '1'
 local c = {}
-for i = 8, #ARGV, 2 do c[ARGV[i]] = ARGV[i + 1] end
+for i = 9, #ARGV, 2 do c[ARGV[i]] = ARGV[i + 1] end
 local pk = P .. 'pending:' .. c.service_id .. ':' .. c.to
 local vid = redis.call('GET', pk)
 if vid then
@@ -110,7 +112,8 @@ end
 local keep_until = math.floor(expires_at + retention)
 local aid = tostring(redis.call('INCR', P .. 'seq:attempt'))
 redis.call('HSET', P .. 'a:' .. aid, 'vid', vid, 'service_id', c.service_id, 'to', c.to,
-  'channel', channel, 'locale', locale, 'status', 'queued', 'created_at', ARGV[2],
+  'channel', channel, 'locale', locale, 'status', deliver and 'queued' or 'skipped',
+  'created_at', ARGV[2],
   'updated_at', ARGV[2], 'tries', 0)
 redis.call('EXPIREAT', P .. 'a:' .. aid, keep_until)
 redis.call('RPUSH', vkey(vid) .. ':att', aid)
@@ -118,7 +121,7 @@ redis.call('EXPIREAT', vkey(vid) .. ':att', keep_until)
 redis.call('EXPIREAT', vkey(vid), keep_until)
 redis.call('ZADD', zk, now, aid)
 redis.call('EXPIRE', zk, math.ceil(window) + 1)
-redis.call('XADD', P .. 'outbox', '*', 'aid', aid)
+if deliver then redis.call('XADD', P .. 'outbox', '*', 'aid', aid) end
 return {'ok', vid, created, count + 1, load(vid)}
 """
 )
@@ -518,6 +521,7 @@ class RedisVerificationStore:
         now: float,
         window: float,
         max_sends: int,
+        deliver: bool = True,
     ) -> StartOutcome:
         """See VerificationStore.start; one round trip."""
         c = candidate
@@ -561,6 +565,7 @@ class RedisVerificationStore:
             channel.value,
             locale or "",
             repr(self._retention),
+            "1" if deliver else "0",
             *fields,
         )
         if _text(result[0]) == "limited":

@@ -300,6 +300,7 @@ class SqliteVerificationStore:
         now: float,
         window: float,
         max_sends: int,
+        deliver: bool = True,
     ) -> StartOutcome:
         """See VerificationStore.start."""
 
@@ -354,14 +355,16 @@ class SqliteVerificationStore:
                     target.to,
                     channel.value,
                     locale,
-                    "queued",
+                    "queued" if deliver else "skipped",
                     now,
                     now,
                 ),
             ).lastrowid
-            conn.execute(
-                "INSERT INTO outbox (attempt_id, next_attempt_at) VALUES (?, ?)", (attempt_id, now)
-            )
+            if deliver:
+                conn.execute(
+                    "INSERT INTO outbox (attempt_id, next_attempt_at) VALUES (?, ?)",
+                    (attempt_id, now),
+                )
             current = self._get_sync(conn, target.service_id, target.id)
             assert current is not None
             return StartOutcome(current, existing is None, count + 1)
