@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from litestar.testing import AsyncTestClient
 
 from clave.bootstrap import Settings
 from clave.platform.app import build_app
@@ -21,7 +20,7 @@ from tests.support import HMAC_KEYS, SmtpServer, code_in
 
 @dataclass
 class Api:
-    client: AsyncTestClient[Any]
+    client: httpx.AsyncClient
     domain: VerifyDomain
     key: str
 
@@ -77,9 +76,30 @@ async def open_api(
 ) -> AsyncIterator[Api]:
     domain = VerifyDomain(settings.verify, settings.platform, clock=clock)
     app = build_app(settings.platform, [domain])
-    async with AsyncTestClient(app, base_url="http://clave.test") as client:
-        key = await domain.tenants.create_api_key("default")
-        yield Api(client, domain, key)
+    # The app's lifespan and its requests on this test's event loop, as in a worker (Litestar's
+    # test client would run the lifespan on a loop of its own). The lifespan lives in one task
+    # of its own: pytest-asyncio sets a fixture up and tears it down in different tasks.
+    ready, stop = asyncio.Event(), asyncio.Event()
+
+    async def lifespan() -> None:
+        async with app.lifespan():
+            ready.set()
+            await stop.wait()
+
+    task = asyncio.create_task(lifespan())
+    waiting = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiting.cancel()
+        task.result()  # start-up failed: raise its error
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://clave.test") as client:
+            key = await domain.tenants.create_api_key("default")
+            yield Api(client, domain, key)
+    finally:
+        stop.set()
+        await task
 
 
 @pytest.fixture

@@ -37,3 +37,24 @@ def test_email_has_subject_text_and_escaped_html() -> None:
     assert "<Acme" not in msg.html
     assert "123456" in msg.html
     assert "123456" in msg.text
+
+
+def test_sms_autofill_lines_webotp_last() -> None:
+    msg = render(
+        Channel.SMS,
+        "en",
+        name="Acme",
+        code="482913",
+        minutes=10,
+        app_hash="FA+9qCX9VSu",
+        webotp_domain="acme.example",
+    )
+    lines = msg.text.splitlines()
+    assert lines[-1] == "@acme.example #482913"
+    assert "FA+9qCX9VSu" in lines
+    assert len(msg.text.encode()) <= 160 * 2  # fits a two-part SMS at worst
+    # Only SMS carries them.
+    call = render(
+        Channel.CALL, "en", name="Acme", code="482913", minutes=10, webotp_domain="acme.example"
+    )
+    assert "@acme.example" not in call.text

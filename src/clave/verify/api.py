@@ -42,6 +42,9 @@ class StartVerification(msgspec.Struct, forbid_unknown_fields=True):
     code_length: Annotated[int, msgspec.Meta(ge=4, le=10)] | None = None
     # The end user's IP, for the per-IP limits (clave usually sees the caller's server).
     client_ip: Annotated[str, msgspec.Meta(max_length=45)] | None = None
+    # SMS autofill: the Android SMS Retriever app hash, and the WebOTP origin (`@domain #code`).
+    app_hash: Annotated[str, msgspec.Meta(max_length=11)] | None = None
+    webotp_domain: Annotated[str, msgspec.Meta(max_length=253)] | None = None
 
 
 class CheckVerification(msgspec.Struct, forbid_unknown_fields=True):
@@ -168,6 +171,8 @@ async def create_verification(
         locale=data.locale,
         code_length=data.code_length,
         client_ip=end_user_ip(request, data.client_ip, verify_settings),
+        app_hash=data.app_hash,
+        webotp_domain=data.webotp_domain,
     )
     return Response(render(view), status_code=201 if created else 200)
 

@@ -78,10 +78,28 @@ def choose_locale(requested: str | None, destination: str) -> str:
     return DEFAULT_LOCALE
 
 
-def render(channel: Channel, locale: str, *, name: str, code: str, minutes: int) -> RenderedMessage:
-    """Render the message for `channel` in `locale` (one of SUPPORTED_LOCALES)."""
+def render(
+    channel: Channel,
+    locale: str,
+    *,
+    name: str,
+    code: str,
+    minutes: int,
+    app_hash: str | None = None,
+    webotp_domain: str | None = None,
+) -> RenderedMessage:
+    """Render the message for `channel` in `locale` (one of SUPPORTED_LOCALES).
+
+    An SMS may carry the Android SMS Retriever app hash (on its own line) and the WebOTP origin
+    line (`@domain #code`), which the WebOTP API requires to be the last line.
+    """
     lang = locale if locale in SUPPORTED_LOCALES else DEFAULT_LOCALE
     text = _TEXT[lang].format(name=name, code=code, minutes=minutes)
+    if channel is Channel.SMS:
+        if app_hash:
+            text += f"\n\n{app_hash}"
+        if webotp_domain:
+            text += f"\n\n@{webotp_domain} #{code}"
     if channel is Channel.CALL:
         digits = ", ".join(code)
         return RenderedMessage(text=text, speech=_SPEECH[lang].format(name=name, digits=digits))

@@ -213,6 +213,8 @@ class Delivery:
     locale: str | None
     verification: Verification
     friendly_name: str
+    # Per-send message options: Android SMS Retriever `app_hash`, WebOTP `webotp_domain`.
+    options: dict[str, str] = field(default_factory=dict)
 
 
 def new_id(prefix: str) -> str:

@@ -36,6 +36,8 @@ from clave.verify.store.base import VerificationStore
 log = logging.getLogger("clave.verify")
 
 _CODE = re.compile(r"[0-9]{4,10}")
+_APP_HASH = re.compile(r"[A-Za-z0-9+/]{11}")
+_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 _LOCALE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}")
 
 
@@ -90,6 +92,8 @@ class VerifyService:
         locale: str | None = None,
         code_length: int | None = None,
         client_ip: str | None = None,
+        app_hash: str | None = None,
+        webotp_domain: str | None = None,
     ) -> tuple[VerificationView, bool]:
         """Send a code to `to`, or re-send the pending one; returns (view, created)."""
         policy = service.policy
@@ -104,6 +108,16 @@ class VerifyService:
         length = policy.code_length if code_length is None else code_length
         if not 4 <= length <= 10:
             raise InvalidParameter("code_length must be between 4 and 10")
+        options = {}
+        if app_hash is not None:
+            if not _APP_HASH.fullmatch(app_hash):
+                raise InvalidParameter("app_hash must be the 11-character Android app hash")
+            options["app_hash"] = app_hash
+        if webotp_domain is not None:
+            domain = webotp_domain.lower()
+            if len(domain) > 253 or not _DOMAIN.fullmatch(domain):
+                raise InvalidParameter("webotp_domain must be a host name such as example.com")
+            options["webotp_domain"] = domain
         now = self._clock()
         # Screened first: a refused send spends no rate-limit budget. A test destination is
         # never sent anything, so it costs nothing and is neither screened nor counted.
@@ -139,6 +153,7 @@ class VerifyService:
             window=policy.send_window,
             max_sends=policy.max_sends,
             deliver=test_code is None,
+            options=options,
         )
         if outcome.limited_until is not None:
             log.info("send refused, window full: service=%s to=%s", service.name, mask(destination))

@@ -132,7 +132,13 @@ class Dispatcher:
             channel=delivery.channel,
             to=delivery.to,
             message=render(
-                delivery.channel, locale, name=delivery.friendly_name, code=code, minutes=minutes
+                delivery.channel,
+                locale,
+                name=delivery.friendly_name,
+                code=code,
+                minutes=minutes,
+                app_hash=delivery.options.get("app_hash"),
+                webotp_domain=delivery.options.get("webotp_domain"),
             ),
             verification_id=verification.id,
             attempt_id=delivery.attempt_id,

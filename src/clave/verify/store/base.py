@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from clave.verify.models import (
@@ -66,6 +67,7 @@ class VerificationStore(Protocol):
         window: float,
         max_sends: int,
         deliver: bool = True,
+        options: Mapping[str, str] | None = None,
     ) -> StartOutcome:
         """Queue one send to `candidate.to`, atomically (with `deliver=False`, a test
         destination: the attempt is recorded as skipped and nothing enters the outbox).

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from clave.verify.models import (
     REPORTABLE,
@@ -29,6 +30,7 @@ class _Attempt:
     service_id: str
     to: str
     locale: str | None
+    options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -120,6 +122,7 @@ class MemoryVerificationStore:
         window: float,
         max_sends: int,
         deliver: bool = True,
+        options: Mapping[str, str] | None = None,
     ) -> StartOutcome:
         """See VerificationStore.start."""
         existing = self._pending(candidate.service_id, candidate.to)
@@ -150,6 +153,7 @@ class MemoryVerificationStore:
             target.service_id,
             target.to,
             locale,
+            dict(options or {}),
         )
         if deliver:
             self._outbox[attempt_id] = _Outbox(attempt_id, attempt_id, 0, now, 0.0)
@@ -243,6 +247,7 @@ class MemoryVerificationStore:
                     locale=record.locale,
                     verification=self._with_sends(verification),
                     friendly_name=service.policy.friendly_name,
+                    options=dict(record.options),
                 )
             )
         return claimed

@@ -11,10 +11,11 @@ Cluster.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -67,16 +68,16 @@ local function close(vid, from, to, now)
 end
 """
 
-# ARGV: prefix, now, window, max_sends, channel, locale, retention, deliver (1/0), then the
-# candidate's fields.
+# ARGV: prefix, now, window, max_sends, channel, locale, retention, deliver (1/0), options
+# (JSON), then the candidate's fields.
 _START = (
     _PRELUDE
     + """
 local now, window, max_sends = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local channel, locale, retention = ARGV[5], ARGV[6], tonumber(ARGV[7])
-local deliver = ARGV[8] == '1'
+local deliver, options = ARGV[8] == '1', ARGV[9]
 local c = {}
-for i = 9, #ARGV, 2 do c[ARGV[i]] = ARGV[i + 1] end
+for i = 10, #ARGV, 2 do c[ARGV[i]] = ARGV[i + 1] end
 local pk = P .. 'pending:' .. c.service_id .. ':' .. c.to
 local vid = redis.call('GET', pk)
 if vid then
@@ -113,7 +114,7 @@ local keep_until = math.floor(expires_at + retention)
 local aid = tostring(redis.call('INCR', P .. 'seq:attempt'))
 redis.call('HSET', P .. 'a:' .. aid, 'vid', vid, 'service_id', c.service_id, 'to', c.to,
   'channel', channel, 'locale', locale, 'status', deliver and 'queued' or 'skipped',
-  'created_at', ARGV[2],
+  'options', options, 'created_at', ARGV[2],
   'updated_at', ARGV[2], 'tries', 0)
 redis.call('EXPIREAT', P .. 'a:' .. aid, keep_until)
 redis.call('RPUSH', vkey(vid) .. ':att', aid)
@@ -212,9 +213,9 @@ for _, e in ipairs(entries) do
   else
     redis.call('ZADD', leases, lease_until, id)
     local tries = redis.call('HINCRBY', ak, 'tries', 1)
-    local a = redis.call('HMGET', ak, 'channel', 'to', 'locale')
+    local a = redis.call('HMGET', ak, 'channel', 'to', 'locale', 'options')
     local name = redis.call('HGET', P .. 'svc:' .. field(vid, 'service_id'), 'friendly_name') or ''
-    table.insert(out, {id, aid, tries, a[1], a[2], a[3], name, load(vid)})
+    table.insert(out, {id, aid, tries, a[1], a[2], a[3], name, load(vid), a[4] or ''})
   end
 end
 return out
@@ -522,6 +523,7 @@ class RedisVerificationStore:
         window: float,
         max_sends: int,
         deliver: bool = True,
+        options: Mapping[str, str] | None = None,
     ) -> StartOutcome:
         """See VerificationStore.start; one round trip."""
         c = candidate
@@ -566,6 +568,7 @@ class RedisVerificationStore:
             locale or "",
             repr(self._retention),
             "1" if deliver else "0",
+            json.dumps(dict(options)) if options else "",
             *fields,
         )
         if _text(result[0]) == "limited":
@@ -633,7 +636,7 @@ class RedisVerificationStore:
         """Due retries back into the stream, lapsed leases re-claimed, new entries read."""
         rows = await self._run("claim", self._consumer, repr(now), repr(lease_until), limit)
         claimed = []
-        for entry, aid, tries, channel, to, locale, name, loaded in rows:
+        for entry, aid, tries, channel, to, locale, name, loaded, options in rows:
             claimed.append(
                 Delivery(
                     outbox_id=_text(entry),
@@ -644,6 +647,7 @@ class RedisVerificationStore:
                     locale=_text(locale) or None,
                     verification=_verification(loaded),
                     friendly_name=_text(name),
+                    options=json.loads(_text(options)) if _text(options) else {},
                 )
             )
         return claimed

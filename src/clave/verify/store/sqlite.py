@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,9 @@ MIGRATIONS = (
     """,
     """
     ALTER TABLE services ADD COLUMN countries TEXT NOT NULL DEFAULT ''
+    """,
+    """
+    ALTER TABLE send_attempts ADD COLUMN options TEXT
     """,
 )
 
@@ -301,6 +306,7 @@ class SqliteVerificationStore:
         window: float,
         max_sends: int,
         deliver: bool = True,
+        options: Mapping[str, str] | None = None,
     ) -> StartOutcome:
         """See VerificationStore.start."""
 
@@ -348,7 +354,7 @@ class SqliteVerificationStore:
                 )
             attempt_id = conn.execute(
                 "INSERT INTO send_attempts (verification_id, service_id, to_addr, channel, "
-                "locale, status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                "locale, status, created_at, updated_at, options) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     target.id,
                     target.service_id,
@@ -358,6 +364,7 @@ class SqliteVerificationStore:
                     "queued" if deliver else "skipped",
                     now,
                     now,
+                    json.dumps(dict(options)) if options else None,
                 ),
             ).lastrowid
             if deliver:
@@ -463,7 +470,7 @@ class SqliteVerificationStore:
         def run(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
                 "SELECT o.id, o.attempt_id, o.tries, a.channel, a.to_addr, a.locale, "
-                "a.verification_id, a.service_id, s.friendly_name "
+                "a.verification_id, a.service_id, s.friendly_name, a.options "
                 "FROM outbox o JOIN send_attempts a ON a.id = o.attempt_id "
                 "JOIN services s ON s.id = a.service_id "
                 "WHERE o.next_attempt_at <= ? AND o.lease_until <= ? "
@@ -471,7 +478,7 @@ class SqliteVerificationStore:
                 (now, now, limit),
             ).fetchall()
             claimed = []
-            for oid, aid, tries, channel, to, locale, vid, sid, friendly in rows:
+            for oid, aid, tries, channel, to, locale, vid, sid, friendly, options in rows:
                 conn.execute(
                     "UPDATE outbox SET tries = tries + 1, lease_until = ? WHERE id = ?",
                     (lease_until, oid),
@@ -488,6 +495,7 @@ class SqliteVerificationStore:
                         locale=locale,
                         verification=verification,
                         friendly_name=friendly,
+                        options=json.loads(options) if options else {},
                     )
                 )
             return claimed
