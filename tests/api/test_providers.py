@@ -66,6 +66,21 @@ def basic(request: dict[str, Any]) -> str:
     return base64.b64decode(value).decode()
 
 
+async def attempt_becomes(api: Api, vid: str, status: str, timeout: float = 5.0) -> dict[str, Any]:
+    """Poll the verification until its first send attempt has `status` (the dispatcher records
+    an outcome just after the provider answered)."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        attempt: dict[str, Any] = (await api.get(f"/api/verifications/{vid}")).json()[
+            "send_attempts"
+        ][0]
+        if attempt["status"] == status or time.monotonic() > deadline:
+            return attempt
+        await asyncio.sleep(0.02)
+
+
 async def wait_for(server: RecordingServer, count: int = 1) -> list[dict[str, Any]]:
     import asyncio
 
@@ -148,10 +163,7 @@ async def test_twilio_refusal_falls_back_to_the_next_provider(
         await wait_for(twilio)
         [delivered] = await wait_for(hook)
         assert json.loads(delivered["body"])["to"] == "+14155552671"
-        time.sleep(0.2)
-        attempt = (await api.get(f"/api/verifications/{sent.json()['id']}")).json()[
-            "send_attempts"
-        ][0]
+        attempt = await attempt_becomes(api, sent.json()["id"], "sent")
         assert (attempt["status"], attempt["provider"]) == ("sent", "webhook")
 
 
@@ -382,9 +394,7 @@ async def test_twilio_undelivered_report_fails_the_verification(
     ):
         vid = (await api.send("+14155552671")).json()["id"]
         await wait_for(twilio)
-        import asyncio
-
-        await asyncio.sleep(0.2)
+        assert (await attempt_becomes(api, vid, "sent"))["status"] == "sent"
         params = {
             "MessageSid": "SM" + "5" * 32,
             "MessageStatus": "undelivered",
@@ -412,9 +422,7 @@ async def test_webhook_status_callback_is_signed(tmp_path: Path, hook: Recording
         vid = (await api.send("+14155552671")).json()["id"]
         [request] = await wait_for(hook)
         message_id = request["headers"]["webhook-id"]
-        import asyncio
-
-        await asyncio.sleep(0.2)
+        assert (await attempt_becomes(api, vid, "sent"))["status"] == "sent"
 
         def signed(payload: dict[str, Any], ts: int | None = None) -> tuple[bytes, dict[str, str]]:
             body = json.dumps(payload).encode()
