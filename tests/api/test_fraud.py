@@ -70,3 +70,19 @@ async def test_record_only_logs_and_lets_through(
         )
         assert any("would refuse: destination_blocked" in line for line in lines)
         assert all("612345678" not in line for line in lines)  # destinations are masked
+
+
+async def test_country_cap_of_unverified_sends(tmp_path: Path) -> None:
+    env = {"CLAVE_COUNTRY_CAP_FLOOR": "3", "CLAVE_COUNTRY_CAP_RATIO": "1"}
+    async for api in open_api(settings_for(tmp_path, **env)):
+        sent = [await api.send(f"+1415555270{i}") for i in range(3)]
+        assert all(r.status_code == 201 for r in sent)
+        r = await api.send("+14155552709")
+        assert (r.status_code, r.json()["error"]["code"]) == (429, "country_daily_cap_reached")
+        assert int(r.headers["Retry-After"]) > 0
+        assert (await api.send("+34612345678")).status_code == 201  # another country
+        # Verified traffic is not pumping: proving two numbers makes room again.
+        for i in range(2):
+            code = await api.code(f"+1415555270{i}")
+            assert (await api.check(code, id=sent[i].json()["id"])).json()["status"] == "approved"
+        assert (await api.send("+14155552709")).status_code == 201

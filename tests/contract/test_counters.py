@@ -83,3 +83,12 @@ async def test_distinct_members_up_to_a_limit_until_expiry(counters: CounterStor
     assert await counters.add_distinct("ip", "US", limit=2, expires_at=until, now=NOW)  # known
     assert not await counters.add_distinct("ip", "FR", limit=2, expires_at=until, now=NOW)
     assert await counters.add_distinct("other", "FR", limit=2, expires_at=until, now=NOW)
+
+
+async def test_daily_counts(counters: CounterStore) -> None:
+    await counters.add_daily("sends:US", 100)
+    await counters.add_daily("sends:US", 100, 2)
+    await counters.add_daily("sends:US", 102)
+    await counters.add_daily("sends:ES", 102)
+    assert await counters.daily("sends:US", 99, 102) == [0, 3, 0, 1]
+    assert await counters.daily("sends:FR", 100, 101) == [0, 0]

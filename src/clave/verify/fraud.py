@@ -46,10 +46,19 @@ class GuardSettings:
     mode: GuardMode = GuardMode.ENFORCE
     blocked: tuple[BlockedPrefix, ...] = ()
     countries_per_ip: int = 3  # distinct destination countries per client IP per day; 0: off
+    # Unverified sends per country per day: at least this many, more as real traffic grows.
+    country_cap_floor: int = 20  # 0: off
+    country_cap_ratio: float = 0.2
 
 
 class FraudGuard:
-    """Screens a phone send before anything is stored or counted."""
+    """Screens a phone send before anything is stored or counted.
+
+    The per-country cap follows Authgear's rule: a country may receive, per day, at most
+    max(floor, ratio x the most verifications it had in a day over the last 14 days, ratio x
+    its verifications in the last 24 h) sends that nobody verified. A pumping attack sends to
+    numbers nobody verifies; real growth raises the cap with it.
+    """
 
     def __init__(
         self, counters: CounterStore, settings: GuardSettings, clock: Callable[[], float]
@@ -57,6 +66,42 @@ class FraudGuard:
         self._counters = counters
         self._settings = settings
         self._clock = clock
+
+    async def _country_cap(self, service: Service, country: str, now: float) -> None:
+        floor = self._settings.country_cap_floor
+        if floor <= 0:
+            return
+        day = int(now // DAY)
+        into_today = (now - day * DAY) / DAY
+        sends = await self._counters.daily(f"sends:{service.id}:{country}", day - 1, day)
+        verified = await self._counters.daily(f"verified:{service.id}:{country}", day - 13, day)
+        # The last 24 h: today, plus the part of yesterday still inside the window.
+        sends_24h = sends[1] + sends[0] * (1 - into_today)
+        verified_24h = verified[-1] + verified[-2] * (1 - into_today)
+        ratio = self._settings.country_cap_ratio
+        cap = max(floor, ratio * max(verified), ratio * verified_24h)
+        if max(0.0, sends_24h - verified_24h) + 1 > cap:
+            raise RateLimited(
+                "country_daily_cap_reached",
+                f"too many unverified sends to {country} today",
+                3600,
+            )
+
+    async def record_send(self, service: Service, destination: str, channel: Channel) -> None:
+        """A phone send was accepted: count it for its country."""
+        if channel.is_phone and self._settings.country_cap_floor > 0:
+            country = region_of(destination) or "ZZ"
+            await self._counters.add_daily(
+                f"sends:{service.id}:{country}", int(self._clock() // DAY)
+            )
+
+    async def record_verified(self, service: Service, destination: str) -> None:
+        """A phone number was proven: its country's real traffic raises the cap."""
+        if "@" not in destination and self._settings.country_cap_floor > 0:
+            country = region_of(destination) or "ZZ"
+            await self._counters.add_daily(
+                f"verified:{service.id}:{country}", int(self._clock() // DAY)
+            )
 
     async def screen(
         self, service: Service, destination: str, channel: Channel, client_ip: str | None
@@ -89,6 +134,7 @@ class FraudGuard:
                         "client IP per day",
                         day_start + DAY - now,
                     )
+            await self._country_cap(service, country, now)
         except (CountryNotAllowed, DestinationBlocked, RateLimited) as refusal:
             log.warning(
                 "fraud guard %s: %s service=%s to=%s country=%s ip=%s",

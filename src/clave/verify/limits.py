@@ -83,6 +83,14 @@ class CounterStore(Protocol):
         more than `limit` distinct members; True when the member is in the set afterwards."""
         ...
 
+    async def add_daily(self, key: str, day: int, amount: int = 1) -> None:
+        """Add to the count of `key` on `day` (days since the epoch); kept ~15 days."""
+        ...
+
+    async def daily(self, key: str, first: int, last: int) -> list[int]:
+        """The counts of `key` for days `first`..`last`, oldest first (0 for none)."""
+        ...
+
 
 class MemoryCounters:
     """Counters in a dict (one process)."""
@@ -90,6 +98,17 @@ class MemoryCounters:
     def __init__(self) -> None:
         self._counts: dict[tuple[str, int], int] = {}
         self._sets: dict[str, tuple[float, set[str]]] = {}
+        self._daily: dict[tuple[str, int], int] = {}
+
+    async def add_daily(self, key: str, day: int, amount: int = 1) -> None:
+        """See CounterStore.add_daily."""
+        self._daily[(key, day)] = self._daily.get((key, day), 0) + amount
+        for stale in [k for k in self._daily if k[0] == key and k[1] < day - DAYS_KEPT]:
+            del self._daily[stale]
+
+    async def daily(self, key: str, first: int, last: int) -> list[int]:
+        """See CounterStore.daily."""
+        return [self._daily.get((key, day), 0) for day in range(first, last + 1)]
 
     async def add_distinct(
         self, key: str, member: str, *, limit: int, expires_at: float, now: float
@@ -136,7 +155,10 @@ _COUNTER_SCHEMA = (
     "count INTEGER NOT NULL, PRIMARY KEY (key, window)) WITHOUT ROWID",
     "CREATE TABLE distinct_members (key TEXT NOT NULL, member TEXT NOT NULL, "
     "expires_at REAL NOT NULL, PRIMARY KEY (key, member)) WITHOUT ROWID",
+    "CREATE TABLE daily_counts (key TEXT NOT NULL, day INTEGER NOT NULL, "
+    "count INTEGER NOT NULL, PRIMARY KEY (key, day)) WITHOUT ROWID",
 )
+DAYS_KEPT = 15
 
 
 class SqliteCounters:
@@ -144,6 +166,35 @@ class SqliteCounters:
 
     def __init__(self, path: Path | str) -> None:
         self._db = SqliteDatabase(path, _COUNTER_SCHEMA)
+
+    async def add_daily(self, key: str, day: int, amount: int = 1) -> None:
+        """See CounterStore.add_daily."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO daily_counts (key, day, count) VALUES (?, ?, ?) "
+                "ON CONFLICT (key, day) DO UPDATE SET count = count + excluded.count",
+                (key, day, amount),
+            )
+            conn.execute(
+                "DELETE FROM daily_counts WHERE key = ? AND day < ?", (key, day - DAYS_KEPT)
+            )
+
+        await self._db.write(run)
+
+    async def daily(self, key: str, first: int, last: int) -> list[int]:
+        """See CounterStore.daily."""
+
+        def run(conn: sqlite3.Connection) -> list[int]:
+            rows = dict(
+                conn.execute(
+                    "SELECT day, count FROM daily_counts WHERE key = ? AND day BETWEEN ? AND ?",
+                    (key, first, last),
+                ).fetchall()
+            )
+            return [int(rows.get(day, 0)) for day in range(first, last + 1)]
+
+        return await self._db.read(run)
 
     async def add_distinct(
         self, key: str, member: str, *, limit: int, expires_at: float, now: float
@@ -266,6 +317,30 @@ class RedisCounters:
         self._redis = aioredis.Redis.from_url(self._url, socket_timeout=5, socket_connect_timeout=5)
         self._script = self._redis.register_script(_REDIS_HIT)
         self._distinct = self._redis.register_script(_REDIS_DISTINCT)
+
+    async def add_daily(self, key: str, day: int, amount: int = 1) -> None:
+        """See CounterStore.add_daily; a pipeline, one round trip."""
+        if self._redis is None:
+            raise StoreError("the rate-limit store is not open")
+        name = f"{self._prefix}day:{key}:{day}"
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incrby(name, amount)
+                pipe.expire(name, (DAYS_KEPT + 1) * 86400)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+
+    async def daily(self, key: str, first: int, last: int) -> list[int]:
+        """See CounterStore.daily; one MGET."""
+        if self._redis is None:
+            raise StoreError("the rate-limit store is not open")
+        names = [f"{self._prefix}day:{key}:{day}" for day in range(first, last + 1)]
+        try:
+            values = await self._redis.mget(names)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        return [int(v) if v is not None else 0 for v in values]
 
     async def add_distinct(
         self, key: str, member: str, *, limit: int, expires_at: float, now: float

@@ -164,6 +164,8 @@ class VerifyService:
             )
         if test_code is None:
             self._on_queued()
+            if self._guard is not None:
+                await self._guard.record_send(service, destination, channel)
         v = outcome.verification
         log.info(
             "%s verification=%s service=%s channel=%s to=%s",
@@ -244,6 +246,8 @@ class VerifyService:
                 # Another request approved (or closed) it between our count and this write.
                 raise VerificationNotFound("no pending verification found")
             log.info("approved verification=%s service=%s", counted.id, service.name)
+            if self._guard is not None:
+                await self._guard.record_verified(service, counted.to)
             return VerificationView(counted, Status.APPROVED, sends_left)
         status = Status.PENDING
         if counted.check_attempts_left == 0:

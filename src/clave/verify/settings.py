@@ -194,6 +194,8 @@ class VerifySettings:
                 mode=GuardMode(env.choice("FRAUD_MODE", "enforce", ("enforce", "record_only"))),
                 blocked=_blocked_prefixes(env),
                 countries_per_ip=env.integer("COUNTRIES_PER_IP", 3, low=0, high=250),
+                country_cap_floor=env.integer("COUNTRY_CAP_FLOOR", 20, low=0, high=10_000_000),
+                country_cap_ratio=env.number("COUNTRY_CAP_RATIO", 0.2, low=0.01, high=100),
             ),
             test_destinations=_test_destinations(env),
         )
