@@ -220,6 +220,46 @@ def sync_identity(db: SqlDatabase, table: str) -> list[tuple[str, Sequence[Any]]
     return [(f"SELECT setval({sequence}, (SELECT max(id) FROM {table}))", ())]  # noqa: S608
 
 
+class SqlStore:
+    """What every SQL store shares: its database's life cycle, and seeding sample rows once."""
+
+    def __init__(self, db: SqlDatabase) -> None:
+        self._db = db
+
+    async def open(self) -> None:
+        """Connect and migrate."""
+        await self._db.open()
+
+    async def close(self) -> None:
+        """Disconnect."""
+        await self._db.close()
+
+    async def ping(self) -> None:
+        """A trivial query."""
+        await self._db.fetchrow("SELECT 1 AS ok")
+
+    async def _seed_once(
+        self, component: str, table: str, insert: str, rows: Sequence[Sequence[Any]]
+    ) -> bool:
+        """Insert `rows` (ids included) with `insert`, once in the life of the database: a
+        marker row makes a second call, or a concurrent one, a no-op."""
+        marker = await self._db.fetchrow(
+            "SELECT component FROM seeded WHERE component = $1", component
+        )
+        if marker:
+            return False
+        statements: list[tuple[str, Sequence[Any]]] = [
+            ("INSERT INTO seeded (component) VALUES ($1)", (component,))
+        ]
+        statements += [(insert, row) for row in rows]
+        statements += sync_identity(self._db, table)
+        try:
+            await self._db.executemany(statements)
+        except IntegrityViolation:
+            return False  # seeded concurrently by another process
+        return True
+
+
 def open_database(
     url: str, *, data_dir: Path, component: str, migrations: Migrations
 ) -> SqlDatabase:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from typing import Any, Protocol
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from litestar.types import ControllerRouterHandler
+
+from clave.platform.sql import Migrations, SqlDatabase, open_database
+
+T = TypeVar("T")
 
 
 class _Store(Protocol):
@@ -17,6 +23,30 @@ class _Store(Protocol):
 
 class _Client(Protocol):
     async def aclose(self) -> None: ...
+
+
+def choose_store(
+    url: str,
+    data_dir: Path,
+    component: str,
+    migrations: Migrations,
+    memory: Callable[[], T],
+    sql: Callable[[SqlDatabase], T],
+) -> T:
+    """The store a `CLAVE_<DOMAIN>_DB` value names: in memory, or SQL on SQLite/PostgreSQL."""
+    if url == "memory":
+        return memory()
+    return sql(open_database(url, data_dir=data_dir, component=component, migrations=migrations))
+
+
+async def prepare_seeded(store: Any, rows: Sequence[Any], *, seed: bool) -> None:
+    """Migrate a store (and seed it when asked) once, before worker processes start."""
+    await store.open()
+    try:
+        if seed:
+            await store.seed(rows, now=time.time())
+    finally:
+        await store.close()
 
 
 class StoreDomain:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 from litestar.types import ControllerRouterHandler
 
-from clave.platform.sql import open_database
-from clave.platform.store_domain import StoreDomain
+from clave.platform.store_domain import StoreDomain, choose_store, prepare_seeded
 from clave.threads import api
 from clave.threads.models import SEED
 from clave.threads.service import ThreadsService
@@ -21,11 +21,8 @@ from clave.users.client import UsersClient
 
 def build_store(url: str, data_dir: Path) -> ThreadStore:
     """The store `CLAVE_THREADS_DB` names."""
-    if url == "memory":
-        return MemoryThreadStore()
-    return SqlThreadStore(
-        open_database(url, data_dir=data_dir, component="threads", migrations=MIGRATIONS)
-    )
+    chosen = choose_store(url, data_dir, "threads", MIGRATIONS, MemoryThreadStore, SqlThreadStore)
+    return cast(ThreadStore, chosen)
 
 
 class ThreadsDomain(StoreDomain):
@@ -57,12 +54,5 @@ class ThreadsDomain(StoreDomain):
 
 async def prepare_store(url: str, data_dir: Path, *, seed: bool) -> None:
     """Migrate (and seed) the store once, before worker processes start."""
-    if url == "memory":
-        return
-    store = build_store(url, data_dir)
-    await store.open()
-    try:
-        if seed:
-            await store.seed(SEED, now=time.time())
-    finally:
-        await store.close()
+    if url != "memory":
+        await prepare_seeded(build_store(url, data_dir), SEED, seed=seed)

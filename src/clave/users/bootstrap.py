@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 from litestar.types import ControllerRouterHandler
 
-from clave.platform.sql import open_database
-from clave.platform.store_domain import StoreDomain
+from clave.platform.store_domain import StoreDomain, choose_store, prepare_seeded
 from clave.users import api
 from clave.users.models import SEED
 from clave.users.service import UsersService
@@ -21,11 +21,8 @@ from clave.verify.client import VerifyClient
 
 def build_store(url: str, data_dir: Path) -> UserStore:
     """The store `CLAVE_USERS_DB` names."""
-    if url == "memory":
-        return MemoryUserStore()
-    return SqlUserStore(
-        open_database(url, data_dir=data_dir, component="users", migrations=MIGRATIONS)
-    )
+    chosen = choose_store(url, data_dir, "users", MIGRATIONS, MemoryUserStore, SqlUserStore)
+    return cast(UserStore, chosen)
 
 
 class UsersDomain(StoreDomain):
@@ -57,12 +54,5 @@ class UsersDomain(StoreDomain):
 
 async def prepare_store(url: str, data_dir: Path, *, seed: bool) -> None:
     """Migrate (and seed) the store once, before worker processes start."""
-    if url == "memory":
-        return
-    store = build_store(url, data_dir)
-    await store.open()
-    try:
-        if seed:
-            await store.seed(SEED, now=time.time())
-    finally:
-        await store.close()
+    if url != "memory":
+        await prepare_seeded(build_store(url, data_dir), SEED, seed=seed)

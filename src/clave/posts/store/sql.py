@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from clave.platform.sql import IntegrityViolation, Migrations, Row, SqlDatabase, sync_identity
+from clave.platform.sql import Migrations, Row, SqlStore
 from clave.posts.models import Post
 
 MIGRATIONS: Migrations = {
@@ -40,23 +39,8 @@ def _post(row: Row) -> Post:
     )
 
 
-class SqlPostStore:
+class SqlPostStore(SqlStore):
     """Posts in their own database."""
-
-    def __init__(self, db: SqlDatabase) -> None:
-        self._db = db
-
-    async def open(self) -> None:
-        """Connect and migrate."""
-        await self._db.open()
-
-    async def close(self) -> None:
-        """Disconnect."""
-        await self._db.close()
-
-    async def ping(self) -> None:
-        """A trivial query."""
-        await self._db.fetchrow("SELECT 1 AS ok")
 
     async def list(
         self, *, after: int, limit: int, thread: int | None = None, user: int | None = None
@@ -110,22 +94,10 @@ class SqlPostStore:
 
     async def seed(self, posts: Sequence[tuple[int, int, str, int]], *, now: float) -> bool:
         """Insert the sample posts once in the life of the database."""
-        if await self._db.fetchrow("SELECT component FROM seeded WHERE component = 'posts'"):
-            return False
-        statements: list[tuple[str, Sequence[Any]]] = [
-            ("INSERT INTO seeded (component) VALUES ('posts')", ())
-        ]
-        statements += [
-            (
-                "INSERT INTO posts (id, thread, text, user_id, created_at, updated_at) "
-                "VALUES ($1, $2, $3, $4, $5, $5)",
-                (pid, thread, text, user, now),
-            )
-            for pid, thread, text, user in posts
-        ]
-        statements += sync_identity(self._db, "posts")
-        try:
-            await self._db.executemany(statements)
-        except IntegrityViolation:
-            return False
-        return True
+        return await self._seed_once(
+            "posts",
+            "posts",
+            "INSERT INTO posts (id, thread, text, user_id, created_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, $5, $5)",
+            [(pid, thread, text, user, now) for pid, thread, text, user in posts],
+        )

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from clave.platform.sql import IntegrityViolation, Migrations, Row, SqlDatabase, sync_identity
+from clave.platform.sql import Migrations, Row, SqlStore
 from clave.threads.models import Thread
 
 MIGRATIONS: Migrations = {
@@ -30,23 +29,8 @@ def _thread(row: Row) -> Thread:
     )
 
 
-class SqlThreadStore:
+class SqlThreadStore(SqlStore):
     """Threads in their own database."""
-
-    def __init__(self, db: SqlDatabase) -> None:
-        self._db = db
-
-    async def open(self) -> None:
-        """Connect and migrate."""
-        await self._db.open()
-
-    async def close(self) -> None:
-        """Disconnect."""
-        await self._db.close()
-
-    async def ping(self) -> None:
-        """A trivial query."""
-        await self._db.fetchrow("SELECT 1 AS ok")
 
     async def list(self, *, after: int, limit: int) -> list[Thread]:
         """Threads after an id."""
@@ -88,22 +72,10 @@ class SqlThreadStore:
 
     async def seed(self, threads: Sequence[tuple[int, str, int]], *, now: float) -> bool:
         """Insert the sample threads once in the life of the database."""
-        if await self._db.fetchrow("SELECT component FROM seeded WHERE component = 'threads'"):
-            return False
-        statements: list[tuple[str, Sequence[Any]]] = [
-            ("INSERT INTO seeded (component) VALUES ('threads')", ())
-        ]
-        statements += [
-            (
-                "INSERT INTO threads (id, title, created_by, created_at, updated_at) "
-                "VALUES ($1, $2, $3, $4, $4)",
-                (tid, title, by, now),
-            )
-            for tid, title, by in threads
-        ]
-        statements += sync_identity(self._db, "threads")
-        try:
-            await self._db.executemany(statements)
-        except IntegrityViolation:
-            return False
-        return True
+        return await self._seed_once(
+            "threads",
+            "threads",
+            "INSERT INTO threads (id, title, created_by, created_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, $4)",
+            [(tid, title, by, now) for tid, title, by in threads],
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from clave.platform.sql import IntegrityViolation, Migrations, Row, SqlDatabase, sync_identity
+from clave.platform.sql import Migrations, Row, SqlStore
 from clave.users.models import Contact, NewUser, User
 from clave.users.store.base import UPDATABLE
 
@@ -51,23 +51,8 @@ def _user(row: Row) -> User:
     )
 
 
-class SqlUserStore:
+class SqlUserStore(SqlStore):
     """Users in their own database."""
-
-    def __init__(self, db: SqlDatabase) -> None:
-        self._db = db
-
-    async def open(self) -> None:
-        """Connect and migrate."""
-        await self._db.open()
-
-    async def close(self) -> None:
-        """Disconnect."""
-        await self._db.close()
-
-    async def ping(self) -> None:
-        """A trivial query."""
-        await self._db.fetchrow("SELECT 1 AS ok")
 
     async def list(self, *, after: int, limit: int) -> list[User]:
         """Users after an id."""
@@ -117,22 +102,10 @@ class SqlUserStore:
 
     async def seed(self, users: Sequence[tuple[int, NewUser]], *, now: float) -> bool:
         """Insert the sample users once in the life of the database."""
-        if await self._db.fetchrow("SELECT component FROM seeded WHERE component = 'users'"):
-            return False
-        statements: list[tuple[str, Sequence[Any]]] = [
-            ("INSERT INTO seeded (component) VALUES ('users')", ())
-        ]
-        statements += [
-            (
-                "INSERT INTO users (id, username, name, bio, email, phone, created_at, updated_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-                (uid, u.username, u.name, u.bio, u.email, u.phone, now),
-            )
-            for uid, u in users
-        ]
-        statements += sync_identity(self._db, "users")
-        try:
-            await self._db.executemany(statements)
-        except IntegrityViolation:
-            return False  # seeded concurrently by another process
-        return True
+        return await self._seed_once(
+            "users",
+            "users",
+            "INSERT INTO users (id, username, name, bio, email, phone, created_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            [(uid, u.username, u.name, u.bio, u.email, u.phone, now) for uid, u in users],
+        )
