@@ -94,6 +94,12 @@ def parser() -> argparse.ArgumentParser:
     _policy_options(update)
     service_cmds.add_parser("list", help="list services")
 
+    fraud = commands.add_parser("fraud", help="the fraud guard")
+    fraud_cmds = fraud.add_subparsers(dest="action", required=True)
+    stats = fraud_cmds.add_parser("stats", help="sends the guard refused, per reason and day")
+    stats.add_argument("--service", default=DEFAULT_SERVICE)
+    stats.add_argument("--days", type=int, default=7)
+
     up = commands.add_parser("up", help="the whole topology on this machine, behind haproxy")
     up.add_argument("--port", type=int, default=8080, help="the load balancer's port (8080)")
     up.add_argument(
@@ -138,6 +144,21 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
         tenants = domain.tenants
         if action == "apikey-create":
             return await tenants.create_api_key(args.service)
+        if action == "fraud-stats":
+            service = await tenants.get_service(args.service)
+            days = max(1, min(args.days, 14))
+            counts = await domain.guard.blocked(service, days)
+            mode = (
+                "record_only: counted, not refused"
+                if domain.settings.guard.mode == "record_only"
+                else "enforce"
+            )
+            rows = [f"fraud guard ({mode}), service {service.name}, last {days} days, oldest first"]
+            rows += [
+                f"{reason:28} {' '.join(f'{n:5d}' for n in per_day)}  total {sum(per_day)}"
+                for reason, per_day in counts.items()
+            ]
+            return "\n".join(rows)
         if action == "service-create":
             service = await tenants.create_service(args.name, _apply_policy(Policy(), args))
         elif action == "service-update":

@@ -86,3 +86,16 @@ async def test_country_cap_of_unverified_sends(tmp_path: Path) -> None:
             code = await api.code(f"+1415555270{i}")
             assert (await api.check(code, id=sent[i].json()["id"])).json()["status"] == "approved"
         assert (await api.send("+14155552709")).status_code == 201
+
+
+async def test_refusals_are_counted_per_reason(tmp_path: Path) -> None:
+    env = {"CLAVE_COUNTRIES": "US", "CLAVE_BLOCKED_PREFIXES": "+1415555"}
+    async for api in open_api(settings_for(tmp_path, **env)):
+        for _ in range(2):
+            assert (await api.send("+34612345678")).status_code == 403
+        assert (await api.send("+14155552671")).status_code == 403
+        service = await api.domain.tenants.get_service("default")
+        counts = await api.domain.guard.blocked(service, 3)
+        assert counts["country_not_allowed"] == [0, 0, 2]
+        assert counts["destination_blocked"] == [0, 0, 1]
+        assert counts["too_many_countries_from_ip"] == [0, 0, 0]

@@ -71,6 +71,21 @@ def test_service_commands(tmp_path: Path, serve: type[ClaveProcess]) -> None:
     assert "code_length" in bad.stderr
 
 
+def test_fraud_stats_command(tmp_path: Path, serve: type[ClaveProcess]) -> None:
+    server = serve(tmp_path, env={"CLAVE_COUNTRIES": "US"}).start()
+    key = server.cli("apikey", "create").stdout.strip()
+    r = httpx.post(
+        server.url + "/api/verifications",
+        json={"to": "+34612345678", "channel": "sms"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert r.json()["error"]["code"] == "country_not_allowed"
+    out = server.cli("fraud", "stats", "--days", "2").stdout
+    assert "service default, last 2 days" in out
+    assert re.search(r"^country_not_allowed\s+0\s+1\s+total 1$", out, re.M), out
+    assert re.search(r"^destination_blocked\s+0\s+0\s+total 0$", out, re.M), out
+
+
 def test_a_bad_setting_stops_startup_naming_it(tmp_path: Path, serve: type[ClaveProcess]) -> None:
     server = serve(tmp_path, env={"CLAVE_MAX_CHECKS": "lots"})
     result = server.cli("serve", "--port", str(free_port()), check=False)

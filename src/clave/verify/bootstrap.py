@@ -166,6 +166,7 @@ class VerifyDomain:
             self.store, self.hasher, self.providers, clock, settings.outbox
         )
         self.counters = build_counters(settings, platform.data_dir)
+        self.guard = FraudGuard(self.counters, settings.guard, clock)
         self.verify = VerifyService(
             self.store,
             self.hasher,
@@ -173,7 +174,7 @@ class VerifyDomain:
             clock,
             on_queued=self.dispatcher.notify,
             limiter=RateLimiter(self.counters, settings.limits),
-            guard=FraudGuard(self.counters, settings.guard, clock),
+            guard=self.guard,
             test_destinations=settings.test_destinations,
         )
         self.tenants = TenantService(self.store, clock, cache_seconds=settings.key_cache_seconds)

@@ -22,6 +22,12 @@ from clave.verify.models import Channel, Service
 log = logging.getLogger("clave.verify.fraud")
 
 DAY = 86400.0
+REASONS = (
+    "country_not_allowed",
+    "destination_blocked",
+    "too_many_countries_from_ip",
+    "country_daily_cap_reached",
+)
 
 
 class GuardMode(StrEnum):
@@ -87,6 +93,16 @@ class FraudGuard:
                 3600,
             )
 
+    async def blocked(self, service: Service, days: int) -> dict[str, list[int]]:
+        """Refusals (or would-be refusals) per reason over the last `days` days, oldest first."""
+        today = int(self._clock() // DAY)
+        return {
+            reason: await self._counters.daily(
+                f"blocked:{service.id}:{reason}", today - days + 1, today
+            )
+            for reason in REASONS
+        }
+
     async def record_send(self, service: Service, destination: str, channel: Channel) -> None:
         """A phone send was accepted: count it for its country."""
         if channel.is_phone and self._settings.country_cap_floor > 0:
@@ -136,6 +152,8 @@ class FraudGuard:
                     )
             await self._country_cap(service, country, now)
         except (CountryNotAllowed, DestinationBlocked, RateLimited) as refusal:
+            # Counted per service, reason and day, shared by every worker (`clave fraud stats`).
+            await self._counters.add_daily(f"blocked:{service.id}:{refusal.code}", int(now // DAY))
             log.warning(
                 "fraud guard %s: %s service=%s to=%s country=%s ip=%s",
                 "would refuse" if self._settings.mode is GuardMode.RECORD_ONLY else "refused",
