@@ -19,6 +19,7 @@ from clave.verify.codes import CodeHasher
 from clave.verify.delivery.aws import SesEmailProvider, SnsSmsProvider
 from clave.verify.delivery.base import Provider, ProviderRouter
 from clave.verify.delivery.dispatcher import Dispatcher
+from clave.verify.delivery.events import EventNotifier
 from clave.verify.delivery.inbox import (
     InboxProvider,
     InboxStore,
@@ -76,14 +77,15 @@ def load_or_create_key_file(path: Path) -> tuple[tuple[str, bytes], ...]:
 
 
 def build_store(settings: VerifySettings, data_dir: Path) -> VerificationStore:
-    """The store named by CLAVE_VERIFY_STORE."""
+    """The store named by CLAVE_VERIFY_STORE; it records events when they have somewhere to go."""
+    events = settings.events_url is not None
     if settings.store == "memory":
-        return MemoryVerificationStore()
+        return MemoryVerificationStore(events=events)
     if settings.store.startswith("sqlite:///"):
-        return SqliteVerificationStore(settings.store.removeprefix("sqlite:///"))
+        return SqliteVerificationStore(settings.store.removeprefix("sqlite:///"), events=events)
     if settings.store.startswith(("redis://", "rediss://")):
-        return RedisVerificationStore(settings.store, prefix=settings.redis_prefix)
-    return SqliteVerificationStore(data_dir / "verify.db")
+        return RedisVerificationStore(settings.store, prefix=settings.redis_prefix, events=events)
+    return SqliteVerificationStore(data_dir / "verify.db", events=events)
 
 
 def route_providers(
@@ -165,6 +167,16 @@ class VerifyDomain:
         self.dispatcher = Dispatcher(
             self.store, self.hasher, self.providers, clock, settings.outbox
         )
+        self.notifier = (
+            EventNotifier(
+                self.store,
+                SignedWebhook(settings.events_url, settings.events_secret),
+                clock,
+                settings.outbox,
+            )
+            if settings.events_url and settings.events_secret
+            else None
+        )
         self.counters = build_counters(settings, platform.data_dir)
         self.guard = FraudGuard(self.counters, settings.guard, clock)
         self.verify = VerifyService(
@@ -216,11 +228,16 @@ class VerifyDomain:
         if self.settings.dev_inbox:
             log.warning("dev inbox is on: every message, code included, shows at /dev/inbox")
         self.dispatcher.start()
+        if self.notifier is not None:
+            self.notifier.start()
 
     async def stop(self) -> None:
         """Stop delivering and disconnect."""
         with contextlib.suppress(Exception):
             await self.dispatcher.stop()
+        if self.notifier is not None:
+            with contextlib.suppress(Exception):
+                await self.notifier.stop()
         await self.close()
 
     async def ready(self) -> None:

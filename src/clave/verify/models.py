@@ -191,6 +191,28 @@ class CheckGate(StrEnum):
     LOCKED = "locked"
 
 
+# The event each final status raises, for the operator's webhook.
+EVENT_TYPES = {
+    Status.APPROVED: "verification.approved",
+    Status.CANCELED: "verification.canceled",
+    Status.EXPIRED: "verification.expired",
+    Status.MAX_ATTEMPTS_REACHED: "verification.max_attempts_reached",
+    Status.FAILED: "verification.failed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A verification reached a final status; the operator is told by a signed webhook."""
+
+    id: int | str
+    type: str
+    verification_id: str
+    service_id: str
+    occurred_at: float
+    tries: int
+
+
 @dataclass(frozen=True, slots=True)
 class CheckOutcome:
     """What `VerificationStore.count_check` did."""

@@ -85,6 +85,8 @@ class VerifySettings:
     guard: GuardSettings
     # (service name, normalised destination) -> fixed code; nothing is ever sent to them.
     test_destinations: dict[tuple[str, str], str]
+    events_url: str | None
+    events_secret: str | None
 
     @classmethod
     def from_env(cls, env: Env) -> VerifySettings:
@@ -198,7 +200,18 @@ class VerifySettings:
                 country_cap_ratio=env.number("COUNTRY_CAP_RATIO", 0.2, low=0.01, high=100),
             ),
             test_destinations=_test_destinations(env),
+            **_events(env),
         )
+
+
+def _events(env: Env) -> dict[str, Any]:
+    """`CLAVE_EVENTS_URL` and `CLAVE_EVENTS_SECRET` (whsec_...): where events go, signed."""
+    url, secret = env.optional("EVENTS_URL"), env.optional("EVENTS_SECRET")
+    if bool(url) != bool(secret):
+        raise SettingsError("CLAVE_EVENTS_URL and CLAVE_EVENTS_SECRET go together")
+    if url and not url.startswith(("http://", "https://")):
+        raise SettingsError(f"CLAVE_EVENTS_URL must be an http(s) URL, got {url!r}")
+    return {"events_url": url, "events_secret": secret}
 
 
 def _test_destinations(env: Env) -> dict[tuple[str, str], str]:

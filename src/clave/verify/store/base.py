@@ -10,6 +10,7 @@ from clave.verify.models import (
     Channel,
     CheckOutcome,
     Delivery,
+    Event,
     SendStatus,
     Service,
     StartOutcome,
@@ -159,6 +160,24 @@ class VerificationStore(Protocol):
         self, delivery: Delivery, *, next_attempt_at: float, error: str
     ) -> None:
         """Release the lease and schedule the next try."""
+        ...
+
+    async def expire_due(self, now: float, *, limit: int) -> int:
+        """Mark up to `limit` pending verifications past their expiry as expired (raising their
+        events); how many were."""
+        ...
+
+    async def claim_events(self, now: float, *, lease_until: float, limit: int) -> list[Event]:
+        """Lease up to `limit` due events until `lease_until`, counting a try each. A store
+        records events only when built with `events=True`."""
+        ...
+
+    async def finish_event(self, event: Event) -> None:
+        """The operator has the event (or it is given up): drop it."""
+        ...
+
+    async def retry_event(self, event: Event, *, next_attempt_at: float) -> None:
+        """Try the event again at `next_attempt_at`."""
         ...
 
     async def pending_deliveries(self) -> int:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from clave.verify.models import (
+    EVENT_TYPES,
     REPORTABLE,
     UNSUCCESSFUL,
     ApiKey,
@@ -14,6 +16,7 @@ from clave.verify.models import (
     CheckGate,
     CheckOutcome,
     Delivery,
+    Event,
     SendAttempt,
     SendStatus,
     Service,
@@ -46,7 +49,9 @@ class _Outbox:
 class MemoryVerificationStore:
     """Dicts in one process. Each method runs to completion without awaiting, so it is atomic."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, events: bool = False) -> None:
+        self._events_on = events
+        self._events: dict[int, list[Any]] = {}  # id -> [Event, next_attempt_at, lease_until]
         self._services: dict[str, Service] = {}
         self._keys: dict[bytes, ApiKey] = {}
         self._verifications: dict[str, Verification] = {}
@@ -110,7 +115,47 @@ class MemoryVerificationStore:
     def _set_status(self, verification: Verification, status: Status, now: float) -> Verification:
         updated = replace(verification, status=status, updated_at=now)
         self._verifications[verification.id] = updated
+        if self._events_on and status in EVENT_TYPES:
+            eid = next(self._ids)
+            event = Event(
+                eid, EVENT_TYPES[status], verification.id, verification.service_id, now, 0
+            )
+            self._events[eid] = [event, now, 0.0]
         return updated
+
+    async def expire_due(self, now: float, *, limit: int) -> int:
+        """See VerificationStore.expire_due."""
+        due = [
+            v
+            for v in self._verifications.values()
+            if v.status is Status.PENDING and v.expires_at <= now
+        ][:limit]
+        for v in due:
+            self._set_status(v, Status.EXPIRED, now)
+        return len(due)
+
+    async def claim_events(self, now: float, *, lease_until: float, limit: int) -> list[Event]:
+        """See VerificationStore.claim_events."""
+        claimed: list[Event] = []
+        for entry in sorted(self._events.values(), key=lambda e: e[1]):
+            if len(claimed) >= limit:
+                break
+            event, next_at, lease = entry
+            if next_at <= now and lease <= now:
+                entry[0] = replace(event, tries=event.tries + 1)
+                entry[2] = lease_until
+                claimed.append(entry[0])
+        return claimed
+
+    async def finish_event(self, event: Event) -> None:
+        """See VerificationStore.finish_event."""
+        self._events.pop(int(event.id), None)
+
+    async def retry_event(self, event: Event, *, next_attempt_at: float) -> None:
+        """See VerificationStore.retry_event."""
+        entry = self._events.get(int(event.id))
+        if entry is not None:
+            entry[1], entry[2] = next_attempt_at, 0.0
 
     async def start(
         self,

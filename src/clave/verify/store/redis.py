@@ -11,6 +11,7 @@ Cluster.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -29,6 +30,7 @@ from clave.verify.models import (
     CheckGate,
     CheckOutcome,
     Delivery,
+    Event,
     Policy,
     SealedCode,
     SendAttempt,
@@ -57,12 +59,21 @@ local function load(vid)
   return {v, attempts}
 end
 local function field(vid, name) return redis.call('HGET', vkey(vid), name) end
+local EVENTS = {approved = 'verification.approved', canceled = 'verification.canceled',
+  expired = 'verification.expired', max_attempts_reached = 'verification.max_attempts_reached',
+  failed = 'verification.failed'}
 local function close(vid, from, to, now)
   if field(vid, 'status') ~= from then return 0 end
   redis.call('HSET', vkey(vid), 'status', to, 'updated_at', now)
   if from == 'pending' then
     local pk = P .. 'pending:' .. field(vid, 'service_id') .. ':' .. field(vid, 'to')
     if redis.call('GET', pk) == vid then redis.call('DEL', pk) end
+    redis.call('ZREM', P .. 'expiring', vid)
+  end
+  if EVENTS[to] and redis.call('EXISTS', P .. 'events-on') == 1 then
+    -- In the same script as the change: an event is never lost, nor raised twice.
+    redis.call('XADD', P .. 'events', '*', 'type', EVENTS[to], 'vid', vid,
+      'sid', field(vid, 'service_id'), 'at', now)
   end
   return 1
 end
@@ -106,6 +117,7 @@ if not vid then
   for k, v in pairs(c) do table.insert(fields, k); table.insert(fields, v) end
   redis.call('HSET', vkey(vid), unpack(fields))
   redis.call('SET', pk, vid, 'PXAT', math.floor(expires_at * 1000))
+  redis.call('ZADD', P .. 'expiring', expires_at, vid)
 else
   expires_at = tonumber(field(vid, 'expires_at'))
   redis.call('HSET', vkey(vid), 'channel', channel, 'updated_at', ARGV[2])
@@ -275,6 +287,57 @@ return 1
 """
 )
 
+# ARGV: prefix, now, limit
+_EXPIRE_DUE = (
+    _PRELUDE
+    + """
+local count = 0
+for _, vid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'expiring', '-inf', ARGV[2], 'LIMIT', 0,
+    tonumber(ARGV[3]))) do
+  if redis.call('EXISTS', vkey(vid)) == 0 or field(vid, 'status') ~= 'pending' then
+    redis.call('ZREM', P .. 'expiring', vid)
+  else
+    count = count + close(vid, 'pending', 'expired', ARGV[2])
+  end
+end
+return count
+"""
+)
+
+# ARGV: prefix, consumer, now, lease_until, limit. A retry is a lease running to the next try.
+_CLAIM_EVENTS = """
+local P, consumer, now, lease_until, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4],
+  tonumber(ARGV[5])
+local stream, leases, tries = P .. 'events', P .. 'events:leases', P .. 'events:tries'
+local entries = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)) do
+  local got = redis.call('XCLAIM', stream, 'notify', consumer, 0, id)
+  if #got > 0 and got[1] then table.insert(entries, got[1]) else redis.call('ZREM', leases, id) end
+end
+if #entries < limit then
+  local fresh = redis.call('XREADGROUP', 'GROUP', 'notify', consumer, 'COUNT', limit - #entries,
+    'STREAMS', stream, '>')
+  if fresh then for _, e in ipairs(fresh[1][2]) do table.insert(entries, e) end end
+end
+local out = {}
+for _, e in ipairs(entries) do
+  local id, f = e[1], {}
+  for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
+  redis.call('ZADD', leases, lease_until, id)
+  local n = redis.call('HINCRBY', tries, id, 1)
+  table.insert(out, {id, f.type, f.vid, f.sid, f.at, n})
+end
+return out
+"""
+
+_FINISH_EVENT = """
+redis.call('XACK', ARGV[1] .. 'events', 'notify', ARGV[2])
+redis.call('XDEL', ARGV[1] .. 'events', ARGV[2])
+redis.call('ZREM', ARGV[1] .. 'events:leases', ARGV[2])
+redis.call('HDEL', ARGV[1] .. 'events:tries', ARGV[2])
+return 1
+"""
+
 # ARGV: prefix, entry id, attempt id, next attempt at, error
 _RETRY = (
     _PRELUDE
@@ -376,7 +439,10 @@ def _verification(loaded: Sequence[Any]) -> Verification:
 class RedisVerificationStore:
     """Verify's state in Redis (`CLAVE_VERIFY_STORE=redis://host:6379/0`)."""
 
-    def __init__(self, url: str, *, prefix: str = "clave:", retention: float = 86400.0) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "clave:", retention: float = 86400.0, events: bool = False
+    ) -> None:
+        self._events = events
         self._url = url
         self._prefix = prefix
         self._retention = retention
@@ -412,9 +478,20 @@ class RedisVerificationStore:
             "retry": _RETRY,
             "put_service": _PUT_SERVICE,
             "service_for_key": _SERVICE_FOR_KEY,
+            "expire_due": _EXPIRE_DUE,
+            "claim_events": _CLAIM_EVENTS,
+            "finish_event": _FINISH_EVENT,
         }.items():
             self._scripts[name] = self._redis.register_script(body)
         try:
+            if self._events:
+                await self._redis.set(self._prefix + "events-on", "1")
+                with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
+                    await self._redis.xgroup_create(
+                        self._prefix + "events", "notify", id="0", mkstream=True
+                    )
+            else:
+                await self._redis.delete(self._prefix + "events-on")
             await self._redis.xgroup_create(self._prefix + "outbox", GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
@@ -705,6 +782,29 @@ class RedisVerificationStore:
         await self._run(
             "retry", str(delivery.outbox_id), delivery.attempt_id, repr(next_attempt_at), error
         )
+
+    async def expire_due(self, now: float, *, limit: int) -> int:
+        """See VerificationStore.expire_due; one round trip."""
+        return int(await self._run("expire_due", repr(now), limit))
+
+    async def claim_events(self, now: float, *, lease_until: float, limit: int) -> list[Event]:
+        """See VerificationStore.claim_events; one round trip."""
+        rows = await self._run("claim_events", self._consumer, repr(now), repr(lease_until), limit)
+        return [
+            Event(_text(i), _text(t), _text(v), _text(s), float(a), int(n))
+            for i, t, v, s, a, n in rows
+        ]
+
+    async def finish_event(self, event: Event) -> None:
+        """See VerificationStore.finish_event."""
+        await self._run("finish_event", str(event.id))
+
+    async def retry_event(self, event: Event, *, next_attempt_at: float) -> None:
+        """See VerificationStore.retry_event: the lease runs until the next try."""
+        try:
+            await self._r().zadd(self._prefix + "events:leases", {str(event.id): next_attempt_at})
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
 
     async def pending_deliveries(self) -> int:
         """Entries in the stream plus retries waiting."""

@@ -11,12 +11,14 @@ from typing import Any
 
 from clave.platform.sqlite import SqliteDatabase
 from clave.verify.models import (
+    EVENT_TYPES,
     REPORTABLE,
     ApiKey,
     Channel,
     CheckGate,
     CheckOutcome,
     Delivery,
+    Event,
     Policy,
     SealedCode,
     SendAttempt,
@@ -101,6 +103,20 @@ MIGRATIONS = (
     """
     ALTER TABLE send_attempts ADD COLUMN options TEXT
     """,
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        verification_id TEXT NOT NULL,
+        service_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        occurred_at REAL NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        lease_until REAL NOT NULL DEFAULT 0
+    );
+    CREATE INDEX events_due ON events (next_attempt_at);
+    CREATE INDEX verifications_pending_expiry ON verifications (expires_at) WHERE status = 'pending'
+    """,
 )
 
 _VERIFICATION_COLUMNS = (
@@ -139,13 +155,13 @@ def _sends(conn: sqlite3.Connection, verification_id: str) -> tuple[SendAttempt,
     )
 
 
-def _fail_if_all_failed(conn: sqlite3.Connection, vid: str, now: float) -> None:
+def _fail_if_all_failed(conn: sqlite3.Connection, vid: str, now: float, *, events: bool) -> None:
     left = conn.execute(
         "SELECT count(*) FROM send_attempts WHERE verification_id = ? AND status NOT IN (?, ?)",
         (vid, SendStatus.FAILED.value, SendStatus.UNDELIVERED.value),
     ).fetchone()[0]
     if left == 0:
-        _set_status(conn, vid, Status.PENDING, Status.FAILED, now)
+        _set_status(conn, vid, Status.PENDING, Status.FAILED, now, events=events)
 
 
 def _verification(conn: sqlite3.Connection, row: Any) -> Verification | None:
@@ -186,18 +202,29 @@ def _count_sends(conn: sqlite3.Connection, service_id: str, to: str, since: floa
     return int(row[0])
 
 
-def _set_status(conn: sqlite3.Connection, vid: str, old: Status, new: Status, now: float) -> bool:
+def _set_status(
+    conn: sqlite3.Connection, vid: str, old: Status, new: Status, now: float, *, events: bool
+) -> bool:
     cursor = conn.execute(
         "UPDATE verifications SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
         (new.value, now, vid, old.value),
     )
-    return cursor.rowcount == 1
+    changed = cursor.rowcount == 1
+    if changed and events and new in EVENT_TYPES:
+        # In the same transaction as the change: an event is never lost, nor raised twice.
+        conn.execute(
+            "INSERT INTO events (verification_id, service_id, type, occurred_at, next_attempt_at) "
+            "SELECT id, service_id, ?, ?, ? FROM verifications WHERE id = ?",
+            (EVENT_TYPES[new], now, now, vid),
+        )
+    return changed
 
 
 class SqliteVerificationStore:
     """Verify's tables in one SQLite file (`verify.db` under CLAVE_DATA_DIR by default)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, events: bool = False) -> None:
+        self._events = events
         self._db = SqliteDatabase(path, MIGRATIONS)
         self._outbox_idle = True
 
@@ -313,7 +340,9 @@ class SqliteVerificationStore:
         def run(conn: sqlite3.Connection) -> StartOutcome:
             existing = _verification(conn, _pending_row(conn, candidate.service_id, candidate.to))
             if existing is not None and now >= existing.expires_at:
-                _set_status(conn, existing.id, Status.PENDING, Status.EXPIRED, now)
+                _set_status(
+                    conn, existing.id, Status.PENDING, Status.EXPIRED, now, events=self._events
+                )
                 existing = None
             count, oldest = conn.execute(
                 "SELECT count(*), min(created_at) FROM send_attempts "
@@ -426,7 +455,9 @@ class SqliteVerificationStore:
             if found.status is not Status.PENDING:
                 return CheckOutcome(CheckGate.NOT_FOUND)
             if now >= found.expires_at:
-                _set_status(conn, found.id, Status.PENDING, Status.EXPIRED, now)
+                _set_status(
+                    conn, found.id, Status.PENDING, Status.EXPIRED, now, events=self._events
+                )
                 return CheckOutcome(CheckGate.NOT_FOUND)
             if found.check_attempts >= found.max_checks:
                 return CheckOutcome(CheckGate.LOCKED, found, sends)
@@ -447,7 +478,9 @@ class SqliteVerificationStore:
     ) -> bool:
         """Change the status only if it is still `from_status`."""
         return await self._db.write(
-            lambda conn: _set_status(conn, verification_id, from_status, to_status, now)
+            lambda conn: _set_status(
+                conn, verification_id, from_status, to_status, now, events=self._events
+            )
         )
 
     async def claim_deliveries(
@@ -523,7 +556,7 @@ class SqliteVerificationStore:
                 "provider_message_id = ? WHERE id = ?",
                 (status.value, provider, error, now, provider_message_id, delivery.attempt_id),
             )
-            _fail_if_all_failed(conn, delivery.verification.id, now)
+            _fail_if_all_failed(conn, delivery.verification.id, now, events=self._events)
 
         await self._db.write(run)
 
@@ -552,7 +585,7 @@ class SqliteVerificationStore:
                 "UPDATE send_attempts SET status = ?, error = ?, updated_at = ? WHERE id = ?",
                 (status.value, error, now, row[0]),
             )
-            _fail_if_all_failed(conn, row[1], now)
+            _fail_if_all_failed(conn, row[1], now, events=self._events)
             return True
 
         return await self._db.write(run)
@@ -566,6 +599,78 @@ class SqliteVerificationStore:
                 "UPDATE outbox SET next_attempt_at = ?, lease_until = 0, last_error = ? "
                 "WHERE id = ?",
                 (next_attempt_at, error, delivery.outbox_id),
+            )
+        )
+
+    async def expire_due(self, now: float, *, limit: int) -> int:
+        """See VerificationStore.expire_due."""
+
+        def due(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM verifications WHERE status = 'pending' AND expires_at <= ? LIMIT 1",
+                (now,),
+            ).fetchone()
+            return row is not None
+
+        if not await self._db.read(due):  # idle workers never take the write lock
+            return 0
+
+        def run(conn: sqlite3.Connection) -> int:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM verifications WHERE status = 'pending' AND expires_at <= ? "
+                    "LIMIT ?",
+                    (now, limit),
+                )
+            ]
+            for vid in ids:
+                _set_status(conn, vid, Status.PENDING, Status.EXPIRED, now, events=self._events)
+            return len(ids)
+
+        return await self._db.write(run)
+
+    async def claim_events(self, now: float, *, lease_until: float, limit: int) -> list[Event]:
+        """See VerificationStore.claim_events."""
+
+        def due(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM events WHERE next_attempt_at <= ? AND lease_until <= ? LIMIT 1",
+                (now, now),
+            ).fetchone()
+            return row is not None
+
+        if not await self._db.read(due):
+            return []
+
+        def run(conn: sqlite3.Connection) -> list[Event]:
+            rows = conn.execute(
+                "SELECT id, type, verification_id, service_id, occurred_at, tries FROM events "
+                "WHERE next_attempt_at <= ? AND lease_until <= ? "
+                "ORDER BY next_attempt_at, id LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            for r in rows:
+                conn.execute(
+                    "UPDATE events SET tries = tries + 1, lease_until = ? WHERE id = ?",
+                    (lease_until, r[0]),
+                )
+            return [Event(r[0], r[1], r[2], r[3], r[4], r[5] + 1) for r in rows]
+
+        return await self._db.write(run)
+
+    async def finish_event(self, event: Event) -> None:
+        """See VerificationStore.finish_event."""
+        await self._db.write(
+            lambda conn: conn.execute("DELETE FROM events WHERE id = ?", (event.id,))
+        )
+
+    async def retry_event(self, event: Event, *, next_attempt_at: float) -> None:
+        """See VerificationStore.retry_event."""
+        await self._db.write(
+            lambda conn: conn.execute(
+                "UPDATE events SET next_attempt_at = ?, lease_until = 0 WHERE id = ?",
+                (next_attempt_at, event.id),
             )
         )
 
