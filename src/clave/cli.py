@@ -35,6 +35,14 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--countries", help="phone sends only to these ISO countries, e.g. US,CA,ES ('' for all)"
     )
+    parser.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME=COUNT/SECONDS",
+        help="this service's own rate limit (sends_per_ip, sends_per_service, "
+        "failed_checks_per_ip); NAME=default drops it; repeatable",
+    )
 
 
 def _apply_policy(base: Policy, args: argparse.Namespace) -> Policy:
@@ -50,6 +58,17 @@ def _apply_policy(base: Policy, args: argparse.Namespace) -> Policy:
         value = getattr(args, field)
         if value is not None:
             changes[field] = value
+    if args.limit:
+        own = dict(base.limits)
+        for item in args.limit:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise ClaveError(f"--limit takes NAME=COUNT/SECONDS, got {item!r}")
+            if value == "default":
+                own.pop(name, None)
+            else:
+                own[name] = value
+        changes["limits"] = tuple(sorted(own.items()))
     if args.countries is not None:
         changes["countries"] = frozenset(
             c.strip().upper() for c in args.countries.split(",") if c.strip()
@@ -170,10 +189,11 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
                 p = s.policy
                 channels = ",".join(sorted(c.value for c in p.channels))
                 countries = ",".join(sorted(p.countries)) or "all"
+                own = ",".join(f"{k}={v}" for k, v in p.limits) or "deployment"
                 lines.append(
                     f"{s.name}\t{s.id}\tlength={p.code_length} ttl={p.code_ttl}s "
                     f"checks={p.max_checks} sends={p.max_sends}/{p.send_window}s "
-                    f"channels={channels} countries={countries}"
+                    f"channels={channels} countries={countries} limits={own}"
                 )
             return "\n".join(lines)
         return f"{service.name}\t{service.id}"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.api.conftest import open_api, settings_for
 
@@ -84,3 +87,31 @@ async def test_peer_ip_through_a_trusted_proxy(tmp_path: Path) -> None:
         r = await api.post("/api/messages/send-code", {"to": "+14155552632"}, headers=again)
         assert r.status_code == 429
         assert set(r.json()) == {"message"}
+
+
+async def test_a_service_sets_its_own_limits(tmp_path: Path) -> None:
+    from clave.verify.models import Policy
+
+    async for api in open_api(settings_for(tmp_path, CLAVE_LIMIT_SENDS_PER_IP="20/3600")):
+        strict = await api.domain.tenants.create_service(
+            "strict", Policy(limits=(("failed_checks_per_ip", "1/900"), ("sends_per_ip", "1/3600")))
+        )
+        headers = {
+            "Authorization": f"Bearer {await api.domain.tenants.create_api_key(strict.name)}"
+        }
+        ip = "203.0.113.80"
+
+        async def send(to: str, h: dict[str, str], client: Any = api, ip: str = ip) -> int:
+            r = await client.post(
+                "/api/verifications", {"to": to, "channel": "sms", "client_ip": ip}, headers=h
+            )
+            return int(r.status_code)
+
+        assert await send("+14155552640", headers) == 201
+        assert await send("+14155552641", headers) == 429  # its own 1 per hour
+        assert await send("+14155552641", api.auth) == 201  # the deployment's 20 for others
+        assert await send("+14155552642", api.auth) == 201
+        with pytest.raises(Exception, match="limit"):
+            await api.domain.tenants.update_policy(
+                "strict", Policy(limits=(("sends_per_minute", "1/60"),))
+            )

@@ -451,3 +451,15 @@ async def test_a_send_not_delivered_is_recorded_but_never_queued(
     assert outcome.sends_in_window == 1
     assert await store.pending_deliveries() == 0
     assert await store.claim_deliveries(NOW + 1, lease_until=NOW + 30, limit=10) == []
+
+
+async def test_service_policy_round_trips(store: VerificationStore) -> None:
+    policy = Policy(
+        friendly_name="Strict",
+        countries=frozenset({"US", "ES"}),
+        limits=(("failed_checks_per_ip", "3/900"), ("sends_per_ip", "2/3600")),
+    )
+    s = Service(id=new_id("VA"), name="strict", policy=policy, created_at=NOW)
+    await store.put_service(s)
+    assert await store.get_service(s.id) == s
+    assert await store.get_service_by_name("strict") == s

@@ -60,10 +60,14 @@ def test_service_commands(tmp_path: Path, serve: type[ClaveProcess]) -> None:
         "email",
         "--countries",
         "es,PT",
+        "--limit",
+        "sends_per_ip=5/60",
     )
     listed = server.cli("service", "list").stdout
     assert re.search(
-        r"^shop\tVA[0-9a-f]{32}\tlength=8 .*channels=email countries=ES,PT$", listed, re.M
+        r"^shop\tVA[0-9a-f]{32}\tlength=8 .*channels=email countries=ES,PT limits=sends_per_ip=5/60$",
+        listed,
+        re.M,
     )
     assert re.search(r"^default\t", listed, re.M)
     bad = server.cli("service", "update", "shop", "--code-length", "3", check=False)

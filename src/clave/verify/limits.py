@@ -408,25 +408,57 @@ class RateLimiter:
             limit, wait = refused
             raise limit.refuse(wait)
 
-    async def send(self, *, service_id: str, client_ip: str | None, now: float) -> None:
+    def _limit(self, name: str, overrides: Sequence[tuple[str, str]]) -> Limit:
+        """The deployment's limit `name`, or the service's own where it set one."""
+        base: Limit = getattr(self._limits, name)
+        for key, value in overrides:
+            if key == name:
+                count, _, seconds = value.partition("/")
+                return Limit(base.code, int(count), float(seconds), base.what)
+        return base
+
+    async def send(
+        self,
+        *,
+        service_id: str,
+        client_ip: str | None,
+        now: float,
+        overrides: Sequence[tuple[str, str]] = (),
+    ) -> None:
         """Count a send against the client's IP, the service, and the global daily cap: all
         or none, so a send refused by one limit spends nothing of the others."""
-        checks = [(service_id, self._limits.sends_per_service), ("all", self._limits.sends_per_day)]
+        checks = [
+            (service_id, self._limit("sends_per_service", overrides)),
+            ("all", self._limits.sends_per_day),
+        ]
         if client_ip:
-            checks.insert(0, (f"{service_id}:{client_ip}", self._limits.sends_per_ip))
+            checks.insert(0, (f"{service_id}:{client_ip}", self._limit("sends_per_ip", overrides)))
         await self._hit(checks, now)
 
-    async def may_check(self, *, service_id: str, client_ip: str | None, now: float) -> None:
+    async def may_check(
+        self,
+        *,
+        service_id: str,
+        client_ip: str | None,
+        now: float,
+        overrides: Sequence[tuple[str, str]] = (),
+    ) -> None:
         """Refuse a check when the client's IP has used up its failed-check budget."""
         if client_ip:
-            key = f"{service_id}:{client_ip}"
-            await self._hit([(key, self._limits.failed_checks_per_ip)], now, consume=False)
+            limit = self._limit("failed_checks_per_ip", overrides)
+            await self._hit([(f"{service_id}:{client_ip}", limit)], now, consume=False)
 
-    async def check_failed(self, *, service_id: str, client_ip: str | None, now: float) -> None:
+    async def check_failed(
+        self,
+        *,
+        service_id: str,
+        client_ip: str | None,
+        now: float,
+        overrides: Sequence[tuple[str, str]] = (),
+    ) -> None:
         """A check failed: it spends the IP's budget (right codes never do)."""
         if client_ip:
+            limit = self._limit("failed_checks_per_ip", overrides)
             # Already over: nothing more to count; the next check is refused by may_check.
             with contextlib.suppress(RateLimited):
-                await self._hit(
-                    [(f"{service_id}:{client_ip}", self._limits.failed_checks_per_ip)], now
-                )
+                await self._hit([(f"{service_id}:{client_ip}", limit)], now)

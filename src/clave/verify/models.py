@@ -46,6 +46,8 @@ class SendStatus(StrEnum):
 
 
 ALL_CHANNELS = frozenset(Channel)
+# Limits a service may set for itself (the daily spend cap stays deployment-wide).
+SERVICE_LIMITS = ("sends_per_ip", "sends_per_service", "failed_checks_per_ip")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,8 @@ class Policy:
     channels: frozenset[Channel] = ALL_CHANNELS
     # Geo permissions: ISO country codes phone sends may go to; empty allows every country.
     countries: frozenset[str] = frozenset()
+    # Rate limits this service sets for itself, over the deployment's: name -> "count/seconds".
+    limits: tuple[tuple[str, str], ...] = ()
 
     def problems(self) -> list[str]:
         """Human-readable reasons this policy is invalid; empty when valid."""
@@ -77,6 +81,17 @@ class Policy:
             found.append("send_window must be between 1 and 86400 seconds")
         if not self.channels:
             found.append("channels must name at least one channel")
+        for name, value in self.limits:
+            count, sep, seconds = value.partition("/")
+            if name not in SERVICE_LIMITS:
+                found.append(f"limit {name!r} is not one of {', '.join(SERVICE_LIMITS)}")
+            elif not (
+                sep
+                and count.isdigit()
+                and seconds.replace(".", "", 1).isdigit()
+                and float(seconds) > 0
+            ):
+                found.append(f"limit {name} must look like 20/3600 (count/seconds)")
         if any(len(c) != 2 or not c.isalpha() or not c.isupper() for c in self.countries):
             found.append("countries must be ISO 3166 alpha-2 codes such as US, ES")
         if not self.friendly_name.strip() or len(self.friendly_name) > 64:

@@ -124,7 +124,9 @@ class VerifyService:
         if self._guard is not None and test_code is None:
             await self._guard.screen(service, destination, channel, client_ip)
         if self._limiter is not None and test_code is None:
-            await self._limiter.send(service_id=service.id, client_ip=client_ip, now=now)
+            await self._limiter.send(
+                service_id=service.id, client_ip=client_ip, now=now, overrides=policy.limits
+            )
         vid = new_id("VE")
         candidate = Verification(
             id=vid,
@@ -201,7 +203,12 @@ class VerifyService:
         destination = normalize_any(to) if to is not None else None
         now = self._clock()
         if self._limiter is not None:
-            await self._limiter.may_check(service_id=service.id, client_ip=client_ip, now=now)
+            await self._limiter.may_check(
+                service_id=service.id,
+                client_ip=client_ip,
+                now=now,
+                overrides=service.policy.limits,
+            )
         try:
             view = await self._check(service, code, verification_id, destination, now)
         except (VerificationNotFound, MaxChecksReached):
@@ -213,7 +220,12 @@ class VerifyService:
 
     async def _failed_check(self, service: Service, client_ip: str | None, now: float) -> None:
         if self._limiter is not None:
-            await self._limiter.check_failed(service_id=service.id, client_ip=client_ip, now=now)
+            await self._limiter.check_failed(
+                service_id=service.id,
+                client_ip=client_ip,
+                now=now,
+                overrides=service.policy.limits,
+            )
 
     async def _check(
         self,

@@ -392,6 +392,16 @@ def _service(fields: dict[str, Any]) -> Service:
         send_window=int(fields["send_window"]),
         channels=frozenset(Channel(c) for c in _text(fields["channels"]).split(",") if c),
         countries=frozenset(c for c in _text(fields.get("countries", b"")).split(",") if c),
+        limits=tuple(
+            sorted(
+                (k, v)
+                for k, _, v in (
+                    item.partition("=")
+                    for item in _text(fields.get("limits", b"")).split(",")
+                    if "=" in item
+                )
+            )
+        ),
     )
     return Service(_text(fields["id"]), _text(fields["name"]), policy, float(fields["created_at"]))
 
@@ -549,6 +559,8 @@ class RedisVerificationStore:
             repr(service.created_at),
             "countries",
             ",".join(sorted(p.countries)),
+            "limits",
+            ",".join(f"{k}={v}" for k, v in p.limits),
         )
 
     async def get_service(self, service_id: str) -> Service | None:

@@ -117,6 +117,9 @@ MIGRATIONS = (
     CREATE INDEX events_due ON events (next_attempt_at);
     CREATE INDEX verifications_pending_expiry ON verifications (expires_at) WHERE status = 'pending'
     """,
+    """
+    ALTER TABLE services ADD COLUMN limits TEXT NOT NULL DEFAULT ''
+    """,
 )
 
 _VERIFICATION_COLUMNS = (
@@ -125,8 +128,13 @@ _VERIFICATION_COLUMNS = (
 )
 _SERVICE_COLUMNS = (
     "id, name, friendly_name, code_length, code_ttl, max_checks, max_sends, send_window, "
-    "channels, created_at, countries"
+    "channels, created_at, countries, limits"
 )
+
+
+def _limits(text: str) -> tuple[tuple[str, str], ...]:
+    pairs = (item.split("=", 1) for item in text.split(",") if "=" in item)
+    return tuple(sorted((k, v) for k, v in pairs))
 
 
 def _service(row: Any) -> Service:
@@ -139,6 +147,7 @@ def _service(row: Any) -> Service:
         send_window=row[7],
         channels=frozenset(Channel(c) for c in row[8].split(",") if c),
         countries=frozenset(c for c in row[10].split(",") if c),
+        limits=_limits(row[11]),
     )
     return Service(id=row[0], name=row[1], policy=policy, created_at=row[9])
 
@@ -251,12 +260,13 @@ class SqliteVerificationStore:
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO services ({_SERVICE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608
+                f"INSERT INTO services ({_SERVICE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608
                 "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
                 "friendly_name = excluded.friendly_name, code_length = excluded.code_length, "
                 "code_ttl = excluded.code_ttl, max_checks = excluded.max_checks, "
                 "max_sends = excluded.max_sends, send_window = excluded.send_window, "
-                "channels = excluded.channels, countries = excluded.countries",
+                "channels = excluded.channels, countries = excluded.countries, "
+                "limits = excluded.limits",
                 (
                     service.id,
                     service.name,
@@ -269,6 +279,7 @@ class SqliteVerificationStore:
                     channels,
                     service.created_at,
                     ",".join(sorted(p.countries)),
+                    ",".join(f"{k}={v}" for k, v in p.limits),
                 ),
             )
 
