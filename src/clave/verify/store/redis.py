@@ -191,8 +191,30 @@ return load(vid)
 )
 
 # ARGV: prefix, consumer, now, lease_until, limit
+# Shared by the outbox and events claims: entries whose lease ran out, taken over, then new ones.
+_TAKE = """
+local function take(stream, leases, group, consumer, now, limit)
+  local entries = {}
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)) do
+    local got = redis.call('XCLAIM', stream, group, consumer, 0, id)
+    if #got > 0 and got[1] then
+      table.insert(entries, got[1])
+    else
+      redis.call('ZREM', leases, id)  -- acknowledged meanwhile
+    end
+  end
+  if #entries < limit then
+    local fresh = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', limit - #entries,
+      'STREAMS', stream, '>')
+    if fresh then for _, e in ipairs(fresh[1][2]) do table.insert(entries, e) end end
+  end
+  return entries
+end
+"""
+
 _CLAIM = (
     _PRELUDE
+    + _TAKE
     + """
 local consumer, now, lease_until, limit = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local stream, later, leases = P .. 'outbox', P .. 'outbox:later', P .. 'outbox:leases'
@@ -202,16 +224,7 @@ for _, aid in ipairs(redis.call('ZRANGEBYSCORE', later, '-inf', now, 'LIMIT', 0,
 end
 -- Entries whose lease ran out (their dispatcher died or hung): take them over. Leases are kept
 -- on clave's clock, like every other time here, not on Redis's idle timers.
-local entries = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)) do
-  local got = redis.call('XCLAIM', stream, 'dispatch', consumer, 0, id)
-  if #got > 0 and got[1] then table.insert(entries, got[1]) else redis.call('ZREM', leases, id) end
-end
-if #entries < limit then
-  local fresh = redis.call('XREADGROUP', 'GROUP', 'dispatch', consumer, 'COUNT', limit - #entries,
-    'STREAMS', stream, '>')
-  if fresh then for _, e in ipairs(fresh[1][2]) do table.insert(entries, e) end end
-end
+local entries = take(stream, leases, 'dispatch', consumer, now, limit)
 local out = {}
 for _, e in ipairs(entries) do
   local id, aid = e[1], e[2][2]
@@ -305,20 +318,13 @@ return count
 )
 
 # ARGV: prefix, consumer, now, lease_until, limit. A retry is a lease running to the next try.
-_CLAIM_EVENTS = """
+_CLAIM_EVENTS = (
+    _TAKE
+    + """
 local P, consumer, now, lease_until, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4],
   tonumber(ARGV[5])
 local stream, leases, tries = P .. 'events', P .. 'events:leases', P .. 'events:tries'
-local entries = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)) do
-  local got = redis.call('XCLAIM', stream, 'notify', consumer, 0, id)
-  if #got > 0 and got[1] then table.insert(entries, got[1]) else redis.call('ZREM', leases, id) end
-end
-if #entries < limit then
-  local fresh = redis.call('XREADGROUP', 'GROUP', 'notify', consumer, 'COUNT', limit - #entries,
-    'STREAMS', stream, '>')
-  if fresh then for _, e in ipairs(fresh[1][2]) do table.insert(entries, e) end end
-end
+local entries = take(stream, leases, 'notify', consumer, now, limit)
 local out = {}
 for _, e in ipairs(entries) do
   local id, f = e[1], {}
@@ -329,6 +335,7 @@ for _, e in ipairs(entries) do
 end
 return out
 """
+)
 
 _FINISH_EVENT = """
 redis.call('XACK', ARGV[1] .. 'events', 'notify', ARGV[2])
