@@ -90,5 +90,9 @@ async def test_daily_counts(counters: CounterStore) -> None:
     await counters.add_daily("sends:US", 100, 2)
     await counters.add_daily("sends:US", 102)
     await counters.add_daily("sends:ES", 102)
-    assert await counters.daily("sends:US", 99, 102) == [0, 3, 0, 1]
-    assert await counters.daily("sends:FR", 100, 101) == [0, 0]
+    assert await counters.daily(["sends:US"], 99, 102) == [[0, 3, 0, 1]]
+    assert await counters.daily(["sends:FR", "sends:ES", "sends:US"], 101, 102) == [
+        [0, 0],
+        [0, 1],
+        [0, 1],
+    ]

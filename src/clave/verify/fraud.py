@@ -79,10 +79,12 @@ class FraudGuard:
             return
         day = int(now // DAY)
         into_today = (now - day * DAY) / DAY
-        sends = await self._counters.daily(f"sends:{service.id}:{country}", day - 1, day)
-        verified = await self._counters.daily(f"verified:{service.id}:{country}", day - 13, day)
+        # One read for both series, over the 14 days the rule looks at.
+        sends, verified = await self._counters.daily(
+            [f"sends:{service.id}:{country}", f"verified:{service.id}:{country}"], day - 13, day
+        )
         # The last 24 h: today, plus the part of yesterday still inside the window.
-        sends_24h = sends[1] + sends[0] * (1 - into_today)
+        sends_24h = sends[-1] + sends[-2] * (1 - into_today)
         verified_24h = verified[-1] + verified[-2] * (1 - into_today)
         ratio = self._settings.country_cap_ratio
         cap = max(floor, ratio * max(verified), ratio * verified_24h)
@@ -96,12 +98,9 @@ class FraudGuard:
     async def blocked(self, service: Service, days: int) -> dict[str, list[int]]:
         """Refusals (or would-be refusals) per reason over the last `days` days, oldest first."""
         today = int(self._clock() // DAY)
-        return {
-            reason: await self._counters.daily(
-                f"blocked:{service.id}:{reason}", today - days + 1, today
-            )
-            for reason in REASONS
-        }
+        keys = [f"blocked:{service.id}:{reason}" for reason in REASONS]
+        counts = await self._counters.daily(keys, today - days + 1, today)
+        return dict(zip(REASONS, counts, strict=True))
 
     async def record_send(self, service: Service, destination: str, channel: Channel) -> None:
         """A phone send was accepted: count it for its country."""

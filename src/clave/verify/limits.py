@@ -87,8 +87,8 @@ class CounterStore(Protocol):
         """Add to the count of `key` on `day` (days since the epoch); kept ~15 days."""
         ...
 
-    async def daily(self, key: str, first: int, last: int) -> list[int]:
-        """The counts of `key` for days `first`..`last`, oldest first (0 for none)."""
+    async def daily(self, keys: Sequence[str], first: int, last: int) -> list[list[int]]:
+        """Per key, its counts for days `first`..`last`, oldest first (0 for none): one read."""
         ...
 
 
@@ -106,9 +106,10 @@ class MemoryCounters:
         for stale in [k for k in self._daily if k[0] == key and k[1] < day - DAYS_KEPT]:
             del self._daily[stale]
 
-    async def daily(self, key: str, first: int, last: int) -> list[int]:
+    async def daily(self, keys: Sequence[str], first: int, last: int) -> list[list[int]]:
         """See CounterStore.daily."""
-        return [self._daily.get((key, day), 0) for day in range(first, last + 1)]
+        days = range(first, last + 1)
+        return [[self._daily.get((key, day), 0) for day in days] for key in keys]
 
     async def add_distinct(
         self, key: str, member: str, *, limit: int, expires_at: float, now: float
@@ -182,17 +183,19 @@ class SqliteCounters:
 
         await self._db.write(run)
 
-    async def daily(self, key: str, first: int, last: int) -> list[int]:
-        """See CounterStore.daily."""
+    async def daily(self, keys: Sequence[str], first: int, last: int) -> list[list[int]]:
+        """See CounterStore.daily; one query for every key."""
 
-        def run(conn: sqlite3.Connection) -> list[int]:
-            rows = dict(
-                conn.execute(
-                    "SELECT day, count FROM daily_counts WHERE key = ? AND day BETWEEN ? AND ?",
-                    (key, first, last),
-                ).fetchall()
-            )
-            return [int(rows.get(day, 0)) for day in range(first, last + 1)]
+        def run(conn: sqlite3.Connection) -> list[list[int]]:
+            found: dict[tuple[str, int], int] = {}
+            marks = ",".join("?" * len(keys))
+            for key, day, count in conn.execute(
+                f"SELECT key, day, count FROM daily_counts WHERE key IN ({marks}) "  # noqa: S608
+                "AND day BETWEEN ? AND ?",
+                (*keys, first, last),
+            ):
+                found[(key, day)] = count
+            return [[found.get((k, d), 0) for d in range(first, last + 1)] for k in keys]
 
         return await self._db.read(run)
 
@@ -331,16 +334,18 @@ class RedisCounters:
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis unavailable: {exc}") from exc
 
-    async def daily(self, key: str, first: int, last: int) -> list[int]:
-        """See CounterStore.daily; one MGET."""
+    async def daily(self, keys: Sequence[str], first: int, last: int) -> list[list[int]]:
+        """See CounterStore.daily; one MGET for every key."""
         if self._redis is None:
             raise StoreError("the rate-limit store is not open")
-        names = [f"{self._prefix}day:{key}:{day}" for day in range(first, last + 1)]
+        days = range(first, last + 1)
+        names = [f"{self._prefix}day:{key}:{day}" for key in keys for day in days]
         try:
             values = await self._redis.mget(names)
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis unavailable: {exc}") from exc
-        return [int(v) if v is not None else 0 for v in values]
+        counts = [int(v) if v is not None else 0 for v in values]
+        return [counts[i * len(days) : (i + 1) * len(days)] for i in range(len(keys))]
 
     async def add_distinct(
         self, key: str, member: str, *, limit: int, expires_at: float, now: float
