@@ -142,6 +142,39 @@ class ClaveProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def inbox_code(server: ClaveProcess, to: str, count: int = 1, timeout: float = 10.0) -> str:
+    """The code in the newest dev-inbox message to `to`, waiting for `count` to arrive."""
+    from tests.support import code_in
+
+    deadline = time.monotonic() + timeout
+    while True:
+        messages = httpx.get(server.url + "/dev/inbox/messages", params={"to": to}).json()[
+            "messages"
+        ]
+        if len(messages) >= count:
+            return code_in(messages[0]["text"])
+        assert time.monotonic() < deadline, f"no message to {to}"
+        time.sleep(0.05)
+
+
+async def race_checks(server: ClaveProcess, key: str, to: str, n: int = 50) -> list[httpx.Response]:
+    """Send a code to `to`, then check the right code `n` times at once."""
+    import asyncio
+
+    async with httpx.AsyncClient(
+        base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=20
+    ) as client:
+        r = await client.post("/api/verifications", json={"to": to, "channel": "sms"})
+        vid = r.json()["id"]
+        code = await asyncio.to_thread(inbox_code, server, to)
+        return await asyncio.gather(
+            *(
+                client.post("/api/verifications/check", json={"id": vid, "code": code})
+                for _ in range(n)
+            )
+        )
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[type[ClaveProcess]]:
     """A factory of servers; every one started is stopped after the test."""

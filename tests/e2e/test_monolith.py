@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -12,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ClaveProcess
+from tests.e2e.conftest import ClaveProcess, inbox_code, race_checks
 from tests.support import SmtpServer, code_in, free_port, text_part
 
 pytestmark = pytest.mark.e2e
@@ -22,18 +21,6 @@ PHONE = "+14155552671"
 
 def with_smtp(smtp: SmtpServer) -> dict[str, str]:
     return {"CLAVE_SMTP_URL": smtp.url, "CLAVE_EMAIL_FROM": "Acme <no-reply@acme.example>"}
-
-
-def inbox_code(server: ClaveProcess, to: str, count: int = 1, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        messages = httpx.get(server.url + "/dev/inbox/messages", params={"to": to}).json()[
-            "messages"
-        ]
-        if len(messages) >= count:
-            return code_in(messages[0]["text"])
-        assert time.monotonic() < deadline, f"no message to {to}"
-        time.sleep(0.05)
 
 
 def test_apikey_create_prints_only_the_key(tmp_path: Path, serve: type[ClaveProcess]) -> None:
@@ -128,19 +115,7 @@ async def test_fifty_concurrent_checks_across_workers_approve_once(
     tmp_path: Path, serve: type[ClaveProcess]
 ) -> None:
     server = serve(tmp_path).start()
-    key = server.cli("apikey", "create").stdout.strip()
-    async with httpx.AsyncClient(
-        base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=20
-    ) as client:
-        r = await client.post("/api/verifications", json={"to": PHONE, "channel": "sms"})
-        vid = r.json()["id"]
-        code = await asyncio.to_thread(inbox_code, server, PHONE)
-        results = await asyncio.gather(
-            *(
-                client.post("/api/verifications/check", json={"id": vid, "code": code})
-                for _ in range(50)
-            )
-        )
+    results = await race_checks(server, server.cli("apikey", "create").stdout.strip(), PHONE)
     approved = [r for r in results if r.status_code == 200 and r.json()["status"] == "approved"]
     assert len(approved) == 1
     assert {r.status_code for r in results} <= {200, 404, 429}

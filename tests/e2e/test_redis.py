@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from tests.e2e.conftest import ClaveProcess
+from tests.e2e.conftest import ClaveProcess, race_checks
 from tests.support import SmtpServer, code_in, free_port, text_part
 
 pytestmark = pytest.mark.e2e
@@ -111,37 +111,13 @@ def test_worker_killed_mid_delivery_sends_exactly_once(
         smtp.stop()
 
 
-def test_full_flow_and_concurrent_checks_on_redis(
+async def test_concurrent_checks_on_redis(
     tmp_path: Path, serve: type[ClaveProcess], redis_env: dict[str, str]
 ) -> None:
     server = serve(tmp_path, env=redis_env).start()
-    key = server.cli("apikey", "create").stdout.strip()
-    auth = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=server.url, headers=auth, timeout=20) as client:
-        vid = client.post(
-            "/api/verifications", json={"to": "+14155552671", "channel": "sms"}
-        ).json()["id"]
-        deadline = time.monotonic() + 10
-        while not (
-            messages := client.get("/dev/inbox/messages", params={"to": "+14155552671"}).json()[
-                "messages"
-            ]
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        code = code_in(messages[0]["text"])
-    import asyncio
-
-    async def race() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=server.url, headers=auth, timeout=20) as c:
-            return await asyncio.gather(
-                *(
-                    c.post("/api/verifications/check", json={"id": vid, "code": code})
-                    for _ in range(50)
-                )
-            )
-
-    results = asyncio.run(race())
+    results = await race_checks(
+        server, server.cli("apikey", "create").stdout.strip(), "+14155552671"
+    )
     assert sum(r.status_code == 200 and r.json()["status"] == "approved" for r in results) == 1
     # The state lives in Redis, not in the data dir.
     assert not (tmp_path / "verify.db").exists()
