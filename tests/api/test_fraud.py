@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,19 @@ async def test_refusals_are_counted_per_reason(tmp_path: Path) -> None:
         assert counts["country_not_allowed"] == [0, 0, 2]
         assert counts["destination_blocked"] == [0, 0, 1]
         assert counts["too_many_countries_from_ip"] == [0, 0, 0]
+
+
+async def test_daily_counts_reach_the_shared_counters(tmp_path: Path) -> None:
+    async for api in open_api(settings_for(tmp_path)):
+        vid = (await api.send("+14155552671")).json()["id"]
+        await api.check(await api.code("+14155552671"), id=vid)
+        await api.domain.guard.flush()
+        service = await api.domain.tenants.get_service("default")
+        day = int(time.time() // 86400)
+        sends, verified = await api.domain.counters.daily(
+            [f"sends:{service.id}:US", f"verified:{service.id}:US"], day, day
+        )
+        assert (sends, verified) == ([1], [1])
+        await api.domain.guard.flush()  # nothing left to add twice
+        again = await api.domain.counters.daily([f"sends:{service.id}:US"], day, day)
+        assert again == [[1]]

@@ -228,6 +228,7 @@ class VerifyDomain:
         if self.settings.dev_inbox:
             log.warning("dev inbox is on: every message, code included, shows at /dev/inbox")
         self.dispatcher.start()
+        self.guard.start()
         if self.notifier is not None:
             self.notifier.start()
 
@@ -235,6 +236,7 @@ class VerifyDomain:
         """Stop delivering and disconnect."""
         with contextlib.suppress(Exception):
             await self.dispatcher.stop()
+        await self.guard.stop()
         if self.notifier is not None:
             with contextlib.suppress(Exception):
                 await self.notifier.stop()

@@ -9,7 +9,10 @@ lets the send through, to tune the rules before enforcing them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -72,6 +75,10 @@ class FraudGuard:
         self._counters = counters
         self._settings = settings
         self._clock = clock
+        # Daily counts are a heuristic: accumulated per worker and flushed each second, so a
+        # create does not pay a write for them; the cap adds this worker's unflushed counts.
+        self._unflushed: Counter[tuple[str, int]] = Counter()
+        self._flusher: asyncio.Task[None] | None = None
 
     async def _country_cap(self, service: Service, country: str, now: float) -> None:
         floor = self._settings.country_cap_floor
@@ -80,9 +87,11 @@ class FraudGuard:
         day = int(now // DAY)
         into_today = (now - day * DAY) / DAY
         # One read for both series, over the 14 days the rule looks at.
-        sends, verified = await self._counters.daily(
-            [f"sends:{service.id}:{country}", f"verified:{service.id}:{country}"], day - 13, day
-        )
+        keys = [f"sends:{service.id}:{country}", f"verified:{service.id}:{country}"]
+        sends, verified = await self._counters.daily(keys, day - 13, day)
+        for series, key in ((sends, keys[0]), (verified, keys[1])):
+            for offset in range(14):
+                series[offset] += self._unflushed.get((key, day - 13 + offset), 0)
         # The last 24 h: today, plus the part of yesterday still inside the window.
         sends_24h = sends[-1] + sends[-2] * (1 - into_today)
         verified_24h = verified[-1] + verified[-2] * (1 - into_today)
@@ -103,20 +112,49 @@ class FraudGuard:
         return dict(zip(REASONS, counts, strict=True))
 
     async def record_send(self, service: Service, destination: str, channel: Channel) -> None:
-        """A phone send was accepted: count it for its country."""
+        """A phone send was accepted: count it for its country (flushed within a second)."""
         if channel.is_phone and self._settings.country_cap_floor > 0:
             country = region_of(destination) or "ZZ"
-            await self._counters.add_daily(
-                f"sends:{service.id}:{country}", int(self._clock() // DAY)
-            )
+            self._unflushed[(f"sends:{service.id}:{country}", int(self._clock() // DAY))] += 1
 
     async def record_verified(self, service: Service, destination: str) -> None:
         """A phone number was proven: its country's real traffic raises the cap."""
         if "@" not in destination and self._settings.country_cap_floor > 0:
             country = region_of(destination) or "ZZ"
-            await self._counters.add_daily(
-                f"verified:{service.id}:{country}", int(self._clock() // DAY)
-            )
+            self._unflushed[(f"verified:{service.id}:{country}", int(self._clock() // DAY))] += 1
+
+    async def flush(self) -> None:
+        """Write this worker's accumulated daily counts to the shared counters."""
+        pending, self._unflushed = self._unflushed, Counter()
+        for (key, day), amount in pending.items():
+            try:
+                await self._counters.add_daily(key, day, amount)
+            except Exception:
+                self._unflushed[(key, day)] += amount  # kept for the next flush
+                raise
+
+    def start(self, interval: float = 1.0) -> None:
+        """Flush the daily counts in the background, every `interval` seconds."""
+
+        async def run() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self.flush()
+                except Exception:
+                    log.exception("fraud guard counts not flushed; retrying")
+
+        self._flusher = asyncio.create_task(run(), name="clave-guard-flush")
+
+    async def stop(self) -> None:
+        """Stop flushing, after a last flush."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        with contextlib.suppress(Exception):
+            await self.flush()
 
     async def screen(
         self, service: Service, destination: str, channel: Channel, client_ip: str | None
