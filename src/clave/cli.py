@@ -143,8 +143,29 @@ def parser() -> argparse.ArgumentParser:
     routes = commands.add_parser("routes", help="the routing table")
     routes_cmds = routes.add_subparsers(dest="action", required=True)
     show = routes_cmds.add_parser("show", help="print the table, or what is generated from it")
-    show.add_argument("--format", choices=("table", "toml", "haproxy", "alb"), default="table")
+    show.add_argument(
+        "--format", choices=("table", "toml", "haproxy", "alb", "tsv"), default="table"
+    )
     show.add_argument("--routes", type=Path)
+    fixed = show.add_argument_group(
+        "haproxy for fixed addresses (containers), instead of the running clave up's"
+    )
+    fixed.add_argument("--topology", choices=[t.value for t in Topology], default="mixed")
+    fixed.add_argument("--bind", default="*:8080", help="address haproxy listens on (*:8080)")
+    fixed.add_argument("--monolith", metavar="HOST:PORT", help="the monolith's address")
+    fixed.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT",
+        help="a service's address (repeat)",
+    )
+    fixed.add_argument(
+        "--stats-socket",
+        type=Path,
+        default=Path("/var/lib/haproxy/admin.sock"),
+        help="admin socket (/var/lib/haproxy/admin.sock)",
+    )
     shift = routes_cmds.add_parser("shift", help="send PERCENT of a service's traffic to it")
     shift.add_argument("service")
     shift.add_argument("percent", type=int)
@@ -213,6 +234,36 @@ def _workers(values: list[str]) -> dict[str, int]:
     return counts
 
 
+def _servers(values: list[str]) -> dict[str, str]:
+    servers = {}
+    for value in values:
+        name, sep, address = value.partition("=")
+        host, colon, port = address.rpartition(":")
+        if not sep or name not in SERVICES or not colon or not host or not port.isdigit():
+            raise SettingsError(
+                f"--server takes NAME=HOST:PORT with NAME among {', '.join(SERVICES)}: {value!r}"
+            )
+        servers[name] = address
+    return servers
+
+
+def _fixed_haproxy(table: RoutingTable, args: argparse.Namespace) -> str:
+    """haproxy for processes at known addresses (docker compose), not a running clave up."""
+    topology = Topology(args.topology)
+    services = _servers(args.server)
+    if topology is not Topology.SPLIT and not args.monolith:
+        raise SettingsError(f"--topology {topology.value} needs --monolith HOST:PORT")
+    if topology is not Topology.MONOLITH and not services:
+        raise SettingsError(f"--topology {topology.value} needs --server NAME=HOST:PORT")
+    return haproxy_config(
+        table.effective(topology),
+        bind=args.bind,
+        monolith=None if topology is Topology.SPLIT else args.monolith,
+        services={} if topology is Topology.MONOLITH else services,
+        stats_socket=args.stats_socket,
+    )
+
+
 def _table_path(settings: Settings, explicit: Path | None) -> Path:
     """--routes, else the table a running `clave up` uses, else CLAVE_ROUTES."""
     if explicit is not None:
@@ -230,6 +281,14 @@ def _routes(settings: Settings, args: argparse.Namespace) -> str:
             return table.dump()
         if args.format == "alb":
             return json.dumps(alb_rules(table), indent=2)
+        if args.format == "tsv":  # for deploy.sh: service priority weight retired paths
+            return "\n".join(
+                f"{r.service}\t{r.priority}\t{r.weight}\t{str(r.retired).lower()}\t"
+                + ",".join(r.paths)
+                for r in table.routes
+            )
+        if args.format == "haproxy" and (args.server or args.monolith):
+            return _fixed_haproxy(table, args)
         if args.format == "haproxy":
             state = read_state(run_dir)
             comps = state["components"] if state else {}

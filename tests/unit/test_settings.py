@@ -64,6 +64,19 @@ def test_hmac_keys_newest_first_and_validated() -> None:
         parse_hmac_keys("a:!!!notbase64!!!", source="X")
 
 
+def test_hmac_keys_as_a_json_object() -> None:
+    # What Secrets Manager's GenerateSecretString makes: {"k1": "<64 letters and digits>"}.
+    generated = "aB3" * 21 + "z"
+    newest = key(b"n")
+    keys = parse_hmac_keys(f'{{"k2": "{newest}", "k1": "{generated}"}}', source="X")
+    assert [k for k, _ in keys] == ["k2", "k1"]
+    assert keys[0][1] == b"n" * 32
+    assert keys[1][1] == base64.b64decode(generated)
+    for bad, message in (("{nope", "valid JSON"), ('{"a": 1}', "JSON object"), ("{}", "no keys")):
+        with pytest.raises(SettingsError, match=message):
+            parse_hmac_keys(bad, source="X")
+
+
 def test_secret_never_echoed_in_errors() -> None:
     secret = base64.urlsafe_b64encode(b"s" * 8).decode()
     with pytest.raises(SettingsError) as info:

@@ -9,11 +9,13 @@ cannot.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -25,6 +27,7 @@ T = TypeVar("T")
 Migrations = Mapping[str, Sequence[str]]  # dialect -> ordered migration scripts
 
 _PARAM = re.compile(r"\$(\d+)")
+log = logging.getLogger(__name__)
 
 
 class IntegrityViolation(Exception):
@@ -117,6 +120,28 @@ class SqliteSql:
             raise
 
 
+_DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+async def create_database(url: str) -> None:
+    """Create the database a PostgreSQL URL names, connecting to `postgres` on the same server
+    as the same user (needs CREATEDB). A database per domain then needs no set-up step: a new
+    server, a compose volume or an RDS instance gets them on first start. Workers starting
+    together may race; the loser finds it there."""
+    parts = urlsplit(url)
+    name = unquote(parts.path.lstrip("/"))
+    if not _DATABASE_NAME.fullmatch(name):
+        raise StoreError(f"will not create PostgreSQL database {name!r}: not a plain identifier")
+    conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")), timeout=10)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        log.info("created PostgreSQL database %s", name)
+    except asyncpg.DuplicateDatabaseError:
+        pass
+    finally:
+        await conn.close()
+
+
 class PostgresSql:
     """SqlDatabase on PostgreSQL through an asyncpg pool."""
 
@@ -136,9 +161,11 @@ class PostgresSql:
         if self._pool is not None:
             return
         try:
-            self._pool = await asyncpg.create_pool(
-                self._url, min_size=1, max_size=self._max_size, timeout=10, command_timeout=30
-            )
+            try:
+                self._pool = await self._connect()
+            except asyncpg.InvalidCatalogNameError:
+                await create_database(self._url)
+                self._pool = await self._connect()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL for {self._component}: {exc}") from exc
         async with self._pool.acquire() as conn, conn.transaction():
@@ -161,6 +188,11 @@ class PostgresSql:
                     self._component,
                     number,
                 )
+
+    async def _connect(self) -> asyncpg.Pool:
+        return await asyncpg.create_pool(
+            self._url, min_size=1, max_size=self._max_size, timeout=10, command_timeout=30
+        )
 
     async def close(self) -> None:
         """Close the pool."""
