@@ -34,6 +34,7 @@ from clave.users.bootstrap import prepare_store as prepare_users
 from clave.users.client import UsersClient
 from clave.verify.bootstrap import VerifyDomain
 from clave.verify.client import VerifyClient
+from clave.verify.errors import ServiceNotFound
 from clave.verify.settings import VerifySettings
 from clave.verify.tenants import TenantService
 
@@ -186,8 +187,17 @@ async def prepare_async(settings: Settings, services: tuple[str, ...] | None = N
         await verify.open()
         try:
             key_file = settings.platform.data_dir / USERS_KEY_FILE
-            if "users" in services and not settings.clients.verify_key and not key_file.exists():
-                tenants: TenantService = verify.tenants
+            tenants: TenantService = verify.tenants
+            if settings.clients.verify_key:
+                # A deployment's shared secret: the users service sends with it, so verify
+                # (wherever it runs) accepts it for the users tenant (whose policy, once
+                # created, is the operator's to change).
+                try:
+                    await tenants.get_service(USERS_TENANT)
+                except ServiceNotFound:
+                    await tenants.create_service(USERS_TENANT, settings.verify.default_policy)
+                await tenants.install_api_key(USERS_TENANT, settings.clients.verify_key)
+            elif "users" in services and not key_file.exists():
                 await tenants.ensure_service(USERS_TENANT, settings.verify.default_policy)
                 _write_secret(key_file, await tenants.create_api_key(USERS_TENANT))
         finally:

@@ -161,6 +161,11 @@ def parser() -> argparse.ArgumentParser:
         help="a service's address (repeat)",
     )
     fixed.add_argument(
+        "--resolver",
+        metavar="HOST:PORT",
+        help="DNS server for server names at run time (Docker's: 127.0.0.11:53)",
+    )
+    fixed.add_argument(
         "--stats-socket",
         type=Path,
         default=Path("/var/lib/haproxy/admin.sock"),
@@ -261,6 +266,7 @@ def _fixed_haproxy(table: RoutingTable, args: argparse.Namespace) -> str:
         monolith=None if topology is Topology.SPLIT else args.monolith,
         services={} if topology is Topology.MONOLITH else services,
         stats_socket=args.stats_socket,
+        resolver=args.resolver,
     )
 
 

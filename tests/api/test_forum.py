@@ -254,3 +254,36 @@ async def test_users_alone_needs_a_verify_key(tmp_path: Path) -> None:
     settings = Settings.load(env_for(tmp_path, CLAVE_SERVICES="threads"))
     with pytest.raises(SettingsError, match="CLAVE_USERS_URL"):
         build_domains(settings)
+
+
+async def test_a_shared_verify_key_is_installed_where_verify_runs(tmp_path: Path) -> None:
+    # A split deployment gives verify and users the same secret (CLAVE_VERIFY_KEY): verify
+    # accepts it for the users tenant, users sends with it.
+    from clave.verify.bootstrap import VerifyDomain
+
+    shared = "ck_" + "s3cret" * 8
+    settings = Settings.load(env_for(tmp_path, CLAVE_SERVICES="verify", CLAVE_VERIFY_KEY=shared))
+    await prepare_async(settings)
+    await prepare_async(settings)  # every start: installed once, no error the second time
+    verify = VerifyDomain(settings.verify, settings.platform)
+    verify.prepare()
+    await verify.open()
+    try:
+        assert (await verify.tenants.service_for_key(shared)).name == "users"
+        assert not (tmp_path / "users-verify-key").exists()
+    finally:
+        await verify.close()
+    async for client in open_client(settings):
+        auth = {"Authorization": f"Bearer {shared}"}
+        r = await client.post(
+            "/api/verifications", json={"to": "a@example.com", "channel": "email"}, headers=auth
+        )
+        assert r.status_code == 201, r.text
+
+
+async def test_a_weak_shared_verify_key_is_refused(tmp_path: Path) -> None:
+    from clave.verify.errors import InvalidParameter
+
+    settings = Settings.load(env_for(tmp_path, CLAVE_SERVICES="verify", CLAVE_VERIFY_KEY="short"))
+    with pytest.raises(InvalidParameter, match="32-200"):
+        await prepare_async(settings)

@@ -106,6 +106,27 @@ class TenantService:
         """Every service."""
         return await self._store.list_services()
 
+    async def install_api_key(self, service_name: str, raw: str) -> bool:
+        """Accept a key made elsewhere (a deployment's secret) for the service; False when it
+        was already there. Only its hash is stored."""
+        if len(raw) < 32 or len(raw) > 200 or not raw.isprintable() or " " in raw:
+            raise InvalidParameter("an installed API key must be 32-200 printable characters")
+        service = await self.get_service(service_name)
+        existing = await self._store.service_for_key(hash_key(raw))
+        if existing is not None:
+            if existing.id != service.id:
+                raise InvalidParameter("that API key belongs to another service")
+            return False
+        await self._store.add_api_key(
+            ApiKey(
+                id=new_id("SK"),
+                service_id=service.id,
+                key_hash=hash_key(raw),
+                created_at=self._clock(),
+            )
+        )
+        return True
+
     async def create_api_key(self, service_name: str = DEFAULT_SERVICE) -> str:
         """A new API key for the service; only its hash is stored, so show it once."""
         service = await self.get_service(service_name)
