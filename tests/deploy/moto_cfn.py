@@ -6,6 +6,9 @@ What is added, and why (each is what CloudFormation does, in the smallest form):
   Exports (it does both for CreateStack/UpdateStack), and gives the stack no view of other
   stacks' exports, so Fn::ImportValue fails and describe-stacks shows no outputs. This gives a
   change set's stack the exports, and evaluates and registers its own after it is applied.
+- Change sets with no changes. AWS creates them and marks them FAILED ("didn't contain
+  changes"), which `deploy --no-fail-on-empty-changeset` takes as success; moto refuses
+  CreateChangeSet instead, so a re-run would fail. This creates them and marks them FAILED.
 - AWS::SecretsManager::Secret: moto has Secrets Manager but no CloudFormation type for it. This
   creates the secret in moto's Secrets Manager, generating GenerateSecretString's value as AWS
   does (the template's JSON plus one random key), so a test can read it back.
@@ -24,7 +27,8 @@ import string
 import sys
 from typing import Any
 
-from moto.cloudformation import models
+from moto.cloudformation import models, responses
+from moto.cloudformation.exceptions import ValidationError
 from moto.core.common_models import CloudFormationModel
 from moto.secretsmanager.models import secretsmanager_backends
 from moto.server import main
@@ -41,6 +45,36 @@ def _apply_with_outputs(self: models.ChangeSet) -> None:
     stack.output_map = models.OutputMap(stack.resource_map, self.template_dict, stack.stack_id)
     for export in stack.exports:
         backend.exports[export.name] = export
+
+
+_create_change_set = responses.CloudFormationResponse.create_change_set
+_validate_different_update = responses.CloudFormationResponse._validate_different_update
+NO_CHANGES = (
+    "The submitted information didn't contain changes. Submit different information to "
+    "create a change set."
+)
+
+
+def _create_change_set_even_if_empty(self: responses.CloudFormationResponse) -> Any:
+    unchanged = False
+
+    def detect(*args: Any) -> None:
+        nonlocal unchanged
+        try:
+            _validate_different_update(self, *args)
+        except ValidationError:
+            unchanged = True
+
+    self._validate_different_update = detect  # type: ignore[method-assign]
+    result = _create_change_set(self)
+    if unchanged:
+        change_set = self.cloudformation_backend.describe_change_set(
+            change_set_name=self._get_param("ChangeSetName")
+        )
+        change_set.status = "FAILED"
+        change_set.execution_status = "UNAVAILABLE"
+        change_set.status_reason = NO_CHANGES
+    return result
 
 
 def _generate(spec: dict[str, Any]) -> str:
@@ -171,6 +205,7 @@ class ReplicationGroup(CloudFormationModel):
 
 
 models.ChangeSet.apply = _apply_with_outputs  # type: ignore[method-assign]
+responses.CloudFormationResponse.create_change_set = _create_change_set_even_if_empty  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
