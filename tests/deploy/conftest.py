@@ -54,7 +54,10 @@ class Docker:
 def docker() -> Iterator[Docker]:
     client = docker_client()
     host, private = docker_engine(client)
-    yield Docker(client, host)
+    engine = Docker(client, host)
+    yield engine
+    # Keep the base image (slow to build), drop the images each build leaves untagged.
+    engine("image", "prune", "--force", check=False)
     if private is not None:
         private.stop()
 
