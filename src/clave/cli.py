@@ -102,6 +102,12 @@ def parser() -> argparse.ArgumentParser:
     apikey_cmds = apikey.add_subparsers(dest="action", required=True)
     create_key = apikey_cmds.add_parser("create", help="print one new API key on stdout")
     create_key.add_argument("--service", default=DEFAULT_SERVICE, help="the service (tenant)")
+    create_key.add_argument(
+        "--twilio",
+        action="store_true",
+        help="credentials for the Twilio-compatible API instead: the account sid with an auth "
+        "token, and an API key sid with its secret (they manage every service)",
+    )
 
     service = commands.add_parser("service", help="services (tenants) and their policies")
     service_cmds = service.add_subparsers(dest="action", required=True)
@@ -187,6 +193,15 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
     await domain.open()
     try:
         tenants = domain.tenants
+        if action == "apikey-create" and args.twilio:
+            sid, token, key_sid, secret = await tenants.create_twilio_credentials(
+                domain.settings.default_policy
+            )
+            return (
+                "# Twilio-compatible API (/v2): HTTP Basic with either pair. Shown once.\n"
+                f"TWILIO_ACCOUNT_SID={sid}\nTWILIO_AUTH_TOKEN={token}\n"
+                f"TWILIO_API_KEY={key_sid}\nTWILIO_API_SECRET={secret}"
+            )
         if action == "apikey-create":
             return await tenants.create_api_key(args.service)
         if action == "fraud-stats":

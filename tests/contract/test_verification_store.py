@@ -458,8 +458,25 @@ async def test_service_policy_round_trips(store: VerificationStore) -> None:
         friendly_name="Strict",
         countries=frozenset({"US", "ES"}),
         limits=(("failed_checks_per_ip", "3/900"), ("sends_per_ip", "2/3600")),
+        flags=frozenset({"custom_code", "psd2"}),
     )
     s = Service(id=new_id("VA"), name="strict", policy=policy, created_at=NOW)
     await store.put_service(s)
     assert await store.get_service(s.id) == s
     assert await store.get_service_by_name("strict") == s
+
+
+async def test_deleting_a_service_drops_it_its_name_and_its_keys(store: VerificationStore) -> None:
+    gone, kept = service("gone"), service("kept")
+    await store.put_service(gone)
+    await store.put_service(kept)
+    await store.add_api_key(ApiKey("SK1", gone.id, b"g" * 32, NOW))
+    await store.add_api_key(ApiKey("SK2", kept.id, b"k" * 32, NOW))
+    assert await store.delete_service(gone.id) is True
+    assert await store.delete_service(gone.id) is False
+    assert await store.get_service(gone.id) is None
+    assert await store.get_service_by_name("gone") is None
+    assert await store.service_for_key(b"g" * 32) is None
+    assert await store.service_for_key(b"k" * 32) == kept
+    assert [x.name for x in await store.list_services()] == ["kept"]
+    await store.put_service(service("gone"))  # the name is free again

@@ -65,3 +65,24 @@ def test_short_keys_and_unknown_active_key_are_refused() -> None:
         CodeHasher({"a": b"short"}, active_key_id="a")
     with pytest.raises(ValueError, match="active key"):
         CodeHasher({"a": b"a" * 32}, active_key_id="b")
+
+
+def test_a_custom_code_is_delivered_but_not_stored() -> None:
+    hasher = CodeHasher({"k1": b"k" * 32}, "k1")
+    sealed = hasher.seal_deliverable("VE1", "204913")
+    assert hasher.reveal("VE1", sealed, 6) == "204913"
+    assert hasher.matches("VE1", sealed, "204913")
+    assert not hasher.matches("VE1", sealed, "204914")
+    assert b"204913" not in sealed.seed + sealed.digest
+    # Under another key the pad differs: the stored offset alone says nothing.
+    other = CodeHasher({"k1": b"o" * 32}, "k1")
+    assert other.reveal("VE1", sealed, 6) != "204913"
+
+
+def test_context_is_bound_into_the_digest() -> None:
+    hasher = CodeHasher({"k1": b"k" * 32}, "k1")
+    sealed = hasher.issue("VE1", 6, context="\x00100.00\x00Acme")
+    code = hasher.reveal("VE1", sealed, 6)
+    assert hasher.matches("VE1", sealed, code, context="\x00100.00\x00Acme")
+    assert not hasher.matches("VE1", sealed, code, context="\x00999.00\x00Acme")
+    assert not hasher.matches("VE1", sealed, code)

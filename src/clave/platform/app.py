@@ -64,7 +64,13 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> Litestar
             render_plugins=[SwaggerRenderPlugin(path="/")],
             components=Components(
                 security_schemes={
-                    "bearer": SecurityScheme(type="http", scheme="bearer", description="API key")
+                    "bearer": SecurityScheme(type="http", scheme="bearer", description="API key"),
+                    "basic": SecurityScheme(
+                        type="http",
+                        scheme="basic",
+                        description="Twilio-compatible API: account sid and auth token, or API "
+                        "key sid and secret",
+                    ),
                 }
             ),
         ),

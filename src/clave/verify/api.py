@@ -24,6 +24,7 @@ from clave.verify.models import Channel, SendStatus, Service, Status
 from clave.verify.service import VerificationView, VerifyService
 from clave.verify.settings import VerifySettings
 from clave.verify.tenants import DEFAULT_SERVICE, TenantService
+from clave.verify.twilio_api import twilio_router
 
 if TYPE_CHECKING:
     from clave.verify.bootstrap import VerifyDomain
@@ -441,7 +442,7 @@ def routers(domain: VerifyDomain) -> list[Router]:
         security=[{"bearer": []}],
         tags=["compatible"],
     )
-    result = [native, compat]
+    result = [native, compat, twilio_router(verify, tenants, settings.default_policy)]
     callbacks = providers_router(domain)
     if callbacks is not None:
         result.append(callbacks)

@@ -20,6 +20,7 @@ from clave.verify.models import SealedCode
 _SEED_LABEL = b"clave/code-seed/v1\x00"
 _DIGEST_LABEL = b"clave/code-digest/v1\x00"
 MIN_KEY_BYTES = 32
+_SEED_BYTES = 16
 
 
 class CodeHasher:
@@ -39,32 +40,52 @@ class CodeHasher:
         """The key id new codes are sealed under."""
         return self._active
 
-    def issue(self, verification_id: str, length: int) -> SealedCode:
-        """Seal a fresh random code for `verification_id`."""
-        seed = secrets.token_bytes(16)
+    def issue(self, verification_id: str, length: int, context: str = "") -> SealedCode:
+        """Seal a fresh random code for `verification_id`. A non-empty `context` (PSD2: the
+        amount and the payee) is bound into the digest: a check must repeat it to match."""
+        seed = secrets.token_bytes(_SEED_BYTES)
         code = self._derive(self._keys[self._active], verification_id, seed, length)
-        digest = self._digest(self._keys[self._active], verification_id, code)
+        digest = self._digest(self._keys[self._active], verification_id, code + context)
         return SealedCode(key_id=self._active, seed=seed, digest=digest)
 
-    def seal(self, verification_id: str, code: str) -> SealedCode:
+    def seal(self, verification_id: str, code: str, context: str = "") -> SealedCode:
         """Seal a given code (a test destination's fixed code); its seed reveals nothing."""
-        seed = secrets.token_bytes(16)
-        digest = self._digest(self._keys[self._active], verification_id, code)
+        seed = secrets.token_bytes(_SEED_BYTES)
+        digest = self._digest(self._keys[self._active], verification_id, code + context)
         return SealedCode(key_id=self._active, seed=seed, digest=digest)
+
+    def seal_deliverable(self, verification_id: str, code: str, context: str = "") -> SealedCode:
+        """Seal a code the caller chose (digits) so that it can still be delivered: the seed
+        carries the code's digits offset by the pad this key derives from the seed, a one-time
+        pad that only the server key removes. The database alone reveals nothing."""
+        if not code.isdigit():
+            raise ValueError("a deliverable custom code is digits only")
+        base = secrets.token_bytes(_SEED_BYTES)
+        pad = self._derive(self._keys[self._active], verification_id, base, len(code))
+        offset = bytes((int(c) - int(p)) % 10 for c, p in zip(code, pad, strict=True))
+        digest = self._digest(self._keys[self._active], verification_id, code + context)
+        return SealedCode(key_id=self._active, seed=base + offset, digest=digest)
 
     def reveal(self, verification_id: str, sealed: SealedCode, length: int) -> str:
         """The plain code, for rendering a message at delivery time only."""
         key = self._keys.get(sealed.key_id)
         if key is None:
             raise LookupError(f"HMAC key {sealed.key_id!r} is no longer configured")
-        return self._derive(key, verification_id, sealed.seed, length)
+        base, offset = sealed.seed[:_SEED_BYTES], sealed.seed[_SEED_BYTES:]
+        pad = self._derive(key, verification_id, base, length)
+        if not offset:
+            return pad
+        return "".join(str((int(p) + o) % 10) for p, o in zip(pad, offset, strict=True))
 
-    def matches(self, verification_id: str, sealed: SealedCode, candidate: str) -> bool:
-        """Whether `candidate` is the code, compared in constant time under every key."""
+    def matches(
+        self, verification_id: str, sealed: SealedCode, candidate: str, context: str = ""
+    ) -> bool:
+        """Whether `candidate` (with its `context`) is the code, compared in constant time
+        under every key."""
         found = False
         for key in self._keys.values():
             # No early exit: every configured key costs the same, hit or miss.
-            digest = self._digest(key, verification_id, candidate)
+            digest = self._digest(key, verification_id, candidate + context)
             found |= hmac.compare_digest(digest, sealed.digest)
         return found
 

@@ -37,6 +37,10 @@ _TEXT = {
         "No compartas este código con nadie."
     ),
 }
+_PAYMENT = {
+    "en": "It authorises a payment of {amount} to {payee}.",
+    "es": "Autoriza un pago de {amount} a {payee}.",
+}
 _SUBJECT = {
     "en": "Your {name} verification code",
     "es": "Tu código de verificación de {name}",
@@ -87,6 +91,7 @@ def render(
     minutes: int,
     app_hash: str | None = None,
     webotp_domain: str | None = None,
+    payment: tuple[str, str] | None = None,
 ) -> RenderedMessage:
     """Render the message for `channel` in `locale` (one of SUPPORTED_LOCALES).
 
@@ -95,6 +100,10 @@ def render(
     """
     lang = locale if locale in SUPPORTED_LOCALES else DEFAULT_LOCALE
     text = _TEXT[lang].format(name=name, code=code, minutes=minutes)
+    # PSD2 dynamic linking: the person sees what the code authorises.
+    authorises = _PAYMENT[lang].format(amount=payment[0], payee=payment[1]) if payment else ""
+    if authorises:
+        text = f"{text} {authorises}"
     if channel is Channel.SMS:
         if app_hash:
             text += f"\n\n{app_hash}"
@@ -102,14 +111,15 @@ def render(
             text += f"\n\n@{webotp_domain} #{code}"
     if channel is Channel.CALL:
         digits = ", ".join(code)
-        return RenderedMessage(text=text, speech=_SPEECH[lang].format(name=name, digits=digits))
+        speech = _SPEECH[lang].format(name=name, digits=digits)
+        return RenderedMessage(text=text, speech=f"{speech} {authorises}".strip())
     if channel is Channel.EMAIL:
         intro, expiry, warning = _HTML_PARTS[lang]
         body = _HTML.format(
             lang=lang,
             intro=html.escape(intro.format(name=name)),
             code=html.escape(code),
-            expiry=html.escape(expiry.format(minutes=minutes)),
+            expiry=html.escape(f"{expiry.format(minutes=minutes)} {authorises}".strip()),
             warning=html.escape(warning),
         )
         return RenderedMessage(text=text, subject=_SUBJECT[lang].format(name=name), html=body)

@@ -48,6 +48,10 @@ class SendStatus(StrEnum):
 ALL_CHANNELS = frozenset(Channel)
 # Limits a service may set for itself (the daily spend cap stays deployment-wide).
 SERVICE_LIMITS = ("sends_per_ip", "sends_per_service", "failed_checks_per_ip")
+# custom_code: the caller may supply the code; psd2: every verification names an amount and a
+# payee that a check must repeat; do_not_share_warning: messages add "do not share this code";
+# skip_sms_to_landlines: an SMS to a fixed line is refused instead of sent.
+POLICY_FLAGS = frozenset({"custom_code", "psd2", "do_not_share_warning", "skip_sms_to_landlines"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,8 @@ class Policy:
     countries: frozenset[str] = frozenset()
     # Rate limits this service sets for itself, over the deployment's: name -> "count/seconds".
     limits: tuple[tuple[str, str], ...] = ()
+    # Optional behaviours, by name (POLICY_FLAGS): the Twilio-compatible API's service options.
+    flags: frozenset[str] = frozenset()
 
     def problems(self) -> list[str]:
         """Human-readable reasons this policy is invalid; empty when valid."""
@@ -92,6 +98,8 @@ class Policy:
                 and float(seconds) > 0
             ):
                 found.append(f"limit {name} must look like 20/3600 (count/seconds)")
+        if self.flags - POLICY_FLAGS:
+            found.append(f"unknown flags {sorted(self.flags - POLICY_FLAGS)}")
         if any(len(c) != 2 or not c.isalpha() or not c.isupper() for c in self.countries):
             found.append("countries must be ISO 3166 alpha-2 codes such as US, ES")
         if not self.friendly_name.strip() or len(self.friendly_name) > 64:

@@ -94,9 +94,23 @@ class VerifyService:
         client_ip: str | None = None,
         app_hash: str | None = None,
         webotp_domain: str | None = None,
+        custom_code: str | None = None,
+        payment: tuple[str, str] | None = None,
+        friendly_name: str | None = None,
     ) -> tuple[VerificationView, bool]:
-        """Send a code to `to`, or re-send the pending one; returns (view, created)."""
+        """Send a code to `to`, or re-send the pending one; returns (view, created).
+
+        `custom_code` (services with the custom_code flag) is the code to send instead of a
+        random one; `payment` (amount, payee) is required by psd2 services and bound to the
+        code; `friendly_name` replaces the service's name in this verification's messages.
+        """
         policy = service.policy
+        if custom_code is not None:
+            if "custom_code" not in policy.flags:
+                raise InvalidParameter("custom codes are not enabled for this service")
+            if not _CODE.fullmatch(custom_code):
+                raise InvalidParameter("a custom code must be 4 to 10 digits")
+        context = self._payment_context(service, payment)
         if channel not in policy.channels:
             raise ChannelNotAllowed(f"channel {channel} is not allowed for this service")
         destination = normalize(to, channel)
@@ -118,6 +132,12 @@ class VerifyService:
             if len(domain) > 253 or not _DOMAIN.fullmatch(domain):
                 raise InvalidParameter("webotp_domain must be a host name such as example.com")
             options["webotp_domain"] = domain
+        if payment is not None and context:
+            options["amount"], options["payee"] = payment
+        if friendly_name is not None:
+            if not friendly_name.strip() or len(friendly_name) > 64:
+                raise InvalidParameter("friendly_name must be 1 to 64 characters")
+            options["friendly_name"] = friendly_name
         now = self._clock()
         # Screened first: a refused send spends no rate-limit budget. A test destination is
         # never sent anything, so it costs nothing and is neither screened nor counted.
@@ -134,12 +154,15 @@ class VerifyService:
             to=destination,
             channel=channel,
             locale=locale,
-            code_length=len(test_code) if test_code else length,
+            code_length=len(test_code or custom_code or "") or length,
             # A test destination (for client apps' own tests) gets its fixed code and is never
-            # sent anything; real destinations get a fresh random one.
-            code=self._hasher.seal(vid, test_code)
+            # sent anything; a custom code is sealed so it can still be sent; real destinations
+            # get a fresh random one.
+            code=self._hasher.seal(vid, test_code, context)
             if test_code
-            else self._hasher.issue(vid, length),
+            else self._hasher.seal_deliverable(vid, custom_code, context)
+            if custom_code
+            else self._hasher.issue(vid, length, context),
             status=Status.PENDING,
             check_attempts=0,
             max_checks=policy.max_checks,
@@ -190,8 +213,10 @@ class VerifyService:
         verification_id: str | None = None,
         to: str | None = None,
         client_ip: str | None = None,
+        payment: tuple[str, str] | None = None,
     ) -> VerificationView:
-        """Check `code` for a verification (by id or by destination).
+        """Check `code` for a verification (by id or by destination); psd2 services need the
+        same `payment` (amount, payee) the verification was started with.
 
         The attempt is counted before the comparison; a right code approves through a
         conditional write, so concurrent checks approve at most once.
@@ -201,6 +226,7 @@ class VerifyService:
         if not _CODE.fullmatch(code):
             raise InvalidParameter("code must be 4 to 10 digits")
         destination = normalize_any(to) if to is not None else None
+        context = self._payment_context(service, payment)
         now = self._clock()
         if self._limiter is not None:
             await self._limiter.may_check(
@@ -210,13 +236,26 @@ class VerifyService:
                 overrides=service.policy.limits,
             )
         try:
-            view = await self._check(service, code, verification_id, destination, now)
+            view = await self._check(service, code + context, verification_id, destination, now)
         except (VerificationNotFound, MaxChecksReached):
             await self._failed_check(service, client_ip, now)
             raise
         if not view.valid:
             await self._failed_check(service, client_ip, now)
         return view
+
+    @staticmethod
+    def _payment_context(service: Service, payment: tuple[str, str] | None) -> str:
+        """What a psd2 service binds to the code: the amount and the payee (PSD2 dynamic
+        linking); other services bind nothing and ignore a payment."""
+        if "psd2" not in service.policy.flags:
+            return ""
+        if payment is None or not all(part.strip() for part in payment):
+            raise InvalidParameter("this service needs an amount and a payee (PSD2)")
+        amount, payee = (part.strip() for part in payment)
+        if len(amount) > 32 or len(payee) > 64:
+            raise InvalidParameter("amount is at most 32 and payee at most 64 characters")
+        return f"\x00{amount}\x00{payee}"
 
     async def _failed_check(self, service: Service, client_ip: str | None, now: float) -> None:
         if self._limiter is not None:
@@ -295,6 +334,28 @@ class VerifyService:
             raise VerificationNotPending("only a pending verification can be canceled")
         log.info("canceled verification=%s service=%s", found.id, service.name)
         return VerificationView(found, Status.CANCELED, await self._sends_left(service, found, now))
+
+    async def approve(self, service: Service, verification_id: str) -> VerificationView:
+        """Approve a pending verification without a code (the caller checked it itself, as
+        with a custom code it verified elsewhere)."""
+        now = self._clock()
+        found = await self._store.get(service.id, verification_id)
+        if found is None:
+            raise VerificationNotFound("no such verification")
+        if found.effective_status(now) is not Status.PENDING or not await self._store.transition(
+            found.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=now
+        ):
+            raise VerificationNotPending("only a pending verification can be approved")
+        log.info("approved (by update) verification=%s service=%s", found.id, service.name)
+        return VerificationView(found, Status.APPROVED, await self._sends_left(service, found, now))
+
+    async def find_pending(self, service: Service, to: str) -> VerificationView:
+        """The pending verification of a destination (Twilio's paths accept `To` for a sid)."""
+        now = self._clock()
+        found = await self._store.find_pending(service.id, normalize_any(to))
+        if found is None or found.effective_status(now) is not Status.PENDING:
+            raise VerificationNotFound("no pending verification for that destination")
+        return VerificationView(found, Status.PENDING, await self._sends_left(service, found, now))
 
     async def report_delivery(
         self, provider: str, message_id: str, status: SendStatus, error: str | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
 import secrets
@@ -13,6 +15,9 @@ from clave.verify.models import ApiKey, Policy, Service, new_id
 from clave.verify.store.base import VerificationStore
 
 DEFAULT_SERVICE = "default"
+# The tenant that holds the Twilio-compatible API's account: its id is the account sid (AC...),
+# its keys are "<AC sid>:<auth token>" and "<SK sid>:<secret>". It manages every service.
+TWILIO_ACCOUNT = "twilio-account"
 KEY_PREFIX = "clave_"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
@@ -72,7 +77,16 @@ class TenantService:
             await self._store.put_service(existing)
         return existing
 
-    async def create_service(self, name: str, policy: Policy) -> Service:
+    async def get_service_by_id(self, service_id: str) -> Service:
+        """A service by id (the Twilio API's sid); the account is not a service."""
+        found = await self._store.get_service(service_id)
+        if found is None or found.name == TWILIO_ACCOUNT:
+            raise ServiceNotFound(f"no service {service_id}")
+        return found
+
+    async def create_service(
+        self, name: str, policy: Policy, *, service_id: str | None = None
+    ) -> Service:
         """A new service; names are lowercase words."""
         if not _NAME.fullmatch(name):
             raise InvalidParameter("service names are 1-63 of a-z, 0-9, '-' and '_'")
@@ -81,7 +95,9 @@ class TenantService:
             raise InvalidParameter("; ".join(problems))
         if await self._store.get_service_by_name(name) is not None:
             raise InvalidParameter(f"service {name!r} already exists")
-        service = Service(id=new_id("VA"), name=name, policy=policy, created_at=self._clock())
+        service = Service(
+            id=service_id or new_id("VA"), name=name, policy=policy, created_at=self._clock()
+        )
         await self._store.put_service(service)
         return service
 
@@ -126,6 +142,58 @@ class TenantService:
             )
         )
         return True
+
+    async def create_twilio_credentials(self, policy: Policy) -> tuple[str, str, str, str]:
+        """(account sid, auth token, API key sid, API key secret) for the Twilio-compatible
+        API: the account is created on first use; each call adds a token and an API key.
+        Only hashes are stored, so show them once."""
+        account = await self._store.get_service_by_name(TWILIO_ACCOUNT)
+        if account is None:
+            account = Service(
+                id=new_id("AC"), name=TWILIO_ACCOUNT, policy=policy, created_at=self._clock()
+            )
+            await self._store.put_service(account)
+        token = secrets.token_hex(16)
+        key_sid, key_secret = new_id("SK"), secrets.token_urlsafe(24)
+        for key_id, raw in (
+            (new_id("SK"), f"{account.id}:{token}"),
+            (key_sid, f"{key_sid}:{key_secret}"),
+        ):
+            await self._store.add_api_key(
+                ApiKey(
+                    id=key_id,
+                    service_id=account.id,
+                    key_hash=hash_key(raw),
+                    created_at=self._clock(),
+                )
+            )
+        return account.id, token, key_sid, key_secret
+
+    async def authenticate_twilio(self, authorization: str | None) -> Service:
+        """The Twilio account of `Authorization: Basic base64(sid:secret)` (an account sid
+        with its auth token, or an API key sid with its secret); Unauthorized otherwise."""
+        scheme, _, encoded = (authorization or "").partition(" ")
+        if scheme.lower() != "basic" or not encoded.strip() or len(encoded) > 400:
+            raise Unauthorized("use HTTP Basic: account sid and auth token, or API key and secret")
+        try:
+            user, sep, secret = (
+                base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized("the Authorization header is not valid Basic credentials") from None
+        if not sep or not user or not secret:
+            raise Unauthorized("the Authorization header is not valid Basic credentials")
+        account = await self.service_for_key(f"{user}:{secret}")
+        if account.name != TWILIO_ACCOUNT:
+            raise Unauthorized("these are not Twilio-compatible API credentials")
+        return account
+
+    async def delete_service(self, service: Service) -> None:
+        """Delete a service and its keys."""
+        if service.name in (TWILIO_ACCOUNT,):
+            raise InvalidParameter("the account is not a service")
+        await self._store.delete_service(service.id)
+        self._cache.clear()
 
     async def create_api_key(self, service_name: str = DEFAULT_SERVICE) -> str:
         """A new API key for the service; only its hash is stored, so show it once."""

@@ -134,11 +134,12 @@ class Dispatcher:
             message=render(
                 delivery.channel,
                 locale,
-                name=delivery.friendly_name,
+                name=delivery.options.get("friendly_name") or delivery.friendly_name,
                 code=code,
                 minutes=minutes,
                 app_hash=delivery.options.get("app_hash"),
                 webotp_domain=delivery.options.get("webotp_domain"),
+                payment=_payment(delivery.options),
             ),
             verification_id=verification.id,
             attempt_id=delivery.attempt_id,
@@ -208,3 +209,9 @@ class Dispatcher:
             delivery.attempt_id,
             error,
         )
+
+
+def _payment(options: dict[str, str]) -> tuple[str, str] | None:
+    """A PSD2 verification's (amount, payee), shown in the message it authorises."""
+    amount, payee = options.get("amount"), options.get("payee")
+    return (amount, payee) if amount and payee else None

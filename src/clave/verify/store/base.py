@@ -50,6 +50,11 @@ class VerificationStore(Protocol):
         """Every service, by name."""
         ...
 
+    async def delete_service(self, service_id: str) -> bool:
+        """Delete a service and its API keys; False when there was none. Its verifications
+        are no longer reachable (they expire as usual)."""
+        ...
+
     async def add_api_key(self, key: ApiKey) -> None:
         """Store an API key's hash for its service."""
         ...

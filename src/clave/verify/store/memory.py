@@ -87,6 +87,14 @@ class MemoryVerificationStore:
         """Every service, by name."""
         return sorted(self._services.values(), key=lambda s: s.name)
 
+    async def delete_service(self, service_id: str) -> bool:
+        """Delete a service and its API keys."""
+        if self._services.pop(service_id, None) is None:
+            return False
+        for digest in [d for d, k in self._keys.items() if k.service_id == service_id]:
+            del self._keys[digest]
+        return True
+
     async def add_api_key(self, key: ApiKey) -> None:
         """Store the key's hash."""
         self._keys[key.key_hash] = key

@@ -372,10 +372,22 @@ redis.call('HSET', P .. 'svc-names', name, id)
 return 1
 """
 
+# ARGV: prefix, service id. API keys point at their service; a key whose service is gone
+# stops resolving (service_for_key finds no hash), so only the service and its name go here.
+_DELETE_SERVICE = """
+local P, id = ARGV[1], ARGV[2]
+local name = redis.call('HGET', P .. 'svc:' .. id, 'name')
+if not name then return 0 end
+redis.call('DEL', P .. 'svc:' .. id)
+redis.call('HDEL', P .. 'svc-names', name)
+return 1
+"""
+
 _SERVICE_FOR_KEY = """
 local sid = redis.call('GET', ARGV[1] .. 'key:' .. ARGV[2])
 if not sid then return nil end
 local s = redis.call('HGETALL', ARGV[1] .. 'svc:' .. sid)
+if #s == 0 then return nil end
 table.insert(s, 'id'); table.insert(s, sid)
 return s
 """
@@ -399,6 +411,7 @@ def _service(fields: dict[str, Any]) -> Service:
         send_window=int(fields["send_window"]),
         channels=frozenset(Channel(c) for c in _text(fields["channels"]).split(",") if c),
         countries=frozenset(c for c in _text(fields.get("countries", b"")).split(",") if c),
+        flags=frozenset(f for f in _text(fields.get("flags", b"")).split(",") if f),
         limits=tuple(
             sorted(
                 (k, v)
@@ -495,6 +508,7 @@ class RedisVerificationStore:
             "retry": _RETRY,
             "put_service": _PUT_SERVICE,
             "service_for_key": _SERVICE_FOR_KEY,
+            "delete_service": _DELETE_SERVICE,
             "expire_due": _EXPIRE_DUE,
             "claim_events": _CLAIM_EVENTS,
             "finish_event": _FINISH_EVENT,
@@ -568,6 +582,8 @@ class RedisVerificationStore:
             ",".join(sorted(p.countries)),
             "limits",
             ",".join(f"{k}={v}" for k, v in p.limits),
+            "flags",
+            ",".join(sorted(p.flags)),
         )
 
     async def get_service(self, service_id: str) -> Service | None:
@@ -596,6 +612,10 @@ class RedisVerificationStore:
             raise StoreError(f"Redis unavailable: {exc}") from exc
         found = [await self.get_service(_text(sid)) for _, sid in sorted(names.items())]
         return [s for s in found if s is not None]
+
+    async def delete_service(self, service_id: str) -> bool:
+        """Delete a service; its keys stop resolving with it."""
+        return bool(await self._run("delete_service", service_id))
 
     async def add_api_key(self, key: ApiKey) -> None:
         """Store the key's hash."""

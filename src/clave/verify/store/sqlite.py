@@ -120,6 +120,9 @@ MIGRATIONS = (
     """
     ALTER TABLE services ADD COLUMN limits TEXT NOT NULL DEFAULT ''
     """,
+    """
+    ALTER TABLE services ADD COLUMN flags TEXT NOT NULL DEFAULT ''
+    """,
 )
 
 _VERIFICATION_COLUMNS = (
@@ -128,7 +131,7 @@ _VERIFICATION_COLUMNS = (
 )
 _SERVICE_COLUMNS = (
     "id, name, friendly_name, code_length, code_ttl, max_checks, max_sends, send_window, "
-    "channels, created_at, countries, limits"
+    "channels, created_at, countries, limits, flags"
 )
 
 
@@ -148,6 +151,7 @@ def _service(row: Any) -> Service:
         channels=frozenset(Channel(c) for c in row[8].split(",") if c),
         countries=frozenset(c for c in row[10].split(",") if c),
         limits=_limits(row[11]),
+        flags=frozenset(f for f in row[12].split(",") if f),
     )
     return Service(id=row[0], name=row[1], policy=policy, created_at=row[9])
 
@@ -260,13 +264,13 @@ class SqliteVerificationStore:
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO services ({_SERVICE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608
+                f"INSERT INTO services ({_SERVICE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608
                 "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
                 "friendly_name = excluded.friendly_name, code_length = excluded.code_length, "
                 "code_ttl = excluded.code_ttl, max_checks = excluded.max_checks, "
                 "max_sends = excluded.max_sends, send_window = excluded.send_window, "
                 "channels = excluded.channels, countries = excluded.countries, "
-                "limits = excluded.limits",
+                "limits = excluded.limits, flags = excluded.flags",
                 (
                     service.id,
                     service.name,
@@ -280,6 +284,7 @@ class SqliteVerificationStore:
                     service.created_at,
                     ",".join(sorted(p.countries)),
                     ",".join(f"{k}={v}" for k, v in p.limits),
+                    ",".join(sorted(p.flags)),
                 ),
             )
 
@@ -320,6 +325,14 @@ class SqliteVerificationStore:
                 (key.id, key.service_id, key.key_hash, key.created_at),
             )
         )
+
+    async def delete_service(self, service_id: str) -> bool:
+        """Delete a service; its keys and verifications go with it (ON DELETE CASCADE)."""
+
+        def run(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM services WHERE id = ?", (service_id,)).rowcount > 0
+
+        return await self._db.write(run)
 
     async def service_for_key(self, key_hash: bytes) -> Service | None:
         """The service owning the key hash."""

@@ -1,0 +1,492 @@
+"""The Twilio Verify v2 API, on clave: an app written against Twilio Verify (its official SDKs
+included) switches to clave by changing one base URL.
+
+Requests are form-encoded with PascalCase names; responses are Twilio's snake_case JSON with
+ISO 8601 dates, and errors are `{"code", "message", "more_info", "status"}` with Twilio's codes.
+Authentication is HTTP Basic with the account sid and an auth token, or an API key sid and its
+secret (`clave apikey create --twilio`). A Twilio "service" (VA...) is a clave tenant; the
+account manages every service of this deployment.
+
+This layer only translates: the verify domain's use cases do the work, with every limit and
+guard of the native API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import secrets
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import phonenumbers
+from litestar import MediaType, Request, Response, Router, delete, get, post
+from litestar.datastructures import FormMultiDict, MultiDict
+from litestar.di import NamedDependency, Provide
+from litestar.params import PathParameter
+
+from clave.platform.errors import classify, handlers
+from clave.verify.errors import InvalidParameter, VerificationNotFound
+from clave.verify.models import Channel, Policy, Service
+from clave.verify.service import VerificationView, VerifyService
+from clave.verify.tenants import TenantService
+
+Sid = Annotated[str, PathParameter(max_length=64)]
+# A verification sid, or the To value Twilio also accepts in its place.
+Ref = Annotated[str, PathParameter(max_length=254)]
+
+# clave's stable error codes -> (Twilio error code, HTTP status).
+_CODES: dict[str, tuple[int, int]] = {
+    "invalid_parameter": (60200, 400),
+    "invalid_destination": (60200, 400),
+    "invalid_request": (60200, 400),
+    "request_too_large": (60200, 400),
+    "unsupported_media_type": (60200, 400),
+    "channel_not_allowed": (60200, 400),
+    "channel_unavailable": (60200, 400),
+    "unauthorized": (20003, 401),
+    "not_found": (20404, 404),
+    "service_not_found": (20404, 404),
+    "verification_not_found": (20404, 404),
+    "verification_not_pending": (20404, 404),
+    "max_check_attempts_reached": (60202, 429),
+    "max_send_attempts_reached": (60203, 429),
+    "sms_to_landline": (60205, 403),
+    "country_not_allowed": (60605, 403),
+    "destination_blocked": (60410, 403),
+    "too_many_countries_from_ip": (60410, 403),
+    "country_daily_cap_reached": (60410, 403),
+    "method_not_allowed": (20004, 405),
+}
+_CHANNELS = {c.value: c for c in Channel}
+_FLAGS = {
+    "CustomCodeEnabled": "custom_code",
+    "Psd2Enabled": "psd2",
+    "DoNotShareWarningEnabled": "do_not_share_warning",
+    "SkipSmsToLandlines": "skip_sms_to_landlines",
+}
+# Accepted for compatibility; clave has no use for them (its voice and lookups are its own).
+_IGNORED_SERVICE_PARAMS = ("LookupEnabled", "DtmfInputRequired", "TtsName", "DefaultTemplateSid")
+
+
+class SmsToLandline(InvalidParameter):
+    """An SMS to a fixed line, refused because the service skips them (Twilio 60205)."""
+
+    status = 403
+    code = "sms_to_landline"
+
+
+def twilio_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Render any error the way Twilio does."""
+    status, code, message, headers = classify(exc)
+    twilio_code, twilio_status = _CODES.get(code, (0, status))
+    if not twilio_code:
+        twilio_code = 20429 if status == 429 else 20500 if status >= 500 else 60200
+        twilio_status = status if status in (429, 500, 503) else 400
+    if twilio_code == 20404:
+        message = f"The requested resource {request.url.path} was not found"
+    elif twilio_code == 20003:
+        message = "Authenticate"
+    return Response(
+        {
+            "code": twilio_code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{twilio_code}",
+            "status": twilio_status,
+        },
+        status_code=twilio_status,
+        headers=headers,
+        media_type=MediaType.JSON,
+    )
+
+
+def twilio_date(ts: float) -> str:
+    """ISO 8601 in UTC to the second, as Twilio's v2 APIs write dates."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Form:
+    """Typed reads of a form-encoded body; a bad value is Twilio's 60200 naming the parameter."""
+
+    def __init__(self, data: FormMultiDict | MultiDict[Any]) -> None:
+        self._data = data
+
+    def text(self, name: str, *, required: bool = False, max_length: int = 1024) -> str | None:
+        value = self._data.get(name)
+        if value is None or (isinstance(value, str) and value == ""):
+            if required:
+                raise InvalidParameter(f"Missing required parameter {name} in the post body")
+            return None
+        if not isinstance(value, str) or len(value) > max_length:
+            raise InvalidParameter(f"Invalid parameter: {name}")
+        return value
+
+    def integer(self, name: str, low: int, high: int) -> int | None:
+        value = self.text(name, max_length=12)
+        if value is None:
+            return None
+        if not value.lstrip("-").isdigit() or not low <= int(value) <= high:
+            raise InvalidParameter(f"Invalid parameter: {name}")
+        return int(value)
+
+    def flag(self, name: str) -> bool | None:
+        value = self.text(name, max_length=5)
+        if value is None:
+            return None
+        if value.lower() not in ("true", "false"):
+            raise InvalidParameter(f"Invalid parameter: {name}")
+        return value.lower() == "true"
+
+    def json_object(self, name: str) -> dict[str, Any] | None:
+        value = self.text(name, max_length=8192)
+        if value is None:
+            return None
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise InvalidParameter(f"Invalid parameter: {name}") from None
+        if not isinstance(parsed, dict):
+            raise InvalidParameter(f"Invalid parameter: {name}")
+        return parsed
+
+    def payment(self) -> tuple[str, str] | None:
+        amount, payee = self.text("Amount", max_length=32), self.text("Payee", max_length=64)
+        if amount is None and payee is None:
+            return None
+        if amount is None or payee is None:
+            raise InvalidParameter(f"Invalid parameter: {'Amount' if amount is None else 'Payee'}")
+        return amount, payee
+
+
+async def _form(request: Request[Any, Any, Any]) -> Form:
+    return Form(await request.form())
+
+
+def _base(request: Request[Any, Any, Any]) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}/v2"
+
+
+def _service_json(service: Service, account: Service, base: str) -> dict[str, Any]:
+    p = service.policy
+    url = f"{base}/Services/{service.id}"
+    return {
+        "sid": service.id,
+        "account_sid": account.id,
+        "friendly_name": p.friendly_name,
+        "code_length": p.code_length,
+        "lookup_enabled": False,
+        "psd2_enabled": "psd2" in p.flags,
+        "skip_sms_to_landlines": "skip_sms_to_landlines" in p.flags,
+        "dtmf_input_required": False,
+        "tts_name": None,
+        "do_not_share_warning_enabled": "do_not_share_warning" in p.flags,
+        "custom_code_enabled": "custom_code" in p.flags,
+        "push": {},
+        "totp": {},
+        "default_template_sid": None,
+        "whatsapp": {},
+        "verify_event_subscription_enabled": False,
+        "date_created": twilio_date(service.created_at),
+        "date_updated": twilio_date(service.created_at),
+        "url": url,
+        "links": {
+            "verifications": f"{url}/Verifications",
+            "verification_checks": f"{url}/VerificationCheck",
+        },
+    }
+
+
+def _verification_json(
+    view: VerificationView,
+    account: Service,
+    base: str,
+    payment: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    v = view.verification
+    return {
+        "sid": v.id,
+        "service_sid": v.service_id,
+        "account_sid": account.id,
+        "to": v.to,
+        "channel": v.channel.value,
+        "status": view.status.value,
+        "valid": view.valid,
+        "lookup": {"carrier": None},
+        "amount": payment[0] if payment else None,
+        "payee": payment[1] if payment else None,
+        "send_code_attempts": [
+            {
+                "attempt_sid": f"VL{s.id:032x}",
+                "channel": s.channel.value,
+                "time": twilio_date(s.created_at),
+            }
+            for s in v.sends
+        ],
+        "sna": None,
+        "date_created": twilio_date(v.created_at),
+        "date_updated": twilio_date(v.updated_at),
+        "url": f"{base}/Services/{v.service_id}/Verifications/{v.id}",
+    }
+
+
+def _policy(form: Form, base: Policy) -> Policy:
+    friendly = form.text("FriendlyName", max_length=30)
+    length = form.integer("CodeLength", 4, 10)
+    flags = set(base.flags)
+    for param, flag in _FLAGS.items():
+        value = form.flag(param)
+        if value is True:
+            flags.add(flag)
+        elif value is False:
+            flags.discard(flag)
+    for param in _IGNORED_SERVICE_PARAMS:
+        form.text(param)
+    return replace(
+        base,
+        friendly_name=friendly if friendly is not None else base.friendly_name,
+        code_length=length if length is not None else base.code_length,
+        flags=frozenset(flags),
+    )
+
+
+@post("/Services", status_code=201, summary="Create a service (a clave tenant)")
+async def create_service(
+    request: Request[Any, Any, Any],
+    tenants: NamedDependency[TenantService],
+    account: NamedDependency[Service],
+    default_policy: NamedDependency[Policy],
+) -> dict[str, Any]:
+    form = await _form(request)
+    form.text("FriendlyName", required=True, max_length=30)
+    sid = "VA" + secrets.token_hex(16)
+    service = await tenants.create_service(
+        sid.lower(), _policy(form, default_policy), service_id=sid
+    )
+    return _service_json(service, account, _base(request))
+
+
+@get("/Services", summary="List services, a page at a time")
+async def list_services(
+    request: Request[Any, Any, Any],
+    tenants: NamedDependency[TenantService],
+    account: NamedDependency[Service],
+) -> dict[str, Any]:
+    query = Form(request.query_params)
+    size = query.integer("PageSize", 1, 1000) or 50
+    page = query.integer("Page", 0, 1_000_000) or 0
+    everything = [s for s in await tenants.list_services() if s.id != account.id]
+    chunk = everything[page * size : (page + 1) * size]
+    base = _base(request)
+
+    def page_url(number: int) -> str:
+        return f"{base}/Services?PageSize={size}&Page={number}"
+
+    return {
+        "services": [_service_json(s, account, base) for s in chunk],
+        "meta": {
+            "page": page,
+            "page_size": size,
+            "first_page_url": page_url(0),
+            "previous_page_url": page_url(page - 1) if page > 0 else None,
+            "url": page_url(page),
+            "next_page_url": page_url(page + 1) if (page + 1) * size < len(everything) else None,
+            "key": "services",
+        },
+    }
+
+
+@get("/Services/{sid:str}", summary="Fetch a service")
+async def fetch_service(
+    request: Request[Any, Any, Any],
+    sid: Sid,
+    tenants: NamedDependency[TenantService],
+    account: NamedDependency[Service],
+) -> dict[str, Any]:
+    return _service_json(await tenants.get_service_by_id(sid), account, _base(request))
+
+
+@post("/Services/{sid:str}", status_code=200, summary="Update a service")
+async def update_service(
+    request: Request[Any, Any, Any],
+    sid: Sid,
+    tenants: NamedDependency[TenantService],
+    account: NamedDependency[Service],
+) -> dict[str, Any]:
+    service = await tenants.get_service_by_id(sid)
+    policy = _policy(await _form(request), service.policy)
+    updated = await tenants.update_policy(service.name, policy)
+    return _service_json(updated, account, _base(request))
+
+
+@delete("/Services/{sid:str}", status_code=204, summary="Delete a service")
+async def delete_service(
+    sid: Sid, tenants: NamedDependency[TenantService], account: NamedDependency[Service]
+) -> None:
+    await tenants.delete_service(await tenants.get_service_by_id(sid))
+
+
+def _refuse_landline(service: Service, to: str, channel: Channel) -> None:
+    if "skip_sms_to_landlines" not in service.policy.flags or channel is not Channel.SMS:
+        return
+    with contextlib.suppress(phonenumbers.NumberParseException):
+        number = phonenumbers.parse(to, None)
+        if phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE:
+            raise SmsToLandline("SMS is not supported by landline phone number")
+
+
+@post("/Services/{sid:str}/Verifications", status_code=201, summary="Send a code")
+async def create_verification(
+    request: Request[Any, Any, Any],
+    sid: Sid,
+    verify: NamedDependency[VerifyService],
+    tenants: NamedDependency[TenantService],
+    account: NamedDependency[Service],
+) -> dict[str, Any]:
+    service = await tenants.get_service_by_id(sid)
+    form = await _form(request)
+    to = form.text("To", required=True, max_length=254)
+    channel_name = form.text("Channel", required=True, max_length=16)
+    channel = _CHANNELS.get(channel_name or "")
+    if to is None or channel is None:
+        raise InvalidParameter("Invalid parameter: Channel")
+    _refuse_landline(service, to, channel)
+    device_ip = form.text("DeviceIp", max_length=45)
+    if device_ip is not None:
+        try:
+            device_ip = str(ipaddress.ip_address(device_ip))
+        except ValueError:
+            raise InvalidParameter("Invalid parameter: DeviceIp") from None
+    # Accepted for compatibility and not acted on: clave's limits are its own (RateLimits),
+    # email templates are clave's (ChannelConfiguration), and tags are not stored (Tags).
+    for name in ("RateLimits", "ChannelConfiguration", "Tags"):
+        form.json_object(name)
+    payment = form.payment()
+    view, _created = await verify.start_verification(
+        service,
+        to=to,
+        channel=channel,
+        locale=form.text("Locale", max_length=35),
+        custom_code=form.text("CustomCode", max_length=10),
+        payment=payment,
+        friendly_name=form.text("CustomFriendlyName", max_length=30),
+        app_hash=form.text("AppHash", max_length=11),
+        client_ip=device_ip,
+    )
+    shown = payment if "psd2" in service.policy.flags else None
+    return _verification_json(view, account, _base(request), shown)
+
+
+async def _verification(verify: VerifyService, service: Service, ref: str) -> VerificationView:
+    """A verification by its sid, or (as Twilio allows) the pending one of a `To` value."""
+    if ref.startswith("VE"):
+        return await verify.get(service, ref)
+    return await verify.find_pending(service, ref)
+
+
+@get("/Services/{sid:str}/Verifications/{ref:str}", summary="Fetch a verification")
+async def fetch_verification(
+    request: Request[Any, Any, Any],
+    sid: Sid,
+    ref: Ref,
+    verify: NamedDependency[VerifyService],
+    tenants: NamedDependency[TenantService],
+    account: NamedDependency[Service],
+) -> dict[str, Any]:
+    service = await tenants.get_service_by_id(sid)
+    return _verification_json(await _verification(verify, service, ref), account, _base(request))
+
+
+@post(
+    "/Services/{sid:str}/Verifications/{ref:str}",
+    status_code=200,
+    summary="Cancel or approve a verification",
+)
+async def update_verification(
+    request: Request[Any, Any, Any],
+    sid: Sid,
+    ref: Ref,
+    verify: NamedDependency[VerifyService],
+    tenants: NamedDependency[TenantService],
+    account: NamedDependency[Service],
+) -> dict[str, Any]:
+    service = await tenants.get_service_by_id(sid)
+    status = (await _form(request)).text("Status", required=True, max_length=16)
+    if status not in ("canceled", "approved"):
+        raise InvalidParameter("Invalid parameter: Status")
+    found = await _verification(verify, service, ref)
+    if status == "canceled":
+        view = await verify.cancel(service, found.verification.id)
+    else:
+        view = await verify.approve(service, found.verification.id)
+    return _verification_json(view, account, _base(request))
+
+
+@post("/Services/{sid:str}/VerificationCheck", status_code=200, summary="Check a code")
+async def check_verification(
+    request: Request[Any, Any, Any],
+    sid: Sid,
+    verify: NamedDependency[VerifyService],
+    tenants: NamedDependency[TenantService],
+    account: NamedDependency[Service],
+) -> dict[str, Any]:
+    service = await tenants.get_service_by_id(sid)
+    form = await _form(request)
+    code = form.text("Code", required=True, max_length=10)
+    to, vid = form.text("To", max_length=254), form.text("VerificationSid", max_length=34)
+    if (to is None) == (vid is None) or code is None:
+        raise InvalidParameter("Invalid parameter: give exactly one of To and VerificationSid")
+    if not code.isdigit():
+        raise InvalidParameter("Invalid parameter: Code")
+    payment = form.payment()
+    try:
+        view = await verify.check_code(
+            service, code=code, verification_id=vid, to=to, payment=payment
+        )
+    except VerificationNotFound:
+        raise VerificationNotFound("The requested resource was not found") from None
+    body = _verification_json(view, account, _base(request), payment)
+    del body["send_code_attempts"], body["lookup"], body["url"], body["sna"]
+    body["sna_attempts_error_codes"] = []
+    return body
+
+
+def twilio_router(verify: VerifyService, tenants: TenantService, default_policy: Policy) -> Router:
+    """`/v2`: the Twilio Verify v2 API."""
+
+    async def provide_verify() -> VerifyService:
+        return verify
+
+    async def provide_tenants() -> TenantService:
+        return tenants
+
+    async def provide_policy() -> Policy:
+        return default_policy
+
+    async def provide_account(request: Request[Any, Any, Any]) -> Service:
+        return await tenants.authenticate_twilio(request.headers.get("authorization"))
+
+    return Router(
+        path="/v2",
+        route_handlers=[
+            create_service,
+            list_services,
+            fetch_service,
+            update_service,
+            delete_service,
+            create_verification,
+            fetch_verification,
+            update_verification,
+            check_verification,
+        ],
+        dependencies={
+            "verify": Provide(provide_verify),
+            "tenants": Provide(provide_tenants),
+            "default_policy": Provide(provide_policy),
+            "account": Provide(provide_account),
+        },
+        exception_handlers=handlers(twilio_error_handler),
+        security=[{"basic": []}],
+        tags=["twilio-compatible"],
+    )

@@ -1,0 +1,288 @@
+"""The Twilio Verify v2 API through plain HTTP: form bodies in, Twilio's JSON and errors out."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import Api, open_api, settings_for
+
+DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+TO = "+14155552671"
+
+
+@dataclass
+class V2:
+    api: Api
+    account_sid: str
+    basic: dict[str, str]
+    key_basic: dict[str, str]
+
+    async def post(self, path: str, data: dict[str, str], **kw: Any) -> httpx.Response:
+        return await self.api.client.post(
+            "/v2" + path, data=data, headers=kw.pop("headers", self.basic), **kw
+        )
+
+    async def get(self, path: str, **kw: Any) -> httpx.Response:
+        return await self.api.client.get("/v2" + path, headers=kw.pop("headers", self.basic), **kw)
+
+    async def service(self, **params: str) -> str:
+        r = await self.post("/Services", {"FriendlyName": "Acme", **params})
+        assert r.status_code == 201, r.text
+        return str(r.json()["sid"])
+
+
+def basic(user: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}
+
+
+@pytest.fixture
+async def v2(tmp_path: Path) -> AsyncIterator[V2]:
+    async for api in open_api(settings_for(tmp_path, CLAVE_MAX_CHECKS="3", CLAVE_MAX_SENDS="2")):
+        sid, token, key, secret = await api.domain.tenants.create_twilio_credentials(
+            api.domain.settings.default_policy
+        )
+        yield V2(api, sid, basic(sid, token), basic(key, secret))
+
+
+def twilio_error(r: httpx.Response, code: int, status: int) -> dict[str, Any]:
+    body: dict[str, Any] = r.json()
+    assert r.status_code == status, r.text
+    assert set(body) == {"code", "message", "more_info", "status"}
+    assert (body["code"], body["status"]) == (code, status)
+    assert body["more_info"] == f"https://www.twilio.com/docs/errors/{code}"
+    return body
+
+
+async def test_service_crud_with_twilio_shapes(v2: V2) -> None:
+    created = await v2.post(
+        "/Services", {"FriendlyName": "My App", "CodeLength": "8", "CustomCodeEnabled": "true"}
+    )
+    assert created.status_code == 201
+    service = created.json()
+    assert re.fullmatch(r"VA[0-9a-f]{32}", service["sid"])
+    assert service["account_sid"] == v2.account_sid
+    assert (service["friendly_name"], service["code_length"]) == ("My App", 8)
+    assert service["custom_code_enabled"] is True
+    assert service["psd2_enabled"] is False
+    assert DATE.fullmatch(service["date_created"])
+    assert service["url"].endswith(f"/v2/Services/{service['sid']}")
+    fetched = await v2.get(f"/Services/{service['sid']}")
+    assert fetched.json() == service
+    updated = await v2.post(f"/Services/{service['sid']}", {"Psd2Enabled": "true"})
+    assert updated.json()["psd2_enabled"] is True
+    assert updated.json()["code_length"] == 8  # unchanged parameters keep their values
+    deleted = await v2.api.client.delete(f"/v2/Services/{service['sid']}", headers=v2.basic)
+    assert deleted.status_code == 204
+    twilio_error(await v2.get(f"/Services/{service['sid']}"), 20404, 404)
+
+
+async def test_services_list_pages_like_twilio(v2: V2) -> None:
+    sids = {await v2.service() for _ in range(3)}
+    first = (await v2.get("/Services", params={"PageSize": "2"})).json()
+    assert first["meta"]["key"] == "services"
+    assert first["meta"]["page_size"] == 2
+    assert len(first["services"]) == 2
+    assert first["meta"]["previous_page_url"] is None
+    seen = {s["sid"] for s in first["services"]}
+    url = first["meta"]["next_page_url"]
+    while url:
+        page = (await v2.api.client.get(url, headers=v2.basic)).json()
+        seen |= {s["sid"] for s in page["services"]}
+        url = page["meta"]["next_page_url"]
+    assert sids <= seen
+    assert v2.account_sid not in seen  # the account is not a service
+
+
+async def test_send_check_fetch_and_cancel(v2: V2) -> None:
+    sid = await v2.service()
+    r = await v2.post(f"/Services/{sid}/Verifications", {"To": TO, "Channel": "sms"})
+    assert r.status_code == 201, r.text
+    sent = r.json()
+    assert re.fullmatch(r"VE[0-9a-f]{32}", sent["sid"])
+    assert (sent["service_sid"], sent["account_sid"]) == (sid, v2.account_sid)
+    assert (sent["to"], sent["channel"], sent["status"], sent["valid"]) == (
+        TO,
+        "sms",
+        "pending",
+        False,
+    )
+    assert sent["send_code_attempts"][0]["channel"] == "sms"
+    assert DATE.fullmatch(sent["date_created"])
+    code = await v2.api.code(TO)
+    wrong = "0" * len(code) if code != "0" * len(code) else "1" * len(code)
+    checked = await v2.post(f"/Services/{sid}/VerificationCheck", {"To": TO, "Code": wrong})
+    assert (checked.status_code, checked.json()["status"], checked.json()["valid"]) == (
+        200,
+        "pending",
+        False,
+    )
+    # The path takes the To value in place of the sid.
+    by_to = await v2.get(f"/Services/{sid}/Verifications/{TO}")
+    assert by_to.json()["sid"] == sent["sid"]
+    ok = await v2.post(
+        f"/Services/{sid}/VerificationCheck", {"VerificationSid": sent["sid"], "Code": code}
+    )
+    assert (ok.json()["status"], ok.json()["valid"]) == ("approved", True)
+    assert (await v2.get(f"/Services/{sid}/Verifications/{sent['sid']}")).json()["status"] == (
+        "approved"
+    )
+    # Approved: gone for a new check, as on Twilio.
+    again = await v2.post(f"/Services/{sid}/VerificationCheck", {"To": TO, "Code": code})
+    twilio_error(again, 20404, 404)
+    other = "+14155552672"
+    pending = (
+        await v2.post(f"/Services/{sid}/Verifications", {"To": other, "Channel": "sms"})
+    ).json()
+    canceled = await v2.post(f"/Services/{sid}/Verifications/{other}", {"Status": "canceled"})
+    assert canceled.json()["status"] == "canceled"
+    assert (await v2.get(f"/Services/{sid}/Verifications/{pending['sid']}")).json()["status"] == (
+        "canceled"
+    )
+
+
+async def test_api_key_credentials_work_and_bad_ones_get_20003(v2: V2) -> None:
+    assert (await v2.get("/Services", headers=v2.key_basic)).status_code == 200
+    for headers in (
+        {},
+        basic(v2.account_sid, "wrong"),
+        {"Authorization": f"Bearer {v2.api.key}"},  # a native key is not a Twilio credential
+        {"Authorization": "Basic !!!"},
+    ):
+        body = twilio_error(await v2.get("/Services", headers=headers), 20003, 401)
+        assert body["message"] == "Authenticate"
+    # The native key of a tenant cannot pose as the account either.
+    twilio_error(await v2.get("/Services", headers=basic("default", v2.api.key)), 20003, 401)
+
+
+async def test_invalid_parameters_are_60200(v2: V2) -> None:
+    sid = await v2.service()
+    cases = [
+        ("/Services", {"FriendlyName": "x" * 31}),
+        ("/Services", {"FriendlyName": "A", "CodeLength": "11"}),
+        ("/Services", {"FriendlyName": "A", "Psd2Enabled": "maybe"}),
+        (f"/Services/{sid}/Verifications", {"To": TO, "Channel": "pigeon"}),
+        (f"/Services/{sid}/Verifications", {"To": "not a number", "Channel": "sms"}),
+        (f"/Services/{sid}/Verifications", {"Channel": "sms"}),
+        (f"/Services/{sid}/Verifications", {"To": TO, "Channel": "sms", "CustomCode": "1234"}),
+        (f"/Services/{sid}/VerificationCheck", {"Code": "1234"}),
+        (f"/Services/{sid}/VerificationCheck", {"To": TO, "Code": "12ab"}),
+        (f"/Services/{sid}/Verifications/{TO}", {"Status": "done"}),
+    ]
+    for path, data in cases:
+        twilio_error(await v2.post(path, data), 60200, 400)
+    assert "Channel" in (await v2.post(cases[3][0], cases[3][1])).json()["message"]
+
+
+async def test_unknown_service_and_verification_are_20404(v2: V2) -> None:
+    missing = "VA" + "0" * 32
+    twilio_error(await v2.get(f"/Services/{missing}"), 20404, 404)
+    sid = await v2.service()
+    twilio_error(await v2.get(f"/Services/{sid}/Verifications/VE{'0' * 32}"), 20404, 404)
+    twilio_error(await v2.get(f"/Services/{sid}/Verifications/{TO}"), 20404, 404)
+
+
+async def test_max_check_attempts_is_60202_and_max_sends_60203(v2: V2) -> None:
+    sid = await v2.service()  # the deployment's policy here: 3 checks, 2 sends
+    await v2.post(f"/Services/{sid}/Verifications", {"To": TO, "Channel": "sms"})
+    code = await v2.api.code(TO)
+    wrong = "0" * len(code) if code != "0" * len(code) else "1" * len(code)
+    statuses = []
+    for _ in range(3):
+        r = await v2.post(f"/Services/{sid}/VerificationCheck", {"To": TO, "Code": wrong})
+        statuses.append(r.json().get("status"))
+    assert statuses == ["pending", "pending", "max_attempts_reached"]
+    other = "+14155552673"
+    for _ in range(2):
+        sent = await v2.post(f"/Services/{sid}/Verifications", {"To": other, "Channel": "sms"})
+        assert sent.status_code == 201
+    limited = await v2.post(f"/Services/{sid}/Verifications", {"To": other, "Channel": "sms"})
+    twilio_error(limited, 60203, 429)
+    assert int(limited.headers["retry-after"]) > 0
+
+
+async def test_max_checks_on_a_locked_verification_is_60202(v2: V2) -> None:
+    sid = await v2.service()
+    sent = (await v2.post(f"/Services/{sid}/Verifications", {"To": TO, "Channel": "sms"})).json()
+    code = await v2.api.code(TO)
+    wrong = "0" * len(code) if code != "0" * len(code) else "1" * len(code)
+    # Three checks at once against a verification with three attempts; then one more.
+    for _ in range(3):
+        await v2.post(
+            f"/Services/{sid}/VerificationCheck", {"VerificationSid": sent["sid"], "Code": wrong}
+        )
+    locked = await v2.post(
+        f"/Services/{sid}/VerificationCheck", {"VerificationSid": sent["sid"], "Code": code}
+    )
+    assert locked.status_code in (404, 429)
+    twilio_error(locked, 20404 if locked.status_code == 404 else 60202, locked.status_code)
+
+
+async def test_custom_code_is_sent_and_checked(v2: V2) -> None:
+    sid = await v2.service(CustomCodeEnabled="true")
+    r = await v2.post(
+        f"/Services/{sid}/Verifications", {"To": TO, "Channel": "sms", "CustomCode": "867530"}
+    )
+    assert r.status_code == 201, r.text
+    assert await v2.api.code(TO) == "867530"
+    ok = await v2.post(f"/Services/{sid}/VerificationCheck", {"To": TO, "Code": "867530"})
+    assert ok.json()["status"] == "approved"
+
+
+async def test_psd2_binds_amount_and_payee_to_the_code(v2: V2) -> None:
+    sid = await v2.service(Psd2Enabled="true")
+    no_payment = await v2.post(f"/Services/{sid}/Verifications", {"To": TO, "Channel": "sms"})
+    twilio_error(no_payment, 60200, 400)
+    sent = await v2.post(
+        f"/Services/{sid}/Verifications",
+        {"To": TO, "Channel": "sms", "Amount": "€39.99", "Payee": "Acme Books"},
+    )
+    assert (sent.json()["amount"], sent.json()["payee"]) == ("€39.99", "Acme Books")
+    [message] = await v2.api.inbox(TO)
+    assert "€39.99" in message["text"]
+    assert "Acme Books" in message["text"]
+    code = await v2.api.code(TO)
+    other_payee = await v2.post(
+        f"/Services/{sid}/VerificationCheck",
+        {"To": TO, "Code": code, "Amount": "€39.99", "Payee": "Mallory"},
+    )
+    assert other_payee.json()["status"] == "pending"  # right code, wrong payee: no approval
+    right = await v2.post(
+        f"/Services/{sid}/VerificationCheck",
+        {"To": TO, "Code": code, "Amount": "€39.99", "Payee": "Acme Books"},
+    )
+    assert (right.json()["status"], right.json()["amount"]) == ("approved", "€39.99")
+
+
+async def test_geo_permissions_are_60605_and_landlines_60205(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, CLAVE_COUNTRIES="US")
+    async for api in open_api(settings):
+        sid_, token, _, _ = await api.domain.tenants.create_twilio_credentials(
+            api.domain.settings.default_policy
+        )
+        v2 = V2(api, sid_, basic(sid_, token), {})
+        sid = await v2.service(SkipSmsToLandlines="true")
+        spain = await v2.post(
+            f"/Services/{sid}/Verifications", {"To": "+34612345678", "Channel": "sms"}
+        )
+        twilio_error(spain, 60605, 403)
+        # A UK fixed line (020 numbers are London landlines).
+        landline = await v2.post(
+            f"/Services/{sid}/Verifications", {"To": "+442071838750", "Channel": "sms"}
+        )
+        twilio_error(landline, 60205, 403)
+
+
+async def test_native_api_keeps_working_beside_v2(v2: V2) -> None:
+    await v2.service()
+    r = await v2.api.send(TO)
+    assert r.status_code == 201
+    code = await v2.api.code(TO)
+    assert (await v2.api.check(code, id=r.json()["id"])).json()["status"] == "approved"
