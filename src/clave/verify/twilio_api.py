@@ -28,8 +28,8 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter
 
 from clave.platform.errors import classify, handlers
-from clave.verify.errors import InvalidParameter, VerificationNotFound
-from clave.verify.models import Channel, Policy, Service
+from clave.verify.errors import InvalidParameter, MaxChecksReached, VerificationNotFound
+from clave.verify.models import Channel, Policy, Service, Status
 from clave.verify.service import VerificationView, VerifyService
 from clave.verify.tenants import TenantService
 
@@ -423,6 +423,14 @@ async def update_verification(
     return _verification_json(view, account, _base(request))
 
 
+async def _locked(verify: VerifyService, service: Service, vid: str) -> bool:
+    try:
+        view = await verify.get(service, vid)
+    except VerificationNotFound:
+        return False
+    return view.status is Status.MAX_ATTEMPTS_REACHED
+
+
 @post("/Services/{sid:str}/VerificationCheck", status_code=200, summary="Check a code")
 async def check_verification(
     request: Request[Any, Any, Any],
@@ -445,7 +453,11 @@ async def check_verification(
             service, code=code, verification_id=vid, to=to, payment=payment
         )
     except VerificationNotFound:
-        raise VerificationNotFound("The requested resource was not found") from None
+        # Twilio answers a check on a verification locked by wrong codes with 60202.
+        locked = vid is not None and await _locked(verify, service, vid)
+        if locked:
+            raise MaxChecksReached("Max check attempts reached") from None
+        raise
     body = _verification_json(view, account, _base(request), payment)
     del body["send_code_attempts"], body["lookup"], body["url"], body["sna"]
     body["sna_attempts_error_codes"] = []

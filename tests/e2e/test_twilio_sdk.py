@@ -1,0 +1,161 @@
+"""An app written against Twilio Verify with the official `twilio` SDK, run unchanged against a
+real `clave serve`: only the SDK's HTTP client is pointed at clave (the one-line change)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from tests.e2e.conftest import ClaveProcess, inbox_code
+
+TO = "+14155552671"
+
+
+class ClaveHttpClient(TwilioHttpClient):
+    """The SDK's own HTTP client, sending what it would send to Twilio to clave instead."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.base_url = base_url
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        url = re.sub(r"^https://verify\.twilio\.com", self.base_url, url)
+        return super().request(method, url, *args, **kwargs)
+
+
+def credentials(server: ClaveProcess) -> dict[str, str]:
+    printed = server.cli("apikey", "create", "--twilio").stdout
+    return dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+
+
+@pytest.fixture
+def server(tmp_path: Path, serve: type[ClaveProcess]) -> ClaveProcess:
+    return serve(
+        tmp_path, env={"CLAVE_MAX_CHECKS": "3", "CLAVE_MAX_SENDS": "2", "CLAVE_SEND_WINDOW": "600"}
+    ).start()
+
+
+def app_flow(client: Client, server: ClaveProcess) -> None:
+    """What an app does with Twilio Verify, written as Twilio's docs show it."""
+    service = client.verify.v2.services.create(friendly_name="My App", code_length=6)
+    assert service.sid.startswith("VA")
+    assert client.verify.v2.services(service.sid).fetch().friendly_name == "My App"
+    assert service.sid in [s.sid for s in client.verify.v2.services.list(page_size=1)]
+
+    verification = client.verify.v2.services(service.sid).verifications.create(to=TO, channel="sms")
+    assert (verification.status, verification.channel, verification.to) == ("pending", "sms", TO)
+    assert verification.valid is False
+    assert verification.date_created is not None  # the SDK parsed Twilio's date format
+
+    code = inbox_code(server, TO)
+    wrong = "000000" if code != "000000" else "111111"
+    check = client.verify.v2.services(service.sid).verification_checks.create(to=TO, code=wrong)
+    assert (check.status, check.valid) == ("pending", False)
+    check = client.verify.v2.services(service.sid).verification_checks.create(
+        verification_sid=verification.sid, code=code
+    )
+    assert (check.status, check.valid) == ("approved", True)
+    fetched = client.verify.v2.services(service.sid).verifications(verification.sid).fetch()
+    assert fetched.status == "approved"
+
+    other = "+14155552672"
+    client.verify.v2.services(service.sid).verifications.create(to=other, channel="sms")
+    canceled = client.verify.v2.services(service.sid).verifications(other).update(status="canceled")
+    assert canceled.status == "canceled"
+
+    # Limits, as the SDK reports them: max sends (2 here), then max checks (3 here).
+    third = "+14155552673"
+    for _ in range(2):
+        third_sid = (
+            client.verify.v2.services(service.sid).verifications.create(to=third, channel="sms").sid
+        )
+    with pytest.raises(TwilioRestException) as sends:
+        client.verify.v2.services(service.sid).verifications.create(to=third, channel="sms")
+    assert (sends.value.status, sends.value.code) == (429, 60203)
+    code = inbox_code(server, third, count=2)
+    wrong = "000000" if code != "000000" else "111111"
+    statuses = [
+        client.verify.v2.services(service.sid)
+        .verification_checks.create(to=third, code=wrong)
+        .status
+        for _ in range(3)
+    ]
+    assert statuses == ["pending", "pending", "max_attempts_reached"]
+    with pytest.raises(TwilioRestException) as locked:
+        client.verify.v2.services(service.sid).verification_checks.create(
+            verification_sid=third_sid, code=code
+        )
+    assert (locked.value.status, locked.value.code) == (429, 60202)
+    with pytest.raises(TwilioRestException) as gone:  # by To: no pending verification left
+        client.verify.v2.services(service.sid).verification_checks.create(to=third, code=code)
+    assert (gone.value.status, gone.value.code) == (404, 20404)
+
+    with pytest.raises(TwilioRestException) as bad:
+        client.verify.v2.services(service.sid).verifications.create(to=TO, channel="pigeon")
+    assert (bad.value.status, bad.value.code) == (400, 60200)
+
+    client.verify.v2.services(service.sid).update(friendly_name="Renamed")
+    assert client.verify.v2.services(service.sid).fetch().friendly_name == "Renamed"
+    assert client.verify.v2.services(service.sid).delete() is True
+    with pytest.raises(TwilioRestException) as deleted:
+        client.verify.v2.services(service.sid).fetch()
+    assert (deleted.value.status, deleted.value.code) == (404, 20404)
+
+
+def test_the_official_sdk_runs_an_app_unchanged_with_the_account_token(
+    server: ClaveProcess,
+) -> None:
+    creds = credentials(server)
+    client = Client(creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
+    client.verify.base_url = server.url  # the one line the README shows
+    app_flow(client, server)
+
+
+def test_the_official_sdk_through_its_http_client(server: ClaveProcess) -> None:
+    creds = credentials(server)
+    client = Client(
+        creds["TWILIO_ACCOUNT_SID"],
+        creds["TWILIO_AUTH_TOKEN"],
+        http_client=ClaveHttpClient(server.url),
+    )
+    app_flow(client, server)
+
+
+def test_the_official_sdk_with_an_api_key(server: ClaveProcess) -> None:
+    creds = credentials(server)
+    client = Client(
+        creds["TWILIO_API_KEY"],
+        creds["TWILIO_API_SECRET"],
+        creds["TWILIO_ACCOUNT_SID"],
+        http_client=ClaveHttpClient(server.url),
+    )
+    service = client.verify.v2.services.create(friendly_name="Keyed")
+    assert service.account_sid == creds["TWILIO_ACCOUNT_SID"]
+    wrong = Client(
+        creds["TWILIO_API_KEY"], "not-the-secret", http_client=ClaveHttpClient(server.url)
+    )
+    with pytest.raises(TwilioRestException) as denied:
+        wrong.verify.v2.services.create(friendly_name="Nope")
+    assert (denied.value.status, denied.value.code) == (401, 20003)
+
+
+def test_credentials_are_stored_hashed(server: ClaveProcess) -> None:
+    creds = credentials(server)
+    database = (server.data_dir / "verify.db").read_bytes()
+    assert creds["TWILIO_AUTH_TOKEN"].encode() not in database
+    assert creds["TWILIO_API_SECRET"].encode() not in database
+    # And the native API still answers beside /v2.
+    key = server.cli("apikey", "create").stdout.strip()
+    r = httpx.post(
+        server.url + "/api/verifications",
+        json={"to": TO, "channel": "sms"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert r.status_code == 201
