@@ -260,8 +260,10 @@ async def test_psd2_binds_amount_and_payee_to_the_code(v2: V2) -> None:
     assert (right.json()["status"], right.json()["amount"]) == ("approved", "€39.99")
 
 
-async def test_geo_permissions_are_60605_and_landlines_60205(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, CLAVE_COUNTRIES="US")
+async def test_geo_permissions_60605_fraud_guard_60410_and_landlines_60205(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path, CLAVE_COUNTRIES="US,GB", CLAVE_BLOCKED_PREFIXES="+1415555")
     async for api in open_api(settings):
         sid_, token, _, _ = await api.domain.tenants.create_twilio_credentials(
             api.domain.settings.default_policy
@@ -277,6 +279,13 @@ async def test_geo_permissions_are_60605_and_landlines_60205(tmp_path: Path) -> 
             f"/Services/{sid}/Verifications", {"To": "+442071838750", "Channel": "sms"}
         )
         twilio_error(landline, 60205, 403)
+        blocked = await v2.post(f"/Services/{sid}/Verifications", {"To": TO, "Channel": "sms"})
+        twilio_error(blocked, 60410, 403)
+        # Not on the landline-skipping service's path: a mobile in an allowed country is sent.
+        mobile = await v2.post(
+            f"/Services/{sid}/Verifications", {"To": "+447400123456", "Channel": "sms"}
+        )
+        assert mobile.status_code == 201, mobile.text
 
 
 async def test_native_api_keeps_working_beside_v2(v2: V2) -> None:

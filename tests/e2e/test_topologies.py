@@ -131,8 +131,9 @@ def suite(client: httpx.Client, key: str) -> list[Any]:
     assert (checked["status"], checked["user"]["phoneVerified"]) == ("approved", True)
     assert call("GET", "/api/users/5", 200)["phoneVerified"] is True
 
-    # verify's own API and the original service's routes.
+    # verify's own API, the Twilio-compatible one and the original service's routes.
     auth = {"Authorization": f"Bearer {key}"}
+    assert call("GET", "/v2/Services", 401)["code"] == 20003  # routed to verify, Twilio's shape
     made = call(
         "POST",
         "/api/verifications",
