@@ -52,6 +52,16 @@ request = function()
 end
 """.replace("AREAS", ",".join(map(str, AREAS)))
 
+# The same sends through the Twilio-compatible API (form body, Basic auth), other numbers.
+V2_CREATE = (
+    CREATE.replace("counter * 7 + (seed or 0)", "counter * 7 + (seed or 0) + 3000000")
+    .replace('"/api/verifications"', '"/v2/Services/SERVICE/Verifications"')
+    .replace(
+        """'{"to":"' .. number .. '","channel":"sms"}'""",
+        '"To=%2B" .. number:sub(2) .. "&Channel=sms"',
+    )
+)
+
 CHECK = """
 local pairs_ = {PAIRS}
 local i = 0
@@ -112,7 +122,16 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def run_wrk(wrk: str, url: str, script: str, key: str, duration: int) -> dict[str, float]:
+def run_wrk(
+    wrk: str,
+    url: str,
+    script: str,
+    key: str,
+    duration: int,
+    *,
+    auth: str | None = None,
+    content_type: str = "application/json",
+) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script + REPORT)
     try:
@@ -126,9 +145,9 @@ def run_wrk(wrk: str, url: str, script: str, key: str, duration: int) -> dict[st
                 "-s",
                 handle.name,
                 "-H",
-                f"Authorization: Bearer {key}",
+                f"Authorization: {auth or 'Bearer ' + key}",
                 "-H",
-                "Content-Type: application/json",
+                f"Content-Type: {content_type}",
                 url,
             ],
             check=True,
@@ -198,6 +217,8 @@ def run_store(
         if bare:
             results["bare GET /healthz"] = run_wrk(wrk, url + "/healthz", "", key, DURATION)
         results[f"create ({label})"] = run_wrk(wrk, url, CREATE, key, DURATION)
+        if bare:
+            results[f"create, Twilio v2 ({label})"] = run_v2(wrk, url, clave, env)
         time.sleep(1)  # let the dispatcher drain the outbox into the inbox
         with sqlite3.connect(data / "inbox.db") as conn:
             rows = conn.execute("SELECT verification_id, text FROM messages").fetchall()
@@ -216,6 +237,43 @@ def run_store(
         server.wait(timeout=30)
         shutil.rmtree(data, ignore_errors=True)
     return results, len(pairs), idle, loaded
+
+
+def run_v2(wrk: str, url: str, clave: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Creates through /v2 with an SDK's request shape: Basic auth, a form body."""
+    import base64
+    from urllib.request import Request
+
+    printed = subprocess.run(
+        [*clave, "apikey", "create", "--twilio"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    creds = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+    basic = (
+        "Basic "
+        + base64.b64encode(
+            f"{creds['TWILIO_ACCOUNT_SID']}:{creds['TWILIO_AUTH_TOKEN']}".encode()
+        ).decode()
+    )
+    request = Request(
+        url + "/v2/Services",
+        data=b"FriendlyName=Bench",
+        headers={"Authorization": basic, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with urlopen(request, timeout=10) as response:
+        sid = json.loads(response.read())["sid"]
+    return run_wrk(
+        wrk,
+        url,
+        V2_CREATE.replace("SERVICE", sid),
+        "",
+        DURATION,
+        auth=basic,
+        content_type="application/x-www-form-urlencoded",
+    )
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ class TenantService:
         self._clock = clock
         self._cache_seconds = cache_seconds
         self._cache: dict[bytes, tuple[float, Service]] = {}
+        self._by_id: dict[str, tuple[float, Service]] = {}
 
     async def authenticate(self, authorization: str | None) -> Service:
         """The service of `Authorization: Bearer <key>`; Unauthorized when missing or wrong."""
@@ -78,10 +79,18 @@ class TenantService:
         return existing
 
     async def get_service_by_id(self, service_id: str) -> Service:
-        """A service by id (the Twilio API's sid); the account is not a service."""
+        """A service by id (the Twilio API's sid), cached per worker for as long as keys are;
+        the account is not a service."""
+        now = self._clock()
+        cached = self._by_id.get(service_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
         found = await self._store.get_service(service_id)
         if found is None or found.name == TWILIO_ACCOUNT:
             raise ServiceNotFound(f"no service {service_id}")
+        if len(self._by_id) > 10_000:
+            self._by_id.clear()
+        self._by_id[service_id] = (now + self._cache_seconds, found)
         return found
 
     async def create_service(
@@ -109,6 +118,8 @@ class TenantService:
         existing = await self.get_service(name)
         updated = replace(existing, policy=policy)
         await self._store.put_service(updated)
+        self._cache.clear()  # this worker sees the change at once; others within the TTL
+        self._by_id.clear()
         return updated
 
     async def get_service(self, name: str) -> Service:
@@ -194,6 +205,7 @@ class TenantService:
             raise InvalidParameter("the account is not a service")
         await self._store.delete_service(service.id)
         self._cache.clear()
+        self._by_id.clear()
 
     async def create_api_key(self, service_name: str = DEFAULT_SERVICE) -> str:
         """A new API key for the service; only its hash is stored, so show it once."""
