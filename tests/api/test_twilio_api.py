@@ -158,8 +158,15 @@ async def test_api_key_credentials_work_and_bad_ones_get_20003(v2: V2) -> None:
     ):
         body = twilio_error(await v2.get("/Services", headers=headers), 20003, 401)
         assert body["message"] == "Authenticate"
-    # The native key of a tenant cannot pose as the account either.
+    # The native key of a tenant cannot pose as the account either, nor the other way round.
     twilio_error(await v2.get("/Services", headers=basic("default", v2.api.key)), 20003, 401)
+    user, _, token = base64.b64decode(v2.basic["Authorization"][6:]).decode().partition(":")
+    native = await v2.api.client.post(
+        "/api/verifications",
+        json={"to": TO, "channel": "sms"},
+        headers={"Authorization": f"Bearer {user}:{token}"},
+    )
+    assert native.status_code == 401
 
 
 async def test_invalid_parameters_are_60200(v2: V2) -> None:

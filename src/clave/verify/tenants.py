@@ -51,7 +51,10 @@ class TenantService:
         token = token.strip()
         if scheme.lower() != "bearer" or not token or len(token) > 200:
             raise Unauthorized("use Authorization: Bearer <API key>")
-        return await self.service_for_key(token)
+        service = await self.service_for_key(token)
+        if service.name == TWILIO_ACCOUNT:  # its credentials are for /v2 only
+            raise Unauthorized("the API key is not valid")
+        return service
 
     async def service_for_key(self, raw_key: str) -> Service:
         """Resolve a raw key; results are cached for a few seconds per worker."""
@@ -130,8 +133,8 @@ class TenantService:
         return found
 
     async def list_services(self) -> list[Service]:
-        """Every service."""
-        return await self._store.list_services()
+        """Every service (the Twilio API's account is not one)."""
+        return [s for s in await self._store.list_services() if s.name != TWILIO_ACCOUNT]
 
     async def install_api_key(self, service_name: str, raw: str) -> bool:
         """Accept a key made elsewhere (a deployment's secret) for the service; False when it
