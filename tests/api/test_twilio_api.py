@@ -265,6 +265,8 @@ async def test_psd2_binds_amount_and_payee_to_the_code(v2: V2) -> None:
         {"To": TO, "Code": code, "Amount": "€39.99", "Payee": "Acme Books"},
     )
     assert (right.json()["status"], right.json()["amount"]) == ("approved", "€39.99")
+    fetched = (await v2.get(f"/Services/{sid}/Verifications/{sent.json()['sid']}")).json()
+    assert (fetched["amount"], fetched["payee"]) == ("€39.99", "Acme Books")
 
 
 async def test_geo_permissions_60605_fraud_guard_60410_and_landlines_60205(

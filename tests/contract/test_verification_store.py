@@ -480,3 +480,19 @@ async def test_deleting_a_service_drops_it_its_name_and_its_keys(store: Verifica
     assert await store.service_for_key(b"k" * 32) == kept
     assert [x.name for x in await store.list_services()] == ["kept"]
     await store.put_service(service("gone"))  # the name is free again
+
+
+async def test_a_sends_payment_is_read_back(store: VerificationStore, svc: Service) -> None:
+    c = candidate(svc)
+    options = {"amount": "€39.99", "payee": "Acme Books", "app_hash": "FA+9qCX9VSu"}
+    await store.start(
+        c, channel=Channel.SMS, locale="en", now=NOW, window=600, max_sends=5, options=options
+    )
+    found = await store.get(svc.id, c.id)
+    assert found is not None
+    assert [s.payment for s in found.sends] == [("€39.99", "Acme Books")]
+    plain = candidate(svc, "+14155550000")
+    await start(store, plain)
+    other = await store.get(svc.id, plain.id)
+    assert other is not None
+    assert [s.payment for s in other.sends] == [None]

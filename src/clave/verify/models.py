@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -139,6 +140,14 @@ class SendAttempt:
     provider: str | None = None
     error: str | None = None
     provider_message_id: str | None = None
+    # PSD2: the (amount, payee) the message showed and the code is bound to.
+    payment: tuple[str, str] | None = None
+
+
+def payment_of(options: Mapping[str, str] | None) -> tuple[str, str] | None:
+    """The (amount, payee) a send's options carry, if any."""
+    amount, payee = (options or {}).get("amount"), (options or {}).get("payee")
+    return (amount, payee) if amount and payee else None
 
 
 # Statuses a provider's report may move an attempt to, from each status (never backwards).

@@ -205,6 +205,7 @@ def _verification_json(
     payment: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     v = view.verification
+    payment = payment or next((s.payment for s in v.sends if s.payment), None)
     return {
         "sid": v.id,
         "service_sid": v.service_id,

@@ -23,6 +23,7 @@ from clave.verify.models import (
     StartOutcome,
     Status,
     Verification,
+    payment_of,
 )
 
 
@@ -201,7 +202,7 @@ class MemoryVerificationStore:
         attempt_id = next(self._ids)
         status = SendStatus.QUEUED if deliver else SendStatus.SKIPPED
         self._attempts[attempt_id] = _Attempt(
-            SendAttempt(attempt_id, channel, status, now, now),
+            SendAttempt(attempt_id, channel, status, now, now, payment=payment_of(options)),
             target.id,
             target.service_id,
             target.to,

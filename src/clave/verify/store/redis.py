@@ -39,6 +39,7 @@ from clave.verify.models import (
     StartOutcome,
     Status,
     Verification,
+    payment_of,
 )
 
 GROUP = "dispatch"
@@ -443,6 +444,9 @@ def _verification(loaded: Sequence[Any]) -> Verification:
                 provider_message_id=(
                     _text(a["provider_message_id"]) or None if "provider_message_id" in a else None
                 ),
+                payment=payment_of(json.loads(_text(a["options"])))
+                if _text(a.get("options", b""))
+                else None,
             )
         )
     locale = _text(v.get("locale", b""))

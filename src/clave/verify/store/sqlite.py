@@ -27,6 +27,7 @@ from clave.verify.models import (
     StartOutcome,
     Status,
     Verification,
+    payment_of,
 )
 
 MIGRATIONS = (
@@ -158,12 +159,22 @@ def _service(row: Any) -> Service:
 
 def _sends(conn: sqlite3.Connection, verification_id: str) -> tuple[SendAttempt, ...]:
     rows = conn.execute(
-        "SELECT id, channel, status, created_at, updated_at, provider, error, provider_message_id "
-        "FROM send_attempts WHERE verification_id = ? ORDER BY id",
+        "SELECT id, channel, status, created_at, updated_at, provider, error, provider_message_id, "
+        "options FROM send_attempts WHERE verification_id = ? ORDER BY id",
         (verification_id,),
     ).fetchall()
     return tuple(
-        SendAttempt(r[0], Channel(r[1]), SendStatus(r[2]), r[3], r[4], r[5], r[6], r[7])
+        SendAttempt(
+            r[0],
+            Channel(r[1]),
+            SendStatus(r[2]),
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            payment=payment_of(json.loads(r[8])) if r[8] else None,
+        )
         for r in rows
     )
 
