@@ -496,3 +496,14 @@ async def test_a_sends_payment_is_read_back(store: VerificationStore, svc: Servi
     other = await store.get(svc.id, plain.id)
     assert other is not None
     assert [s.payment for s in other.sends] == [None]
+
+
+async def test_a_custom_codes_longer_seed_round_trips(
+    store: VerificationStore, svc: Service
+) -> None:
+    c = candidate(svc)
+    c = replace(c, code=replace(c.code, seed=bytes(range(26))))  # 16 random + 10 offset bytes
+    await start(store, c)
+    found = await store.get(svc.id, c.id)
+    assert found is not None
+    assert found.code == c.code
