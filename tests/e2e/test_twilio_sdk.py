@@ -159,3 +159,33 @@ def test_credentials_are_stored_hashed(server: ClaveProcess) -> None:
         headers={"Authorization": f"Bearer {key}"},
     )
     assert r.status_code == 201
+
+
+def test_custom_code_and_psd2_through_the_sdk(server: ClaveProcess) -> None:
+    creds = credentials(server)
+    client = Client(creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
+    client.verify.base_url = server.url
+    custom = client.verify.v2.services.create(friendly_name="Custom", custom_code_enabled=True)
+    assert custom.custom_code_enabled is True
+    client.verify.v2.services(custom.sid).verifications.create(
+        to=TO, channel="sms", custom_code="246810"
+    )
+    assert inbox_code(server, TO) == "246810"
+    check = client.verify.v2.services(custom.sid).verification_checks.create(to=TO, code="246810")
+    assert check.status == "approved"
+
+    psd2 = client.verify.v2.services.create(friendly_name="Payments", psd2_enabled=True)
+    other = "+14155552674"
+    sent = client.verify.v2.services(psd2.sid).verifications.create(
+        to=other, channel="sms", amount="€12.00", payee="Acme"
+    )
+    assert (sent.amount, sent.payee) == ("€12.00", "Acme")
+    code = inbox_code(server, other)
+    wrong_payee = client.verify.v2.services(psd2.sid).verification_checks.create(
+        to=other, code=code, amount="€12.00", payee="Mallory"
+    )
+    assert wrong_payee.status == "pending"
+    right = client.verify.v2.services(psd2.sid).verification_checks.create(
+        to=other, code=code, amount="€12.00", payee="Acme"
+    )
+    assert (right.status, right.valid) == ("approved", True)
