@@ -27,7 +27,7 @@ from litestar.datastructures import FormMultiDict, MultiDict
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter
 
-from clave.platform.errors import classify, handlers
+from clave.platform.errors import ClaveError, classify, handlers
 from clave.verify.errors import InvalidParameter, MaxChecksReached, VerificationNotFound
 from clave.verify.models import Channel, Policy, Service, Status
 from clave.verify.service import VerificationView, VerifyService
@@ -71,7 +71,7 @@ _FLAGS = {
 _IGNORED_SERVICE_PARAMS = ("LookupEnabled", "DtmfInputRequired", "TtsName", "DefaultTemplateSid")
 
 
-class SmsToLandline(InvalidParameter):
+class SmsToLandline(ClaveError):
     """An SMS to a fixed line, refused because the service skips them (Twilio 60205)."""
 
     status = 403
