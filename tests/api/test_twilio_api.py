@@ -303,3 +303,12 @@ async def test_native_api_keeps_working_beside_v2(v2: V2) -> None:
     assert r.status_code == 201
     code = await v2.api.code(TO)
     assert (await v2.api.check(code, id=r.json()["id"])).json()["status"] == "approved"
+
+
+async def test_unknown_paths_and_methods_under_v2_answer_in_twilios_shape(v2: V2) -> None:
+    body = twilio_error(await v2.get("/Nope"), 20404, 404)
+    assert "/v2/Nope" in body["message"]
+    twilio_error(await v2.api.client.put("/v2/Services", headers=v2.basic), 20004, 405)
+    # Elsewhere, the native shape as before.
+    native = await v2.api.client.get("/api/nope")
+    assert native.json()["error"]["code"] == "not_found"

@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, MediaType, Request, get
+from litestar import Litestar, MediaType, Request, Response, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from clave import __version__
 from clave.platform.domain import Domain
-from clave.platform.errors import handlers, native_error_handler
+from clave.platform.errors import ExceptionHandler, handlers, native_error_handler
 from clave.platform.health import health_router
 from clave.platform.settings import PlatformSettings
 
@@ -47,11 +47,25 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> Litestar
     route_handlers: list[Any] = [health_router(domains), openapi_json]
     for domain in domains:
         route_handlers.extend(domain.route_handlers())
+    # A domain may render the errors under a path prefix its own way (verify's /v2 answers as
+    # Twilio does), including the ones raised before any of its routes matched (no such path,
+    # wrong method).
+    renderers: list[tuple[str, ExceptionHandler]] = [
+        (prefix, renderer)
+        for domain in domains
+        for prefix, renderer in getattr(domain, "error_renderers", {}).items()
+    ]
+
+    def render_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        for prefix, renderer in renderers:
+            if request.url.path.startswith(prefix):
+                return renderer(request, exc)
+        return native_error_handler(request, exc)
 
     return Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],
-        exception_handlers=handlers(native_error_handler),
+        exception_handlers=handlers(render_error),
         request_max_body_size=settings.max_body_bytes,
         # clave configures its own logging (platform.logs); Litestar's default would take over
         # the root logger and log every in-process client call.

@@ -9,7 +9,11 @@ from litestar.types import ControllerRouterHandler
 
 
 class Domain(Protocol):
-    """One business domain mounted into an app (all of them: the monolith; one: a service)."""
+    """One business domain mounted into an app (all of them: the monolith; one: a service).
+
+    A domain may also have `error_renderers`, a mapping of path prefix to exception handler,
+    for paths whose errors it renders in a shape of its own (even a path that matched nothing).
+    """
 
     name: str
 

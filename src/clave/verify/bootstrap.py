@@ -13,6 +13,7 @@ from pathlib import Path
 
 from litestar.types import ControllerRouterHandler
 
+from clave.platform.errors import ExceptionHandler
 from clave.platform.settings import PlatformSettings, SettingsError
 from clave.verify import api
 from clave.verify.codes import CodeHasher
@@ -45,6 +46,7 @@ from clave.verify.store.memory import MemoryVerificationStore
 from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore
 from clave.verify.tenants import DEFAULT_SERVICE, TenantService
+from clave.verify.twilio_api import twilio_error_handler
 
 log = logging.getLogger("clave.verify")
 
@@ -249,6 +251,11 @@ class VerifyDomain:
     def route_handlers(self) -> Sequence[ControllerRouterHandler]:
         """The verify routes."""
         return api.routers(self)
+
+    @property
+    def error_renderers(self) -> Mapping[str, ExceptionHandler]:
+        """The Twilio-compatible API's errors, Twilio's shape, unknown paths under it too."""
+        return {"/v2/": twilio_error_handler}
 
 
 def verify_domain(platform: PlatformSettings, env_settings: VerifySettings) -> VerifyDomain:
