@@ -267,6 +267,12 @@ async def test_psd2_binds_amount_and_payee_to_the_code(v2: V2) -> None:
     assert (right.json()["status"], right.json()["amount"]) == ("approved", "€39.99")
     fetched = (await v2.get(f"/Services/{sid}/Verifications/{sent.json()['sid']}")).json()
     assert (fetched["amount"], fetched["payee"]) == ("€39.99", "Acme Books")
+    # A separator smuggled into a part is refused, not hashed into another (amount, payee).
+    smuggled = await v2.post(
+        f"/Services/{sid}/Verifications",
+        {"To": "+14155552679", "Channel": "sms", "Amount": "1\x00Acme", "Payee": "x"},
+    )
+    twilio_error(smuggled, 60200, 400)
 
 
 async def test_geo_permissions_60605_fraud_guard_60410_and_landlines_60205(

@@ -110,7 +110,8 @@ class VerifyService:
                 raise InvalidParameter("custom codes are not enabled for this service")
             if not _CODE.fullmatch(custom_code):
                 raise InvalidParameter("a custom code must be 4 to 10 digits")
-        context = self._payment_context(service, payment)
+        payment = self._payment(service, payment)
+        context = _bound(payment)
         if channel not in policy.channels:
             raise ChannelNotAllowed(f"channel {channel} is not allowed for this service")
         destination = normalize(to, channel)
@@ -132,7 +133,7 @@ class VerifyService:
             if len(domain) > 253 or not _DOMAIN.fullmatch(domain):
                 raise InvalidParameter("webotp_domain must be a host name such as example.com")
             options["webotp_domain"] = domain
-        if payment is not None and context:
+        if payment is not None:
             options["amount"], options["payee"] = payment
         if friendly_name is not None:
             if not friendly_name.strip() or len(friendly_name) > 64:
@@ -226,7 +227,7 @@ class VerifyService:
         if not _CODE.fullmatch(code):
             raise InvalidParameter("code must be 4 to 10 digits")
         destination = normalize_any(to) if to is not None else None
-        context = self._payment_context(service, payment)
+        context = _bound(self._payment(service, payment))
         now = self._clock()
         if self._limiter is not None:
             await self._limiter.may_check(
@@ -245,17 +246,19 @@ class VerifyService:
         return view
 
     @staticmethod
-    def _payment_context(service: Service, payment: tuple[str, str] | None) -> str:
-        """What a psd2 service binds to the code: the amount and the payee (PSD2 dynamic
-        linking); other services bind nothing and ignore a payment."""
+    def _payment(service: Service, payment: tuple[str, str] | None) -> tuple[str, str] | None:
+        """The (amount, payee) a psd2 service binds to the code (PSD2 dynamic linking),
+        trimmed and validated; other services bind nothing and ignore a payment."""
         if "psd2" not in service.policy.flags:
-            return ""
+            return None
         if payment is None or not all(part.strip() for part in payment):
             raise InvalidParameter("this service needs an amount and a payee (PSD2)")
         amount, payee = (part.strip() for part in payment)
         if len(amount) > 32 or len(payee) > 64:
             raise InvalidParameter("amount is at most 32 and payee at most 64 characters")
-        return f"\x00{amount}\x00{payee}"
+        if not (amount.isprintable() and payee.isprintable()):
+            raise InvalidParameter("amount and payee must be printable text")
+        return amount, payee
 
     async def _failed_check(self, service: Service, client_ip: str | None, now: float) -> None:
         if self._limiter is not None:
@@ -379,3 +382,9 @@ class VerifyService:
         policy = service.policy
         used = await self._store.count_sends(service.id, verification.to, now - policy.send_window)
         return max(0, policy.max_sends - used)
+
+
+def _bound(payment: tuple[str, str] | None) -> str:
+    """What is hashed with the code: nothing, or the payment. Codes are digits and the parts
+    printable, so the NUL separators keep every (code, amount, payee) distinct."""
+    return f"\x00{payment[0]}\x00{payment[1]}" if payment else ""

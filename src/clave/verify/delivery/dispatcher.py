@@ -19,7 +19,7 @@ from clave.verify.codes import CodeHasher
 from clave.verify.delivery.base import DeliveryError, OutgoingMessage, ProviderRouter
 from clave.verify.destinations import mask
 from clave.verify.messages import choose_locale, render
-from clave.verify.models import Delivery, SendStatus, Status
+from clave.verify.models import Delivery, SendStatus, Status, payment_of
 from clave.verify.store.base import VerificationStore
 
 log = logging.getLogger("clave.verify.dispatcher")
@@ -139,7 +139,7 @@ class Dispatcher:
                 minutes=minutes,
                 app_hash=delivery.options.get("app_hash"),
                 webotp_domain=delivery.options.get("webotp_domain"),
-                payment=_payment(delivery.options),
+                payment=payment_of(delivery.options),
             ),
             verification_id=verification.id,
             attempt_id=delivery.attempt_id,
@@ -209,9 +209,3 @@ class Dispatcher:
             delivery.attempt_id,
             error,
         )
-
-
-def _payment(options: dict[str, str]) -> tuple[str, str] | None:
-    """A PSD2 verification's (amount, payee), shown in the message it authorises."""
-    amount, payee = options.get("amount"), options.get("payee")
-    return (amount, payee) if amount and payee else None
