@@ -147,14 +147,7 @@ class TenantService:
             if existing.id != service.id:
                 raise InvalidParameter("that API key belongs to another service")
             return False
-        await self._store.add_api_key(
-            ApiKey(
-                id=new_id("SK"),
-                service_id=service.id,
-                key_hash=hash_key(raw),
-                created_at=self._clock(),
-            )
-        )
+        await self._add_key(service.id, raw)
         return True
 
     async def create_twilio_credentials(self, policy: Policy) -> tuple[str, str, str, str]:
@@ -169,18 +162,8 @@ class TenantService:
             await self._store.put_service(account)
         token = secrets.token_hex(16)
         key_sid, key_secret = new_id("SK"), secrets.token_urlsafe(24)
-        for key_id, raw in (
-            (new_id("SK"), f"{account.id}:{token}"),
-            (key_sid, f"{key_sid}:{key_secret}"),
-        ):
-            await self._store.add_api_key(
-                ApiKey(
-                    id=key_id,
-                    service_id=account.id,
-                    key_hash=hash_key(raw),
-                    created_at=self._clock(),
-                )
-            )
+        await self._add_key(account.id, f"{account.id}:{token}")
+        await self._add_key(account.id, f"{key_sid}:{key_secret}", key_id=key_sid)
         return account.id, token, key_sid, key_secret
 
     async def authenticate_twilio(self, authorization: str | None) -> Service:
@@ -204,7 +187,7 @@ class TenantService:
 
     async def delete_service(self, service: Service) -> None:
         """Delete a service and its keys."""
-        if service.name in (TWILIO_ACCOUNT,):
+        if service.name == TWILIO_ACCOUNT:
             raise InvalidParameter("the account is not a service")
         await self._store.delete_service(service.id)
         self._cache.clear()
@@ -214,12 +197,16 @@ class TenantService:
         """A new API key for the service; only its hash is stored, so show it once."""
         service = await self.get_service(service_name)
         raw = KEY_PREFIX + secrets.token_urlsafe(32)
+        await self._add_key(service.id, raw)
+        return raw
+
+    async def _add_key(self, service_id: str, raw: str, *, key_id: str | None = None) -> None:
+        """Store a key for the service: its hash only."""
         await self._store.add_api_key(
             ApiKey(
-                id=new_id("SK"),
-                service_id=service.id,
+                id=key_id or new_id("SK"),
+                service_id=service_id,
                 key_hash=hash_key(raw),
                 created_at=self._clock(),
             )
         )
-        return raw
