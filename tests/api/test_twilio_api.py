@@ -194,6 +194,9 @@ async def test_unknown_service_and_verification_are_20404(v2: V2) -> None:
     sid = await v2.service()
     twilio_error(await v2.get(f"/Services/{sid}/Verifications/VE{'0' * 32}"), 20404, 404)
     twilio_error(await v2.get(f"/Services/{sid}/Verifications/{TO}"), 20404, 404)
+    # Without credentials, a real sid and a missing one answer alike: authenticate first.
+    for probe in (sid, missing):
+        twilio_error(await v2.get(f"/Services/{probe}", headers={}), 20003, 401)
 
 
 async def test_max_check_attempts_is_60202_and_max_sends_60203(v2: V2) -> None:

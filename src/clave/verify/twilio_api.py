@@ -277,7 +277,7 @@ async def list_services(
     query = Form(request.query_params)
     size = query.integer("PageSize", 1, 1000) or 50
     page = query.integer("Page", 0, 1_000_000) or 0
-    everything = [s for s in await tenants.list_services() if s.id != account.id]
+    everything = await tenants.list_services()
     chunk = everything[page * size : (page + 1) * size]
     base = _base(request)
 
@@ -301,21 +301,19 @@ async def list_services(
 @get("/Services/{sid:str}", summary="Fetch a service")
 async def fetch_service(
     request: Request[Any, Any, Any],
-    sid: Sid,
-    tenants: NamedDependency[TenantService],
+    service: NamedDependency[Service],
     account: NamedDependency[Service],
 ) -> dict[str, Any]:
-    return _service_json(await tenants.get_service_by_id(sid), account, _base(request))
+    return _service_json(service, account, _base(request))
 
 
 @post("/Services/{sid:str}", status_code=200, summary="Update a service")
 async def update_service(
     request: Request[Any, Any, Any],
-    sid: Sid,
+    service: NamedDependency[Service],
     tenants: NamedDependency[TenantService],
     account: NamedDependency[Service],
 ) -> dict[str, Any]:
-    service = await tenants.get_service_by_id(sid)
     policy = _policy(await _form(request), service.policy)
     updated = await tenants.update_policy(service.name, policy)
     return _service_json(updated, account, _base(request))
@@ -323,9 +321,9 @@ async def update_service(
 
 @delete("/Services/{sid:str}", status_code=204, summary="Delete a service")
 async def delete_service(
-    sid: Sid, tenants: NamedDependency[TenantService], account: NamedDependency[Service]
+    service: NamedDependency[Service], tenants: NamedDependency[TenantService]
 ) -> None:
-    await tenants.delete_service(await tenants.get_service_by_id(sid))
+    await tenants.delete_service(service)
 
 
 def _refuse_landline(service: Service, to: str, channel: Channel) -> None:
@@ -340,12 +338,10 @@ def _refuse_landline(service: Service, to: str, channel: Channel) -> None:
 @post("/Services/{sid:str}/Verifications", status_code=201, summary="Send a code")
 async def create_verification(
     request: Request[Any, Any, Any],
-    sid: Sid,
     verify: NamedDependency[VerifyService],
-    tenants: NamedDependency[TenantService],
+    service: NamedDependency[Service],
     account: NamedDependency[Service],
 ) -> dict[str, Any]:
-    service = await tenants.get_service_by_id(sid)
     form = await _form(request)
     to = form.text("To", required=True, max_length=254)
     channel_name = form.text("Channel", required=True, max_length=16)
@@ -389,13 +385,11 @@ async def _verification(verify: VerifyService, service: Service, ref: str) -> Ve
 @get("/Services/{sid:str}/Verifications/{ref:str}", summary="Fetch a verification")
 async def fetch_verification(
     request: Request[Any, Any, Any],
-    sid: Sid,
     ref: Ref,
     verify: NamedDependency[VerifyService],
-    tenants: NamedDependency[TenantService],
+    service: NamedDependency[Service],
     account: NamedDependency[Service],
 ) -> dict[str, Any]:
-    service = await tenants.get_service_by_id(sid)
     return _verification_json(await _verification(verify, service, ref), account, _base(request))
 
 
@@ -406,13 +400,11 @@ async def fetch_verification(
 )
 async def update_verification(
     request: Request[Any, Any, Any],
-    sid: Sid,
     ref: Ref,
     verify: NamedDependency[VerifyService],
-    tenants: NamedDependency[TenantService],
+    service: NamedDependency[Service],
     account: NamedDependency[Service],
 ) -> dict[str, Any]:
-    service = await tenants.get_service_by_id(sid)
     status = (await _form(request)).text("Status", required=True, max_length=16)
     if status not in ("canceled", "approved"):
         raise InvalidParameter("Invalid parameter: Status")
@@ -435,12 +427,10 @@ async def _locked(verify: VerifyService, service: Service, vid: str) -> bool:
 @post("/Services/{sid:str}/VerificationCheck", status_code=200, summary="Check a code")
 async def check_verification(
     request: Request[Any, Any, Any],
-    sid: Sid,
     verify: NamedDependency[VerifyService],
-    tenants: NamedDependency[TenantService],
+    service: NamedDependency[Service],
     account: NamedDependency[Service],
 ) -> dict[str, Any]:
-    service = await tenants.get_service_by_id(sid)
     form = await _form(request)
     code = form.text("Code", required=True, max_length=10)
     to, vid = form.text("To", max_length=254), form.text("VerificationSid", max_length=34)
@@ -480,6 +470,11 @@ def twilio_router(verify: VerifyService, tenants: TenantService, default_policy:
     async def provide_account(request: Request[Any, Any, Any]) -> Service:
         return await tenants.authenticate_twilio(request.headers.get("authorization"))
 
+    async def provide_service(sid: Sid, account: NamedDependency[Service]) -> Service:
+        # After the account: an unauthenticated caller learns nothing about which sids exist.
+        del account
+        return await tenants.get_service_by_id(sid)
+
     return Router(
         path="/v2",
         route_handlers=[
@@ -498,6 +493,7 @@ def twilio_router(verify: VerifyService, tenants: TenantService, default_policy:
             "tenants": Provide(provide_tenants),
             "default_policy": Provide(provide_policy),
             "account": Provide(provide_account),
+            "service": Provide(provide_service),
         },
         exception_handlers=handlers(twilio_error_handler),
         security=[{"basic": []}],
