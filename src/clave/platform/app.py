@@ -17,6 +17,7 @@ from clave import __version__
 from clave.platform.domain import Domain
 from clave.platform.errors import ExceptionHandler, handlers, native_error_handler
 from clave.platform.health import health_router
+from clave.platform.http import json_bodies_only
 from clave.platform.settings import PlatformSettings
 
 log = logging.getLogger("clave.app")
@@ -66,6 +67,7 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> Litestar
         route_handlers=route_handlers,
         lifespan=[lifespan],
         exception_handlers=handlers(render_error),
+        guards=[json_bodies_only],
         request_max_body_size=settings.max_body_bytes,
         # clave configures its own logging (platform.logs); Litestar's default would take over
         # the root logger and log every in-process client call.

@@ -19,10 +19,15 @@ log = logging.getLogger("clave.errors")
 
 
 class ClaveError(Exception):
-    """Base of every domain error: `status` and `code` are part of the public API."""
+    """Base of every domain error: `status` and `code` are part of the public API.
+
+    `public`, when set, is the message a client sees instead of `message`: errors that wrap a
+    driver's failure say what failed, never how (the driver's text goes to the log only).
+    """
 
     status: int = HTTP_500_INTERNAL_SERVER_ERROR
     code: str = "internal_error"
+    public: str | None = None
 
     def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
@@ -34,7 +39,15 @@ class StoreError(ClaveError):
     """A storage backend failed; the driver's exception is chained as the cause."""
 
     status = 503
-    code = "store_unavailable"
+    code = "storage_unavailable"
+    public = "the database did not answer; try again shortly"
+
+
+class UnsupportedMediaType(ClaveError):
+    """A JSON route got a body that is not declared as JSON."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 _HTTP_CODES = {
@@ -71,7 +84,7 @@ def classify(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
     if isinstance(exc, ClaveError):
         if exc.status >= 500:
             log.error("%s: %s", exc.code, exc.message, exc_info=exc.__cause__ or exc)
-        return exc.status, exc.code, exc.message, exc.headers
+        return exc.status, exc.code, exc.public or exc.message, exc.headers
     if isinstance(exc, ValidationException):
         return 400, "invalid_request", _validation_message(exc), {}
     if isinstance(exc, NotFoundException):
@@ -100,8 +113,9 @@ def message_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response
     """Render `{"message": "..."}`, the shape of the original Express service's errors."""
     status, _code, message, headers = classify(exc)
     # The original service answered every failure as 400; keep that except where the status
-    # carries meaning a client must act on (authentication, back-off, server-side failure).
-    if status not in (401, 429) and status < 500:
+    # carries meaning a client must act on (authentication, the body's type, back-off,
+    # server-side failure).
+    if status not in (401, 415, 429) and status < 500:
         status = 400
     return Response(
         {"message": message}, status_code=status, headers=headers, media_type=MediaType.JSON

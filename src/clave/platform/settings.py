@@ -119,6 +119,9 @@ class PlatformSettings:
     max_body_bytes: int
     shutdown_grace: int
     routes: Path
+    # Trusted proxies in front (haproxy, an ALB): the end user's address is the entry the
+    # outermost one appended to X-Forwarded-For.
+    proxy_hops: int
 
     @classmethod
     def from_env(cls, env: Env) -> PlatformSettings:
@@ -135,6 +138,7 @@ class PlatformSettings:
             ),
             shutdown_grace=env.integer("SHUTDOWN_GRACE", 30, low=1, high=600),
             routes=env.path("ROUTES", "routes.toml"),
+            proxy_hops=env.integer("PROXY_HOPS", 0, low=0, high=10),
         )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import html
-import ipaddress
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +14,7 @@ from litestar import MediaType, Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
+from clave.platform.client_ip import end_user_ip, parse_ip
 from clave.platform.errors import handlers, message_error_handler
 from clave.verify.delivery.twilio import valid_signature
 from clave.verify.delivery.webhook import decode_secret
@@ -22,7 +23,6 @@ from clave.verify.destinations import mask, normalize_any
 from clave.verify.errors import BadSignature, InvalidDestination, InvalidParameter
 from clave.verify.models import Channel, SendStatus, Service, Status
 from clave.verify.service import VerificationView, VerifyService
-from clave.verify.settings import VerifySettings
 from clave.verify.tenants import DEFAULT_SERVICE, TenantService
 from clave.verify.twilio_api import twilio_router
 
@@ -136,24 +136,25 @@ def render(view: VerificationView) -> VerificationRead:
     )
 
 
-def end_user_ip(
-    request: Request[Any, Any, Any], declared: str | None, settings: VerifySettings
-) -> str | None:
-    """The IP the per-IP limits count: the one the caller declares, else (when the deployment
-    says end users reach clave directly) the peer, through `proxy_hops` trusted proxies."""
-    if declared is not None:
-        try:
-            return str(ipaddress.ip_address(declared))
-        except ValueError:
-            raise InvalidParameter("client_ip is not an IP address") from None
-    if not settings.limit_peer_ip:
-        return None
-    if settings.proxy_hops:
-        header = request.headers.get("x-forwarded-for", "")
-        forwarded = [a.strip() for a in header.split(",") if a.strip()]
-        if len(forwarded) >= settings.proxy_hops:
-            return forwarded[-settings.proxy_hops]
-    return request.client.host if request.client else None
+@dataclass(frozen=True, slots=True)
+class ClientIps:
+    """Which address the per-IP limits count for a request."""
+
+    # CLAVE_LIMIT_PEER_IP: end users reach clave directly (or through `proxy_hops` proxies).
+    from_peer: bool
+    proxy_hops: int
+
+    def of(self, request: Request[Any, Any, Any], declared: str | None) -> str | None:
+        """The address the caller declares (`client_ip`: its end user's), else, when end users
+        reach clave directly, the peer's."""
+        if declared is not None:
+            try:
+                return parse_ip(declared)
+            except ValueError:
+                raise InvalidParameter("client_ip is not an IP address") from None
+        if not self.from_peer:
+            return None
+        return end_user_ip(request, self.proxy_hops)
 
 
 @post("/", status_code=201, summary="Send a code (or re-send the pending one)")
@@ -162,7 +163,7 @@ async def create_verification(
     data: JSONBody[StartVerification],
     verify: NamedDependency[VerifyService],
     caller: NamedDependency[Service],
-    verify_settings: NamedDependency[VerifySettings],
+    client_ips: NamedDependency[ClientIps],
 ) -> Response[VerificationRead]:
     """Start a verification for `to` on `channel`; a pending one for `to` is re-sent."""
     view, created = await verify.start_verification(
@@ -171,7 +172,7 @@ async def create_verification(
         channel=data.channel,
         locale=data.locale,
         code_length=data.code_length,
-        client_ip=end_user_ip(request, data.client_ip, verify_settings),
+        client_ip=client_ips.of(request, data.client_ip),
         app_hash=data.app_hash,
         webotp_domain=data.webotp_domain,
     )
@@ -184,7 +185,7 @@ async def check_verification(
     data: JSONBody[CheckVerification],
     verify: NamedDependency[VerifyService],
     caller: NamedDependency[Service],
-    verify_settings: NamedDependency[VerifySettings],
+    client_ips: NamedDependency[ClientIps],
 ) -> VerificationRead:
     """Check a code by verification id or destination; `status` says the result."""
     view = await verify.check_code(
@@ -192,7 +193,7 @@ async def check_verification(
         code=data.code,
         verification_id=data.id,
         to=data.to,
-        client_ip=end_user_ip(request, data.client_ip, verify_settings),
+        client_ip=client_ips.of(request, data.client_ip),
     )
     return render(view)
 
@@ -224,10 +225,10 @@ async def send_code(
     verify: NamedDependency[VerifyService],
     caller: NamedDependency[Service],
     compat_channel: NamedDependency[Channel],
-    verify_settings: NamedDependency[VerifySettings],
+    client_ips: NamedDependency[ClientIps],
 ) -> dict[str, Any]:
     """Start or re-send a verification on the configured compat channel."""
-    client_ip = end_user_ip(request, None, verify_settings)
+    client_ip = client_ips.of(request, None)
     await verify.start_verification(caller, to=data.to, channel=compat_channel, client_ip=client_ip)
     return {"message": True}
 
@@ -238,10 +239,10 @@ async def verify_code(
     data: JSONBody[VerifyCode],
     verify: NamedDependency[VerifyService],
     caller: NamedDependency[Service],
-    verify_settings: NamedDependency[VerifySettings],
+    client_ips: NamedDependency[ClientIps],
 ) -> dict[str, Any]:
     """Check a code by destination: `approved` or `pending`."""
-    client_ip = end_user_ip(request, None, verify_settings)
+    client_ip = client_ips.of(request, None)
     view = await verify.check_code(caller, code=data.code, to=data.to, client_ip=client_ip)
     if view.status is Status.MAX_ATTEMPTS_REACHED:
         return {"message": "max_attempts_reached"}
@@ -410,13 +411,15 @@ def routers(domain: VerifyDomain) -> list[Router]:
     async def provide_compat_channel() -> Channel:
         return settings.compat_channel
 
-    async def provide_settings() -> VerifySettings:
-        return settings
+    client_ips = ClientIps(settings.limit_peer_ip, domain.proxy_hops)
+
+    async def provide_client_ips() -> ClientIps:
+        return client_ips
 
     common = {
         "verify": Provide(provide_verify),
         "tenants": Provide(provide_tenants),
-        "verify_settings": Provide(provide_settings),
+        "client_ips": Provide(provide_client_ips),
     }
     native = Router(
         path="/api/verifications",

@@ -138,6 +138,7 @@ class VerifyDomain:
         extra_providers: Sequence[Provider] = (),
     ) -> None:
         self.settings = settings
+        self.proxy_hops = platform.proxy_hops
         keys = settings.hmac_keys or load_or_create_key_file(platform.data_dir / KEY_FILE)
         self.hasher = CodeHasher(dict(keys), active_key_id=keys[0][0])
         self.store = store or build_store(settings, platform.data_dir)

@@ -97,7 +97,6 @@ class VerifySettings:
     routes: dict[Channel, tuple[str, ...] | None]
     limits: Limits
     limit_peer_ip: bool
-    proxy_hops: int
     guard: GuardSettings
     # (service name, normalised destination) -> fixed code; nothing is ever sent to them.
     test_destinations: dict[tuple[str, str], str]
@@ -207,7 +206,6 @@ class VerifySettings:
                 ),
             ),
             limit_peer_ip=env.flag("LIMIT_PEER_IP", False),
-            proxy_hops=env.integer("PROXY_HOPS", 0, low=0, high=10),
             guard=GuardSettings(
                 mode=GuardMode(env.choice("FRAUD_MODE", "enforce", ("enforce", "record_only"))),
                 blocked=_blocked_prefixes(env),

@@ -1,0 +1,54 @@
+"""The end user's IP address: where a request came from, and how per-IP limits count it."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from litestar.connection import ASGIConnection
+
+# An IPv6 subscriber usually gets a whole /64 (RFC 6177): counting single addresses would give
+# one client 2^64 fresh budgets.
+IPV6_PREFIX = 64
+
+
+def parse_ip(text: str) -> str:
+    """The canonical text of an IP address; ValueError when `text` is not one."""
+    return str(ipaddress.ip_address(text.strip()))
+
+
+def ip_bucket(ip: str) -> str:
+    """What per-IP limits count for `ip`: an IPv4 address as itself (an IPv4-mapped IPv6
+    address too, so ::ffff:192.0.2.1 and 192.0.2.1 share one budget), an IPv6 address by its
+    /64 network. ValueError when `ip` is not an address."""
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
+
+
+def end_user_ip(connection: ASGIConnection[Any, Any, Any, Any], proxy_hops: int) -> str | None:
+    """The address of whoever sent the request: the peer, or with `proxy_hops` trusted proxies
+    in front, the entry the outermost of them appended to X-Forwarded-For.
+
+    Entries further left were written by the client and are never trusted. A header with too
+    few entries, or an entry that is not an address, means the request did not come through
+    the proxies: the peer is used.
+    """
+    if proxy_hops:
+        header = connection.headers.get("x-forwarded-for", "")
+        forwarded = [part.strip() for part in header.split(",") if part.strip()]
+        if len(forwarded) >= proxy_hops:
+            try:
+                return parse_ip(forwarded[-proxy_hops])
+            except ValueError:
+                pass
+    client = connection.client
+    if client is None:
+        return None
+    try:
+        return parse_ip(client.host)
+    except ValueError:
+        return None  # a Unix socket or a test transport's placeholder name
