@@ -41,6 +41,8 @@ def request_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
 
 def valid_signature(auth_token: str, url: str, params: dict[str, str], offered: str) -> bool:
     """Whether `offered` is Twilio's signature of this request (constant-time compare)."""
+    if not offered.isascii():  # a signature is base64; compare_digest refuses non-ASCII text
+        return False
     return hmac.compare_digest(request_signature(auth_token, url, params), offered)
 
 

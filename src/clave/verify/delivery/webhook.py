@@ -41,11 +41,16 @@ def verify(
     """Whether a Standard Webhooks request is authentic and fresh (constant-time compare)."""
     message_id = headers.get("webhook-id", "")
     timestamp = headers.get("webhook-timestamp", "")
-    if not message_id or not timestamp.isdigit() or abs(now - int(timestamp)) > tolerance:
+    # isdigit() alone admits digits int() refuses ("²"): ASCII digits only, and not too many.
+    if not message_id or not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
+        return False
+    if abs(now - int(timestamp)) > tolerance:
         return False
     expected = sign(key, message_id, int(timestamp), body)
     offered = headers.get("webhook-signature", "").split()
-    return any(hmac.compare_digest(expected, candidate) for candidate in offered)
+    return any(
+        candidate.isascii() and hmac.compare_digest(expected, candidate) for candidate in offered
+    )
 
 
 class SignedWebhook:

@@ -1,0 +1,106 @@
+"""Rules applied at the edge: which address is counted, which bodies are JSON, which text is
+safe, and malformed signature headers."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import pytest
+
+from clave.platform.client_ip import ip_bucket, parse_ip
+from clave.platform.http import is_json_media_type
+from clave.platform.text import is_plain_text, is_single_line
+from clave.verify.delivery import webhook
+from clave.verify.delivery.twilio import request_signature, valid_signature
+from clave.verify.destinations import guess_key
+
+
+@pytest.mark.parametrize(
+    ("address", "bucket"),
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),  # IPv4-mapped: the same budget as the IPv4 address
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("::1", "::/64"),
+    ],
+)
+def test_per_ip_limits_count_ipv6_by_its_64(address: str, bucket: str) -> None:
+    assert ip_bucket(address) == bucket
+
+
+def test_only_addresses_are_addresses() -> None:
+    assert parse_ip(" 2001:DB8::1 ") == "2001:db8::1"
+    for bad in ("not-an-ip", "1.2.3.4.5", "", "192.0.2.1/24", "²"):
+        with pytest.raises(ValueError):
+            parse_ip(bad)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "json"),
+    [
+        ("application/json", True),
+        ("Application/JSON; charset=utf-8", True),
+        ("application/merge-patch+json", True),
+        ("text/plain", False),
+        ("text/plain; application/json", False),
+        ("application/x-www-form-urlencoded", False),
+        ("multipart/form-data; boundary=x", False),
+        ("application/jsonp", False),
+        ("json", False),
+        ("", False),
+    ],
+)
+def test_json_media_types(content_type: str, json: bool) -> None:
+    assert is_json_media_type(content_type) is json
+
+
+def test_text_that_can_forge_a_line_is_refused() -> None:
+    assert is_single_line("Acme Bank, Inc. — 🏦")
+    for bad in ("Bank.\r\nCall +19005550100", "a\tb", "rtl\u202eknaB", "nul\x00", "del\x7f"):
+        assert not is_single_line(bad)
+    assert is_plain_text("line one\nline two\r\n\tindented")
+    assert not is_plain_text("bell\x07")
+    assert not is_plain_text("rtl\u202e")
+
+
+@pytest.mark.parametrize(
+    ("destination", "key"),
+    [
+        ("Victim@example.com", "victim@example.com"),
+        ("VICTIM@example.com", "victim@example.com"),
+        ("victim+1@example.com", "victim@example.com"),
+        ("Victim+Shop+2@Example.COM", "victim@example.com"),
+        ("+14155552671", "+14155552671"),
+    ],
+)
+def test_one_inbox_is_one_guess_budget(destination: str, key: str) -> None:
+    assert guess_key(destination) == key
+
+
+def test_malformed_signature_headers_are_just_wrong() -> None:
+    url, params = "https://clave.example/api/providers/twilio/status", {"MessageSid": "SM1"}
+    right = request_signature("token", url, params)
+    assert valid_signature("token", url, params, right)
+    for offered in ("é" * len(right), right + "é", "", "\x00"):
+        assert not valid_signature("token", url, params, offered)
+
+    key = base64.b64decode(base64.b64encode(b"s" * 32))
+    now = time.time()
+    body = b'{"message_id": "m", "status": "delivered"}'
+    signed = webhook.sign(key, "msg_1", int(now), body)
+    good = {"webhook-id": "msg_1", "webhook-timestamp": str(int(now)), "webhook-signature": signed}
+    assert webhook.verify(key, good, body, now=now)
+    for change in (
+        {"webhook-timestamp": "²"},
+        {"webhook-timestamp": "١٢٣"},  # Arabic-Indic digits: isdigit() but not a timestamp
+        {"webhook-timestamp": "9" * 40},
+        {"webhook-signature": "v1,é"},
+        {"webhook-signature": signed + " v1,ü"},  # a bad candidate beside the right one
+        {"webhook-id": "msg_é"},
+    ):
+        headers = good | change
+        expected = change == {"webhook-signature": signed + " v1,ü"}
+        assert webhook.verify(key, headers, body, now=now) is expected, change
