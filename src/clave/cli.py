@@ -40,8 +40,9 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=COUNT/SECONDS",
-        help="this service's own rate limit (sends_per_ip, sends_per_service, "
-        "failed_checks_per_ip); NAME=default drops it; repeatable",
+        help="this service's own rate limit (sends_per_ip, sends_per_service, sends_per_day, "
+        "failed_checks_per_ip, failed_checks_per_destination; sends_per_day=N means N/86400); "
+        "NAME=default drops it; repeatable",
     )
 
 
@@ -66,6 +67,8 @@ def _apply_policy(base: Policy, args: argparse.Namespace) -> Policy:
                 raise ClaveError(f"--limit takes NAME=COUNT/SECONDS, got {item!r}")
             if value == "default":
                 own.pop(name, None)
+            elif name == "sends_per_day" and value.isdigit():
+                own[name] = f"{value}/86400"
             else:
                 own[name] = value
         changes["limits"] = tuple(sorted(own.items()))

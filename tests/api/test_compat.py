@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.api.conftest import Api, open_api, settings_for
 
 PHONE = "+34612345678"
@@ -40,9 +42,32 @@ async def test_key_required_unless_anonymous_is_enabled(tmp_path: Path, api: Api
     r = await api.client.post("/api/messages/send-code", json={"to": PHONE})
     assert r.status_code == 401
     assert set(r.json()) == {"message"}
-    async for anon in open_api(settings_for(tmp_path / "anon", CLAVE_COMPAT_ANONYMOUS="true")):
+    env = {"CLAVE_COMPAT_ANONYMOUS": "true", "CLAVE_LIMIT_PEER_IP": "true"}
+    async for anon in open_api(settings_for(tmp_path / "anon", **env)):
         r = await anon.client.post("/api/messages/send-code", json={"to": PHONE})
         assert (r.status_code, r.json()) == (200, {"message": True})
+
+
+def test_anonymous_routes_refuse_to_start_without_per_ip_counting(tmp_path: Path) -> None:
+    from clave.platform.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="CLAVE_LIMIT_PEER_IP"):
+        settings_for(tmp_path, CLAVE_COMPAT_ANONYMOUS="true")
+
+
+async def test_anonymous_sends_count_against_the_callers_ip(tmp_path: Path) -> None:
+    env = {
+        "CLAVE_COMPAT_ANONYMOUS": "true",
+        "CLAVE_LIMIT_PEER_IP": "true",
+        "CLAVE_LIMIT_SENDS_PER_IP": "2/3600",
+    }
+    async for anon in open_api(settings_for(tmp_path, **env)):
+        for to in ("+34612345671", "+34612345672"):
+            r = await anon.client.post("/api/messages/send-code", json={"to": to})
+            assert r.status_code == 200
+        r = await anon.client.post("/api/messages/send-code", json={"to": "+34612345673"})
+        assert r.status_code == 429
+        assert int(r.headers["Retry-After"]) > 0
 
 
 async def test_compat_channel_from_settings(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from tests.api.conftest import open_api, settings_for
 
 
 async def test_fixed_code_and_nothing_sent(tmp_path: Path) -> None:
-    env = {"CLAVE_TEST_DESTINATIONS": "default:+1 500 555 0006=123456,other:qa@example.com=4242"}
+    env = {"CLAVE_TEST_DESTINATIONS": "default:+1 500 555 0006=123456,other:qa@example.com=424242"}
     async for api in open_api(settings_for(tmp_path, **env)):
         sent = await api.send("+15005550006")
         assert sent.status_code == 201
@@ -37,6 +37,11 @@ async def test_not_a_test_destination_unless_configured(tmp_path: Path) -> None:
 
 
 def test_bad_test_destinations_stop_startup() -> None:
-    for value in ("+15005550006=123456", "default:+15005550006=12", "default:nobody=123456"):
+    for value in (
+        "+15005550006=123456",
+        "default:+15005550006=12",
+        "default:+15005550006=12345",  # a fixed code is never shorter than 6 digits
+        "default:nobody=123456",
+    ):
         with pytest.raises(SettingsError, match="CLAVE_TEST_DESTINATIONS"):
             Settings.load({"CLAVE_TEST_DESTINATIONS": value})

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from clave.verify.limits import CounterStore, Limit, MemoryCounters, RedisCounters, SqliteCounters
+from clave.verify.limits import (
+    CounterStore,
+    Hit,
+    Limit,
+    MemoryCounters,
+    RedisCounters,
+    SqliteCounters,
+)
 from tests.contract.conftest import drop_prefix
 
 NOW = 1_800_000_000.0  # a window boundary for 60 s and 3600 s windows
@@ -34,46 +41,71 @@ async def counters(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 LIMIT = Limit("test_limit", 3, 60, "things")
 
 
+def hits(*keys: str, limit: Limit = LIMIT, cost: int = 1) -> list[Hit]:
+    return [Hit(key, limit, cost) for key in keys]
+
+
 async def test_allows_up_to_the_count_then_says_how_long_to_wait(counters: CounterStore) -> None:
     for _ in range(3):
-        assert await counters.hit([("k", LIMIT)], NOW + 10, consume=True) is None
-    refused = await counters.hit([("k", LIMIT)], NOW + 10, consume=True)
+        assert await counters.hit(hits("k"), NOW + 10) is None
+    refused = await counters.hit(hits("k"), NOW + 10)
     assert refused is not None
     assert refused[0] is LIMIT
     assert 0 < refused[1] <= 60
-    assert await counters.hit([("other", LIMIT)], NOW + 10, consume=True) is None
+    assert await counters.hit(hits("other"), NOW + 10) is None
 
 
-async def test_peeking_does_not_consume(counters: CounterStore) -> None:
+async def test_a_gate_looks_without_counting(counters: CounterStore) -> None:
     for _ in range(10):
-        assert await counters.hit([("k", LIMIT)], NOW, consume=False) is None
+        assert await counters.hit(hits("k", cost=0), NOW) is None
     for _ in range(3):
-        assert await counters.hit([("k", LIMIT)], NOW, consume=True) is None
-    assert await counters.hit([("k", LIMIT)], NOW, consume=False) is not None
+        assert await counters.hit(hits("k"), NOW) is None
+    assert await counters.hit(hits("k", cost=0), NOW) is not None
+    # A gate refuses with the rest of its hit: nothing of the other key is counted.
+    assert await counters.hit([*hits("fresh"), *hits("k", cost=0)], NOW) is not None
+    for _ in range(3):
+        assert await counters.hit(hits("fresh"), NOW) is None
 
 
 async def test_the_window_slides(counters: CounterStore) -> None:
     for _ in range(3):
-        await counters.hit([("k", LIMIT)], NOW + 50, consume=True)
+        await counters.hit(hits("k"), NOW + 50)
     # 10 s into the next window, 5/6 of the last one still counts: 2.5 + 1 > 3.
-    assert await counters.hit([("k", LIMIT)], NOW + 70, consume=True) is not None
+    assert await counters.hit(hits("k"), NOW + 70) is not None
     # 45 s in, only a quarter of it does: 0.75 + 1 <= 3.
-    assert await counters.hit([("k", LIMIT)], NOW + 105, consume=True) is None
+    assert await counters.hit(hits("k"), NOW + 105) is None
     # Two windows later it is all forgotten.
     for _ in range(3):
-        assert await counters.hit([("k", LIMIT)], NOW + 250, consume=True) is None
+        assert await counters.hit(hits("k"), NOW + 250) is None
 
 
 async def test_all_or_nothing(counters: CounterStore) -> None:
     small = Limit("small", 1, 60, "small things")
-    assert await counters.hit([("a", LIMIT), ("b", small)], NOW, consume=True) is None
-    refused = await counters.hit([("a", LIMIT), ("b", small)], NOW, consume=True)
+    both = [Hit("a", LIMIT), Hit("b", small)]
+    assert await counters.hit(both, NOW) is None
+    refused = await counters.hit(both, NOW)
     assert refused is not None
     assert refused[0] is small
     # "a" was not spent by the refused hit: two more fit (3 in all).
-    assert await counters.hit([("a", LIMIT)], NOW, consume=True) is None
-    assert await counters.hit([("a", LIMIT)], NOW, consume=True) is None
-    assert await counters.hit([("a", LIMIT)], NOW, consume=True) is not None
+    assert await counters.hit(hits("a"), NOW) is None
+    assert await counters.hit(hits("a"), NOW) is None
+    assert await counters.hit(hits("a"), NOW) is not None
+
+
+async def test_release_gives_back_what_was_counted_at_that_time(counters: CounterStore) -> None:
+    for _ in range(3):
+        assert await counters.hit(hits("k", "j"), NOW + 10) is None
+    assert await counters.hit(hits("k"), NOW + 20) is not None
+    await counters.release(hits("k"), NOW + 10)
+    assert await counters.hit(hits("k"), NOW + 20) is None  # the released one fits again
+    assert await counters.hit(hits("k"), NOW + 20) is not None
+    assert await counters.hit(hits("j"), NOW + 20) is not None  # "j" was not released
+    # Never below zero: releasing more than was counted gives nothing extra.
+    for _ in range(5):
+        await counters.release(hits("z"), NOW + 10)
+    for _ in range(3):
+        assert await counters.hit(hits("z"), NOW + 20) is None
+    assert await counters.hit(hits("z"), NOW + 20) is not None
 
 
 async def test_distinct_members_up_to_a_limit_until_expiry(counters: CounterStore) -> None:

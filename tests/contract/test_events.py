@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,15 @@ async def test_each_final_status_raises_one_event(store: VerificationStore, svc:
             ("verification.max_attempts_reached", locked.id, 1),
         ]
     )
+
+
+async def test_a_rebinding_send_raises_the_old_verifications_canceled_event(
+    store: VerificationStore, svc: Service
+) -> None:
+    old, new = candidate(svc), candidate(svc)
+    await start(store, replace(old, binding=b"A" * 32))
+    await start(store, replace(new, binding=b"B" * 32), now=NOW + 1)
+    assert await claim(store, NOW + 1) == [("verification.canceled", old.id, 1)]
 
 
 async def test_failed_and_swept_expiry(store: VerificationStore, svc: Service) -> None:

@@ -117,6 +117,37 @@ async def test_start_reuses_the_pending_verification(
     assert await store.pending_deliveries() == 2
 
 
+async def test_a_send_with_another_binding_replaces_the_pending_verification(
+    store: VerificationStore, svc: Service
+) -> None:
+    first = await start(store, replace(candidate(svc), binding=b"A" * 32))
+    same = await start(store, replace(candidate(svc), binding=b"A" * 32), now=NOW + 5)
+    assert (same.created, same.verification.id) == (False, first.verification.id)
+    other = replace(candidate(svc), binding=b"B" * 32)
+    rebound = await start(store, other, now=NOW + 10)
+    # A new verification with the candidate's code; the old one is canceled, its code dead.
+    assert rebound.created
+    assert rebound.verification.id == other.id
+    assert (rebound.verification.code, rebound.verification.binding) == (other.code, b"B" * 32)
+    assert [s.status for s in rebound.verification.sends] == [SendStatus.QUEUED]
+    old = await store.get(svc.id, first.verification.id)
+    assert old is not None and old.status is Status.CANCELED
+    assert (await store.find_pending(svc.id, TO)).id == other.id  # type: ignore[union-attr]
+    # The sends to the destination still count together: the window is not reset.
+    assert rebound.sends_in_window == 3
+    assert await store.pending_deliveries() == 3
+
+
+async def test_a_full_window_refuses_without_touching_the_pending_one(
+    store: VerificationStore, svc: Service
+) -> None:
+    first = await start(store, replace(candidate(svc), binding=b"A" * 32), max_sends=1)
+    refused = await start(store, replace(candidate(svc), binding=b"B" * 32), max_sends=1)
+    assert refused.limited_until is not None
+    kept = await store.get(svc.id, first.verification.id)
+    assert kept is not None and kept.status is Status.PENDING
+
+
 async def test_start_refuses_past_the_window_limit(store: VerificationStore, svc: Service) -> None:
     for i in range(3):
         await start(store, candidate(svc), now=NOW + i * 10, max_sends=3)

@@ -230,3 +230,141 @@ async def test_api_keys_authenticate_their_service_only(world: World) -> None:
             await world.tenants.authenticate(header)
     stored = list(world.store._keys)
     assert raw.encode() not in b"".join(stored)
+
+
+async def test_a_code_is_never_shorter_than_the_policy(clock: FakeClock) -> None:
+    world = await make_world(clock, Policy(code_length=8, flags=frozenset({"custom_code"})))
+    for length in (4, 7):
+        with pytest.raises(InvalidParameter, match="8 to 10 digits"):
+            await world.verify.start_verification(
+                world.service, to=PHONE, channel=Channel.SMS, code_length=length
+            )
+    with pytest.raises(InvalidParameter, match="8 to 10 digits"):
+        await world.verify.start_verification(
+            world.service, to=PHONE, channel=Channel.SMS, custom_code="1234567"
+        )
+    assert await world.store.pending_deliveries() == 0
+    await world.verify.start_verification(
+        world.service, to=PHONE, channel=Channel.SMS, code_length=10
+    )
+    assert len(await world.code_for(PHONE)) == 10
+
+
+async def test_a_resend_that_changes_what_the_code_means_starts_a_new_one(clock: FakeClock) -> None:
+    world = await make_world(clock, Policy(flags=frozenset({"custom_code"})))
+    first, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    first_code = await world.code_for(PHONE)
+    # Same terms (another channel, locale): the same verification, the same code.
+    again, created = await world.verify.start_verification(
+        world.service, to=PHONE, channel=Channel.CALL, locale="es"
+    )
+    assert (created, again.verification.id) == (False, first.verification.id)
+    previous, codes = first, [first_code]
+    for change in ({"code_length": 8}, {"custom_code": "24681357"}, {"friendly_name": "Bank"}):
+        world.clock.advance(1)
+        view, created = await world.verify.start_verification(
+            world.service, to=PHONE, channel=Channel.SMS, **change
+        )
+        assert created, change
+        assert view.verification.id != previous.verification.id
+        old = await world.verify.get(world.service, previous.verification.id)
+        assert old.status is Status.CANCELED
+        previous = view
+        codes.append(await world.code_for(PHONE))
+    assert len(codes[1]) == 8
+    assert codes[2] == "24681357"
+    assert "Bank" in (await world.inbox.latest(to=PHONE))[0].text
+    assert len(set(codes)) == 4  # every new verification has a code of its own
+    with pytest.raises(VerificationNotFound):
+        await world.verify.check_code(
+            world.service, code=first_code, verification_id=first.verification.id
+        )
+
+
+async def test_a_psd2_resend_with_other_terms_binds_a_new_code(clock: FakeClock) -> None:
+    world = await make_world(clock, Policy(flags=frozenset({"psd2"})))
+    first, _ = await world.verify.start_verification(
+        world.service, to=PHONE, channel=Channel.SMS, payment=("1.00EUR", "Alice")
+    )
+    first_code = await world.code_for(PHONE)
+    second, created = await world.verify.start_verification(
+        world.service, to=PHONE, channel=Channel.SMS, payment=("9999.00EUR", "Mallory")
+    )
+    assert created
+    await world.dispatcher.run_once()
+    [message, *_] = await world.inbox.latest(to=PHONE)
+    assert "9999.00EUR" in message.text and "Mallory" in message.text
+    second_code = code_in(message.text)
+    with pytest.raises(VerificationNotFound):
+        await world.verify.check_code(
+            world.service,
+            code=first_code,
+            verification_id=first.verification.id,
+            payment=("1.00EUR", "Alice"),
+        )
+    wrong_terms = await world.verify.check_code(
+        world.service, code=second_code, to=PHONE, payment=("1.00EUR", "Alice")
+    )
+    assert wrong_terms.status is Status.PENDING
+    approved = await world.verify.check_code(
+        world.service, code=second_code, to=PHONE, payment=("9999.00EUR", "Mallory")
+    )
+    assert (approved.status, approved.verification.id) == (
+        Status.APPROVED,
+        second.verification.id,
+    )
+
+
+async def test_an_id_of_the_wrong_shape_never_reaches_the_store(world: World) -> None:
+    calls: list[str] = []
+    for name in ("get", "count_check", "transition"):
+        real = getattr(world.store, name)
+
+        async def spy(*args: object, _real=real, _name=name, **kwargs: object) -> object:
+            calls.append(_name)
+            return await _real(*args, **kwargs)
+
+        setattr(world.store, name, spy)
+    for bad in ("VE" + "0" * 32 + ":att", "VE" + "A" * 32, "VE123", "../VE" + "0" * 32):
+        with pytest.raises(VerificationNotFound):
+            await world.verify.get(world.service, bad)
+        with pytest.raises(VerificationNotFound):
+            await world.verify.cancel(world.service, bad)
+        with pytest.raises(VerificationNotFound):
+            await world.verify.check_code(world.service, code="123456", verification_id=bad)
+    assert calls == []
+    with pytest.raises(VerificationNotFound):
+        await world.verify.get(world.service, "VE" + "0" * 32)
+    assert calls == ["get"]  # a well-formed id is looked up
+
+
+async def test_control_characters_never_reach_a_message(clock: FakeClock) -> None:
+    world = await make_world(clock)
+    for name in ("Bank.\r\nCall +19005550100", "Bank\u202e", "Bank\x00", " "):
+        with pytest.raises(InvalidParameter):
+            await world.verify.start_verification(
+                world.service, to=PHONE, channel=Channel.SMS, friendly_name=name
+            )
+        with pytest.raises(InvalidParameter, match="friendly name"):
+            await world.tenants.create_service("bank", Policy(friendly_name=name))
+    assert await world.store.pending_deliveries() == 0
+
+
+async def test_a_policy_must_keep_the_guess_bound(world: World) -> None:
+    with pytest.raises(InvalidParameter, match=r"15 failed checks .* 10,000 4-digit codes, 1 a day"):
+        await world.tenants.create_service("short", Policy(code_length=4))
+    with pytest.raises(InvalidParameter, match="unbounded"):
+        await world.tenants.create_service(
+            "unbounded", Policy(limits=(("failed_checks_per_destination", "0/86400"),))
+        )
+    with pytest.raises(InvalidParameter, match=r"960 failed checks"):
+        await world.tenants.update_policy(
+            "acme", Policy(limits=(("failed_checks_per_destination", "10/900"),))
+        )
+    # Within the bound: 4 digits with at most 1 failed check a day, 5 digits with 10.
+    await world.tenants.create_service(
+        "short", Policy(code_length=4, limits=(("failed_checks_per_destination", "1/86400"),))
+    )
+    await world.tenants.create_service(
+        "five", Policy(code_length=5, limits=(("failed_checks_per_destination", "10/86400"),))
+    )

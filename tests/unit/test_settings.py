@@ -45,11 +45,40 @@ def test_defaults_load() -> None:
         ({"CLAVE_BLOCKED_PREFIXES": "+882:tomorrow"}, "CLAVE_BLOCKED_PREFIXES"),
         ({"CLAVE_FRAUD_MODE": "lenient"}, "CLAVE_FRAUD_MODE"),
         ({"CLAVE_COUNTRIES": "USA"}, "default service policy"),
+        ({"CLAVE_FRIENDLY_NAME": "Bank\r\nCall us"}, "default service policy"),
+        ({"CLAVE_LIMIT_SENDS_PER_SERVICE_DAY": "2000"}, "CLAVE_LIMIT_SENDS_PER_SERVICE_DAY"),
+        (
+            {"CLAVE_LIMIT_FAILED_CHECKS_PER_DESTINATION": "x/1"},
+            "CLAVE_LIMIT_FAILED_CHECKS_PER_DESTINATION",
+        ),
+        # The guess bound: 15 a day on 4-digit codes, or 101 a day on 6-digit ones, is too many.
+        ({"CLAVE_CODE_LENGTH": "4"}, r"CLAVE_CODE_LENGTH .* 15 failed checks"),
+        (
+            {"CLAVE_LIMIT_FAILED_CHECKS_PER_DESTINATION": "101/86400"},
+            r"CLAVE_LIMIT_FAILED_CHECKS_PER_DESTINATION: 101 failed checks .* 100 a day",
+        ),
+        ({"CLAVE_LIMIT_FAILED_CHECKS_PER_DESTINATION": "0/86400"}, "unbounded"),
+        ({"CLAVE_COMPAT_ANONYMOUS": "true"}, "CLAVE_LIMIT_PEER_IP"),
     ],
 )
 def test_bad_values_stop_startup_naming_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         Settings.load(env)
+
+
+def test_limits_and_their_defaults() -> None:
+    limits = Settings.load({}).verify.limits
+    assert (limits.sends_per_day.count, limits.sends_per_day.window) == (2000, 86400)
+    budget = limits.failed_checks_per_destination
+    assert (budget.count, budget.window, budget.code) == (15, 86400, "too_many_failed_checks")
+    assert limits.spend_cap.code == "daily_send_cap_reached"
+    # Within the bound, the operator may choose: 8 digits allow up to 10,000 guesses a day.
+    custom = Settings.load(
+        {"CLAVE_CODE_LENGTH": "8", "CLAVE_LIMIT_FAILED_CHECKS_PER_DESTINATION": "10000/86400"}
+    )
+    assert custom.verify.limits.failed_checks_per_destination.count == 10000
+    anonymous = Settings.load({"CLAVE_COMPAT_ANONYMOUS": "true", "CLAVE_LIMIT_PEER_IP": "true"})
+    assert anonymous.verify.compat_anonymous
 
 
 def test_hmac_keys_newest_first_and_validated() -> None:

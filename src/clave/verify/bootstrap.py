@@ -192,7 +192,13 @@ class VerifyDomain:
             guard=self.guard,
             test_destinations=settings.test_destinations,
         )
-        self.tenants = TenantService(self.store, clock, cache_seconds=settings.key_cache_seconds)
+        budget = settings.limits.failed_checks_per_destination
+        self.tenants = TenantService(
+            self.store,
+            clock,
+            cache_seconds=settings.key_cache_seconds,
+            guess_budget=(budget.count, budget.window),
+        )
 
     def prepare(self) -> None:
         """Create schemas synchronously, once, before worker processes start."""

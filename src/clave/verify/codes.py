@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from collections.abc import Mapping
 
@@ -19,6 +20,7 @@ from clave.verify.models import SealedCode
 
 _SEED_LABEL = b"clave/code-seed/v1\x00"
 _DIGEST_LABEL = b"clave/code-digest/v1\x00"
+_BINDING_LABEL = b"clave/binding/v1\x00"
 MIN_KEY_BYTES = 32
 _SEED_BYTES = 16
 
@@ -88,6 +90,13 @@ class CodeHasher:
             digest = self._digest(key, verification_id, candidate + context)
             found |= hmac.compare_digest(digest, sealed.digest)
         return found
+
+    def binding(self, *terms: str) -> bytes:
+        """A keyed digest of what a code means (its length, a custom code, an amount and a
+        payee, the name shown): equal terms give equal bindings under the active key. Keyed,
+        because a custom code is short enough to brute-force from a plain hash."""
+        message = _BINDING_LABEL + json.dumps(terms).encode()
+        return hmac.new(self._keys[self._active], message, hashlib.sha256).digest()
 
     @staticmethod
     def _derive(key: bytes, verification_id: str, seed: bytes, length: int) -> str:

@@ -7,7 +7,7 @@ from clave.platform.contacts import mask, region_of
 from clave.verify.errors import InvalidDestination
 from clave.verify.models import Channel
 
-__all__ = ["mask", "normalize", "normalize_any", "region_of"]
+__all__ = ["guess_key", "mask", "normalize", "normalize_any", "region_of"]
 
 
 def normalize(raw: str, channel: Channel) -> str:
@@ -23,3 +23,14 @@ def normalize(raw: str, channel: Channel) -> str:
 def normalize_any(raw: str) -> str:
     """Normalise a destination whose channel is unknown (a check by `to`)."""
     return normalize(raw, Channel.EMAIL if "@" in raw else Channel.SMS)
+
+
+def guess_key(destination: str) -> str:
+    """Who a normalised destination reaches, for counting guesses at it: an email address
+    lower-cased and without its `+tag` (`Victim+1@Example.com` and `victim@example.com` are one
+    inbox, and one guess budget); a phone number as it is. Messages still go to the address
+    as given."""
+    if "@" not in destination:
+        return destination
+    local, _, domain = destination.rpartition("@")
+    return f"{local.partition('+')[0].lower()}@{domain.lower()}"

@@ -7,7 +7,6 @@ counters per key, and has no burst at window edges.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sqlite3
 from collections.abc import Sequence
@@ -50,6 +49,16 @@ class Limit:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One key to count against its limit. A `cost` of 0 only asks whether one more hit would
+    still fit (a gate: a destination whose guess budget is spent gets no new code)."""
+
+    key: str
+    limit: Limit
+    cost: int = 1
+
+
 def _estimate(previous: int, current: int, window: float, now: float) -> tuple[float, float]:
     """(sliding count, seconds until one more hit would fit) from two fixed windows."""
     start = (now // window) * window
@@ -69,11 +78,15 @@ class CounterStore(Protocol):
         """Disconnect."""
         ...
 
-    async def hit(
-        self, checks: Sequence[tuple[str, Limit]], now: float, *, consume: bool
-    ) -> tuple[Limit, float] | None:
-        """All-or-nothing: None when every key is under its limit (counting one hit on each when
-        `consume`); else the first limit reached and the seconds to wait, counting nothing."""
+    async def hit(self, hits: Sequence[Hit], now: float) -> tuple[Limit, float] | None:
+        """All-or-nothing: None when one more hit fits under every key's limit (then each key
+        counts its `cost`); else the first limit reached and the seconds to wait, counting
+        nothing."""
+        ...
+
+    async def release(self, hits: Sequence[Hit], at: float) -> None:
+        """Take back hits counted at time `at` (a reservation that was not used: a check that
+        turned out right gives its failed-check hit back). Never below zero."""
         ...
 
     async def add_distinct(
@@ -131,24 +144,29 @@ class MemoryCounters:
     async def close(self) -> None:
         """Nothing to close."""
 
-    async def hit(
-        self, checks: Sequence[tuple[str, Limit]], now: float, *, consume: bool
-    ) -> tuple[Limit, float] | None:
+    async def hit(self, hits: Sequence[Hit], now: float) -> tuple[Limit, float] | None:
         """See CounterStore.hit."""
-        for key, limit in checks:
-            index = int(now // limit.window)
-            previous = self._counts.get((key, index - 1), 0)
-            current = self._counts.get((key, index), 0)
-            count, wait = _estimate(previous, current, limit.window, now)
-            if count + 1 > limit.count:
-                return limit, wait or limit.window
-        if consume:
-            for key, limit in checks:
-                index = int(now // limit.window)
-                self._counts[(key, index)] = self._counts.get((key, index), 0) + 1
-                for stale in [k for k in self._counts if k[0] == key and k[1] < index - 1]:
+        for h in hits:
+            index = int(now // h.limit.window)
+            previous = self._counts.get((h.key, index - 1), 0)
+            current = self._counts.get((h.key, index), 0)
+            count, wait = _estimate(previous, current, h.limit.window, now)
+            if count + 1 > h.limit.count:
+                return h.limit, wait or h.limit.window
+        for h in hits:
+            if h.cost:
+                index = int(now // h.limit.window)
+                self._counts[(h.key, index)] = self._counts.get((h.key, index), 0) + h.cost
+                for stale in [k for k in self._counts if k[0] == h.key and k[1] < index - 1]:
                     del self._counts[stale]
         return None
+
+    async def release(self, hits: Sequence[Hit], at: float) -> None:
+        """See CounterStore.release."""
+        for h in hits:
+            slot = (h.key, int(at // h.limit.window))
+            if slot in self._counts:
+                self._counts[slot] = max(0, self._counts[slot] - h.cost)
 
 
 _COUNTER_SCHEMA = (
@@ -233,47 +251,60 @@ class SqliteCounters:
         """Close."""
         await self._db.close()
 
-    async def hit(
-        self, checks: Sequence[tuple[str, Limit]], now: float, *, consume: bool
-    ) -> tuple[Limit, float] | None:
+    async def hit(self, hits: Sequence[Hit], now: float) -> tuple[Limit, float] | None:
         """See CounterStore.hit; one IMMEDIATE transaction for all the keys."""
 
         def run(conn: sqlite3.Connection) -> tuple[Limit, float] | None:
-            for key, limit in checks:
-                index = int(now // limit.window)
+            for h in hits:
+                index = int(now // h.limit.window)
                 rows = dict(
                     conn.execute(
                         "SELECT window, count FROM rate_counters "
                         "WHERE key = ? AND window IN (?, ?)",
-                        (key, index - 1, index),
+                        (h.key, index - 1, index),
                     ).fetchall()
                 )
                 count, wait = _estimate(
-                    rows.get(index - 1, 0), rows.get(index, 0), limit.window, now
+                    rows.get(index - 1, 0), rows.get(index, 0), h.limit.window, now
                 )
-                if count + 1 > limit.count:
-                    return limit, wait or limit.window
-            if consume:
-                for key, limit in checks:
-                    index = int(now // limit.window)
-                    conn.execute(
-                        "INSERT INTO rate_counters (key, window, count) VALUES (?, ?, 1) "
-                        "ON CONFLICT (key, window) DO UPDATE SET count = count + 1",
-                        (key, index),
-                    )
-                    conn.execute(
-                        "DELETE FROM rate_counters WHERE key = ? AND window < ?", (key, index - 1)
-                    )
+                if count + 1 > h.limit.count:
+                    return h.limit, wait or h.limit.window
+            for h in hits:
+                if not h.cost:
+                    continue
+                index = int(now // h.limit.window)
+                conn.execute(
+                    "INSERT INTO rate_counters (key, window, count) VALUES (?, ?, ?) "
+                    "ON CONFLICT (key, window) DO UPDATE SET count = count + excluded.count",
+                    (h.key, index, h.cost),
+                )
+                conn.execute(
+                    "DELETE FROM rate_counters WHERE key = ? AND window < ?", (h.key, index - 1)
+                )
             return None
 
         return await self._db.write(run)
 
+    async def release(self, hits: Sequence[Hit], at: float) -> None:
+        """See CounterStore.release; one transaction."""
 
-# KEYS: one per limit; ARGV: now, consume, then window and count per key.
+        def run(conn: sqlite3.Connection) -> None:
+            for h in hits:
+                conn.execute(
+                    "UPDATE rate_counters SET count = max(0, count - ?) "
+                    "WHERE key = ? AND window = ?",
+                    (h.cost, h.key, int(at // h.limit.window)),
+                )
+
+        await self._db.write(run)
+
+
+# KEYS: one per limit; ARGV: now, then window, count and cost per key. Mirrors _estimate and
+# MemoryCounters.hit; the counters contract suite proves they agree.
 _REDIS_HIT = """
-local now, consume = tonumber(ARGV[1]), ARGV[2]
+local now = tonumber(ARGV[1])
 for i, base in ipairs(KEYS) do
-  local window, max = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  local window, max = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
   local index = math.floor(now / window)
   local previous = tonumber(redis.call('GET', base .. ':' .. (index - 1)) or '0')
   local current = tonumber(redis.call('GET', base .. ':' .. index) or '0')
@@ -284,15 +315,27 @@ for i, base in ipairs(KEYS) do
     return {i, tostring(math.max(overlap * window, 1))}
   end
 end
-if consume == '1' then
-  for i, base in ipairs(KEYS) do
-    local window = tonumber(ARGV[1 + 2 * i])
+for i, base in ipairs(KEYS) do
+  local window, cost = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i + 1])
+  if cost > 0 then
     local key = base .. ':' .. math.floor(now / window)
-    redis.call('INCR', key)
+    redis.call('INCRBY', key, cost)
     redis.call('EXPIRE', key, math.ceil(window * 2) + 1)
   end
 end
 return false
+"""
+
+# KEYS: one per limit; ARGV: the time the hits were counted, then window and cost per key.
+_REDIS_RELEASE = """
+local at = tonumber(ARGV[1])
+for i, base in ipairs(KEYS) do
+  local window, cost = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local key = base .. ':' .. math.floor(at / window)
+  local current = tonumber(redis.call('GET', key) or '0')
+  if current > 0 then redis.call('DECRBY', key, math.min(cost, current)) end
+end
+return 1
 """
 
 
@@ -313,12 +356,14 @@ class RedisCounters:
         self._prefix = prefix + "rate:"
         self._redis: aioredis.Redis | None = None
         self._script: Any = None
+        self._release: Any = None
         self._distinct: Any = None
 
     async def open(self) -> None:
         """Connect."""
         self._redis = aioredis.Redis.from_url(self._url, socket_timeout=5, socket_connect_timeout=5)
         self._script = self._redis.register_script(_REDIS_HIT)
+        self._release = self._redis.register_script(_REDIS_RELEASE)
         self._distinct = self._redis.register_script(_REDIS_DISTINCT)
 
     async def add_daily(self, key: str, day: int, amount: int = 1) -> None:
@@ -367,32 +412,56 @@ class RedisCounters:
             await self._redis.aclose()
             self._redis = None
 
-    async def hit(
-        self, checks: Sequence[tuple[str, Limit]], now: float, *, consume: bool
-    ) -> tuple[Limit, float] | None:
+    async def hit(self, hits: Sequence[Hit], now: float) -> tuple[Limit, float] | None:
         """See CounterStore.hit; one round trip for all the keys."""
         if self._script is None:
             raise StoreError("the rate-limit store is not open")
-        args: list[object] = [repr(now), "1" if consume else "0"]
-        for _, limit in checks:
-            args += [repr(limit.window), limit.count]
+        args: list[object] = [repr(now)]
+        for h in hits:
+            args += [repr(h.limit.window), h.limit.count, h.cost]
         try:
-            refused = await self._script(keys=[self._prefix + key for key, _ in checks], args=args)
+            refused = await self._script(keys=[self._prefix + h.key for h in hits], args=args)
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis unavailable: {exc}") from exc
         if not refused:
             return None
-        return checks[int(refused[0]) - 1][1], float(refused[1])
+        return hits[int(refused[0]) - 1].limit, float(refused[1])
+
+    async def release(self, hits: Sequence[Hit], at: float) -> None:
+        """See CounterStore.release; one round trip."""
+        if self._release is None:
+            raise StoreError("the rate-limit store is not open")
+        args: list[object] = [repr(at)]
+        for h in hits:
+            args += [repr(h.limit.window), h.cost]
+        try:
+            await self._release(keys=[self._prefix + h.key for h in hits], args=args)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The limits in force (0 turns one off)."""
+    """The limits in force (a count of 0 turns one off). Every one but the spend cap may be
+    set per service (models.SERVICE_LIMITS names them the same)."""
 
     sends_per_ip: Limit
     sends_per_service: Limit
+    # Per service per day: one tenant cannot spend the others' share of the spend cap.
     sends_per_day: Limit
     failed_checks_per_ip: Limit
+    # The guess budget of one destination (per service), across its verifications.
+    failed_checks_per_destination: Limit
+    # Across every service: the operator's daily ceiling on what clave may spend.
+    spend_cap: Limit
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Failed-check hits counted before a code is compared, given back if it was right."""
+
+    hits: tuple[Hit, ...]
+    at: float
 
 
 class RateLimiter:
@@ -402,18 +471,12 @@ class RateLimiter:
         self._counters = counters
         self._limits = limits
 
-    async def _hit(
-        self, checks: Sequence[tuple[str, Limit]], now: float, *, consume: bool = True
-    ) -> None:
-        active = [(f"{limit.code}:{key}", limit) for key, limit in checks if limit.count > 0]
-        if not active:
-            return
-        refused = await self._counters.hit(active, now, consume=consume)
-        if refused is not None:
-            limit, wait = refused
-            raise limit.refuse(wait)
+    @property
+    def limits(self) -> Limits:
+        """The deployment's limits."""
+        return self._limits
 
-    def _limit(self, name: str, overrides: Sequence[tuple[str, str]]) -> Limit:
+    def limit(self, name: str, overrides: Sequence[tuple[str, str]] = ()) -> Limit:
         """The deployment's limit `name`, or the service's own where it set one."""
         base: Limit = getattr(self._limits, name)
         for key, value in overrides:
@@ -422,48 +485,75 @@ class RateLimiter:
                 return Limit(base.code, int(count), float(seconds), base.what)
         return base
 
+    def _hits(self, wanted: Sequence[tuple[str, Limit, int]]) -> tuple[Hit, ...]:
+        """Hits on the limits that are on, each key namespaced by its limit's code."""
+        return tuple(
+            Hit(f"{limit.code}:{key}", limit, cost)
+            for key, limit, cost in wanted
+            if limit.count > 0
+        )
+
+    async def _hit(self, hits: Sequence[Hit], now: float) -> None:
+        if not hits:
+            return
+        refused = await self._counters.hit(hits, now)
+        if refused is not None:
+            limit, wait = refused
+            raise limit.refuse(wait)
+
     async def send(
         self,
         *,
         service_id: str,
         client_ip: str | None,
+        destination: str,
         now: float,
         overrides: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """Count a send against the client's IP, the service, and the global daily cap: all
-        or none, so a send refused by one limit spends nothing of the others."""
-        checks = [
-            (service_id, self._limit("sends_per_service", overrides)),
-            ("all", self._limits.sends_per_day),
+        """Count a send against the client's IP, the service (per minute and per day) and the
+        deployment's spend cap, all or none, so a send refused by one limit spends nothing of
+        the others. A destination whose guess budget is spent gets no new code either (its
+        budget is only looked at here, not spent)."""
+        wanted = [
+            (service_id, self.limit("sends_per_service", overrides), 1),
+            (service_id, self.limit("sends_per_day", overrides), 1),
+            ("all", self._limits.spend_cap, 1),
+            (
+                f"{service_id}:{destination}",
+                self.limit("failed_checks_per_destination", overrides),
+                0,
+            ),
         ]
         if client_ip:
-            checks.insert(0, (f"{service_id}:{client_ip}", self._limit("sends_per_ip", overrides)))
-        await self._hit(checks, now)
+            per_ip = self.limit("sends_per_ip", overrides)
+            wanted.insert(0, (f"{service_id}:{client_ip}", per_ip, 1))
+        await self._hit(self._hits(wanted), now)
 
-    async def may_check(
+    async def reserve_failed_check(
         self,
         *,
         service_id: str,
-        client_ip: str | None,
+        client_ip: str | None = None,
+        destination: str | None = None,
         now: float,
         overrides: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        """Refuse a check when the client's IP has used up its failed-check budget."""
+    ) -> Reservation:
+        """Count a check as failed before its code is compared, against the client IP's and
+        the destination's budgets, all or none. A spent budget refuses the check (the right
+        code too); a right code gives the reservation back (`release`), so only failures
+        spend. Counting first keeps the bound exact under concurrent guesses."""
+        wanted = []
         if client_ip:
-            limit = self._limit("failed_checks_per_ip", overrides)
-            await self._hit([(f"{service_id}:{client_ip}", limit)], now, consume=False)
+            ip_limit = self.limit("failed_checks_per_ip", overrides)
+            wanted.append((f"{service_id}:{client_ip}", ip_limit, 1))
+        if destination:
+            budget = self.limit("failed_checks_per_destination", overrides)
+            wanted.append((f"{service_id}:{destination}", budget, 1))
+        hits = self._hits(wanted)
+        await self._hit(hits, now)
+        return Reservation(hits, now)
 
-    async def check_failed(
-        self,
-        *,
-        service_id: str,
-        client_ip: str | None,
-        now: float,
-        overrides: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        """A check failed: it spends the IP's budget (right codes never do)."""
-        if client_ip:
-            limit = self._limit("failed_checks_per_ip", overrides)
-            # Already over: nothing more to count; the next check is refused by may_check.
-            with contextlib.suppress(RateLimited):
-                await self._hit([(f"{service_id}:{client_ip}", limit)], now)
+    async def release(self, reservation: Reservation) -> None:
+        """Give back a reservation: the check it was made for did not fail."""
+        if reservation.hits:
+            await self._counters.release(reservation.hits, reservation.at)

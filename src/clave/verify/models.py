@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from clave.platform.text import is_single_line
 
 
 class Channel(StrEnum):
@@ -48,7 +51,19 @@ class SendStatus(StrEnum):
 
 ALL_CHANNELS = frozenset(Channel)
 # Limits a service may set for itself (the daily spend cap stays deployment-wide).
-SERVICE_LIMITS = ("sends_per_ip", "sends_per_service", "failed_checks_per_ip")
+SERVICE_LIMITS = (
+    "sends_per_ip",
+    "sends_per_service",
+    "sends_per_day",
+    "failed_checks_per_ip",
+    "failed_checks_per_destination",
+)
+# The guess bound: the failed checks a destination may spend per day are at most this share
+# of the code space, so a day of guessing finds a code with probability at most 1/10,000.
+MAX_DAILY_GUESS_SHARE = 10**-4
+DAY = 86400.0
+# CLAVE_LIMIT_FAILED_CHECKS_PER_DESTINATION's default: 15 per rolling 24 h.
+DEFAULT_GUESS_BUDGET = (15, DAY)
 # custom_code: the caller may supply the code; psd2: every verification names an amount and a
 # payee that a check must repeat; do_not_share_warning: messages add "do not share this code";
 # skip_sms_to_landlines: an SMS to a fixed line is refused instead of sent.
@@ -103,9 +118,48 @@ class Policy:
             found.append(f"unknown flags {sorted(self.flags - POLICY_FLAGS)}")
         if any(len(c) != 2 or not c.isalpha() or not c.isupper() for c in self.countries):
             found.append("countries must be ISO 3166 alpha-2 codes such as US, ES")
-        if not self.friendly_name.strip() or len(self.friendly_name) > 64:
-            found.append("friendly_name must be 1 to 64 characters")
+        if not valid_friendly_name(self.friendly_name):
+            found.append(FRIENDLY_NAME_RULE)
         return found
+
+    def guess_budget(self, default: tuple[int, float]) -> tuple[int, float]:
+        """(count, seconds) of failed checks a destination may spend: the service's own
+        `failed_checks_per_destination`, else the deployment's `default`."""
+        for name, value in self.limits:
+            if name == "failed_checks_per_destination":
+                count, _, seconds = value.partition("/")
+                return int(count), float(seconds)
+        return default
+
+    def guess_problem(self, default: tuple[int, float]) -> str | None:
+        """Why this policy breaks the guess bound (a destination's daily failed checks above
+        1/10,000 of the code space), naming the numbers; None when it holds."""
+        count, seconds = self.guess_budget(default)
+        space = 10**self.code_length
+        allowed = space * MAX_DAILY_GUESS_SHARE
+        if count <= 0:
+            return (
+                "failed_checks_per_destination is off, so guesses at a destination are "
+                f"unbounded; at most {allowed:g} a day are allowed on {self.code_length}-digit "
+                "codes"
+            )
+        per_day = count * DAY / seconds
+        if per_day > allowed:
+            return (
+                f"{per_day:g} failed checks per destination a day (failed_checks_per_destination "
+                f"{count}/{seconds:g}) exceed 1/10,000 of the {space:,} {self.code_length}-digit "
+                f"codes, {allowed:g} a day: lengthen the codes or lower the limit"
+            )
+        return None
+
+
+FRIENDLY_NAME_RULE = "a friendly name is 1 to 64 printable characters on one line"
+
+
+def valid_friendly_name(name: str) -> bool:
+    """A name shown in messages: 1-64 characters, no control or format characters (a name with
+    a line break would forge a line of the SMS it appears in)."""
+    return bool(name.strip()) and len(name) <= 64 and is_single_line(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +244,9 @@ class Verification:
     updated_at: float
     expires_at: float
     sends: tuple[SendAttempt, ...] = field(default=())
+    # A keyed digest of everything the code means (length, custom code, amount and payee,
+    # friendly name): a send whose binding differs gets a new verification, never this code.
+    binding: bytes = b""
 
     def effective_status(self, now: float) -> Status:
         """The status as a reader should see it: a pending one past its expiry is expired."""
@@ -274,3 +331,12 @@ class Delivery:
 def new_id(prefix: str) -> str:
     """A random identifier: a two-letter prefix and 32 hex digits (`VE...`, `VA...`)."""
     return prefix + secrets.token_hex(16)
+
+
+_VERIFICATION_ID = re.compile(r"VE[0-9a-f]{32}")
+
+
+def is_verification_id(text: str) -> bool:
+    """Whether `text` has the shape of a verification id (`new_id("VE")`): anything else can
+    be answered "not found" without asking a store (and never reaches one as a key)."""
+    return _VERIFICATION_ID.fullmatch(text) is not None

@@ -7,9 +7,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from clave.platform.client_ip import ip_bucket
+from clave.platform.text import is_single_line
 from clave.verify.codes import CodeHasher
 from clave.verify.delivery.base import ProviderRouter
-from clave.verify.destinations import mask, normalize, normalize_any
+from clave.verify.destinations import guess_key, mask, normalize, normalize_any
 from clave.verify.errors import (
     ChannelNotAllowed,
     ChannelUnavailable,
@@ -21,15 +23,19 @@ from clave.verify.errors import (
     VerificationNotPending,
 )
 from clave.verify.fraud import FraudGuard
-from clave.verify.limits import RateLimiter
+from clave.verify.limits import RateLimiter, Reservation
 from clave.verify.models import (
+    FRIENDLY_NAME_RULE,
     Channel,
     CheckGate,
+    Policy,
     SendStatus,
     Service,
     Status,
     Verification,
+    is_verification_id,
     new_id,
+    valid_friendly_name,
 )
 from clave.verify.store.base import VerificationStore
 
@@ -103,59 +109,43 @@ class VerifyService:
         `custom_code` (services with the custom_code flag) is the code to send instead of a
         random one; `payment` (amount, payee) is required by psd2 services and bound to the
         code; `friendly_name` replaces the service's name in this verification's messages.
+        A pending verification is re-sent only when the code would mean the same (same length,
+        custom code, payment and name); otherwise it is canceled and a new one starts.
         """
         policy = service.policy
-        if custom_code is not None:
-            if "custom_code" not in policy.flags:
-                raise InvalidParameter("custom codes are not enabled for this service")
-            if not _CODE.fullmatch(custom_code):
-                raise InvalidParameter("a custom code must be 4 to 10 digits")
-        payment = self._payment(service, payment)
-        context = _bound(payment)
         if channel not in policy.channels:
             raise ChannelNotAllowed(f"channel {channel} is not allowed for this service")
         destination = normalize(to, channel)
         test_code = self._test_destinations.get((service.name, destination))
         if test_code is None and not self._providers.available(channel):
             raise ChannelUnavailable(f"no delivery provider is configured for channel {channel}")
-        if locale is not None and not _LOCALE.fullmatch(locale):
-            raise InvalidParameter("locale must look like 'en' or 'es-MX'")
-        length = policy.code_length if code_length is None else code_length
-        if not 4 <= length <= 10:
-            raise InvalidParameter("code_length must be between 4 and 10")
-        options = {}
-        if app_hash is not None:
-            if not _APP_HASH.fullmatch(app_hash):
-                raise InvalidParameter("app_hash must be the 11-character Android app hash")
-            options["app_hash"] = app_hash
-        if webotp_domain is not None:
-            domain = webotp_domain.lower()
-            if len(domain) > 253 or not _DOMAIN.fullmatch(domain):
-                raise InvalidParameter("webotp_domain must be a host name such as example.com")
-            options["webotp_domain"] = domain
-        if payment is not None:
-            options["amount"], options["payee"] = payment
-        if friendly_name is not None:
-            if not friendly_name.strip() or len(friendly_name) > 64:
-                raise InvalidParameter("friendly_name must be 1 to 64 characters")
-            options["friendly_name"] = friendly_name
+        length = _code_length(policy, code_length, custom_code)
+        payment = self._payment(service, payment)
+        options = _send_options(locale, app_hash, webotp_domain, payment, friendly_name)
+        ip = _counted_ip(client_ip)
         now = self._clock()
         # Screened first: a refused send spends no rate-limit budget. A test destination is
         # never sent anything, so it costs nothing and is neither screened nor counted.
-        if self._guard is not None and test_code is None:
-            await self._guard.screen(service, destination, channel, client_ip)
-        if self._limiter is not None and test_code is None:
-            await self._limiter.send(
-                service_id=service.id, client_ip=client_ip, now=now, overrides=policy.limits
-            )
+        if test_code is None:
+            if self._guard is not None:
+                await self._guard.screen(service, destination, channel, ip)
+            if self._limiter is not None:
+                await self._limiter.send(
+                    service_id=service.id,
+                    client_ip=ip,
+                    destination=guess_key(destination),
+                    now=now,
+                    overrides=policy.limits,
+                )
         vid = new_id("VE")
+        context = _bound(payment)
         candidate = Verification(
             id=vid,
             service_id=service.id,
             to=destination,
             channel=channel,
             locale=locale,
-            code_length=len(test_code or custom_code or "") or length,
+            code_length=len(test_code) if test_code else length,
             # A test destination (for client apps' own tests) gets its fixed code and is never
             # sent anything; a custom code is sealed so it can still be sent; real destinations
             # get a fresh random one.
@@ -170,6 +160,13 @@ class VerifyService:
             created_at=now,
             updated_at=now,
             expires_at=now + policy.code_ttl,
+            binding=self._hasher.binding(
+                str(length),
+                test_code or "",
+                custom_code or "",
+                *(payment or ("", "")),
+                friendly_name or "",
+            ),
         )
         outcome = await self._store.start(
             candidate,
@@ -219,31 +216,68 @@ class VerifyService:
         """Check `code` for a verification (by id or by destination); psd2 services need the
         same `payment` (amount, payee) the verification was started with.
 
-        The attempt is counted before the comparison; a right code approves through a
-        conditional write, so concurrent checks approve at most once.
+        The attempt is counted before the comparison, on the verification and as a failed
+        check against the client IP's and the destination's budgets (given back if the code
+        is right); a right code approves through a conditional write, so concurrent checks
+        approve at most once.
         """
         if (verification_id is None) == (to is None):
             raise InvalidParameter("give exactly one of 'id' and 'to'")
         if not _CODE.fullmatch(code):
             raise InvalidParameter("code must be 4 to 10 digits")
+        if verification_id is not None and not is_verification_id(verification_id):
+            raise VerificationNotFound("no pending verification found")
         destination = normalize_any(to) if to is not None else None
         context = _bound(self._payment(service, payment))
         now = self._clock()
-        if self._limiter is not None:
-            await self._limiter.may_check(
-                service_id=service.id,
-                client_ip=client_ip,
-                now=now,
-                overrides=service.policy.limits,
+        # By destination, both budgets in one reservation; by id, the destination is known
+        # once the verification is found.
+        held = [
+            await self._reserve(
+                service,
+                now,
+                client_ip=_counted_ip(client_ip),
+                destination=guess_key(destination) if destination else None,
             )
-        try:
-            view = await self._check(service, code + context, verification_id, destination, now)
-        except (VerificationNotFound, MaxChecksReached):
-            await self._failed_check(service, client_ip, now)
-            raise
-        if not view.valid:
-            await self._failed_check(service, client_ip, now)
-        return view
+        ]
+        counted, sends_left = await self._count(service, now, verification_id, destination)
+        if destination is None:
+            held.append(await self._reserve(service, now, destination=guess_key(counted.to)))
+        if not self._hasher.matches(counted.id, counted.code, code + context):
+            return await self._wrong(service, counted, sends_left, now)
+        approved = await self._store.transition(
+            counted.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=now
+        )
+        if not approved:
+            # Another request approved (or closed) it between our count and this write.
+            raise VerificationNotFound("no pending verification found")
+        for reservation in held:
+            if reservation is not None and self._limiter is not None:
+                await self._limiter.release(reservation)
+        log.info("approved verification=%s service=%s", counted.id, service.name)
+        if self._guard is not None:
+            await self._guard.record_verified(service, counted.to)
+        return VerificationView(counted, Status.APPROVED, sends_left)
+
+    async def _reserve(
+        self,
+        service: Service,
+        now: float,
+        *,
+        client_ip: str | None = None,
+        destination: str | None = None,
+    ) -> Reservation | None:
+        """Count a failed check against the IP's and the destination's budgets (a 429 when
+        either is spent); None without a limiter."""
+        if self._limiter is None:
+            return None
+        return await self._limiter.reserve_failed_check(
+            service_id=service.id,
+            client_ip=client_ip,
+            destination=destination,
+            now=now,
+            overrides=service.policy.limits,
+        )
 
     @staticmethod
     def _payment(service: Service, payment: tuple[str, str] | None) -> tuple[str, str] | None:
@@ -256,27 +290,15 @@ class VerifyService:
         amount, payee = (part.strip() for part in payment)
         if len(amount) > 32 or len(payee) > 64:
             raise InvalidParameter("amount is at most 32 and payee at most 64 characters")
-        if not (amount.isprintable() and payee.isprintable()):
+        if not (is_single_line(amount) and is_single_line(payee)):
             raise InvalidParameter("amount and payee must be printable text")
         return amount, payee
 
-    async def _failed_check(self, service: Service, client_ip: str | None, now: float) -> None:
-        if self._limiter is not None:
-            await self._limiter.check_failed(
-                service_id=service.id,
-                client_ip=client_ip,
-                now=now,
-                overrides=service.policy.limits,
-            )
-
-    async def _check(
-        self,
-        service: Service,
-        code: str,
-        verification_id: str | None,
-        destination: str | None,
-        now: float,
-    ) -> VerificationView:
+    async def _count(
+        self, service: Service, now: float, verification_id: str | None, destination: str | None
+    ) -> tuple[Verification, int]:
+        """Count one attempt on the pending verification: (it, sends left to its destination);
+        VerificationNotFound or MaxChecksReached when there is nothing to compare."""
         outcome = await self._store.count_check(
             service.id,
             now=now,
@@ -284,42 +306,32 @@ class VerifyService:
             verification_id=verification_id,
             to=destination,
         )
-        counted = outcome.verification
-        if outcome.gate is CheckGate.NOT_FOUND or counted is None:
+        if outcome.gate is CheckGate.NOT_FOUND or outcome.verification is None:
             raise VerificationNotFound("no pending verification found")
         if outcome.gate is CheckGate.LOCKED:
             # No status write here: a concurrent request may hold the last counted attempt with
             # the right code. Only that holder, after a wrong comparison, locks the verification.
             raise MaxChecksReached("maximum check attempts reached for this verification")
-        sends_left = max(0, service.policy.max_sends - outcome.sends_in_window)
-        if self._hasher.matches(counted.id, counted.code, code):
-            approved = await self._store.transition(
-                counted.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=now
-            )
-            if not approved:
-                # Another request approved (or closed) it between our count and this write.
-                raise VerificationNotFound("no pending verification found")
-            log.info("approved verification=%s service=%s", counted.id, service.name)
-            if self._guard is not None:
-                await self._guard.record_verified(service, counted.to)
-            return VerificationView(counted, Status.APPROVED, sends_left)
-        status = Status.PENDING
-        if counted.check_attempts_left == 0:
-            await self._store.transition(
-                counted.id,
-                from_status=Status.PENDING,
-                to_status=Status.MAX_ATTEMPTS_REACHED,
-                now=now,
-            )
-            status = Status.MAX_ATTEMPTS_REACHED
-            log.info("locked verification=%s service=%s", counted.id, service.name)
-        return VerificationView(counted, status, sends_left)
+        return outcome.verification, max(0, service.policy.max_sends - outcome.sends_in_window)
+
+    async def _wrong(
+        self, service: Service, counted: Verification, sends_left: int, now: float
+    ) -> VerificationView:
+        """A wrong code: still pending, or locked when it used the last attempt."""
+        if counted.check_attempts_left > 0:
+            return VerificationView(counted, Status.PENDING, sends_left)
+        await self._store.transition(
+            counted.id,
+            from_status=Status.PENDING,
+            to_status=Status.MAX_ATTEMPTS_REACHED,
+            now=now,
+        )
+        log.info("locked verification=%s service=%s", counted.id, service.name)
+        return VerificationView(counted, Status.MAX_ATTEMPTS_REACHED, sends_left)
 
     async def get(self, service: Service, verification_id: str) -> VerificationView:
         """A verification of the service, with effective status and counters."""
-        found = await self._store.get(service.id, verification_id)
-        if found is None:
-            raise VerificationNotFound("no such verification")
+        found = await self._find(service, verification_id)
         now = self._clock()
         return VerificationView(
             found, found.effective_status(now), await self._sends_left(service, found, now)
@@ -328,9 +340,7 @@ class VerifyService:
     async def cancel(self, service: Service, verification_id: str) -> VerificationView:
         """Cancel a pending verification; its code stops working at once."""
         now = self._clock()
-        found = await self._store.get(service.id, verification_id)
-        if found is None:
-            raise VerificationNotFound("no such verification")
+        found = await self._find(service, verification_id)
         if found.effective_status(now) is not Status.PENDING or not await self._store.transition(
             found.id, from_status=Status.PENDING, to_status=Status.CANCELED, now=now
         ):
@@ -342,15 +352,22 @@ class VerifyService:
         """Approve a pending verification without a code (the caller checked it itself, as
         with a custom code it verified elsewhere)."""
         now = self._clock()
-        found = await self._store.get(service.id, verification_id)
-        if found is None:
-            raise VerificationNotFound("no such verification")
+        found = await self._find(service, verification_id)
         if found.effective_status(now) is not Status.PENDING or not await self._store.transition(
             found.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=now
         ):
             raise VerificationNotPending("only a pending verification can be approved")
         log.info("approved (by update) verification=%s service=%s", found.id, service.name)
         return VerificationView(found, Status.APPROVED, await self._sends_left(service, found, now))
+
+    async def _find(self, service: Service, verification_id: str) -> Verification:
+        """A verification of the service by id; an id of the wrong shape is not looked up."""
+        found = None
+        if is_verification_id(verification_id):
+            found = await self._store.get(service.id, verification_id)
+        if found is None:
+            raise VerificationNotFound("no such verification")
+        return found
 
     async def find_pending(self, service: Service, to: str) -> VerificationView:
         """The pending verification of a destination (Twilio's paths accept `To` for a sid)."""
@@ -382,6 +399,64 @@ class VerifyService:
         policy = service.policy
         used = await self._store.count_sends(service.id, verification.to, now - policy.send_window)
         return max(0, policy.max_sends - used)
+
+
+def _code_length(policy: Policy, requested: int | None, custom_code: str | None) -> int:
+    """The digits of a new code: the policy's, or more when the caller asks (a custom code is
+    its own length); never fewer than the policy says."""
+    if custom_code is not None:
+        if "custom_code" not in policy.flags:
+            raise InvalidParameter("custom codes are not enabled for this service")
+        if not _CODE.fullmatch(custom_code):
+            raise InvalidParameter("a custom code must be 4 to 10 digits")
+        requested = len(custom_code)
+    length = policy.code_length if requested is None else requested
+    if not policy.code_length <= length <= 10:
+        what = "a custom code" if custom_code is not None else "code_length"
+        raise InvalidParameter(
+            f"{what} must be {policy.code_length} to 10 digits: this service's codes are "
+            f"{policy.code_length} digits or longer"
+        )
+    return length
+
+
+def _send_options(
+    locale: str | None,
+    app_hash: str | None,
+    webotp_domain: str | None,
+    payment: tuple[str, str] | None,
+    friendly_name: str | None,
+) -> dict[str, str]:
+    """A send's validated message options (what the dispatcher renders it with)."""
+    if locale is not None and not _LOCALE.fullmatch(locale):
+        raise InvalidParameter("locale must look like 'en' or 'es-MX'")
+    options = {}
+    if app_hash is not None:
+        if not _APP_HASH.fullmatch(app_hash):
+            raise InvalidParameter("app_hash must be the 11-character Android app hash")
+        options["app_hash"] = app_hash
+    if webotp_domain is not None:
+        domain = webotp_domain.lower()
+        if len(domain) > 253 or not _DOMAIN.fullmatch(domain):
+            raise InvalidParameter("webotp_domain must be a host name such as example.com")
+        options["webotp_domain"] = domain
+    if payment is not None:
+        options["amount"], options["payee"] = payment
+    if friendly_name is not None:
+        if not valid_friendly_name(friendly_name):
+            raise InvalidParameter(FRIENDLY_NAME_RULE)
+        options["friendly_name"] = friendly_name
+    return options
+
+
+def _counted_ip(client_ip: str | None) -> str | None:
+    """What the per-IP limits count for an end user's address (IPv6 by its /64)."""
+    if client_ip is None:
+        return None
+    try:
+        return ip_bucket(client_ip)
+    except ValueError:
+        raise InvalidParameter("client_ip is not an IP address") from None
 
 
 def _bound(payment: tuple[str, str] | None) -> str:

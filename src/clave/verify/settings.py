@@ -154,7 +154,22 @@ class VerifySettings:
         problems = policy.problems()
         if problems:
             raise SettingsError("default service policy: " + "; ".join(problems))
+        limits = _limits(env)
+        budget = limits.failed_checks_per_destination
+        guess_problem = policy.guess_problem((budget.count, budget.window))
+        if guess_problem:
+            raise SettingsError(
+                "CLAVE_CODE_LENGTH with CLAVE_LIMIT_FAILED_CHECKS_PER_DESTINATION: " + guess_problem
+            )
         compat = env.choice("COMPAT_CHANNEL", "sms", tuple(c.value for c in Channel))
+        compat_anonymous = env.flag("COMPAT_ANONYMOUS", False)
+        limit_peer_ip = env.flag("LIMIT_PEER_IP", False)
+        if compat_anonymous and not limit_peer_ip:
+            # Without a key, the only thing that tells one caller from another is its address.
+            raise SettingsError(
+                "CLAVE_COMPAT_ANONYMOUS=true needs CLAVE_LIMIT_PEER_IP=true (and CLAVE_PROXY_HOPS "
+                "behind a proxy): anonymous sends must count against the caller's IP"
+            )
         return cls(
             store=store,
             hmac_keys=keys,
@@ -162,7 +177,7 @@ class VerifySettings:
             smtp=smtp,
             email_from=email_from,
             compat_channel=Channel(compat),
-            compat_anonymous=env.flag("COMPAT_ANONYMOUS", False),
+            compat_anonymous=compat_anonymous,
             default_policy=policy,
             outbox=OutboxPolicy(
                 lease=env.number("OUTBOX_LEASE", 60.0, low=1, high=3600),
@@ -175,37 +190,8 @@ class VerifySettings:
             key_cache_seconds=env.number("KEY_CACHE_SECONDS", 5.0, low=0, high=3600),
             redis_prefix=env.text("REDIS_PREFIX", "clave:"),
             **_provider_settings(env),
-            limits=Limits(
-                sends_per_ip=_limit(
-                    env,
-                    "SENDS_PER_IP",
-                    "20/3600",
-                    "too_many_sends_from_ip",
-                    "sends from this client IP",
-                ),
-                sends_per_service=_limit(
-                    env,
-                    "SENDS_PER_SERVICE",
-                    "600/60",
-                    "service_send_rate_exceeded",
-                    "sends by this service",
-                ),
-                sends_per_day=_limit(
-                    env,
-                    "SENDS_PER_DAY",
-                    "20000/86400",
-                    "daily_send_cap_reached",
-                    "sends across all services (spend cap)",
-                ),
-                failed_checks_per_ip=_limit(
-                    env,
-                    "FAILED_CHECKS_PER_IP",
-                    "30/900",
-                    "too_many_failed_checks_from_ip",
-                    "failed checks from this client IP",
-                ),
-            ),
-            limit_peer_ip=env.flag("LIMIT_PEER_IP", False),
+            limits=limits,
+            limit_peer_ip=limit_peer_ip,
             guard=GuardSettings(
                 mode=GuardMode(env.choice("FRAUD_MODE", "enforce", ("enforce", "record_only"))),
                 blocked=_blocked_prefixes(env),
@@ -216,6 +202,50 @@ class VerifySettings:
             test_destinations=_test_destinations(env),
             **_events(env),
         )
+
+
+def _limits(env: Env) -> Limits:
+    """Every `CLAVE_LIMIT_*` rate limit."""
+    return Limits(
+        sends_per_ip=_limit(
+            env, "SENDS_PER_IP", "20/3600", "too_many_sends_from_ip", "sends from this client IP"
+        ),
+        sends_per_service=_limit(
+            env,
+            "SENDS_PER_SERVICE",
+            "600/60",
+            "service_send_rate_exceeded",
+            "sends by this service",
+        ),
+        sends_per_day=_limit(
+            env,
+            "SENDS_PER_SERVICE_DAY",
+            "2000/86400",
+            "service_daily_cap_reached",
+            "sends by this service per day",
+        ),
+        failed_checks_per_ip=_limit(
+            env,
+            "FAILED_CHECKS_PER_IP",
+            "30/900",
+            "too_many_failed_checks_from_ip",
+            "failed checks from this client IP",
+        ),
+        failed_checks_per_destination=_limit(
+            env,
+            "FAILED_CHECKS_PER_DESTINATION",
+            "15/86400",
+            "too_many_failed_checks",
+            "failed checks of codes sent to this destination",
+        ),
+        spend_cap=_limit(
+            env,
+            "SENDS_PER_DAY",
+            "20000/86400",
+            "daily_send_cap_reached",
+            "sends across all services (spend cap)",
+        ),
+    )
 
 
 def _events(env: Env) -> dict[str, Any]:
@@ -238,9 +268,10 @@ def _test_destinations(env: Env) -> dict[tuple[str, str], str]:
             raise SettingsError(
                 f"CLAVE_TEST_DESTINATIONS: {item!r} is not service:destination=code"
             )
-        if not re.fullmatch(r"[0-9]{4,10}", code):
+        # A fixed code never changes, so only its length stands between it and a guesser.
+        if not re.fullmatch(r"[0-9]{6,10}", code):
             raise SettingsError(
-                f"CLAVE_TEST_DESTINATIONS: the code for {destination!r} must be 4-10 digits"
+                f"CLAVE_TEST_DESTINATIONS: the code for {destination!r} must be 6-10 digits"
             )
         try:
             normalized = (

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from clave.verify.errors import InvalidParameter, ServiceNotFound, Unauthorized
-from clave.verify.models import ApiKey, Policy, Service, new_id
+from clave.verify.models import DEFAULT_GUESS_BUDGET, ApiKey, Policy, Service, new_id
 from clave.verify.store.base import VerificationStore
 
 DEFAULT_SERVICE = "default"
@@ -20,6 +20,8 @@ DEFAULT_SERVICE = "default"
 TWILIO_ACCOUNT = "twilio-account"
 KEY_PREFIX = "clave_"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# The shape of `new_id("VA")`: another id is not looked up (nor used as a store key).
+_SERVICE_ID = re.compile(r"VA[0-9a-f]{32}")
 
 
 def hash_key(raw: str) -> bytes:
@@ -35,8 +37,14 @@ class TenantService:
     """Creates services and keys, and resolves a bearer key to its service."""
 
     def __init__(
-        self, store: VerificationStore, clock: Callable[[], float], *, cache_seconds: float = 5.0
+        self,
+        store: VerificationStore,
+        clock: Callable[[], float],
+        *,
+        cache_seconds: float = 5.0,
+        guess_budget: tuple[int, float] = DEFAULT_GUESS_BUDGET,
     ) -> None:
+        self._guess_budget = guess_budget
         self._store = store
         self._clock = clock
         self._cache_seconds = cache_seconds
@@ -84,6 +92,8 @@ class TenantService:
     async def get_service_by_id(self, service_id: str) -> Service:
         """A service by id (the Twilio API's sid), cached per worker for as long as keys are;
         the account is not a service."""
+        if not _SERVICE_ID.fullmatch(service_id):
+            raise ServiceNotFound(f"no service {service_id}")
         now = self._clock()
         cached = self._by_id.get(service_id)
         if cached is not None and cached[0] > now:
@@ -102,9 +112,7 @@ class TenantService:
         """A new service; names are lowercase words."""
         if not _NAME.fullmatch(name):
             raise InvalidParameter("service names are 1-63 of a-z, 0-9, '-' and '_'")
-        problems = policy.problems()
-        if problems:
-            raise InvalidParameter("; ".join(problems))
+        self._validate(policy)
         if await self._store.get_service_by_name(name) is not None:
             raise InvalidParameter(f"service {name!r} already exists")
         service = Service(
@@ -115,15 +123,22 @@ class TenantService:
 
     async def update_policy(self, name: str, policy: Policy) -> Service:
         """Replace a service's policy."""
-        problems = policy.problems()
-        if problems:
-            raise InvalidParameter("; ".join(problems))
+        self._validate(policy)
         existing = await self.get_service(name)
         updated = replace(existing, policy=policy)
         await self._store.put_service(updated)
         self._cache.clear()  # this worker sees the change at once; others within the TTL
         self._by_id.clear()
         return updated
+
+    def _validate(self, policy: Policy) -> None:
+        """InvalidParameter naming every problem, the guess bound included."""
+        problems = policy.problems()
+        guess_problem = policy.guess_problem(self._guess_budget)
+        if guess_problem:
+            problems.append(guess_problem)
+        if problems:
+            raise InvalidParameter("; ".join(problems))
 
     async def get_service(self, name: str) -> Service:
         """A service by name."""
@@ -172,6 +187,8 @@ class TenantService:
         scheme, _, encoded = (authorization or "").partition(" ")
         if scheme.lower() != "basic" or not encoded.strip() or len(encoded) > 400:
             raise Unauthorized("use HTTP Basic: account sid and auth token, or API key and secret")
+        if not encoded.isascii():  # base64 is ASCII; b64decode would raise a bare ValueError
+            raise Unauthorized("the Authorization header is not valid Basic credentials")
         try:
             user, sep, secret = (
                 base64.b64decode(encoded.strip(), validate=True).decode().partition(":")

@@ -52,6 +52,7 @@ _CODES: dict[str, tuple[int, int]] = {
     "verification_not_found": (20404, 404),
     "verification_not_pending": (20404, 404),
     "max_check_attempts_reached": (60202, 429),
+    "too_many_failed_checks": (60202, 429),
     "max_send_attempts_reached": (60203, 429),
     "sms_to_landline": (60205, 403),
     "country_not_allowed": (60605, 403),

@@ -78,11 +78,13 @@ class VerificationStore(Protocol):
         """Queue one send to `candidate.to`, atomically (with `deliver=False`, a test
         destination: the attempt is recorded as skipped and nothing enters the outbox).
 
-        A pending, unexpired verification for (service, to) is reused (same code, same expiry);
-        a stale pending one is marked expired first; otherwise `candidate` is inserted. The send
-        is refused (`limited_until` set, nothing written) when `max_sends` sends to the
-        destination already fall inside the last `window` seconds. An accepted send writes a
-        queued send attempt and an outbox entry in the same transaction.
+        A pending, unexpired verification for (service, to) with the candidate's `binding` is
+        reused (same code, same expiry); one with another binding is canceled (its event
+        raised) and `candidate` inserted in its place; a stale pending one is marked expired
+        first; otherwise `candidate` is inserted. The send is refused (`limited_until` set,
+        nothing written) when `max_sends` sends to the destination already fall inside the
+        last `window` seconds. An accepted send writes a queued send attempt and an outbox
+        entry in the same transaction.
         """
         ...
 

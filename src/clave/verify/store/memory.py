@@ -190,11 +190,20 @@ class MemoryVerificationStore:
             and a.to == candidate.to
             and a.attempt.created_at > now - window
         )
-        target = existing or candidate
         if len(recent) >= max_sends:
             return StartOutcome(
-                self._with_sends(target), False, len(recent), limited_until=recent[0] + window
+                self._with_sends(existing or candidate),
+                False,
+                len(recent),
+                limited_until=recent[0] + window,
             )
+        if existing is not None and existing.binding != candidate.binding:
+            # What the code would mean changed (amount, payee, custom code, length, name): the
+            # old code dies and a new verification starts, so no message ever shows terms its
+            # code is not bound to.
+            self._set_status(existing, Status.CANCELED, now)
+            existing = None
+        target = existing or candidate
         if existing is None:
             self._verifications[candidate.id] = candidate
         else:

@@ -108,6 +108,11 @@ if count >= max_sends then
   local oldest = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')
   return {'limited', tostring(tonumber(oldest[2]) + window), count, vid or ''}
 end
+if vid and (field(vid, 'binding') or '') ~= (c.binding or '') then
+  -- What the code would mean changed: the old code dies, a new one starts.
+  close(vid, 'pending', 'canceled', ARGV[2])
+  vid = nil
+end
 local created = 0
 local expires_at
 if not vid then
@@ -467,6 +472,7 @@ def _verification(loaded: Sequence[Any]) -> Verification:
         updated_at=float(v["updated_at"]),
         expires_at=float(v["expires_at"]),
         sends=tuple(sorted(sends, key=lambda s: s.id)),
+        binding=bytes(v.get("binding", b"")),
     )
 
 
@@ -678,6 +684,8 @@ class RedisVerificationStore:
             repr(c.updated_at),
             "expires_at",
             repr(c.expires_at),
+            "binding",
+            c.binding,
         ]
         result = await self._run(
             "start",

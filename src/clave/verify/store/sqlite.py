@@ -124,11 +124,14 @@ MIGRATIONS = (
     """
     ALTER TABLE services ADD COLUMN flags TEXT NOT NULL DEFAULT ''
     """,
+    """
+    ALTER TABLE verifications ADD COLUMN binding BLOB NOT NULL DEFAULT x''
+    """,
 )
 
 _VERIFICATION_COLUMNS = (
     "id, service_id, to_addr, channel, locale, code_length, key_id, code_seed, code_digest, "
-    "status, check_attempts, max_checks, created_at, updated_at, expires_at"
+    "status, check_attempts, max_checks, created_at, updated_at, expires_at, binding"
 )
 _SERVICE_COLUMNS = (
     "id, name, friendly_name, code_length, code_ttl, max_checks, max_sends, send_window, "
@@ -206,6 +209,7 @@ def _verification(conn: sqlite3.Connection, row: Any) -> Verification | None:
         updated_at=row[13],
         expires_at=row[14],
         sends=_sends(conn, row[0]),
+        binding=bytes(row[15]),
     )
 
 
@@ -386,12 +390,18 @@ class SqliteVerificationStore:
             ).fetchone()
             if count >= max_sends:
                 return StartOutcome(existing or candidate, False, count, oldest + window)
+            if existing is not None and existing.binding != candidate.binding:
+                # What the code would mean changed: the old code dies, a new one starts.
+                _set_status(
+                    conn, existing.id, Status.PENDING, Status.CANCELED, now, events=self._events
+                )
+                existing = None
             if existing is None:
                 target = candidate
                 c = candidate
                 conn.execute(
                     f"INSERT INTO verifications ({_VERIFICATION_COLUMNS}) "  # noqa: S608
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         c.id,
                         c.service_id,
@@ -408,6 +418,7 @@ class SqliteVerificationStore:
                         c.created_at,
                         c.updated_at,
                         c.expires_at,
+                        c.binding,
                     ),
                 )
             else:
