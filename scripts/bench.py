@@ -189,6 +189,7 @@ def run_store(
         # Limits stay on, so their counting is part of the cost, but never refuse here.
         "CLAVE_LIMIT_SENDS_PER_SERVICE": "1000000000/60",
         "CLAVE_LIMIT_SENDS_PER_DAY": "1000000000/86400",
+        "CLAVE_LIMIT_SENDS_PER_SERVICE_DAY": "1000000000/86400",
         "CLAVE_COUNTRY_CAP_FLOOR": "10000000",
         **extra_env,
     }

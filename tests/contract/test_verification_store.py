@@ -131,7 +131,8 @@ async def test_a_send_with_another_binding_replaces_the_pending_verification(
     assert (rebound.verification.code, rebound.verification.binding) == (other.code, b"B" * 32)
     assert [s.status for s in rebound.verification.sends] == [SendStatus.QUEUED]
     old = await store.get(svc.id, first.verification.id)
-    assert old is not None and old.status is Status.CANCELED
+    assert old is not None
+    assert old.status is Status.CANCELED
     assert (await store.find_pending(svc.id, TO)).id == other.id  # type: ignore[union-attr]
     # The sends to the destination still count together: the window is not reset.
     assert rebound.sends_in_window == 3
@@ -145,7 +146,8 @@ async def test_a_full_window_refuses_without_touching_the_pending_one(
     refused = await start(store, replace(candidate(svc), binding=b"B" * 32), max_sends=1)
     assert refused.limited_until is not None
     kept = await store.get(svc.id, first.verification.id)
-    assert kept is not None and kept.status is Status.PENDING
+    assert kept is not None
+    assert kept.status is Status.PENDING
 
 
 async def test_start_refuses_past_the_window_limit(store: VerificationStore, svc: Service) -> None:

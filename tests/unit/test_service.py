@@ -18,6 +18,7 @@ from clave.verify.errors import (
     VerificationNotFound,
     VerificationNotPending,
 )
+from clave.verify.limits import RateLimited
 from clave.verify.models import Channel, Policy, Service, Status
 from clave.verify.service import VerifyService
 from clave.verify.store.memory import MemoryVerificationStore
@@ -293,7 +294,8 @@ async def test_a_psd2_resend_with_other_terms_binds_a_new_code(clock: FakeClock)
     assert created
     await world.dispatcher.run_once()
     [message, *_] = await world.inbox.latest(to=PHONE)
-    assert "9999.00EUR" in message.text and "Mallory" in message.text
+    assert "9999.00EUR" in message.text
+    assert "Mallory" in message.text
     second_code = code_in(message.text)
     with pytest.raises(VerificationNotFound):
         await world.verify.check_code(
@@ -368,3 +370,49 @@ async def test_a_policy_must_keep_the_guess_bound(world: World) -> None:
     await world.tenants.create_service(
         "five", Policy(code_length=5, limits=(("failed_checks_per_destination", "10/86400"),))
     )
+
+
+async def test_right_codes_never_spend_the_guess_budget(clock: FakeClock) -> None:
+    from clave.verify.limits import Limit, Limits, MemoryCounters, RateLimiter
+
+    def limit(code: str, count: int, window: float = 86400) -> Limit:
+        return Limit(code, count, window, code)
+
+    world = await make_world(clock)
+    limits = Limits(
+        sends_per_ip=limit("ip", 1000),
+        sends_per_service=limit("svc", 1000),
+        sends_per_day=limit("day", 1000),
+        failed_checks_per_ip=limit("fip", 1000),
+        failed_checks_per_destination=limit("too_many_failed_checks", 3),
+        spend_cap=limit("cap", 1000),
+    )
+    verify = VerifyService(
+        world.store,
+        world.verify._hasher,
+        world.verify._providers,
+        clock,
+        limiter=RateLimiter(MemoryCounters(), limits),
+    )
+    for _ in range(5):  # five right codes by id and by destination: the budget of 3 is untouched
+        for by_id in (True, False):
+            view, _ = await verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+            code = await world.code_for(PHONE)
+            target = {"verification_id": view.verification.id} if by_id else {"to": PHONE}
+            result = await verify.check_code(world.service, code=code, **target)
+            assert result.status is Status.APPROVED
+            clock.advance(130)  # out of the send window's way
+    view, _ = await verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    code = await world.code_for(PHONE)
+    for _ in range(3):
+        await verify.check_code(world.service, code=world.wrong(code), to=PHONE)
+    with pytest.raises(RateLimited) as refused:
+        await verify.check_code(world.service, code=code, verification_id=view.verification.id)
+    assert refused.value.code == "too_many_failed_checks"
+    assert refused.value.retry_after > 0
+    with pytest.raises(RateLimited, match="too_many_failed_checks"):
+        await verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    _, created = await verify.start_verification(
+        world.service, to="+14155552672", channel=Channel.SMS
+    )
+    assert created

@@ -251,9 +251,9 @@ class VerifyService:
         if not approved:
             # Another request approved (or closed) it between our count and this write.
             raise VerificationNotFound("no pending verification found")
-        for reservation in held:
-            if reservation is not None and self._limiter is not None:
-                await self._limiter.release(reservation)
+        if self._limiter is not None:  # a right code: the failed-check hits go back, at once
+            hits = tuple(hit for reservation in held if reservation for hit in reservation.hits)
+            await self._limiter.release(Reservation(hits, now))
         log.info("approved verification=%s service=%s", counted.id, service.name)
         if self._guard is not None:
             await self._guard.record_verified(service, counted.to)
