@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import time
+from typing import Any
 
 import pytest
 
@@ -104,3 +105,34 @@ def test_malformed_signature_headers_are_just_wrong() -> None:
         headers = good | change
         expected = change == {"webhook-signature": signed + " v1,ü"}
         assert webhook.verify(key, headers, body, now=now) is expected, change
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "hops", "expected"),
+    [
+        (None, 0, "10.0.0.1"),
+        ("198.51.100.7", 0, "10.0.0.1"),  # no trusted proxy: the header is the client's word
+        ("198.51.100.7", 1, "198.51.100.7"),
+        ("spoofed, 198.51.100.7", 1, "198.51.100.7"),  # only the proxy's own entry counts
+        ("198.51.100.7, 10.9.9.9", 2, "198.51.100.7"),
+        ("198.51.100.7", 2, "10.0.0.1"),  # too few entries: it did not come through the proxies
+        ("1.2.3.4, garbage", 1, "10.0.0.1"),  # not an address: the peer
+        ("2001:DB8::1", 1, "2001:db8::1"),
+    ],
+)
+def test_the_end_users_address(forwarded: str | None, hops: int, expected: str) -> None:
+    from litestar import Request
+
+    from clave.platform.client_ip import end_user_ip
+
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded is not None else []
+    scope: Any = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("10.0.0.1", 40000),
+        "path_params": {},
+    }
+    assert end_user_ip(Request(scope), hops) == expected
