@@ -11,9 +11,10 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import httpx
 from litestar import Litestar
 
 from clave.platform.app import build_app
@@ -32,9 +33,11 @@ from clave.users.bootstrap import UsersDomain
 from clave.users.bootstrap import build_store as users_store
 from clave.users.bootstrap import prepare_store as prepare_users
 from clave.users.client import UsersClient
+from clave.users.settings import UsersSettings
 from clave.verify.bootstrap import VerifyDomain
 from clave.verify.client import VerifyClient
 from clave.verify.errors import ServiceNotFound
+from clave.verify.models import Channel, Policy
 from clave.verify.settings import VerifySettings
 from clave.verify.tenants import TenantService
 
@@ -44,6 +47,9 @@ FORUM = ("users", "threads", "posts")
 # provisions it itself (monolith, `clave up`); CLAVE_VERIFY_KEY overrides.
 USERS_TENANT = "users"
 USERS_KEY_FILE = "users-verify-key"
+# The channels the users tenant starts with: anyone may sign up, so the costly and abused
+# ones (a call, WhatsApp) are the operator's choice (`clave service update users --channels`).
+USERS_CHANNELS = frozenset({Channel.SMS, Channel.EMAIL})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,7 @@ class Settings:
 
     platform: PlatformSettings
     verify: VerifySettings
+    users: UsersSettings
     databases: Mapping[str, str]
     seed: bool
     clients: ClientSettings
@@ -84,6 +91,7 @@ class Settings:
         return cls(
             platform=PlatformSettings.from_env(env),
             verify=VerifySettings.from_env(env),
+            users=UsersSettings.from_env(env),
             databases={name: database_url(env, name) for name in FORUM},
             seed=env.flag("SEED", False),
             clients=ClientSettings(
@@ -116,14 +124,19 @@ def build_domains(
     data_dir = settings.platform.data_dir
     ref = app or AppRef()
 
-    def client(name: str, headers: dict[str, str] | None = None) -> ServiceClient:
+    def http(name: str) -> httpx.AsyncClient:
         url = settings.clients.urls.get(name)
         if name not in mounted and not url:
             raise SettingsError(f"CLAVE_{name.upper()}_URL is required: {name} is not served here")
-        http = http_client(
+        return http_client(
             base_url=url, app=ref if name in mounted else None, timeout=settings.clients.timeout
         )
-        return ServiceClient(name, http, retries=settings.clients.retries, headers=headers)
+
+    def client(name: str, headers: dict[str, str] | None = None) -> ServiceClient:
+        return ServiceClient(name, http(name), retries=settings.clients.retries, headers=headers)
+
+    def users_client() -> UsersClient:
+        return UsersClient(http("users"), retries=settings.clients.retries)
 
     domains: list[Domain] = []
     for name in settings.services:
@@ -138,7 +151,9 @@ def build_domains(
                 UsersDomain(
                     users_store(settings.databases["users"], data_dir),
                     VerifyClient(client("verify", auth)),
+                    settings.users,
                     seed=settings.seed,
+                    proxy_hops=settings.platform.proxy_hops,
                     clock=clock,
                 )
             )
@@ -146,7 +161,7 @@ def build_domains(
             domains.append(
                 ThreadsDomain(
                     threads_store(settings.databases["threads"], data_dir),
-                    UsersClient(client("users")),
+                    users_client(),
                     seed=settings.seed,
                     clock=clock,
                 )
@@ -155,7 +170,7 @@ def build_domains(
             domains.append(
                 PostsDomain(
                     posts_store(settings.databases["posts"], data_dir),
-                    UsersClient(client("users")),
+                    users_client(),
                     ThreadsClient(client("threads")),
                     seed=settings.seed,
                     clock=clock,
@@ -178,6 +193,27 @@ def _write_secret(path: Path, text: str) -> None:
         tmp.unlink()
 
 
+def users_policy(default: Policy) -> Policy:
+    """The users tenant's first policy: the default service's, on its channels among
+    USERS_CHANNELS."""
+    channels = default.channels & USERS_CHANNELS
+    if not channels:
+        raise SettingsError(
+            "CLAVE_CHANNELS allows neither sms nor email, the channels the users tenant starts "
+            f"with: create it first with `clave service create {USERS_TENANT} --channels ...`"
+        )
+    return replace(default, channels=channels)
+
+
+async def _users_tenant(tenants: TenantService, default: Policy) -> None:
+    """Create the users tenant when missing; an existing one keeps its policy (the operator's
+    to change), so a restart never widens or narrows it back."""
+    try:
+        await tenants.get_service(USERS_TENANT)
+    except ServiceNotFound:
+        await tenants.create_service(USERS_TENANT, users_policy(default))
+
+
 async def prepare_async(settings: Settings, services: tuple[str, ...] | None = None) -> None:
     """`prepare` from inside a running event loop."""
     services = services or settings.services
@@ -190,15 +226,11 @@ async def prepare_async(settings: Settings, services: tuple[str, ...] | None = N
             tenants: TenantService = verify.tenants
             if settings.clients.verify_key:
                 # A deployment's shared secret: the users service sends with it, so verify
-                # (wherever it runs) accepts it for the users tenant (whose policy, once
-                # created, is the operator's to change).
-                try:
-                    await tenants.get_service(USERS_TENANT)
-                except ServiceNotFound:
-                    await tenants.create_service(USERS_TENANT, settings.verify.default_policy)
+                # (wherever it runs) accepts it for the users tenant.
+                await _users_tenant(tenants, settings.verify.default_policy)
                 await tenants.install_api_key(USERS_TENANT, settings.clients.verify_key)
             elif "users" in services and not key_file.exists():
-                await tenants.ensure_service(USERS_TENANT, settings.verify.default_policy)
+                await _users_tenant(tenants, settings.verify.default_policy)
                 _write_secret(key_file, await tenants.create_api_key(USERS_TENANT))
         finally:
             await verify.close()

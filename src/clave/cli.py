@@ -19,6 +19,7 @@ from clave.platform.routing import RoutingTable, Topology, alb_rules, haproxy_co
 from clave.platform.server import run_server
 from clave.platform.settings import SettingsError, export
 from clave.platform.up import MONOLITH, Stack, apply, read_state
+from clave.users.bootstrap import issue_user_token
 from clave.verify.bootstrap import VerifyDomain
 from clave.verify.models import Channel, Policy
 from clave.verify.tenants import DEFAULT_SERVICE
@@ -111,6 +112,15 @@ def parser() -> argparse.ArgumentParser:
         help="credentials for the Twilio-compatible API instead: the account sid with an auth "
         "token, and an API key sid with its secret (they manage every service)",
     )
+
+    user = commands.add_parser("user", help="forum users")
+    user_cmds = user.add_subparsers(dest="action", required=True)
+    user_token = user_cmds.add_parser(
+        "token",
+        help="print a new token for a user on stdout (shown once; the user's old one stops "
+        "working)",
+    )
+    user_token.add_argument("id", type=int, help="the user's id")
 
     service = commands.add_parser("service", help="services (tenants) and their policies")
     service_cmds = service.add_subparsers(dest="action", required=True)
@@ -379,6 +389,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.platform.log_level)
         if args.command == "routes":
             print(_routes(settings, args))
+            return 0
+        if args.command == "user":
+            print(
+                asyncio.run(
+                    issue_user_token(
+                        settings.databases["users"], settings.platform.data_dir, args.id
+                    )
+                )
+            )
             return 0
         action = f"{args.command}-{args.action}"
         print(asyncio.run(_with_verify(settings, action, args)))

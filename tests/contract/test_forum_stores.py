@@ -18,14 +18,16 @@ from clave.threads.bootstrap import build_store as threads_store
 from clave.threads.models import SEED as THREADS
 from clave.users.bootstrap import build_store as users_store
 from clave.users.models import SEED as USERS
-from clave.users.models import Contact, NewUser
+from clave.users.models import Contact, NewUser, StartCount
+from clave.users.store.sql import MIGRATIONS as USERS_MIGRATIONS
+from clave.users.store.sql import SqlUserStore
 
 NOW = 1_800_000_000.0
+H1, H2, H3 = (bytes([n]) * 32 for n in (1, 2, 3))
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A database URL of each backend; PostgreSQL gets a schema of its own per test."""
+async def _database(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A database URL of the requested backend; PostgreSQL gets a schema of its own."""
     if request.param == "memory":
         yield "memory"
     elif request.param == "sqlite":
@@ -40,6 +42,20 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         finally:
             await conn.execute(f"DROP SCHEMA {schema} CASCADE")
             await conn.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def db_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A database URL of each backend."""
+    async for url in _database(request):
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def sql_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A database URL of each SQL backend (schemas and migrations)."""
+    async for url in _database(request):
+        yield url
 
 
 def opener(build: Callable[[str, Path], Any], url: str, tmp_path: Path) -> Callable[[], Any]:
@@ -176,3 +192,141 @@ async def test_ids_are_never_reused_after_a_delete(threads: Any) -> None:
     await threads.delete(second.id)
     third = await threads.create(title="c", created_by=1, now=NOW)
     assert third.id > second.id > first.id
+
+
+async def test_a_user_is_found_by_its_token_hash_only(users: Any) -> None:
+    assert await users.seed(USERS, now=NOW)  # the sample users have no token
+    ana = await users.create(NewUser("ana", "Ana"), now=NOW, token_hash=H1)
+    bob = await users.create(NewUser("bob", "Bob"), now=NOW)  # none either
+    assert await users.by_token(H1) == ana
+    assert await users.by_token(H2) is None
+    assert await users.by_token(b"") is None
+    # A hash belongs to one user.
+    with pytest.raises(IntegrityViolation):
+        await users.create(NewUser("eve", "Eve"), now=NOW, token_hash=H1)
+    with pytest.raises(IntegrityViolation):
+        await users.set_token(bob.id, H1)
+    assert await users.by_token(H1) == ana
+    # Other changes leave the token alone.
+    changed = await users.update(ana.id, {"bio": "new"}, now=NOW + 1)
+    assert await users.by_token(H1) == changed
+
+
+async def test_token_rotation_is_a_compare_and_set(users: Any) -> None:
+    ana = await users.create(NewUser("ana", "Ana"), now=NOW, token_hash=H1)
+    assert await users.set_token(ana.id, H2, current=H1)
+    assert await users.by_token(H1) is None  # the old one stops at once
+    assert (await users.by_token(H2)).id == ana.id
+    # A second rotation with the same old token loses.
+    assert not await users.set_token(ana.id, H3, current=H1)
+    assert (await users.by_token(H2)).id == ana.id
+    assert await users.by_token(H3) is None
+    # The operator's issue replaces whatever there was.
+    assert await users.set_token(ana.id, H3)
+    assert await users.by_token(H2) is None
+    assert not await users.set_token(10_000, H1)
+    assert not await users.set_token(10_000, H1, current=H3)
+    # Deleting the user deletes its token; the hash is free again.
+    assert await users.delete(ana.id)
+    assert await users.by_token(H3) is None
+    bob = await users.create(NewUser("bob", "Bob"), now=NOW, token_hash=H3)
+    assert (await users.by_token(H3)).id == bob.id
+
+
+async def test_starts_are_counted_in_a_window_from_the_first(users: Any) -> None:
+    ana = await users.create(NewUser("ana", "Ana"), now=NOW)
+    bob = await users.create(NewUser("bob", "Bob"), now=NOW)
+
+    async def count(user: int, at: float) -> StartCount | None:
+        result: StartCount | None = await users.count_start(user, now=at, limit=3, window=100)
+        return result
+
+    assert await count(ana.id, NOW) == StartCount(True, NOW)
+    assert await count(ana.id, NOW + 10) == StartCount(True, NOW)
+    assert await count(ana.id, NOW + 20) == StartCount(True, NOW)
+    assert await count(ana.id, NOW + 30) == StartCount(False, NOW)
+    assert await count(ana.id, NOW + 99.5) == StartCount(False, NOW)
+    assert await count(bob.id, NOW + 30) == StartCount(True, NOW + 30)  # its own
+    # The window is over: a new one begins at the next start.
+    assert await count(ana.id, NOW + 100) == StartCount(True, NOW + 100)
+    # A start given back to an old window changes nothing; to the current one, frees one.
+    await users.uncount_start(ana.id, since=NOW)
+    assert [await count(ana.id, NOW + 101 + i) for i in range(3)] == [
+        StartCount(True, NOW + 100),
+        StartCount(True, NOW + 100),
+        StartCount(False, NOW + 100),
+    ]
+    await users.uncount_start(ana.id, since=NOW + 100)
+    assert await count(ana.id, NOW + 110) == StartCount(True, NOW + 100)
+    assert await count(ana.id, NOW + 111) == StartCount(False, NOW + 100)
+    # Never below zero: giving back more than was counted buys nothing.
+    carl = await users.create(NewUser("carl", "Carl"), now=NOW)
+    assert await count(carl.id, NOW) == StartCount(True, NOW)
+    for _ in range(5):
+        await users.uncount_start(carl.id, since=NOW)
+    assert [(await count(carl.id, NOW + 1)).counted for _ in range(4)] == [True] * 3 + [False]
+    # Unknown users, and the count goes with a deleted user.
+    assert await count(10_000, NOW) is None
+    await users.uncount_start(10_000, since=NOW)
+    assert await users.delete(ana.id)
+    assert await count(ana.id, NOW + 120) is None
+    # Contacts and verification state do not touch the count.
+    await users.update(bob.id, {"phone": "+14155552671", "phone_verified": False}, now=NOW + 31)
+    assert await count(bob.id, NOW + 32) == StartCount(True, NOW + 30)
+
+
+async def test_concurrent_starts_count_exactly_across_connections(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Several stores on one database stand for several worker processes."""
+    first = users_store(db_url, tmp_path)
+    await first.open()
+    others = [] if db_url == "memory" else [users_store(db_url, tmp_path) for _ in range(3)]
+    for store in others:
+        await store.open()
+    stores = [first, *others]
+    try:
+        ana = await first.create(NewUser("ana", "Ana"), now=NOW)
+        results = await asyncio.gather(
+            *(
+                stores[i % len(stores)].count_start(ana.id, now=NOW + i, limit=7, window=86400)
+                for i in range(40)
+            )
+        )
+        assert sum(r.counted for r in results) == 7
+        assert {r.since for r in results} == {min(r.since for r in results)}
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_the_token_and_count_migration_keeps_existing_users(
+    sql_url: str, tmp_path: Path
+) -> None:
+    db_url = sql_url
+    version_1 = {dialect: scripts[:1] for dialect, scripts in USERS_MIGRATIONS.items()}
+    old = SqlUserStore(
+        open_database(db_url, data_dir=tmp_path, component="users", migrations=version_1)
+    )
+    await old.open()
+    assert await old.seed(USERS, now=NOW)
+    await old.close()
+
+    store = users_store(db_url, tmp_path)
+    await store.open()
+    try:
+        assert [u.username for u in await store.list(after=0, limit=10)] == [
+            "marceline",
+            "finn",
+            "pb",
+            "jake",
+        ]
+        assert await store.count_start(1, now=NOW, limit=1, window=10) == StartCount(True, NOW)
+        assert await store.count_start(1, now=NOW, limit=1, window=10) == StartCount(False, NOW)
+        assert await store.set_token(1, H1)
+        assert (await store.by_token(H1)).username == "marceline"
+        assert await store.set_token(2, H2)  # many users may have had no token
+        made = await store.create(NewUser("bmo", "BMO"), now=NOW)
+        assert made.id == 5
+    finally:
+        await store.close()

@@ -26,7 +26,10 @@ USERS = [
 ]
 # Mid-migration: each service at a different step of the strangler.
 MIXED = {"verify": 50, "users": 50, "threads": 100, "posts": 10}
-_VOLATILE = re.compile(r"(?:V[AE]|IN)[0-9a-f]{32}|\d{4}-\d\d-\d\dT[\d:.]+Z")
+# Ids, times and tokens differ from run to run; the transcripts compare everything else.
+_VOLATILE = re.compile(
+    r"(?:V[AE]|IN)[0-9a-f]{32}|\d{4}-\d\d-\d\dT[\d:.]+Z|clave_user_[A-Za-z0-9_-]{43}"
+)
 
 
 def user_json(uid: int, username: str, name: str, bio: str, **extra: Any) -> dict[str, Any]:
@@ -44,8 +47,13 @@ def inbox_code(client: httpx.Client, to: str, count: int = 1) -> str:
         time.sleep(0.05)
 
 
-def suite(client: httpx.Client, key: str) -> list[Any]:
-    """Every route, reads and writes; asserts what each answers and returns a transcript."""
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def suite(client: httpx.Client, key: str, finn: str) -> list[Any]:
+    """Every route, reads and writes; asserts what each answers and returns a transcript.
+    `finn` is the token an operator issued to the sample user finn (2)."""
     seen: list[Any] = []
 
     def call(method: str, path: str, expect: int, **kw: Any) -> Any:
@@ -61,6 +69,7 @@ def suite(client: httpx.Client, key: str) -> list[Any]:
                 r.status_code,
                 _VOLATILE.sub("*", repr(body)),
                 r.headers.get("link"),
+                r.headers.get("www-authenticate"),
             )
         )
         return body
@@ -90,46 +99,84 @@ def suite(client: httpx.Client, key: str) -> list[Any]:
     bmo = call(
         "POST", "/api/users", 201, json={"username": "bmo", "name": "BMO", "phone": "+14155552671"}
     )
+    token = bmo.pop("token")
     assert bmo == user_json(5, "bmo", "BMO", "", phone="+14******671")
+    mine = bearer(token)
     assert (
         call("POST", "/api/users", 409, json={"username": "bmo", "name": "x"})["error"]["code"]
         == "username_taken"
     )
-    assert call("PATCH", "/api/users/5", 200, json={"bio": "Who wants to play video games?"})["bio"]
-    assert call("POST", "/api/threads", 201, json={"title": "Games", "createdBy": 5}) == {
+    assert call("GET", "/api/users/me", 200, headers=mine) == bmo
+    assert "token" not in call("GET", "/api/users/5", 200)
+    assert call("GET", "/api/users/me", 401)["error"]["code"] == "unauthorized"
+    # Writes as a user need that user's token, in every domain.
+    patch = {"bio": "Who wants to play video games?"}
+    assert call("PATCH", "/api/users/5", 401, json=patch)["error"]["code"] == "unauthorized"
+    assert call("PATCH", "/api/users/5", 403, json=patch, headers=bearer(finn))
+    assert call("PATCH", "/api/users/5", 200, json=patch, headers=mine)["bio"]
+    games = {"title": "Games", "createdBy": 5}
+    assert call("POST", "/api/threads", 401, json=games)["error"]["code"] == "unauthorized"
+    assert call("POST", "/api/threads", 201, json=games, headers=mine) == {
         "id": 4,
         "title": "Games",
         "createdBy": 5,
     }
     assert (
-        call("POST", "/api/threads", 422, json={"title": "x", "createdBy": 99})["error"]["code"]
-        == "unknown_user"
+        call("POST", "/api/threads", 403, json={"title": "x", "createdBy": 99}, headers=mine)[
+            "error"
+        ]["code"]
+        == "forbidden"
     )
-    assert call("POST", "/api/posts", 201, json={"thread": 4, "text": "Me!", "user": 2})["id"] == 7
+    me_too = {"thread": 4, "text": "Me!", "user": 2}
+    assert call("POST", "/api/posts", 401, json=me_too)["error"]["code"] == "unauthorized"
+    assert call("POST", "/api/posts", 403, json=me_too, headers=mine)["error"]["code"] == (
+        "forbidden"
+    )
+    assert call("POST", "/api/posts", 201, json=me_too, headers=bearer(finn))["id"] == 7
     assert (
-        call("POST", "/api/posts", 422, json={"thread": 99, "text": "x", "user": 5})["error"][
-            "code"
-        ]
+        call("POST", "/api/posts", 422, json={"thread": 99, "text": "x", "user": 5}, headers=mine)[
+            "error"
+        ]["code"]
         == "unknown_reference"
     )
     assert call("GET", "/api/posts/in-thread/4", 200) == [
         {"id": 7, "thread": 4, "text": "Me!", "user": 2}
     ]
-    assert call("PATCH", "/api/posts/7", 200, json={"text": "Me too!"})["text"] == "Me too!"
-    call("DELETE", "/api/posts/7", 204)
-    assert call("GET", "/api/posts/7", 404)["error"]["code"] == "post_not_found"
+    assert call("PATCH", "/api/posts/7", 403, json={"text": "Me?"}, headers=mine)
     assert (
-        call("PATCH", "/api/threads/4", 200, json={"title": "Video games"})["title"]
+        call("PATCH", "/api/posts/7", 200, json={"text": "Me too!"}, headers=bearer(finn))["text"]
+        == "Me too!"
+    )
+    call("DELETE", "/api/posts/7", 403, headers=mine)
+    call("DELETE", "/api/posts/7", 204, headers=bearer(finn))
+    assert call("GET", "/api/posts/7", 404)["error"]["code"] == "post_not_found"
+    assert call("PATCH", "/api/threads/4", 403, json={"title": "x"}, headers=bearer(finn))
+    assert (
+        call("PATCH", "/api/threads/4", 200, json={"title": "Video games"}, headers=mine)["title"]
         == "Video games"
     )
 
     # users -> verify, across whatever processes serve them.
-    started = call("POST", "/api/users/5/verification", 201, json={"channel": "sms"})
+    start = "/api/users/5/verification"
+    assert call("POST", start, 401, json={"channel": "sms"})["error"]["code"] == "unauthorized"
+    assert call("POST", start, 403, json={"channel": "sms"}, headers=bearer(finn))
+    assert (
+        call("POST", start, 422, json={"channel": "call"}, headers=mine)["error"]["code"]
+        == "channel_not_allowed"
+    )
+    started = call("POST", start, 201, json={"channel": "sms"}, headers=mine)
     assert (started["status"], started["to"]) == ("pending", "+14******671")
     code = inbox_code(client, "+14155552671")
-    checked = call("POST", "/api/users/5/verification/check", 200, json={"code": code})
+    checked = call("POST", f"{start}/check", 200, json={"code": code}, headers=mine)
     assert (checked["status"], checked["user"]["phoneVerified"]) == ("approved", True)
     assert call("GET", "/api/users/5", 200)["phoneVerified"] is True
+    # A new token: the old one stops working everywhere at once.
+    rotated = call("POST", "/api/users/5/token", 200, headers=mine)["token"]
+    assert rotated != token
+    assert call("GET", "/api/users/me", 401, headers=mine)["error"]["code"] == "unauthorized"
+    assert call("PATCH", "/api/threads/4", 401, json={"title": "x"}, headers=mine)
+    mine = bearer(rotated)
+    assert call("GET", "/api/users/me", 200, headers=mine)["id"] == 5
 
     # verify's own API, the Twilio-compatible one and the original service's routes.
     auth = {"Authorization": f"Bearer {key}"}
@@ -186,8 +233,10 @@ def suite(client: httpx.Client, key: str) -> list[Any]:
     assert call(
         "POST", "/api/messages/verify-code", 400, json={"to": "+14155552672"}, headers=auth
     )["message"]
-    call("DELETE", "/api/users/5", 204)
+    call("DELETE", "/api/users/5", 401)
+    call("DELETE", "/api/users/5", 204, headers=mine)
     assert call("GET", "/api/users/5", 404)["error"]["code"] == "user_not_found"
+    assert call("GET", "/api/users/me", 401, headers=mine)["error"]["code"] == "unauthorized"
     return seen
 
 
@@ -200,6 +249,7 @@ TRANSCRIPTS: dict[str, list[Any]] = {}
 def test_one_suite_in_every_topology(clave_up: Any, topology: str, weights: dict[str, int]) -> None:
     stack: ClaveUp = clave_up(topology, weights=weights)
     key = stack.cli("apikey", "create").stdout.strip()
+    finn = stack.cli("user", "token", "2").stdout.strip()
     servers: collections.Counter[str] = collections.Counter()
     with httpx.Client(
         base_url=stack.url,
@@ -208,7 +258,7 @@ def test_one_suite_in_every_topology(clave_up: Any, topology: str, weights: dict
             "response": [lambda r: servers.update([r.headers.get("x-clave-server", "?")])]
         },
     ) as client:
-        TRANSCRIPTS[topology] = suite(client, key)
+        TRANSCRIPTS[topology] = suite(client, key, finn)
     components = set(stack.state()["components"])
     if topology == "monolith":
         assert components == {"monolith"}
@@ -237,6 +287,7 @@ def test_kill_one_service_others_keep_answering_and_nothing_is_lost(clave_up: An
         survivor = client.post(
             "/api/users", json={"username": "survivor", "name": "Still here"}
         ).json()
+        auth = bearer(survivor.pop("token"))
         users_pid = stack.state()["components"]["users"]["pid"]
         os.killpg(users_pid, signal.SIGKILL)
         killed_at = time.monotonic()
@@ -255,7 +306,11 @@ def test_kill_one_service_others_keep_answering_and_nothing_is_lost(clave_up: An
         assert set(statuses) == {503}
         # posts needs users to accept a post: a clear 503 from posts, quickly.
         started = time.monotonic()
-        r = client.post("/api/posts", json={"thread": 1, "text": "anyone?", "user": 1})
+        r = client.post(
+            "/api/posts",
+            json={"thread": 1, "text": "anyone?", "user": survivor["id"]},
+            headers=auth,
+        )
         assert time.monotonic() - started < 3
         assert r.status_code == 503
         assert r.json()["error"]["code"] == "dependency_unavailable"
@@ -268,7 +323,9 @@ def test_kill_one_service_others_keep_answering_and_nothing_is_lost(clave_up: An
         assert client.get(f"/api/users/{survivor['id']}").json()["username"] == "survivor"
         assert (
             client.post(
-                "/api/posts", json={"thread": 1, "text": "back!", "user": survivor["id"]}
+                "/api/posts",
+                json={"thread": 1, "text": "back!", "user": survivor["id"]},
+                headers=auth,
             ).status_code
             == 201
         )

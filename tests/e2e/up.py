@@ -144,6 +144,21 @@ class ClaveUp:
             raise
 
 
+def stop_cleanly(stack: ClaveUp) -> None:
+    """Stop a stack and check it stopped cleanly: exit code 0, none of its processes left."""
+    pids = stack.pids() if stack.proc and stack.proc.poll() is None else []
+    assert stack.stop() == 0, stack.log.read_text()
+    leftovers = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
+    assert not leftovers, f"processes left running after clave up stopped: {leftovers}"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def children(pid: int) -> list[int]:
     """Direct children of a process."""
     found = []

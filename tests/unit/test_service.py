@@ -353,7 +353,9 @@ async def test_control_characters_never_reach_a_message(clock: FakeClock) -> Non
 
 
 async def test_a_policy_must_keep_the_guess_bound(world: World) -> None:
-    with pytest.raises(InvalidParameter, match=r"15 failed checks .* 10,000 4-digit codes, 1 a day"):
+    with pytest.raises(
+        InvalidParameter, match=r"15 failed checks .* 10,000 4-digit codes, 1 a day"
+    ):
         await world.tenants.create_service("short", Policy(code_length=4))
     with pytest.raises(InvalidParameter, match="unbounded"):
         await world.tenants.create_service(

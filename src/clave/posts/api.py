@@ -49,6 +49,9 @@ def render(post: Post) -> PostRead:
 
 
 Posts = NamedDependency[PostsService]
+# The id of the user whose token the request carries (401 before anything else otherwise).
+Caller = NamedDependency[int]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 async def _page(
@@ -96,23 +99,27 @@ async def read_post(post_id: Id, posts: Posts) -> PostRead:
     return render(await posts.get_post(post_id))
 
 
-@post("/", summary="Create a post")
-async def create_post(data: JSONBody[PostCreate], posts: Posts) -> Response[PostRead]:
-    """A new post in an existing thread by an existing user."""
-    created = await posts.create_post(thread=data.thread, text=data.text, user=data.user)
+@post("/", summary="Create a post", security=BEARER)
+async def create_post(
+    data: JSONBody[PostCreate], posts: Posts, caller: Caller
+) -> Response[PostRead]:
+    """A new post in an existing thread; `user` must be the token's user."""
+    created = await posts.create_post(caller, thread=data.thread, text=data.text, user=data.user)
     return Response(render(created), status_code=201)
 
 
-@patch("/{post_id:int}", summary="Edit a post")
-async def update_post(post_id: Id, data: JSONBody[PostUpdate], posts: Posts) -> PostRead:
-    """Change the text."""
-    return render(await posts.edit(post_id, data.text))
+@patch("/{post_id:int}", summary="Edit a post", security=BEARER)
+async def update_post(
+    post_id: Id, data: JSONBody[PostUpdate], posts: Posts, caller: Caller
+) -> PostRead:
+    """Change the text (the author's token)."""
+    return render(await posts.edit(caller, post_id, data.text))
 
 
-@delete("/{post_id:int}", summary="Delete a post", status_code=204)
-async def delete_post(post_id: Id, posts: Posts) -> None:
-    """Delete a post."""
-    await posts.delete_post(post_id)
+@delete("/{post_id:int}", summary="Delete a post", status_code=204, security=BEARER)
+async def delete_post(post_id: Id, posts: Posts, caller: Caller) -> None:
+    """Delete a post (the author's token)."""
+    await posts.delete_post(caller, post_id)
 
 
 def router(service: PostsService) -> Router:
@@ -120,6 +127,9 @@ def router(service: PostsService) -> Router:
 
     async def provide() -> PostsService:
         return service
+
+    async def provide_caller(request: Request[Any, Any, Any]) -> int:
+        return await service.caller(request.headers.get("authorization"))
 
     return Router(
         path="/api/posts",
@@ -132,6 +142,6 @@ def router(service: PostsService) -> Router:
             update_post,
             delete_post,
         ],
-        dependencies={"posts": Provide(provide)},
+        dependencies={"posts": Provide(provide), "caller": Provide(provide_caller)},
         tags=["posts"],
     )

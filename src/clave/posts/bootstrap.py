@@ -27,7 +27,7 @@ def build_store(url: str, data_dir: Path) -> PostStore:
 
 
 class PostsDomain(StoreDomain):
-    """Posts in their own database; references checked through the users and threads clients."""
+    """Posts in their own database; the acting user and the thread asked of their clients."""
 
     name = "posts"
 

@@ -12,8 +12,22 @@ class PostNotFound(ClaveError):
     code = "post_not_found"
 
 
+class InvalidPost(ClaveError):
+    """A field of a post is not acceptable."""
+
+    status = 400
+    code = "invalid_parameter"
+
+
+class NotAuthor(ClaveError):
+    """The token is not the post's author's (or `user` is not the token's user)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class UnknownReference(ClaveError):
-    """The post names a thread or user that does not exist."""
+    """The post names a thread that does not exist."""
 
     status = 422
     code = "unknown_reference"

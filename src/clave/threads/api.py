@@ -46,6 +46,9 @@ def render(thread: Thread) -> ThreadRead:
 
 
 Threads = NamedDependency[ThreadsService]
+# The id of the user whose token the request carries (401 before anything else otherwise).
+Caller = NamedDependency[int]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 @get("/", summary="List threads")
@@ -66,25 +69,27 @@ async def read_thread(thread_id: ThreadId, threads: Threads) -> ThreadRead:
     return render(await threads.get_thread(thread_id))
 
 
-@post("/", summary="Create a thread")
-async def create_thread(data: JSONBody[ThreadCreate], threads: Threads) -> Response[ThreadRead]:
-    """A new thread; `createdBy` must name an existing user."""
-    thread = await threads.create_thread(title=data.title, created_by=data.created_by)
+@post("/", summary="Create a thread", security=BEARER)
+async def create_thread(
+    data: JSONBody[ThreadCreate], threads: Threads, caller: Caller
+) -> Response[ThreadRead]:
+    """A new thread; `createdBy` must be the token's user."""
+    thread = await threads.create_thread(caller, title=data.title, created_by=data.created_by)
     return Response(render(thread), status_code=201)
 
 
-@patch("/{thread_id:int}", summary="Retitle a thread")
+@patch("/{thread_id:int}", summary="Retitle a thread", security=BEARER)
 async def update_thread(
-    thread_id: ThreadId, data: JSONBody[ThreadUpdate], threads: Threads
+    thread_id: ThreadId, data: JSONBody[ThreadUpdate], threads: Threads, caller: Caller
 ) -> ThreadRead:
-    """Change the title."""
-    return render(await threads.retitle(thread_id, data.title))
+    """Change the title (the creator's token)."""
+    return render(await threads.retitle(caller, thread_id, data.title))
 
 
-@delete("/{thread_id:int}", summary="Delete a thread", status_code=204)
-async def delete_thread(thread_id: ThreadId, threads: Threads) -> None:
-    """Delete a thread."""
-    await threads.delete_thread(thread_id)
+@delete("/{thread_id:int}", summary="Delete a thread", status_code=204, security=BEARER)
+async def delete_thread(thread_id: ThreadId, threads: Threads, caller: Caller) -> None:
+    """Delete a thread (the creator's token)."""
+    await threads.delete_thread(caller, thread_id)
 
 
 def router(service: ThreadsService) -> Router:
@@ -93,9 +98,12 @@ def router(service: ThreadsService) -> Router:
     async def provide() -> ThreadsService:
         return service
 
+    async def provide_caller(request: Request[Any, Any, Any]) -> int:
+        return await service.caller(request.headers.get("authorization"))
+
     return Router(
         path="/api/threads",
         route_handlers=[list_threads, read_thread, create_thread, update_thread, delete_thread],
-        dependencies={"threads": Provide(provide)},
+        dependencies={"threads": Provide(provide), "caller": Provide(provide_caller)},
         tags=["threads"],
     )

@@ -26,7 +26,7 @@ def build_store(url: str, data_dir: Path) -> ThreadStore:
 
 
 class ThreadsDomain(StoreDomain):
-    """Threads in their own database; creators checked through the users client."""
+    """Threads in their own database; who is acting asked of the users client."""
 
     name = "threads"
 

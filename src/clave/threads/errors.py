@@ -12,8 +12,15 @@ class ThreadNotFound(ClaveError):
     code = "thread_not_found"
 
 
-class UnknownUser(ClaveError):
-    """`createdBy` names no user."""
+class InvalidThread(ClaveError):
+    """A field of a thread is not acceptable."""
 
-    status = 422
-    code = "unknown_user"
+    status = 400
+    code = "invalid_parameter"
+
+
+class NotCreator(ClaveError):
+    """The token is not the thread's creator's (or `createdBy` is not the token's user)."""
+
+    status = 403
+    code = "forbidden"

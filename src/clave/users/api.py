@@ -9,9 +9,10 @@ from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
+from clave.platform.client_ip import end_user_ip
 from clave.platform.contacts import mask
 from clave.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, next_link, split_page
-from clave.users.models import User
+from clave.users.models import Caller, User
 from clave.users.service import UsersService
 
 UserId = Annotated[int, PathParameter(ge=1, le=2**53)]
@@ -34,6 +35,18 @@ class UserRead(msgspec.Struct, rename="camel"):
     phone: str | None
     email_verified: bool
     phone_verified: bool
+
+
+class UserCreated(UserRead, rename="camel"):
+    """A new user with its token: shown this once, only its hash is kept."""
+
+    token: str
+
+
+class TokenRead(msgspec.Struct):
+    """A user's new token: shown this once."""
+
+    token: str
 
 
 class UserCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -96,6 +109,13 @@ def render(user: User) -> UserRead:
 
 
 Users = NamedDependency[UsersService]
+# The user whose token the request carries (401 before anything else otherwise).
+Acting = NamedDependency[Caller]
+# The end user's address, for verify's per-IP limits.
+ClientIp = NamedDependency[str | None]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+# A response that carries a token must not be kept by a cache on the way (as OAuth 2.0's).
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 @get("/", summary="List users")
@@ -113,34 +133,57 @@ async def read_user(user_id: UserId, users: Users) -> UserRead:
     return render(await users.get_user(user_id))
 
 
-@post("/", summary="Create a user")
-async def create_user(data: JSONBody[UserCreate], users: Users) -> Response[UserRead]:
-    """A new user."""
-    user = await users.create_user(
+@get("/me", summary="The user of the bearer token", security=BEARER)
+async def read_me(caller: Acting) -> UserRead:
+    """Who the token belongs to (other services ask this to learn who is acting)."""
+    return render(caller.user)
+
+
+@post("/", summary="Sign up")
+async def create_user(data: JSONBody[UserCreate], users: Users) -> Response[UserCreated]:
+    """A new user, with its token: shown once, needed for every write as that user."""
+    user, token = await users.sign_up(
         username=data.username, name=data.name, bio=data.bio, email=data.email, phone=data.phone
     )
-    return Response(render(user), status_code=201)
+    body = UserCreated(**msgspec.structs.asdict(render(user)), token=token)
+    return Response(body, status_code=201, headers=NO_STORE)
 
 
-@patch("/{user_id:int}", summary="Update a user")
-async def update_user(user_id: UserId, data: JSONBody[UserUpdate], users: Users) -> UserRead:
-    """Change the given fields."""
+@patch("/{user_id:int}", summary="Update a user", security=BEARER)
+async def update_user(
+    user_id: UserId, data: JSONBody[UserUpdate], users: Users, caller: Acting
+) -> UserRead:
+    """Change the given fields (the user's own token)."""
     changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
-    return render(await users.update_user(user_id, changes))
+    return render(await users.update_user(caller, user_id, changes))
 
 
-@delete("/{user_id:int}", summary="Delete a user", status_code=204)
-async def delete_user(user_id: UserId, users: Users) -> None:
-    """Delete a user."""
-    await users.delete_user(user_id)
+@delete("/{user_id:int}", summary="Delete a user", status_code=204, security=BEARER)
+async def delete_user(user_id: UserId, users: Users, caller: Acting) -> None:
+    """Delete a user (the user's own token); its token stops working."""
+    await users.delete_user(caller, user_id)
 
 
-@post("/{user_id:int}/verification", summary="Send a code to the user's phone or email")
+@post("/{user_id:int}/token", summary="Rotate the user's token", status_code=200, security=BEARER)
+async def rotate_token(user_id: UserId, users: Users, caller: Acting) -> Response[TokenRead]:
+    """A new token for the user; the one presented stops working at once."""
+    return Response(TokenRead(await users.rotate_token(caller, user_id)), headers=NO_STORE)
+
+
+@post(
+    "/{user_id:int}/verification",
+    summary="Send a code to the user's phone or email",
+    security=BEARER,
+)
 async def start_verification(
-    user_id: UserId, data: JSONBody[VerificationStart], users: Users
+    user_id: UserId,
+    data: JSONBody[VerificationStart],
+    users: Users,
+    caller: Acting,
+    client_ip: ClientIp,
 ) -> Response[VerificationRead]:
     """Start proving the user's phone (sms, whatsapp, call) or email."""
-    started = await users.start_verification(user_id, data.channel)
+    started = await users.start_verification(caller, user_id, data.channel, client_ip=client_ip)
     user = await users.get_user(user_id)
     body = VerificationRead(
         render(user),
@@ -153,12 +196,21 @@ async def start_verification(
     return Response(body, status_code=201)
 
 
-@post("/{user_id:int}/verification/check", summary="Check the code", status_code=200)
+@post(
+    "/{user_id:int}/verification/check",
+    summary="Check the code",
+    status_code=200,
+    security=BEARER,
+)
 async def check_verification(
-    user_id: UserId, data: JSONBody[VerificationCheck], users: Users
+    user_id: UserId,
+    data: JSONBody[VerificationCheck],
+    users: Users,
+    caller: Acting,
+    client_ip: ClientIp,
 ) -> VerificationRead:
     """Approved: the contact is marked verified."""
-    user, result = await users.check_verification(user_id, data.code)
+    user, result = await users.check_verification(caller, user_id, data.code, client_ip=client_ip)
     return VerificationRead(
         render(user),
         result.id,
@@ -169,23 +221,35 @@ async def check_verification(
     )
 
 
-def router(service: UsersService) -> Router:
-    """The users routes wired to `service`."""
+def router(service: UsersService, *, proxy_hops: int) -> Router:
+    """The users routes wired to `service`; `proxy_hops` trusted proxies stand in front."""
 
     async def provide() -> UsersService:
         return service
+
+    async def provide_caller(request: Request[Any, Any, Any]) -> Caller:
+        return await service.authenticate(request.headers.get("authorization"))
+
+    async def provide_client_ip(request: Request[Any, Any, Any]) -> str | None:
+        return end_user_ip(request, proxy_hops)
 
     return Router(
         path="/api/users",
         route_handlers=[
             list_users,
             read_user,
+            read_me,
             create_user,
             update_user,
             delete_user,
+            rotate_token,
             start_verification,
             check_verification,
         ],
-        dependencies={"users": Provide(provide)},
+        dependencies={
+            "users": Provide(provide),
+            "caller": Provide(provide_caller),
+            "client_ip": Provide(provide_client_ip),
+        },
         tags=["users"],
     )

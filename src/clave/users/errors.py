@@ -38,3 +38,27 @@ class NoPendingVerification(ClaveError):
 
     status = 409
     code = "no_pending_verification"
+
+
+class Unauthorized(ClaveError):
+    """No valid user token: missing, malformed, unknown or revoked."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="clave"'})
+
+
+class Forbidden(ClaveError):
+    """A valid token, of another user than the one the request acts on."""
+
+    status = 403
+    code = "forbidden"
+
+
+class TooManyVerifications(ClaveError):
+    """The user started as many verifications as a day allows."""
+
+    status = 429
+    code = "too_many_verifications"

@@ -32,6 +32,22 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a request acts as: the user whose token it carries, and that token's hash."""
+
+    user: User
+    token_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StartCount:
+    """A user's verification starts in its current window, after asking to count one more."""
+
+    counted: bool  # within the limit: counted, the start may go ahead
+    since: float  # when the window began; it ends a window's length later
+
+
+@dataclass(frozen=True, slots=True)
 class NewUser:
     """What creating a user needs (already validated)."""
 

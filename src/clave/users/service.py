@@ -3,32 +3,54 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable
 from typing import Any
 
 from clave.platform import contacts
+from clave.platform.client import RemoteError
 from clave.platform.sql import IntegrityViolation
+from clave.platform.text import is_plain_text, is_single_line
 from clave.users.errors import (
     ContactMissing,
+    Forbidden,
     InvalidUser,
     NoPendingVerification,
+    TooManyVerifications,
+    Unauthorized,
     UsernameTaken,
     UserNotFound,
 )
-from clave.users.models import Contact, NewUser, User
+from clave.users.models import Caller, Contact, NewUser, User
 from clave.users.store.base import UserStore
+from clave.users.tokens import bearer_token, hash_token, issue_token, new_token
 from clave.verify.client import RemoteVerification, VerifyClient
 
 log = logging.getLogger("clave.users")
 
 _USERNAME = re.compile(r"[a-z0-9_]{2,32}")
 _PHONE_CHANNELS = ("sms", "whatsapp", "call")
+DAY = 86400.0
 
 
 def _username(value: str) -> str:
     if not _USERNAME.fullmatch(value):
         raise InvalidUser("username must be 2-32 of a-z, 0-9 and _")
+    return value
+
+
+def _name(value: str) -> str:
+    # A name goes into pages and logs on one line; a line break or a bidi override in it
+    # could forge what is shown around it.
+    if not is_single_line(value):
+        raise InvalidUser("name must be one line of printable characters")
+    return value
+
+
+def _bio(value: str) -> str:
+    if not is_plain_text(value):
+        raise InvalidUser("bio must be printable text (line breaks and tabs allowed)")
     return value
 
 
@@ -44,12 +66,20 @@ def _contact(kind: Contact, value: str | None) -> str | None:
 
 
 class UsersService:
-    """Users, and proving their contacts through the verify service."""
+    """Users, their tokens, and proving their contacts through the verify service."""
 
-    def __init__(self, store: UserStore, verify: VerifyClient, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        store: UserStore,
+        verify: VerifyClient,
+        clock: Callable[[], float],
+        *,
+        verifications_per_day: int,
+    ) -> None:
         self._store = store
         self._verify = verify
         self._clock = clock
+        self._verifications_per_day = verifications_per_day
 
     async def list_users(self, *, after: int, limit: int) -> list[User]:
         """A page of users (fetch `limit + 1` to know if there is more)."""
@@ -62,7 +92,24 @@ class UsersService:
             raise UserNotFound(f"no user with id {user_id}")
         return user
 
-    async def create_user(
+    async def authenticate(self, authorization: str | None) -> Caller:
+        """The user whose token `Authorization: Bearer <token>` carries; Unauthorized when it
+        is missing, malformed, unknown or revoked."""
+        token_hash = hash_token(bearer_token(authorization))
+        user = await self._store.by_token(token_hash)
+        if user is None:
+            raise Unauthorized("the token is not valid")
+        return Caller(user, token_hash)
+
+    @staticmethod
+    def _own(caller: Caller, user_id: int) -> User:
+        """The caller's user when it is `user_id`; Forbidden otherwise (whether or not that
+        user exists: a token grants nothing over others)."""
+        if caller.user.id != user_id:
+            raise Forbidden(f"this token is not user {user_id}'s")
+        return caller.user
+
+    async def sign_up(
         self,
         *,
         username: str,
@@ -70,27 +117,42 @@ class UsersService:
         bio: str = "",
         email: str | None = None,
         phone: str | None = None,
-    ) -> User:
-        """A new user; the username must be free."""
+    ) -> tuple[User, str]:
+        """A new user and its token (only the token's hash is kept: show it once)."""
         new = NewUser(
             username=_username(username),
-            name=name,
-            bio=bio,
+            name=_name(name),
+            bio=_bio(bio),
             email=_contact(Contact.EMAIL, email),
             phone=_contact(Contact.PHONE, phone),
         )
+        token = new_token()
         try:
-            return await self._store.create(new, now=self._clock())
+            user = await self._store.create(new, now=self._clock(), token_hash=hash_token(token))
         except IntegrityViolation:
             raise UsernameTaken(f"username {username!r} is taken") from None
+        return user, token
 
-    async def update_user(self, user_id: int, changes: dict[str, Any]) -> User:
+    async def rotate_token(self, caller: Caller, user_id: int) -> str:
+        """A new token for the caller's own user; the one it presented stops working at once."""
+        self._own(caller, user_id)
+        token = await issue_token(self._store, user_id, current=caller.token_hash)
+        if token is None:  # deleted, or rotated by a concurrent request since authenticating
+            raise Unauthorized("the token is not valid")
+        log.info("user=%s token rotated", user_id)
+        return token
+
+    async def update_user(self, caller: Caller, user_id: int, changes: dict[str, Any]) -> User:
         """Change a user's fields; a changed phone or email is no longer verified."""
-        current = await self.get_user(user_id)
+        current = self._own(caller, user_id)
         values: dict[str, Any] = {}
         for key, value in changes.items():
             if key == "username":
                 values[key] = _username(value)
+            elif key == "name":
+                values[key] = _name(value)
+            elif key == "bio":
+                values[key] = _bio(value)
             elif key in ("email", "phone"):
                 kind = Contact(key)
                 normalized = _contact(kind, value)
@@ -101,7 +163,7 @@ class UsersService:
                         values["pending_verification"] = None
                         values["pending_contact"] = None
             else:
-                values[key] = value
+                raise InvalidUser(f"{key} cannot be changed")
         try:
             updated = await self._store.update(user_id, values, now=self._clock())
         except IntegrityViolation:
@@ -110,19 +172,45 @@ class UsersService:
             raise UserNotFound(f"no user with id {user_id}")
         return updated
 
-    async def delete_user(self, user_id: int) -> None:
-        """Delete a user (their posts and threads stay, naming a user who left)."""
+    async def delete_user(self, caller: Caller, user_id: int) -> None:
+        """Delete a user, and with it its token (their posts and threads stay, naming a user
+        who left)."""
+        self._own(caller, user_id)
         if not await self._store.delete(user_id):
             raise UserNotFound(f"no user with id {user_id}")
 
-    async def start_verification(self, user_id: int, channel: str) -> RemoteVerification:
-        """Send a code to the user's phone (sms, whatsapp, call) or email."""
-        user = await self.get_user(user_id)
+    async def start_verification(
+        self, caller: Caller, user_id: int, channel: str, *, client_ip: str | None
+    ) -> RemoteVerification:
+        """Send a code to the user's phone (sms, whatsapp, call) or email, at most
+        `verifications_per_day` times a day whatever the contact; `client_ip` (the end
+        user's) lets verify's per-IP limits count it."""
+        user = self._own(caller, user_id)
         kind = Contact.PHONE if channel in _PHONE_CHANNELS else Contact.EMAIL
         destination = user.phone if kind is Contact.PHONE else user.email
         if destination is None:
             raise ContactMissing(f"user {user_id} has no {kind} to verify")
-        started = await self._verify.start(to=destination, channel=channel)
+        now = self._clock()
+        # Counted before sending, as a check attempt is counted before comparing: concurrent
+        # starts cannot all pass a check made before any of them was counted.
+        count = await self._store.count_start(
+            user_id, now=now, limit=self._verifications_per_day, window=DAY
+        )
+        if count is None:
+            raise UserNotFound(f"no user with id {user_id}")
+        if not count.counted:
+            retry_after = max(1, math.ceil(count.since + DAY - now))
+            raise TooManyVerifications(
+                f"at most {self._verifications_per_day} verifications a day; "
+                f"try again in {retry_after} s",
+                headers={"Retry-After": str(retry_after)},
+            )
+        try:
+            started = await self._verify.start(to=destination, channel=channel, client_ip=client_ip)
+        except RemoteError as exc:
+            if exc.status < 500:  # verify refused it: nothing was sent, the start is not spent
+                await self._store.uncount_start(user_id, since=count.since)
+            raise
         await self._store.update(
             user_id,
             {"pending_verification": started.id, "pending_contact": kind},
@@ -131,12 +219,16 @@ class UsersService:
         log.info("user=%s verification=%s channel=%s", user_id, started.id, channel)
         return started
 
-    async def check_verification(self, user_id: int, code: str) -> tuple[User, RemoteVerification]:
+    async def check_verification(
+        self, caller: Caller, user_id: int, code: str, *, client_ip: str | None
+    ) -> tuple[User, RemoteVerification]:
         """Check a code; when approved, the contact is marked verified."""
-        user = await self.get_user(user_id)
+        user = self._own(caller, user_id)
         if user.pending_verification is None or user.pending_contact is None:
             raise NoPendingVerification(f"user {user_id} has no verification to check")
-        result = await self._verify.check(verification_id=user.pending_verification, code=code)
+        result = await self._verify.check(
+            verification_id=user.pending_verification, code=code, client_ip=client_ip
+        )
         if result.status == "approved":
             field = f"{user.pending_contact}_verified"
             updated = await self._store.update(

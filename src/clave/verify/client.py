@@ -24,20 +24,28 @@ class VerifyClient:
     def __init__(self, client: ServiceClient) -> None:
         self._client = client
 
-    async def start(self, *, to: str, channel: str) -> RemoteVerification:
-        """Send (or re-send) a code to `to`."""
-        response = await self._client.request(
-            "POST", "/api/verifications", json={"to": to, "channel": channel}
-        )
+    async def start(
+        self, *, to: str, channel: str, client_ip: str | None = None
+    ) -> RemoteVerification:
+        """Send (or re-send) a code to `to`; `client_ip`, the end user's address, is counted
+        by verify's per-IP limits (verify itself sees only the calling service)."""
+        body = {"to": to, "channel": channel}
+        if client_ip is not None:
+            body["client_ip"] = client_ip
+        response = await self._client.request("POST", "/api/verifications", json=body)
         if response.status_code not in (200, 201):
             raise self._client.refused(response)
         return self._read(response.json())
 
-    async def check(self, *, verification_id: str, code: str) -> RemoteVerification:
-        """Check a code; `status` is approved, pending or max_attempts_reached."""
-        response = await self._client.request(
-            "POST", "/api/verifications/check", json={"id": verification_id, "code": code}
-        )
+    async def check(
+        self, *, verification_id: str, code: str, client_ip: str | None = None
+    ) -> RemoteVerification:
+        """Check a code; `status` is approved, pending or max_attempts_reached. `client_ip` is
+        counted by verify's per-IP limit of failed checks."""
+        body = {"id": verification_id, "code": code}
+        if client_ip is not None:
+            body["client_ip"] = client_ip
+        response = await self._client.request("POST", "/api/verifications/check", json=body)
         if response.status_code != 200:
             raise self._client.refused(response)
         return self._read(response.json())

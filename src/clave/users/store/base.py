@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from clave.users.models import NewUser, User
+from clave.users.models import NewUser, StartCount, User
 
 # Columns `update` may change.
 UPDATABLE = frozenset(
@@ -23,7 +23,18 @@ UPDATABLE = frozenset(
 )
 
 
-class UserStore(Protocol):
+class TokenStore(Protocol):
+    """Users' tokens, by hash (what issuing a token needs)."""
+
+    async def set_token(
+        self, user_id: int, token_hash: bytes, *, current: bytes | None = None
+    ) -> bool:
+        """Replace the user's token hash (with `current`, only while it is still that);
+        False when no user matched."""
+        ...
+
+
+class UserStore(TokenStore, Protocol):
     """Users, by integer id."""
 
     async def open(self) -> None:
@@ -46,8 +57,26 @@ class UserStore(Protocol):
         """A user by id."""
         ...
 
-    async def create(self, new: NewUser, *, now: float) -> User:
-        """Insert; IntegrityViolation when the username is taken."""
+    async def create(self, new: NewUser, *, now: float, token_hash: bytes | None = None) -> User:
+        """Insert, with the hash of its first token; IntegrityViolation when the username is
+        taken."""
+        ...
+
+    async def by_token(self, token_hash: bytes) -> User | None:
+        """The user whose token has this hash."""
+        ...
+
+    async def count_start(
+        self, user_id: int, *, now: float, limit: int, window: float
+    ) -> StartCount | None:
+        """Count one verification start of the user, atomically, unless `limit` starts were
+        counted in its current window (which begins at the first start after the previous
+        window ended, and lasts `window` seconds). None if no such user."""
+        ...
+
+    async def uncount_start(self, user_id: int, *, since: float) -> None:
+        """Give back one start counted in the window that began at `since` (the start was
+        refused before anything was sent); nothing if that window is over."""
         ...
 
     async def update(self, user_id: int, changes: Mapping[str, Any], *, now: float) -> User | None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from clave.platform.sql import IntegrityViolation
-from clave.users.models import Contact, NewUser, User
+from clave.users.models import Contact, NewUser, StartCount, User
 from clave.users.store.base import UPDATABLE
 
 
@@ -16,6 +16,8 @@ class MemoryUserStore:
 
     def __init__(self) -> None:
         self._users: dict[int, User] = {}
+        self._tokens: dict[int, bytes] = {}  # user id -> token hash
+        self._starts: dict[int, tuple[float, int]] = {}  # user id -> (window start, count)
         self._next = 1
         self._seeded = False
 
@@ -39,10 +41,19 @@ class MemoryUserStore:
     def _taken(self, username: str, but: int | None = None) -> bool:
         return any(u.username == username and u.id != but for u in self._users.values())
 
-    async def create(self, new: NewUser, *, now: float, user_id: int | None = None) -> User:
+    async def create(
+        self,
+        new: NewUser,
+        *,
+        now: float,
+        token_hash: bytes | None = None,
+        user_id: int | None = None,
+    ) -> User:
         """Insert a user."""
         if self._taken(new.username):
             raise IntegrityViolation("username taken")
+        if token_hash is not None and token_hash in self._tokens.values():
+            raise IntegrityViolation("token hash taken")
         uid = user_id or self._next
         self._next = max(self._next, uid + 1)
         user = User(
@@ -60,7 +71,49 @@ class MemoryUserStore:
             now,
         )
         self._users[uid] = user
+        if token_hash is not None:
+            self._tokens[uid] = token_hash
         return user
+
+    async def by_token(self, token_hash: bytes) -> User | None:
+        """The user whose token has this hash."""
+        for uid, stored in self._tokens.items():
+            if stored == token_hash:
+                return self._users[uid]
+        return None
+
+    async def set_token(
+        self, user_id: int, token_hash: bytes, *, current: bytes | None = None
+    ) -> bool:
+        """Replace the user's token hash."""
+        if user_id not in self._users:
+            return False
+        if current is not None and self._tokens.get(user_id) != current:
+            return False
+        if any(h == token_hash and u != user_id for u, h in self._tokens.items()):
+            raise IntegrityViolation("token hash taken")
+        self._tokens[user_id] = token_hash
+        return True
+
+    async def count_start(
+        self, user_id: int, *, now: float, limit: int, window: float
+    ) -> StartCount | None:
+        """Count a start unless the window's are used up."""
+        if user_id not in self._users:
+            return None
+        since, count = self._starts.get(user_id, (0.0, 0))
+        if since <= now - window:  # the window is over (or never began): a new one
+            since, count = now, 0
+        if count >= limit:
+            return StartCount(counted=False, since=since)
+        self._starts[user_id] = (since, count + 1)
+        return StartCount(counted=True, since=since)
+
+    async def uncount_start(self, user_id: int, *, since: float) -> None:
+        """Give one start back to the window that began at `since`."""
+        current = self._starts.get(user_id)
+        if current is not None and current[0] == since and current[1] > 0:
+            self._starts[user_id] = (since, current[1] - 1)
 
     async def update(self, user_id: int, changes: Mapping[str, Any], *, now: float) -> User | None:
         """Change columns."""
@@ -81,6 +134,8 @@ class MemoryUserStore:
 
     async def delete(self, user_id: int) -> bool:
         """Delete a user."""
+        self._tokens.pop(user_id, None)
+        self._starts.pop(user_id, None)
         return self._users.pop(user_id, None) is not None
 
     async def seed(self, users: Sequence[tuple[int, NewUser]], *, now: float) -> bool:
