@@ -169,12 +169,6 @@ def test_many_users_at_one_address_are_held_back_by_verifys_per_ip_limit(
         assert len(messages(crowd, phones[SENDS_PER_IP])) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="platform.client_ip.end_user_ip reads only the first X-Forwarded-For line, and "
-    "haproxy's `option forwardfor` adds its own as a second line after the client's: the "
-    "client's forged address is counted (fix: join headers.getall('x-forwarded-for'))",
-)
 def test_a_forged_x_forwarded_for_buys_no_fresh_budget(stack: ClaveUp) -> None:
     """haproxy appends its own X-Forwarded-For; whatever the client wrote before it is not
     trusted (CLAVE_PROXY_HOPS=1 under clave up)."""

@@ -118,14 +118,18 @@ def test_malformed_signature_headers_are_just_wrong() -> None:
         ("198.51.100.7", 2, "10.0.0.1"),  # too few entries: it did not come through the proxies
         ("1.2.3.4, garbage", 1, "10.0.0.1"),  # not an address: the peer
         ("2001:DB8::1", 1, "2001:db8::1"),
+        # Two header lines (a client's, then haproxy's own): read as one list, in order.
+        (["spoofed", "198.51.100.7"], 1, "198.51.100.7"),
+        (["198.51.100.7", "10.9.9.9"], 2, "198.51.100.7"),
     ],
 )
-def test_the_end_users_address(forwarded: str | None, hops: int, expected: str) -> None:
+def test_the_end_users_address(forwarded: str | list[str] | None, hops: int, expected: str) -> None:
     from litestar import Request
 
     from clave.platform.client_ip import end_user_ip
 
-    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded is not None else []
+    lines = [forwarded] if isinstance(forwarded, str) else forwarded or []
+    headers = [(b"x-forwarded-for", line.encode()) for line in lines]
     scope: Any = {
         "type": "http",
         "method": "GET",

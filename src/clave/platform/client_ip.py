@@ -38,7 +38,9 @@ def end_user_ip(connection: ASGIConnection[Any, Any, Any, Any], proxy_hops: int)
     the proxies: the peer is used.
     """
     if proxy_hops:
-        header = connection.headers.get("x-forwarded-for", "")
+        # Every X-Forwarded-For line, in order: haproxy's `option forwardfor` adds a line of
+        # its own after the client's instead of appending to it.
+        header = ",".join(connection.headers.getall("x-forwarded-for", []))
         forwarded = [part.strip() for part in header.split(",") if part.strip()]
         if len(forwarded) >= proxy_hops:
             try:
