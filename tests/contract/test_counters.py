@@ -79,6 +79,32 @@ async def test_the_window_slides(counters: CounterStore) -> None:
         assert await counters.hit(hits("k"), NOW + 250) is None
 
 
+async def test_a_strict_limit_never_exceeds_its_count_in_any_window(
+    counters: CounterStore,
+) -> None:
+    # 3 a day, in 24 one-hour slots (NOW is a day boundary).
+    strict = Limit("strict", 3, 86400, "guesses", strict=True)
+    hour = 3600.0
+    assert await counters.hit(hits("k", limit=strict), NOW + 2 * hour) is None
+    for _ in range(2):  # spent at the very end of the day ...
+        assert await counters.hit(hits("k", limit=strict), NOW + 24 * hour - 1) is None
+    # ... the next day does not start afresh (the sliding estimate would allow 2 more here,
+    # 5 in the same hour): every hit of the last 24 hours counts.
+    refused = await counters.hit(hits("k", limit=strict), NOW + 24 * hour + 60)
+    assert refused is not None
+    # One more fits when the oldest hit's slot (02:00-03:00) has left: at 03:00 the next day.
+    assert refused[1] == pytest.approx(27 * hour - (24 * hour + 60))
+    assert await counters.hit(hits("k", limit=strict), NOW + 26 * hour + 59 * 60) is not None
+    assert await counters.hit(hits("k", limit=strict), NOW + 27 * hour) is None
+    # Full again: the two late hits leave with their slot, an hour after a day has passed.
+    refused = await counters.hit(hits("k", limit=strict), NOW + 30 * hour)
+    assert refused is not None
+    assert refused[1] == pytest.approx(48 * hour - 30 * hour)
+    # A release gives a hit back to the slot it was counted in.
+    await counters.release(hits("k", limit=strict), NOW + 27 * hour)
+    assert await counters.hit(hits("k", limit=strict), NOW + 30 * hour) is None
+
+
 async def test_all_or_nothing(counters: CounterStore) -> None:
     small = Limit("small", 1, 60, "small things")
     both = [Hit("a", LIMIT), Hit("b", small)]

@@ -2,15 +2,19 @@
 
 A sliding window is approximated from two fixed windows (the current count plus the previous
 one weighted by how much of it still overlaps), which is accurate to a few percent, needs two
-counters per key, and has no burst at window edges.
+counters per key, and has no burst at window edges. That estimate can admit up to twice the
+count within one window's length (all of one window's hits at its end, then the next window's as
+the first fade), so a `strict` limit keeps the window in 24 slots and sums the last 25: no span
+of `window` seconds ever holds more than `count` hits (the guess budget rests on that bound),
+and a spent one frees up as its oldest slots leave, within a window and a slot.
 """
 
 from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +45,8 @@ class Limit:
     count: int
     window: float
     what: str
+    # Exact over any span of `window` seconds (slots), instead of the sliding estimate.
+    strict: bool = False
 
     def refuse(self, retry_after: float) -> RateLimited:
         """The error for a refused hit."""
@@ -59,12 +65,43 @@ class Hit:
     cost: int = 1
 
 
-def _estimate(previous: int, current: int, window: float, now: float) -> tuple[float, float]:
-    """(sliding count, seconds until one more hit would fit) from two fixed windows."""
-    start = (now // window) * window
-    overlap = 1 - (now - start) / window
+STRICT_SLOTS = 24
+
+
+def _slot(limit: Limit) -> float:
+    """Seconds per counter: the window, or a 24th of it for a strict limit."""
+    return limit.window / STRICT_SLOTS if limit.strict else limit.window
+
+
+def _span(limit: Limit) -> int:
+    """How many counters before the current one a hit reads."""
+    return STRICT_SLOTS if limit.strict else 1
+
+
+def _index(limit: Limit, now: float) -> int:
+    """The counter `now` falls in."""
+    return int(now // _slot(limit))
+
+
+def _estimate(counts: Mapping[int, int], limit: Limit, now: float) -> tuple[float, float]:
+    """(count, seconds until one more hit would fit), from the counters by index: the sliding
+    estimate over two windows, or a strict limit's exact sum of its last 25 slots."""
+    slot, index = _slot(limit), _index(limit, now)
+    if limit.strict:
+        oldest = index - STRICT_SLOTS
+        values = [counts.get(i, 0) for i in range(oldest, index + 1)]
+        total = sum(values)
+        excess, freed = total + 1 - limit.count, 0
+        for offset, value in enumerate(values):  # oldest first: when do enough hits leave?
+            freed += value
+            if excess > 0 and freed >= excess:
+                return total, (oldest + offset + STRICT_SLOTS + 1) * slot - now
+        return total, 0.0
+    previous, current = counts.get(index - 1, 0), counts.get(index, 0)
+    start = index * slot
+    overlap = 1 - (now - start) / slot
     count = previous * overlap + current
-    return count, (start + window - now) if current else max(0.0, overlap * window)
+    return count, (start + slot - now) if current else max(0.0, overlap * slot)
 
 
 class CounterStore(Protocol):
@@ -147,24 +184,26 @@ class MemoryCounters:
     async def hit(self, hits: Sequence[Hit], now: float) -> tuple[Limit, float] | None:
         """See CounterStore.hit."""
         for h in hits:
-            index = int(now // h.limit.window)
-            previous = self._counts.get((h.key, index - 1), 0)
-            current = self._counts.get((h.key, index), 0)
-            count, wait = _estimate(previous, current, h.limit.window, now)
+            index = _index(h.limit, now)
+            counts = {
+                i: self._counts.get((h.key, i), 0) for i in range(index - _span(h.limit), index + 1)
+            }
+            count, wait = _estimate(counts, h.limit, now)
             if count + 1 > h.limit.count:
                 return h.limit, wait or h.limit.window
         for h in hits:
             if h.cost:
-                index = int(now // h.limit.window)
+                index = _index(h.limit, now)
                 self._counts[(h.key, index)] = self._counts.get((h.key, index), 0) + h.cost
-                for stale in [k for k in self._counts if k[0] == h.key and k[1] < index - 1]:
+                oldest = index - _span(h.limit)
+                for stale in [k for k in self._counts if k[0] == h.key and k[1] < oldest]:
                     del self._counts[stale]
         return None
 
     async def release(self, hits: Sequence[Hit], at: float) -> None:
         """See CounterStore.release."""
         for h in hits:
-            slot = (h.key, int(at // h.limit.window))
+            slot = (h.key, _index(h.limit, at))
             if slot in self._counts:
                 self._counts[slot] = max(0, self._counts[slot] - h.cost)
 
@@ -256,30 +295,29 @@ class SqliteCounters:
 
         def run(conn: sqlite3.Connection) -> tuple[Limit, float] | None:
             for h in hits:
-                index = int(now // h.limit.window)
-                rows = dict(
+                index = _index(h.limit, now)
+                rows: dict[int, int] = dict(
                     conn.execute(
                         "SELECT window, count FROM rate_counters "
-                        "WHERE key = ? AND window IN (?, ?)",
-                        (h.key, index - 1, index),
+                        "WHERE key = ? AND window BETWEEN ? AND ?",
+                        (h.key, index - _span(h.limit), index),
                     ).fetchall()
                 )
-                count, wait = _estimate(
-                    rows.get(index - 1, 0), rows.get(index, 0), h.limit.window, now
-                )
+                count, wait = _estimate(rows, h.limit, now)
                 if count + 1 > h.limit.count:
                     return h.limit, wait or h.limit.window
             for h in hits:
                 if not h.cost:
                     continue
-                index = int(now // h.limit.window)
+                index = _index(h.limit, now)
                 conn.execute(
                     "INSERT INTO rate_counters (key, window, count) VALUES (?, ?, ?) "
                     "ON CONFLICT (key, window) DO UPDATE SET count = count + excluded.count",
                     (h.key, index, h.cost),
                 )
                 conn.execute(
-                    "DELETE FROM rate_counters WHERE key = ? AND window < ?", (h.key, index - 1)
+                    "DELETE FROM rate_counters WHERE key = ? AND window < ?",
+                    (h.key, index - _span(h.limit)),
                 )
             return None
 
@@ -293,45 +331,65 @@ class SqliteCounters:
                 conn.execute(
                     "UPDATE rate_counters SET count = max(0, count - ?) "
                     "WHERE key = ? AND window = ?",
-                    (h.cost, h.key, int(at // h.limit.window)),
+                    (h.cost, h.key, _index(h.limit, at)),
                 )
 
         await self._db.write(run)
 
 
-# KEYS: one per limit; ARGV: now, then window, count and cost per key. Mirrors _estimate and
-# MemoryCounters.hit; the counters contract suite proves they agree.
+# KEYS: one per limit; ARGV: now, then per key its slot (seconds per counter), count, cost and
+# span (0: the sliding estimate over two windows; n: a strict limit, the exact sum of the last
+# n + 1 slots). Mirrors _estimate and MemoryCounters.hit; the counters contract suite proves
+# they agree.
 _REDIS_HIT = """
 local now = tonumber(ARGV[1])
 for i, base in ipairs(KEYS) do
-  local window, max = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
-  local index = math.floor(now / window)
-  local previous = tonumber(redis.call('GET', base .. ':' .. (index - 1)) or '0')
-  local current = tonumber(redis.call('GET', base .. ':' .. index) or '0')
-  local start = index * window
-  local overlap = 1 - (now - start) / window
-  if previous * overlap + current + 1 > max then
-    if current > 0 then return {i, tostring(start + window - now)} end
-    return {i, tostring(math.max(overlap * window, 1))}
+  local slot, max = tonumber(ARGV[4 * i - 2]), tonumber(ARGV[4 * i - 1])
+  local span = tonumber(ARGV[4 * i + 1])
+  local index = math.floor(now / slot)
+  if span > 0 then
+    local values, total = {}, 0
+    for j = index - span, index do
+      local value = tonumber(redis.call('GET', base .. ':' .. j) or '0')
+      table.insert(values, value)
+      total = total + value
+    end
+    local excess, freed = total + 1 - max, 0
+    if excess > 0 then
+      for k, value in ipairs(values) do
+        freed = freed + value
+        if freed >= excess then return {i, tostring((index + k) * slot - now)} end
+      end
+    end
+  else
+    local previous = tonumber(redis.call('GET', base .. ':' .. (index - 1)) or '0')
+    local current = tonumber(redis.call('GET', base .. ':' .. index) or '0')
+    local start = index * slot
+    local overlap = 1 - (now - start) / slot
+    if previous * overlap + current + 1 > max then
+      if current > 0 then return {i, tostring(start + slot - now)} end
+      return {i, tostring(math.max(overlap * slot, 1))}
+    end
   end
 end
 for i, base in ipairs(KEYS) do
-  local window, cost = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i + 1])
+  local slot, cost = tonumber(ARGV[4 * i - 2]), tonumber(ARGV[4 * i])
+  local span = math.max(tonumber(ARGV[4 * i + 1]), 1)
   if cost > 0 then
-    local key = base .. ':' .. math.floor(now / window)
+    local key = base .. ':' .. math.floor(now / slot)
     redis.call('INCRBY', key, cost)
-    redis.call('EXPIRE', key, math.ceil(window * 2) + 1)
+    redis.call('EXPIRE', key, math.ceil(slot * (span + 1)) + 1)
   end
 end
 return false
 """
 
-# KEYS: one per limit; ARGV: the time the hits were counted, then window and cost per key.
+# KEYS: one per limit; ARGV: the time the hits were counted, then slot and cost per key.
 _REDIS_RELEASE = """
 local at = tonumber(ARGV[1])
 for i, base in ipairs(KEYS) do
-  local window, cost = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
-  local key = base .. ':' .. math.floor(at / window)
+  local slot, cost = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local key = base .. ':' .. math.floor(at / slot)
   local current = tonumber(redis.call('GET', key) or '0')
   if current > 0 then redis.call('DECRBY', key, math.min(cost, current)) end
 end
@@ -418,7 +476,8 @@ class RedisCounters:
             raise StoreError("the rate-limit store is not open")
         args: list[object] = [repr(now)]
         for h in hits:
-            args += [repr(h.limit.window), h.limit.count, h.cost]
+            span = _span(h.limit) if h.limit.strict else 0
+            args += [repr(_slot(h.limit)), h.limit.count, h.cost, span]
         try:
             refused = await self._script(keys=[self._prefix + h.key for h in hits], args=args)
         except (RedisError, OSError) as exc:
@@ -433,7 +492,7 @@ class RedisCounters:
             raise StoreError("the rate-limit store is not open")
         args: list[object] = [repr(at)]
         for h in hits:
-            args += [repr(h.limit.window), h.cost]
+            args += [repr(_slot(h.limit)), h.cost]
         try:
             await self._release(keys=[self._prefix + h.key for h in hits], args=args)
         except (RedisError, OSError) as exc:
@@ -458,10 +517,18 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """Failed-check hits counted before a code is compared, given back if it was right."""
+    """Hits counted before the outcome is known, given back if it does not count (a right
+    code; a send the store refused; a check that found nothing to compare at a destination)."""
 
     hits: tuple[Hit, ...]
     at: float
+
+    def only(self, code: str) -> Reservation:
+        """The part of this reservation made against the limit named `code`."""
+        return Reservation(tuple(h for h in self.hits if h.limit.code == code), self.at)
+
+    def __add__(self, other: Reservation) -> Reservation:
+        return Reservation(self.hits + other.hits, self.at)
 
 
 class RateLimiter:
@@ -482,7 +549,7 @@ class RateLimiter:
         for key, value in overrides:
             if key == name:
                 count, _, seconds = value.partition("/")
-                return Limit(base.code, int(count), float(seconds), base.what)
+                return replace(base, count=int(count), window=float(seconds))
         return base
 
     def _hits(self, wanted: Sequence[tuple[str, Limit, int]]) -> tuple[Hit, ...]:
@@ -509,11 +576,12 @@ class RateLimiter:
         destination: str,
         now: float,
         overrides: Sequence[tuple[str, str]] = (),
-    ) -> None:
+    ) -> Reservation:
         """Count a send against the client's IP, the service (per minute and per day) and the
         deployment's spend cap, all or none, so a send refused by one limit spends nothing of
         the others. A destination whose guess budget is spent gets no new code either (its
-        budget is only looked at here, not spent)."""
+        budget is only looked at here, not spent). Release the reservation if the send is
+        refused later: a refused send must not use up the caps."""
         wanted = [
             (service_id, self.limit("sends_per_service", overrides), 1),
             (service_id, self.limit("sends_per_day", overrides), 1),
@@ -527,7 +595,9 @@ class RateLimiter:
         if client_ip:
             per_ip = self.limit("sends_per_ip", overrides)
             wanted.insert(0, (f"{service_id}:{client_ip}", per_ip, 1))
-        await self._hit(self._hits(wanted), now)
+        hits = self._hits(wanted)
+        await self._hit(hits, now)
+        return Reservation(tuple(h for h in hits if h.cost), now)
 
     async def reserve_failed_check(
         self,

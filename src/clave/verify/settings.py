@@ -237,6 +237,8 @@ def _limits(env: Env) -> Limits:
             "15/86400",
             "too_many_failed_checks",
             "failed checks of codes sent to this destination",
+            # The guess bound: never more than the count in any span of the window.
+            strict=True,
         ),
         spend_cap=_limit(
             env,
@@ -303,12 +305,14 @@ def _blocked_prefixes(env: Env) -> tuple[BlockedPrefix, ...]:
     return tuple(rules)
 
 
-def _limit(env: Env, name: str, default: str, code: str, what: str) -> Limit:
+def _limit(
+    env: Env, name: str, default: str, code: str, what: str, *, strict: bool = False
+) -> Limit:
     """`CLAVE_LIMIT_<NAME>` as "count/seconds"; a count of 0 turns the limit off."""
     raw = env.text(f"LIMIT_{name}", default)
     count, sep, seconds = raw.partition("/")
     try:
-        limit = Limit(code, int(count), float(seconds), what)
+        limit = Limit(code, int(count), float(seconds), what, strict)
     except ValueError:
         raise SettingsError(
             f"CLAVE_LIMIT_{name} must look like 20/3600 (count/seconds), got {raw!r}"
