@@ -232,6 +232,15 @@ async def prepare_async(settings: Settings, services: tuple[str, ...] | None = N
             elif "users" in services and not key_file.exists():
                 await _users_tenant(tenants, settings.verify.default_policy)
                 _write_secret(key_file, await tenants.create_api_key(USERS_TENANT))
+            # The bound holds for every service, also after the deployment's budget changed.
+            broken = await tenants.over_the_guess_bound()
+            if broken:
+                raise SettingsError(
+                    "CLAVE_LIMIT_FAILED_CHECKS_PER_DESTINATION breaks the guess bound of "
+                    + "; ".join(broken)
+                    + " (give those services longer codes or their own "
+                    "failed_checks_per_destination with `clave service update`)"
+                )
         finally:
             await verify.close()
     preparers = {"users": prepare_users, "threads": prepare_threads, "posts": prepare_posts}

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from clave.verify.models import Policy
 from tests.api.conftest import open_api, settings_for
 
 PHONE = "+14155552671"
@@ -90,8 +91,6 @@ async def test_peer_ip_through_a_trusted_proxy(tmp_path: Path) -> None:
 
 
 async def test_a_service_sets_its_own_limits(tmp_path: Path) -> None:
-    from clave.verify.models import Policy
-
     async for api in open_api(settings_for(tmp_path, CLAVE_LIMIT_SENDS_PER_IP="20/3600")):
         strict = await api.domain.tenants.create_service(
             "strict", Policy(limits=(("failed_checks_per_ip", "1/900"), ("sends_per_ip", "1/3600")))
@@ -115,3 +114,36 @@ async def test_a_service_sets_its_own_limits(tmp_path: Path) -> None:
             await api.domain.tenants.update_policy(
                 "strict", Policy(limits=(("sends_per_minute", "1/60"),))
             )
+
+
+async def test_v2_counts_the_peer_when_end_users_reach_clave(tmp_path: Path) -> None:
+    env = {
+        "CLAVE_LIMIT_PEER_IP": "true",
+        "CLAVE_LIMIT_SENDS_PER_IP": "2/3600",
+        "CLAVE_LIMIT_FAILED_CHECKS_PER_IP": "2/900",
+    }
+    async for api in open_api(settings_for(tmp_path, **env)):
+        sid, token, _, _ = await api.domain.tenants.create_twilio_credentials(Policy())
+        auth = (sid, token)
+        service = await api.client.post("/v2/Services", data={"FriendlyName": "P"}, auth=auth)
+        path = f"/v2/Services/{service.json()['sid']}"
+        statuses = [
+            (
+                await api.client.post(
+                    f"{path}/Verifications", data={"To": f"+1415555265{n}", "Channel": "sms"},
+                    auth=auth,
+                )
+            ).status_code
+            for n in range(3)
+        ]  # fmt: skip
+        assert statuses == [201, 201, 429]
+        checks = [
+            (
+                await api.client.post(
+                    f"{path}/VerificationCheck", data={"To": "+14155552650", "Code": "000000"},
+                    auth=auth,
+                )
+            ).status_code
+            for _ in range(3)
+        ]  # fmt: skip
+        assert checks == [200, 200, 429]

@@ -196,6 +196,17 @@ def test_a_resend_never_rebinds_a_psd2_code(attacked: Attacked) -> None:
         check, {"To": to, "Code": second_code, "Amount": "9999.00EUR", "Payee": "Mallory"}
     )
     assert (r.json()["status"], r.json()["sid"]) == ("approved", second.json()["sid"])
+    # A service without PSD2 never echoes a payment it did not bind.
+    plain = attacked.v2("/Services", {"FriendlyName": "Plain"}).json()["sid"]
+    other = "+14155550112"
+    attacked.v2(f"/Services/{plain}/Verifications", {"To": other, "Channel": "sms"})
+    r = attacked.v2(
+        f"/Services/{plain}/VerificationCheck",
+        {"To": other, "Code": inbox_code(attacked.server, other), "Amount": "9999.00EUR"}
+        | {"Payee": "Mallory"},
+    )
+    assert r.json()["status"] == "approved"
+    assert (r.json()["amount"], r.json()["payee"]) == (None, None)
     # The operator hears that the first verification was canceled.
     deadline = time.monotonic() + 15
     while True:
@@ -247,7 +258,8 @@ def test_the_guess_budget_of_a_destination(attacked: Attacked) -> None:
     # Spent: the right codes of both pending verifications are refused, and so is a new send.
     for r in (attacked.check(third_code, id=third), attacked.check(fourth_code, to=fourth_address)):
         assert (r.status_code, r.json()["error"]["code"]) == (429, "too_many_failed_checks")
-        assert 0 < int(r.headers["Retry-After"]) <= 86400
+        # A rolling day in hourly slots: free again once the oldest failures are a day old.
+        assert 86400 - 120 < int(r.headers["Retry-After"]) <= 86400 + 3600
     r = attacked.send("victim@example.com", "email")
     assert (r.status_code, r.json()["error"]["code"]) == (429, "too_many_failed_checks")
     assert int(r.headers["Retry-After"]) > 0
@@ -260,6 +272,18 @@ def test_the_guess_budget_of_a_destination(attacked: Attacked) -> None:
     # The message went to the address as given; another inbox is not held back.
     assert [m["to"] for m in inbox(attacked.server, "VICTIM@example.com")] == ["VICTIM@example.com"]
     assert attacked.send("someone.else@example.com", "email").status_code == 201
+
+
+def test_checks_with_nothing_to_compare_spend_no_guess_budget(attacked: Attacked) -> None:
+    # Otherwise anyone could lock a number out for a day without a single message sent.
+    to = "+14155550111"
+    for _ in range(20):
+        r = attacked.check("123456", to=to)
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "verification_not_found")
+    sent = attacked.send(to)
+    assert sent.status_code == 201
+    code = inbox_code(attacked.server, to)
+    assert attacked.check(code, id=sent.json()["id"]).json()["status"] == "approved"
 
 
 def test_no_policy_may_exceed_the_guess_bound(attacked: Attacked) -> None:
@@ -276,6 +300,29 @@ def test_no_policy_may_exceed_the_guess_bound(attacked: Attacked) -> None:
     assert (r.status_code, r.json()["code"]) == (400, 60200)
     assert "15 failed checks" in r.json()["message"]
     assert attacked.v2(f"/Services/{sid}").json()["code_length"] == 6
+
+
+def test_a_deployment_budget_that_breaks_a_services_bound_stops_start_up(tmp_path: Path) -> None:
+    env = {**os.environ, "CLAVE_DATA_DIR": str(tmp_path), "CLAVE_HMAC_KEYS": HMAC_KEYS}
+
+    def clave(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "clave", *args],
+            env=env | extra,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert clave("service", "create", "six", "--code-length", "6").returncode == 0
+    # 1000 a day suits the 8-digit default service, not the 6-digit one created before.
+    raised = {
+        "CLAVE_CODE_LENGTH": "8",
+        "CLAVE_LIMIT_FAILED_CHECKS_PER_DESTINATION": "1000/86400",
+    }
+    started = clave("serve", "--port", "0", **raised)
+    assert started.returncode == 2
+    assert "six: 1000 failed checks per destination a day" in started.stderr
 
 
 def test_per_ip_counting_holds(attacked: Attacked) -> None:
@@ -314,8 +361,13 @@ def test_anonymous_original_routes_need_per_ip_counting(tmp_path: Path) -> None:
 
 
 def test_one_tenant_cannot_starve_the_others(attacked: Attacked) -> None:
-    key = attacked.service_key("greedy", "--limit", "sends_per_day=3")
-    for n in range(3):
+    key = attacked.service_key("greedy", "--max-sends", "1", "--limit", "sends_per_day=3")
+    # Sends the destination's window refuses cost nothing of the daily cap.
+    assert attacked.send("+14155550300", key=key).status_code == 201
+    for _ in range(5):
+        r = attacked.send("+14155550300", key=key)
+        assert (r.status_code, r.json()["error"]["code"]) == (429, "max_send_attempts_reached")
+    for n in range(1, 3):
         assert attacked.send(f"+1415555030{n}", key=key).status_code == 201
     r = attacked.send("+14155550309", key=key)
     assert (r.status_code, r.json()["error"]["code"]) == (429, "service_daily_cap_reached")
@@ -352,6 +404,18 @@ def test_malformed_headers_are_a_clear_4xx(attacked: Attacked) -> None:
         "/api/verifications/VE" + "0" * 32, headers={"Authorization": "Bearer ü".encode()}
     )
     assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized")
+    # Malformed /v2 parameters: digits int() refuses, JSON nested deeper than Python goes.
+    sid = attacked.v2("/Services", {"FriendlyName": "Malformed"}).json()["sid"]
+    for path, form in (
+        (f"/Services/{sid}", {"CodeLength": "⁶"}),
+        (f"/Services/{sid}/Verifications", {"To": "+14155550109", "Channel": "sms"}
+         | {"Tags": "[" * 5000 + "]" * 5000}),
+    ):  # fmt: skip
+        r = attacked.v2(path, form)
+        assert (r.status_code, r.json()["code"]) == (400, 60200), (path, r.text)
+    for query in ("PageSize=²", "Page=①"):
+        r = attacked.v2(f"/Services?{query}")
+        assert (r.status_code, r.json()["code"]) == (400, 60200), query
 
 
 def test_ids_of_the_wrong_shape_are_not_found(attacked: Attacked) -> None:

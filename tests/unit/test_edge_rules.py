@@ -75,6 +75,10 @@ def test_text_that_can_forge_a_line_is_refused() -> None:
         ("victim+1@example.com", "victim@example.com"),
         ("Victim+Shop+2@Example.COM", "victim@example.com"),
         ("+14155552671", "+14155552671"),
+        ("victim.name@gmail.com", "victimname@gmail.com"),  # Gmail ignores dots ...
+        ("V.i.c.t.i.m.Name+x@GoogleMail.com", "victimname@gmail.com"),  # ... and both domains
+        ("victim.name@example.com", "victim.name@example.com"),  # elsewhere a dot is a letter
+        ("+tag@example.com", "+tag@example.com"),
     ],
 )
 def test_one_inbox_is_one_guess_budget(destination: str, key: str) -> None:

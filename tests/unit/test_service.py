@@ -365,6 +365,11 @@ async def test_a_policy_must_keep_the_guess_bound(world: World) -> None:
         await world.tenants.update_policy(
             "acme", Policy(limits=(("failed_checks_per_destination", "10/900"),))
         )
+    # A window longer than a day can be spent in one day: 1000 per 100 days is 1000 a day.
+    with pytest.raises(InvalidParameter, match=r"1000 failed checks"):
+        await world.tenants.create_service(
+            "slow", Policy(limits=(("failed_checks_per_destination", "1000/8640000"),))
+        )
     # Within the bound: 4 digits with at most 1 failed check a day, 5 digits with 10.
     await world.tenants.create_service(
         "short", Policy(code_length=4, limits=(("failed_checks_per_destination", "1/86400"),))
@@ -418,3 +423,22 @@ async def test_right_codes_never_spend_the_guess_budget(clock: FakeClock) -> Non
         world.service, to="+14155552672", channel=Channel.SMS
     )
     assert created
+
+
+async def test_a_renamed_service_never_resends_a_code_under_its_new_name(world: World) -> None:
+    first, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    first_code = await world.code_for(PHONE)
+    renamed = await world.tenants.update_policy("acme", Policy(friendly_name="Bank"))
+    again, created = await world.verify.start_verification(renamed, to=PHONE, channel=Channel.SMS)
+    assert created
+    assert again.verification.id != first.verification.id
+    second_code = await world.code_for(PHONE)
+    assert "Bank" in (await world.inbox.latest(to=PHONE))[0].text
+    assert second_code != first_code
+
+
+async def test_a_queued_message_keeps_the_name_it_was_sent_under(world: World) -> None:
+    await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    await world.tenants.update_policy("acme", Policy(friendly_name="Bank"))
+    await world.dispatcher.run_once()  # delivered after the rename
+    assert "Acme" in (await world.inbox.latest(to=PHONE))[0].text

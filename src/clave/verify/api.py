@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import html
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,8 +13,8 @@ from litestar import MediaType, Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from clave.platform.client_ip import end_user_ip, parse_ip
 from clave.platform.errors import handlers, message_error_handler
+from clave.verify.client_ips import ClientIps
 from clave.verify.delivery.twilio import valid_signature
 from clave.verify.delivery.webhook import decode_secret
 from clave.verify.delivery.webhook import verify as verify_webhook
@@ -134,27 +133,6 @@ def render(view: VerificationView) -> VerificationRead:
             for s in v.sends
         ],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class ClientIps:
-    """Which address the per-IP limits count for a request."""
-
-    # CLAVE_LIMIT_PEER_IP: end users reach clave directly (or through `proxy_hops` proxies).
-    from_peer: bool
-    proxy_hops: int
-
-    def of(self, request: Request[Any, Any, Any], declared: str | None) -> str | None:
-        """The address the caller declares (`client_ip`: its end user's), else, when end users
-        reach clave directly, the peer's."""
-        if declared is not None:
-            try:
-                return parse_ip(declared)
-            except ValueError:
-                raise InvalidParameter("client_ip is not an IP address") from None
-        if not self.from_peer:
-            return None
-        return end_user_ip(request, self.proxy_hops)
 
 
 @post("/", status_code=201, summary="Send a code (or re-send the pending one)")
@@ -445,7 +423,7 @@ def routers(domain: VerifyDomain) -> list[Router]:
         security=[{"bearer": []}],
         tags=["compatible"],
     )
-    result = [native, compat, twilio_router(verify, tenants, settings.default_policy)]
+    result = [native, compat, twilio_router(verify, tenants, settings.default_policy, client_ips)]
     callbacks = providers_router(domain)
     if callbacks is not None:
         result.append(callbacks)

@@ -28,9 +28,16 @@ def normalize_any(raw: str) -> str:
 def guess_key(destination: str) -> str:
     """Who a normalised destination reaches, for counting guesses at it: an email address
     lower-cased and without its `+tag` (`Victim+1@Example.com` and `victim@example.com` are one
-    inbox, and one guess budget); a phone number as it is. Messages still go to the address
-    as given."""
+    inbox, and one guess budget; Gmail's dots and googlemail.com too); a phone number as it
+    is. Messages still go to the address as given."""
     if "@" not in destination:
         return destination
     local, _, domain = destination.rpartition("@")
-    return f"{local.partition('+')[0].lower()}@{domain.lower()}"
+    local, domain = local.partition("+")[0].lower() or local.lower(), domain.lower()
+    if domain in _GMAIL:
+        # Gmail ignores dots and answers for both domains: one inbox, many spellings.
+        local, domain = local.replace(".", ""), "gmail.com"
+    return f"{local}@{domain}"
+
+
+_GMAIL = frozenset({"gmail.com", "googlemail.com"})

@@ -143,7 +143,8 @@ class Policy:
                 f"unbounded; at most {allowed:g} a day are allowed on {self.code_length}-digit "
                 "codes"
             )
-        per_day = count * DAY / seconds
+        # A window longer than a day can be spent within one day.
+        per_day = count * DAY / min(seconds, DAY)
         if per_day > allowed:
             return (
                 f"{per_day:g} failed checks per destination a day (failed_checks_per_destination "

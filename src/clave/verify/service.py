@@ -122,15 +122,19 @@ class VerifyService:
         length = _code_length(policy, code_length, custom_code)
         payment = self._payment(service, payment)
         options = _send_options(locale, app_hash, webotp_domain, payment, friendly_name)
+        # The name the message shows is fixed with the send (a later rename of the service
+        # neither changes a queued message nor re-sends a code under another name).
+        options["friendly_name"] = name = friendly_name or policy.friendly_name
         ip = _counted_ip(client_ip)
         now = self._clock()
         # Screened first: a refused send spends no rate-limit budget. A test destination is
         # never sent anything, so it costs nothing and is neither screened nor counted.
+        counted = None
         if test_code is None:
             if self._guard is not None:
                 await self._guard.screen(service, destination, channel, ip)
             if self._limiter is not None:
-                await self._limiter.send(
+                counted = await self._limiter.send(
                     service_id=service.id,
                     client_ip=ip,
                     destination=guess_key(destination),
@@ -165,7 +169,7 @@ class VerifyService:
                 test_code or "",
                 custom_code or "",
                 *(payment or ("", "")),
-                friendly_name or "",
+                name,
             ),
         )
         outcome = await self._store.start(
@@ -179,6 +183,8 @@ class VerifyService:
             options=options,
         )
         if outcome.limited_until is not None:
+            if counted is not None and self._limiter is not None:
+                await self._limiter.release(counted)  # nothing was sent: the caps are not spent
             log.info("send refused, window full: service=%s to=%s", service.name, mask(destination))
             raise MaxSendsReached(
                 f"at most {policy.max_sends} sends to this destination per "
@@ -232,17 +238,24 @@ class VerifyService:
         now = self._clock()
         # By destination, both budgets in one reservation; by id, the destination is known
         # once the verification is found.
-        held = [
-            await self._reserve(
-                service,
-                now,
-                client_ip=_counted_ip(client_ip),
-                destination=guess_key(destination) if destination else None,
-            )
-        ]
-        counted, sends_left = await self._count(service, now, verification_id, destination)
+        held = await self._reserve(
+            service,
+            now,
+            client_ip=_counted_ip(client_ip),
+            destination=guess_key(destination) if destination else None,
+        )
+        try:
+            counted, sends_left = await self._count(service, now, verification_id, destination)
+        except (VerificationNotFound, MaxChecksReached):
+            # Nothing was compared: the destination's budget is not spent (else anyone could
+            # lock a number out by checking codes it was never sent). The IP's stays spent.
+            if held is not None and self._limiter is not None:
+                code = self._limiter.limits.failed_checks_per_destination.code
+                await self._limiter.release(held.only(code))
+            raise
         if destination is None:
-            held.append(await self._reserve(service, now, destination=guess_key(counted.to)))
+            by_id = await self._reserve(service, now, destination=guess_key(counted.to))
+            held = by_id if held is None or by_id is None else held + by_id
         if not self._hasher.matches(counted.id, counted.code, code + context):
             return await self._wrong(service, counted, sends_left, now)
         approved = await self._store.transition(
@@ -251,9 +264,8 @@ class VerifyService:
         if not approved:
             # Another request approved (or closed) it between our count and this write.
             raise VerificationNotFound("no pending verification found")
-        if self._limiter is not None:  # a right code: the failed-check hits go back, at once
-            hits = tuple(hit for reservation in held if reservation for hit in reservation.hits)
-            await self._limiter.release(Reservation(hits, now))
+        if held is not None and self._limiter is not None:  # a right code: its hits go back
+            await self._limiter.release(held)
         log.info("approved verification=%s service=%s", counted.id, service.name)
         if self._guard is not None:
             await self._guard.record_verified(service, counted.to)

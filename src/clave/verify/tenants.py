@@ -140,6 +140,15 @@ class TenantService:
         if problems:
             raise InvalidParameter("; ".join(problems))
 
+    async def over_the_guess_bound(self) -> list[str]:
+        """The services whose policy breaks the guess bound under this deployment's budget,
+        each with why (a deployment budget raised after they were created)."""
+        return [
+            f"{s.name}: {problem}"
+            for s in await self.list_services()
+            if (problem := s.policy.guess_problem(self._guess_budget))
+        ]
+
     async def get_service(self, name: str) -> Service:
         """A service by name."""
         found = await self._store.get_service_by_name(name)

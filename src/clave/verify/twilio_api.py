@@ -14,8 +14,8 @@ guard of the native API.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
+import re
 import secrets
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter
 
 from clave.platform.errors import ClaveError, classify, handlers
+from clave.verify.client_ips import ClientIps
 from clave.verify.errors import InvalidParameter, MaxChecksReached, VerificationNotFound
 from clave.verify.models import Channel, Policy, Service, Status
 from clave.verify.service import VerificationView, VerifyService
@@ -62,6 +63,7 @@ _CODES: dict[str, tuple[int, int]] = {
     "method_not_allowed": (20004, 405),
 }
 _CHANNELS = {c.value: c for c in Channel}
+_INTEGER = re.compile(r"-?[0-9]{1,11}")
 _FLAGS = {
     "CustomCodeEnabled": "custom_code",
     "Psd2Enabled": "psd2",
@@ -128,7 +130,8 @@ class Form:
         value = self.text(name, max_length=12)
         if value is None:
             return None
-        if not value.lstrip("-").isdigit() or not low <= int(value) <= high:
+        # ASCII digits only: str.isdigit() admits "²", which int() refuses.
+        if not _INTEGER.fullmatch(value) or not low <= int(value) <= high:
             raise InvalidParameter(f"Invalid parameter: {name}")
         return int(value)
 
@@ -146,7 +149,7 @@ class Form:
             return None
         try:
             parsed = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's
             raise InvalidParameter(f"Invalid parameter: {name}") from None
         if not isinstance(parsed, dict):
             raise InvalidParameter(f"Invalid parameter: {name}")
@@ -342,6 +345,7 @@ async def create_verification(
     verify: NamedDependency[VerifyService],
     service: NamedDependency[Service],
     account: NamedDependency[Service],
+    client_ips: NamedDependency[ClientIps],
 ) -> dict[str, Any]:
     form = await _form(request)
     to = form.text("To", required=True, max_length=254)
@@ -350,12 +354,7 @@ async def create_verification(
     if to is None or channel is None:
         raise InvalidParameter("Invalid parameter: Channel")
     _refuse_landline(service, to, channel)
-    device_ip = form.text("DeviceIp", max_length=45)
-    if device_ip is not None:
-        try:
-            device_ip = str(ipaddress.ip_address(device_ip))
-        except ValueError:
-            raise InvalidParameter("Invalid parameter: DeviceIp") from None
+    device_ip = client_ips.of(request, form.text("DeviceIp", max_length=45), name="DeviceIp")
     # Accepted for compatibility and not acted on: clave's limits are its own (RateLimits),
     # email templates are clave's (ChannelConfiguration), and tags are not stored (Tags).
     for name in ("RateLimits", "ChannelConfiguration", "Tags"):
@@ -431,6 +430,7 @@ async def check_verification(
     verify: NamedDependency[VerifyService],
     service: NamedDependency[Service],
     account: NamedDependency[Service],
+    client_ips: NamedDependency[ClientIps],
 ) -> dict[str, Any]:
     form = await _form(request)
     code = form.text("Code", required=True, max_length=10)
@@ -442,7 +442,12 @@ async def check_verification(
     payment = form.payment()
     try:
         view = await verify.check_code(
-            service, code=code, verification_id=vid, to=to, payment=payment
+            service,
+            code=code,
+            verification_id=vid,
+            to=to,
+            payment=payment,
+            client_ip=client_ips.of(request, None),
         )
     except VerificationNotFound:
         # Twilio answers a check on a verification locked by wrong codes with 60202.
@@ -450,14 +455,22 @@ async def check_verification(
         if locked:
             raise MaxChecksReached("Max check attempts reached") from None
         raise
-    body = _verification_json(view, account, _base(request), payment)
+    # Only a psd2 service binds a payment: echoing another's would vouch for terms nothing
+    # checked.
+    shown = payment if "psd2" in service.policy.flags else None
+    body = _verification_json(view, account, _base(request), shown)
     del body["send_code_attempts"], body["lookup"], body["url"], body["sna"]
     body["sna_attempts_error_codes"] = []
     return body
 
 
-def twilio_router(verify: VerifyService, tenants: TenantService, default_policy: Policy) -> Router:
+def twilio_router(
+    verify: VerifyService, tenants: TenantService, default_policy: Policy, client_ips: ClientIps
+) -> Router:
     """`/v2`: the Twilio Verify v2 API."""
+
+    async def provide_client_ips() -> ClientIps:
+        return client_ips
 
     async def provide_verify() -> VerifyService:
         return verify
@@ -492,6 +505,7 @@ def twilio_router(verify: VerifyService, tenants: TenantService, default_policy:
         dependencies={
             "verify": Provide(provide_verify),
             "tenants": Provide(provide_tenants),
+            "client_ips": Provide(provide_client_ips),
             "default_policy": Provide(provide_policy),
             "account": Provide(provide_account),
             "service": Provide(provide_service),
