@@ -483,9 +483,11 @@ def test_storage_failures_say_what_not_how(tmp_path: Path) -> None:
         assert r.status_code == 503, r.text
         error = r.json()["error"]
         assert error["code"] == "storage_unavailable"
-        for leak in ("Error", "111", "127.0.0.1", str(private.port), "Redis", "connect"):
+        for leak in ("Error", "111", "127.0.0.1", str(private.port), "Redis", "onnect", "closed"):
             assert leak not in r.text, r.text
-        assert "Connection refused" in server.log() or "Error 111" in server.log()
+        # The driver's own words ("Connection refused", "Connection closed by server", as the
+        # timing falls) are in the log, for the operator.
+        assert re.search(r"StoreError: Redis unavailable: \S", server.log())
     finally:
         server.stop()
         private.stop()
