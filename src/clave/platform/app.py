@@ -67,7 +67,7 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> Litestar
         route_handlers=route_handlers,
         lifespan=[lifespan],
         exception_handlers=handlers(render_error),
-        guards=[json_bodies_only],
+        middleware=[json_bodies_only],
         request_max_body_size=settings.max_body_bytes,
         # clave configures its own logging (platform.logs); Litestar's default would take over
         # the root logger and log every in-process client call.

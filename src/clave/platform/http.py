@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from clave.platform.errors import UnsupportedMediaType
 
@@ -17,18 +17,31 @@ def is_json_media_type(content_type: str) -> bool:
     return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
-def json_bodies_only(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
-    """A guard: a route that takes a JSON body (a `data` parameter) refuses any other
+def json_bodies_only(app: ASGIApp) -> ASGIApp:
+    """Middleware: a route that takes a JSON body (a `data` parameter) refuses any other
     Content-Type with 415.
 
     A browser may send a cross-site form or `text/plain` POST without asking first (no CORS
     preflight); a JSON route that parsed such a body would let any web page act through its
     visitors' browsers. Requiring the JSON media type forces the preflight, which clave never
-    grants.
+    grants. (A middleware rather than a guard: Litestar copies the route handler for every
+    guard call, which halved the throughput of every route.)
     """
-    if "data" not in handler.parsed_fn_signature.parameters:
-        return
-    if not is_json_media_type(connection.headers.get("content-type", "")):
-        raise UnsupportedMediaType("send the body as JSON, with Content-Type: application/json")
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        handler: Any = scope.get("route_handler")
+        if (
+            scope["type"] == ScopeType.HTTP
+            and handler is not None
+            and "data" in handler.parsed_fn_signature.parameters
+        ):
+            content_type = next(
+                (value for name, value in scope["headers"] if name == b"content-type"), b""
+            )
+            if not is_json_media_type(content_type.decode("latin-1")):
+                raise UnsupportedMediaType(
+                    "send the body as JSON, with Content-Type: application/json"
+                )
+        await app(scope, receive, send)
+
+    return middleware
