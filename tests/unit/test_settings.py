@@ -125,3 +125,20 @@ def test_smtp_url_forms() -> None:
     assert plain.use_tls is False
     implicit = SmtpConfig.from_url("smtps://mail.example.com")
     assert (implicit.port, implicit.use_tls, implicit.start_tls) == (465, True, False)
+
+
+def test_a_redis_password_of_its_own() -> None:
+    from clave.platform.urls import redacted
+
+    store = Settings.load(
+        {"CLAVE_VERIFY_STORE": "rediss://cache.example:6379/0", "CLAVE_REDIS_PASSWORD": "p@ss/w:rd"}
+    ).verify.store
+    assert store == "rediss://:p%40ss%2Fw%3Ard@cache.example:6379/0"
+    assert "p%40ss" not in redacted(store)
+    assert redacted(store) == "rediss://:***@cache.example:6379/0"
+    for env in (
+        {"CLAVE_REDIS_PASSWORD": "x"},  # the store is SQLite
+        {"CLAVE_VERIFY_STORE": "redis://:a@h:6379/0", "CLAVE_REDIS_PASSWORD": "b"},
+    ):
+        with pytest.raises(SettingsError, match="CLAVE_REDIS_PASSWORD"):
+            Settings.load(env)

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from clave.platform.contacts import normalize_email, normalize_phone
 from clave.platform.settings import Env, SettingsError
@@ -115,6 +116,7 @@ class VerifySettings:
                 "CLAVE_VERIFY_STORE must be sqlite, sqlite:///path, redis://host:6379/0 or "
                 f"memory, got {store!r}"
             )
+        store = _with_redis_password(store, env.optional("REDIS_PASSWORD"))
         raw_keys = env.optional("HMAC_KEYS")
         keys = parse_hmac_keys(raw_keys, source="CLAVE_HMAC_KEYS") if raw_keys else None
 
@@ -202,6 +204,21 @@ class VerifySettings:
             test_destinations=_test_destinations(env),
             **_events(env),
         )
+
+
+def _with_redis_password(store: str, password: str | None) -> str:
+    """`CLAVE_REDIS_PASSWORD` (an AUTH token, given as a secret of its own, e.g. by ECS) put
+    into a redis:// or rediss:// store URL."""
+    if password is None:
+        return store
+    if not store.startswith(("redis://", "rediss://")):
+        raise SettingsError("CLAVE_REDIS_PASSWORD is only for a redis:// or rediss:// store")
+    parts = urlsplit(store)
+    if parts.password is not None:
+        raise SettingsError("CLAVE_REDIS_PASSWORD is set and CLAVE_VERIFY_STORE has one too")
+    user = quote(parts.username or "", safe="")
+    netloc = f"{user}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _limits(env: Env) -> Limits:

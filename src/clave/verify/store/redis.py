@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from clave.platform.errors import StoreError
+from clave.platform.urls import redacted
 from clave.verify.models import (
     REPORTABLE,
     ApiKey,
@@ -538,7 +539,7 @@ class RedisVerificationStore:
             if "BUSYGROUP" not in str(exc):
                 raise StoreError(f"Redis: {exc}") from exc
         except (RedisError, OSError) as exc:
-            raise StoreError(f"cannot reach Redis at {self._url}: {exc}") from exc
+            raise StoreError(f"cannot reach Redis at {redacted(self._url)}: {exc}") from exc
 
     async def close(self) -> None:
         """Disconnect."""
