@@ -8,6 +8,7 @@ this same app) when the callee is mounted here, over HTTP to `CLAVE_<CALLEE>_URL
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -88,9 +89,12 @@ class Settings:
         for name, url in urls.items():
             if url and not url.startswith(("http://", "https://")):
                 raise SettingsError(f"CLAVE_{name.upper()}_URL must be an http(s) URL, got {url!r}")
+        platform, verify = PlatformSettings.from_env(env), VerifySettings.from_env(env)
+        if "verify" in services and verify.hmac_keys is None:
+            _refuse_generated_keys_when_shared(platform, verify)
         return cls(
-            platform=PlatformSettings.from_env(env),
-            verify=VerifySettings.from_env(env),
+            platform=platform,
+            verify=verify,
             users=UsersSettings.from_env(env),
             databases={name: database_url(env, name) for name in FORUM},
             seed=env.flag("SEED", False),
@@ -102,6 +106,30 @@ class Settings:
             ),
             services=tuple(services),
         )
+
+
+def _refuse_generated_keys_when_shared(platform: PlatformSettings, verify: VerifySettings) -> None:
+    """A generated HMAC key lives in one data directory: another instance sharing the store,
+    or a container that restarts, would not have it. Only a lone local instance may use one."""
+    if verify.store.startswith(("redis://", "rediss://")):
+        why = "the verify store is shared (CLAVE_VERIFY_STORE is Redis)"
+    elif not _is_loopback(platform.host):
+        why = f"clave listens beyond this machine (CLAVE_HOST={platform.host})"
+    else:
+        return
+    raise SettingsError(
+        f"CLAVE_HMAC_KEYS is required: {why}, so every instance must seal and check codes "
+        "with the same keys; generate one with: echo k1:$(openssl rand -base64 32)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _users_verify_key(settings: Settings) -> str:

@@ -131,7 +131,11 @@ def test_a_redis_password_of_its_own() -> None:
     from clave.platform.urls import redacted
 
     store = Settings.load(
-        {"CLAVE_VERIFY_STORE": "rediss://cache.example:6379/0", "CLAVE_REDIS_PASSWORD": "p@ss/w:rd"}
+        {
+            "CLAVE_VERIFY_STORE": "rediss://cache.example:6379/0",
+            "CLAVE_REDIS_PASSWORD": "p@ss/w:rd",
+            "CLAVE_HMAC_KEYS": f"k1:{key()}",
+        }
     ).verify.store
     assert store == "rediss://:p%40ss%2Fw%3Ard@cache.example:6379/0"
     assert "p%40ss" not in redacted(store)
@@ -142,3 +146,22 @@ def test_a_redis_password_of_its_own() -> None:
     ):
         with pytest.raises(SettingsError, match="CLAVE_REDIS_PASSWORD"):
             Settings.load(env)
+
+
+@pytest.mark.parametrize(
+    ("env", "why"),
+    [
+        ({"CLAVE_VERIFY_STORE": "redis://127.0.0.1:6379/0"}, "the verify store is shared"),
+        ({"CLAVE_HOST": "0.0.0.0"}, r"clave listens beyond this machine \(CLAVE_HOST=0.0.0.0\)"),
+        ({"CLAVE_HOST": "10.0.0.5"}, "clave listens beyond this machine"),
+        ({"CLAVE_HOST": "clave.internal"}, "clave listens beyond this machine"),
+    ],
+)
+def test_generated_hmac_keys_only_for_a_lone_local_instance(env: dict[str, str], why: str) -> None:
+    with pytest.raises(SettingsError, match=f"CLAVE_HMAC_KEYS is required: {why}"):
+        Settings.load(env)
+    assert Settings.load(env | {"CLAVE_HMAC_KEYS": f"k1:{key()}"}).verify.hmac_keys
+    # A component without verify does not seal codes: it needs no key.
+    assert Settings.load(env | {"CLAVE_SERVICES": "threads"}).verify.hmac_keys is None
+    for local in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        Settings.load({"CLAVE_HOST": local})

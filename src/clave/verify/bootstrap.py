@@ -61,7 +61,9 @@ def load_or_create_key_file(path: Path) -> tuple[tuple[str, bytes], ...]:
     """
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        key_id = "k" + time.strftime("%Y%m%d", time.gmtime())
+        # Random, so two instances that each generated a key never share an id: a code sealed
+        # under another instance's key is then "no longer configured", not silently wrong.
+        key_id = "k_" + secrets.token_hex(4)
         secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

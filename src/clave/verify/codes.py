@@ -109,3 +109,10 @@ class CodeHasher:
     def _digest(key: bytes, verification_id: str, code: str) -> bytes:
         message = _DIGEST_LABEL + verification_id.encode() + b"\x00" + code.encode()
         return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def bound_terms(payment: tuple[str, str] | None) -> str:
+    """What is hashed with a code besides its digits: nothing, or a PSD2 payment. Codes are
+    digits and the parts printable, so the NUL separators keep every (code, amount, payee)
+    distinct."""
+    return f"\x00{payment[0]}\x00{payment[1]}" if payment else ""

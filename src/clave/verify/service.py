@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from clave.platform.client_ip import ip_bucket
 from clave.platform.text import is_single_line
-from clave.verify.codes import CodeHasher
+from clave.verify.codes import CodeHasher, bound_terms
 from clave.verify.delivery.base import ProviderRouter
 from clave.verify.destinations import guess_key, mask, normalize, normalize_any
 from clave.verify.errors import (
@@ -142,7 +142,7 @@ class VerifyService:
                     overrides=policy.limits,
                 )
         vid = new_id("VE")
-        context = _bound(payment)
+        context = bound_terms(payment)
         candidate = Verification(
             id=vid,
             service_id=service.id,
@@ -234,7 +234,7 @@ class VerifyService:
         if verification_id is not None and not is_verification_id(verification_id):
             raise VerificationNotFound("no pending verification found")
         destination = normalize_any(to) if to is not None else None
-        context = _bound(self._payment(service, payment))
+        context = bound_terms(self._payment(service, payment))
         now = self._clock()
         # By destination, both budgets in one reservation; by id, the destination is known
         # once the verification is found.
@@ -469,9 +469,3 @@ def _counted_ip(client_ip: str | None) -> str | None:
         return ip_bucket(client_ip)
     except ValueError:
         raise InvalidParameter("client_ip is not an IP address") from None
-
-
-def _bound(payment: tuple[str, str] | None) -> str:
-    """What is hashed with the code: nothing, or the payment. Codes are digits and the parts
-    printable, so the NUL separators keep every (code, amount, payee) distinct."""
-    return f"\x00{payment[0]}\x00{payment[1]}" if payment else ""

@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from clave.verify.codes import CodeHasher
+from clave.verify.codes import CodeHasher, bound_terms
 from clave.verify.delivery.base import DeliveryError, OutgoingMessage, ProviderRouter
 from clave.verify.destinations import mask
 from clave.verify.messages import choose_locale, render
@@ -126,6 +126,20 @@ class Dispatcher:
         except LookupError as exc:
             await self._finish_failed(delivery, str(exc), now)
             return
+        payment = payment_of(delivery.options)
+        if not self._hasher.matches(
+            verification.id, verification.code, code + bound_terms(payment)
+        ):
+            # The key id names a secret this instance does not share (two instances that each
+            # generated or were given another secret under one id): the code it would send is
+            # not the code the store checks. Sending it would fail the person silently.
+            await self._finish_failed(
+                delivery,
+                f"hmac_key_mismatch: HMAC key {verification.code.key_id!r} here is not the one "
+                "the code was sealed with; set the same CLAVE_HMAC_KEYS everywhere",
+                now,
+            )
+            return
         locale = choose_locale(delivery.locale, delivery.to)
         minutes = max(1, math.ceil((verification.expires_at - now) / 60))
         outgoing = OutgoingMessage(
@@ -139,7 +153,7 @@ class Dispatcher:
                 minutes=minutes,
                 app_hash=delivery.options.get("app_hash"),
                 webotp_domain=delivery.options.get("webotp_domain"),
-                payment=payment_of(delivery.options),
+                payment=payment,
             ),
             verification_id=verification.id,
             attempt_id=delivery.attempt_id,
