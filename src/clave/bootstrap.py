@@ -21,6 +21,7 @@ from litestar import Litestar
 from clave.platform.app import build_app
 from clave.platform.client import AppRef, ServiceClient, http_client
 from clave.platform.domain import Domain
+from clave.platform.files import secure_data_dir
 from clave.platform.logs import configure_logging
 from clave.platform.settings import Env, PlatformSettings, SettingsError, database_url
 from clave.posts.bootstrap import PostsDomain
@@ -245,6 +246,7 @@ async def _users_tenant(tenants: TenantService, default: Policy) -> None:
 async def prepare_async(settings: Settings, services: tuple[str, ...] | None = None) -> None:
     """`prepare` from inside a running event loop."""
     services = services or settings.services
+    secure_data_dir(settings.platform.data_dir)
     if "verify" in services:
         verify = VerifyDomain(settings.verify, settings.platform)
         verify.prepare()

@@ -351,6 +351,16 @@ def _routes(settings: Settings, args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `clave` console script."""
     args = parser().parse_args(argv)
+    # Whatever clave writes (databases, key files, logs of `clave up`) is its own to read.
+    umask = os.umask(0o077)
+    try:
+        return _run(args)
+    finally:
+        os.umask(umask)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Carry out a parsed command; the exit code."""
     try:
         if args.command == "serve":
             export(

@@ -67,7 +67,12 @@ def settings_for(tmp_path: Path, smtp: SmtpServer | None = None, **extra: str) -
         **extra,
     }
     if smtp is not None:
-        env |= {"CLAVE_SMTP_URL": smtp.url, "CLAVE_EMAIL_FROM": "Acme <no-reply@acme.example>"}
+        env |= {
+            "CLAVE_SMTP_URL": smtp.url,
+            "CLAVE_EMAIL_FROM": "Acme <no-reply@acme.example>",
+            # Email goes to the real SMTP server; the dev inbox keeps the phone channels.
+            "CLAVE_EMAIL_PROVIDERS": "smtp",
+        }
     return Settings.load(env)
 
 

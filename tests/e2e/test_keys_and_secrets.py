@@ -109,3 +109,92 @@ def test_two_instances_with_different_secrets_never_send_a_wrong_code(
         a.stop()
         b.stop()
         refusing.stop()
+
+
+def test_files_are_private_and_old_ones_are_tightened(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    os.chmod(data, 0o755)
+    leftover = data / "inbox.db"  # a file from before, made with the default umask
+    leftover.touch(mode=0o644)
+    os.chmod(leftover, 0o644)
+    server = ClaveProcess(data, workers=1, env={"CLAVE_HMAC_KEYS": ""})  # a generated key
+    try:
+        server.start()
+        key = server.cli("apikey", "create").stdout.strip()
+        r = httpx.post(
+            server.url + "/api/verifications",
+            json={"to": "+14155550202", "channel": "sms"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert r.status_code == 201
+        time.sleep(0.5)  # the dispatcher writes the inbox
+        assert "tightened" in server.log()
+        assert oct(data.stat().st_mode & 0o777) == oct(0o700)
+        files = {p.name: p.stat().st_mode & 0o777 for p in data.iterdir() if p.is_file()}
+        for name in (
+            "verify.db",
+            "verify.db-wal",
+            "limits.db",
+            "inbox.db",
+            "users.db",
+            "verify-hmac-keys",
+            "users-verify-key",
+        ):
+            assert name in files, sorted(files)
+        loose = {name: oct(mode) for name, mode in files.items() if mode & 0o077}
+        assert not loose, loose
+    finally:
+        server.stop()
+
+
+def test_logs_and_stored_errors_mask_destinations(tmp_path: Path) -> None:
+    twilio = RecordingServer()
+    refusal = "The 'To' number +14155550203 is not a valid phone number (ana@example.com)."
+    twilio.default = (400, {"code": 21211, "message": refusal})
+    server = ClaveProcess(
+        tmp_path,
+        workers=1,
+        env={
+            "CLAVE_ACCESS_LOG": "true",
+            "CLAVE_DEV_INBOX": "false",
+            "CLAVE_TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
+            "CLAVE_TWILIO_AUTH_TOKEN": "token",
+            "CLAVE_TWILIO_FROM": "+15005550006",
+            "CLAVE_TWILIO_BASE_URL": twilio.url,
+        },
+    )
+    try:
+        server.start()
+        key = server.cli("apikey", "create").stdout.strip()
+        auth = {"Authorization": f"Bearer {key}"}
+        vid = httpx.post(
+            server.url + "/api/verifications",
+            json={"to": "+14155550203", "channel": "sms"},
+            headers=auth,
+        ).json()["id"]
+        printed = server.cli("apikey", "create", "--twilio").stdout
+        creds = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+        basic = (creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
+        sid = server.cli("service", "list").stdout.split("\t")[1]
+        httpx.get(f"{server.url}/v2/Services/{sid}/Verifications/+14155550203", auth=basic)
+        httpx.get(f"{server.url}/v2/Services/{sid}/Verifications/%2B14155550203", auth=basic)
+        deadline = time.monotonic() + 15
+        while True:
+            attempt = httpx.get(f"{server.url}/api/verifications/{vid}", headers=auth).json()[
+                "send_attempts"
+            ][0]
+            if attempt["status"] == "failed":
+                break
+            assert time.monotonic() < deadline, attempt
+            time.sleep(0.1)
+        assert "+1415***0203" in attempt["error"]
+        assert "a***@example.com" in attempt["error"]
+        assert "14155550203" not in attempt["error"]
+        log = server.log()
+        assert "/Verifications/+1415***0203" in log  # the access log line, masked
+        for plain in ("14155550203", "ana@example.com"):
+            assert plain not in log
+    finally:
+        server.stop()
+        twilio.stop()

@@ -20,7 +20,11 @@ PHONE = "+14155552671"
 
 
 def with_smtp(smtp: SmtpServer) -> dict[str, str]:
-    return {"CLAVE_SMTP_URL": smtp.url, "CLAVE_EMAIL_FROM": "Acme <no-reply@acme.example>"}
+    return {
+        "CLAVE_SMTP_URL": smtp.url,
+        "CLAVE_EMAIL_FROM": "Acme <no-reply@acme.example>",
+        "CLAVE_EMAIL_PROVIDERS": "smtp",  # the dev inbox keeps the phone channels
+    }
 
 
 def test_apikey_create_prints_only_the_key(tmp_path: Path, serve: type[ClaveProcess]) -> None:

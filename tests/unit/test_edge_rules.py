@@ -144,3 +144,27 @@ def test_the_end_users_address(forwarded: str | list[str] | None, hops: int, exp
         "path_params": {},
     }
     assert end_user_ip(Request(scope), hops) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("GET /v2/Services/VA1/Verifications/+14155552671 200", "/Verifications/+1415***2671 "),
+        ("/v2/x/%2B14155552671?y=1", "/v2/x/%2B1415***2671?y=1"),
+        ("The To number +1-(415)-555-2671 is not valid", "number +1415***2671 is"),
+        ("invalid destination 14155552671.", "destination 1415***2671."),
+        ("?to=ana.b%40example.com&limit=5", "?to=a***%40example.com&limit="),
+        ("550 <Ana@Example.com>: no such user", "<A***@Example.com>"),
+    ],
+)
+def test_destinations_are_masked_wherever_they_appear(text: str, masked: str) -> None:
+    from clave.platform.contacts import mask_text
+
+    assert masked in mask_text(text)
+
+
+def test_what_is_not_a_destination_is_left_alone() -> None:
+    from clave.platform.contacts import mask_text
+
+    for text in ("VE0123456789abcdef0123456789abcdef", "took 12.5 ms at 1800000000.25", "v1.2.3"):
+        assert mask_text(text) == text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
@@ -52,3 +54,28 @@ def region_of(destination: str) -> str | None:
         return phonenumbers.region_code_for_number(phonenumbers.parse(destination, None))
     except phonenumbers.NumberParseException:
         return None
+
+
+# A phone number as it may appear in free text, a path or a query string: "+" (or its
+# percent-encoding) and 7 to 15 digits, maybe with separators (not spaces: "+14155552671 200"
+# in a log line is a number and a status), or 10 to 15 digits standing alone.
+_PHONE_IN_TEXT = re.compile(
+    r"(?:\+|%2[Bb])(?:[0-9][.()-]{0,2}){6,14}[0-9]|(?<![\w.])[0-9]{10,15}(?!\w|\.[0-9])"
+)
+_EMAIL_IN_TEXT = re.compile(r"([^\s/?&=:;,<>\"'()\[\]@%]+)(@|%40)([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+
+
+def mask_text(text: str) -> str:
+    """`text` (a log line, a provider's error, a path) with every phone number and email
+    address masked: `+1415***2671`, `a***@example.com`."""
+
+    def phone(m: re.Match[str]) -> str:
+        raw = m.group(0)
+        plus = "%2B" if raw[:1] == "%" else "+" if raw[:1] == "+" else ""
+        digits = re.sub(r"[^0-9]", "", raw[len(plus) :])
+        return f"{plus}{digits[:4]}***{digits[-4:]}"
+
+    def email(m: re.Match[str]) -> str:
+        return f"{m.group(1)[:1]}***{m.group(2)}{m.group(3)}"
+
+    return _EMAIL_IN_TEXT.sub(email, _PHONE_IN_TEXT.sub(phone, text))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from granian import Granian
 from granian.constants import Interfaces, Loops
 
+from clave.platform.logs import access_log_config
 from clave.platform.settings import PlatformSettings
 
 
@@ -28,5 +29,6 @@ def run_server(target: str, settings: PlatformSettings, *, workers: int) -> None
         workers_kill_timeout=settings.shutdown_grace,
         backlog=2048,
         log_access=settings.access_log,
+        log_dictconfig=access_log_config(),
         log_level=settings.log_level,  # type: ignore[arg-type]
     ).serve()

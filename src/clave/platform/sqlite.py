@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from clave.platform.errors import StoreError
+from clave.platform.files import private
 
 T = TypeVar("T")
 
@@ -35,13 +36,17 @@ class SqliteDatabase:
     def connect_sync(self) -> sqlite3.Connection:
         """Open the connection on the calling thread (used by setup commands and the worker)."""
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         conn = sqlite3.connect(
             self.path,
             isolation_level=None,
             check_same_thread=False,
             timeout=self._busy_timeout_ms / 1000,
         )
+        if self.path != ":memory:":
+            # Private before the first write: SQLite gives the -wal and -shm files it creates
+            # the database file's mode.
+            private(Path(self.path))
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode: a commit survives a process crash (kill -9); only an OS crash or

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 import html
+import ipaddress
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from litestar import MediaType, Request, Response, Router, get, post
+from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
+from litestar.handlers import BaseRouteHandler
 from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.types import Guard
 
 from clave.platform.errors import handlers, message_error_handler
 from clave.verify.client_ips import ClientIps
@@ -19,7 +24,13 @@ from clave.verify.delivery.twilio import valid_signature
 from clave.verify.delivery.webhook import decode_secret
 from clave.verify.delivery.webhook import verify as verify_webhook
 from clave.verify.destinations import mask, normalize_any
-from clave.verify.errors import BadSignature, InvalidDestination, InvalidParameter
+from clave.verify.errors import (
+    BadSignature,
+    Forbidden,
+    InvalidDestination,
+    InvalidParameter,
+    Unauthorized,
+)
 from clave.verify.models import Channel, SendStatus, Service, Status
 from clave.verify.service import VerificationView, VerifyService
 from clave.verify.tenants import DEFAULT_SERVICE, TenantService
@@ -241,7 +252,37 @@ CLAVE_DEV_INBOX where real people are verified.</p>
 """
 
 
-def inbox_router(store: InboxStore) -> Router:
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def inbox_readers(token: str | None) -> Guard:
+    """Who may read the dev inbox, which shows every code: with `token`, any peer presenting
+    it as a Bearer token; without, only this machine (the peer and every forwarded address
+    loopback, so a proxy on this machine does not open it to the world)."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if token is not None:
+            offered = connection.headers.get("authorization", "").encode("utf-8", "replace")
+            if not hmac.compare_digest(offered, f"Bearer {token}".encode()):
+                raise Unauthorized("the dev inbox needs Authorization: Bearer <inbox token>")
+            return
+        forwarded = ",".join(connection.headers.getall("x-forwarded-for", []))
+        addresses = [a.strip() for a in forwarded.split(",") if a.strip()]
+        peer = connection.client.host if connection.client else ""
+        if not all(_is_loopback(a) for a in [peer, *addresses]):
+            raise Forbidden(
+                "the dev inbox answers this machine only (set CLAVE_DEV_INBOX_TOKEN to read it "
+                "from elsewhere)"
+            )
+
+    return guard
+
+
+def inbox_router(store: InboxStore, token: str | None = None) -> Router:
     """`/dev/inbox` (a page) and `/dev/inbox/messages` (JSON)."""
 
     async def fetch(to: str | None, limit: int) -> list[dict[str, Any]]:
@@ -276,7 +317,7 @@ def inbox_router(store: InboxStore) -> Router:
         """Messages the dev inbox received, optionally for one destination."""
         return {"messages": await fetch(to, limit)}
 
-    return Router(path="/dev/inbox", route_handlers=[page, messages])
+    return Router(path="/dev/inbox", route_handlers=[page, messages], guards=[inbox_readers(token)])
 
 
 # Twilio's MessageStatus / CallStatus values, as send statuses (None: not a final word yet).
@@ -428,5 +469,5 @@ def routers(domain: VerifyDomain) -> list[Router]:
     if callbacks is not None:
         result.append(callbacks)
     if domain.inbox is not None:
-        result.append(inbox_router(domain.inbox))
+        result.append(inbox_router(domain.inbox, settings.dev_inbox_token))
     return result

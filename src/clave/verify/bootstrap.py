@@ -60,7 +60,7 @@ def load_or_create_key_file(path: Path) -> tuple[tuple[str, bytes], ...]:
     and hard-linked into place, which fails if another process got there first.
     """
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Random, so two instances that each generated a key never share an id: a code sealed
         # under another instance's key is then "no longer configured", not silently wrong.
         key_id = "k_" + secrets.token_hex(4)
@@ -168,7 +168,19 @@ class VerifyDomain:
                 else SqliteInboxStore(platform.data_dir / "inbox.db")
             )
             providers.append(InboxProvider(self.inbox))
-        self.providers = ProviderRouter(route_providers(providers, settings.routes))
+        routes = route_providers(providers, settings.routes)
+        for channel, serving in routes.items():
+            names = [provider.name for provider in serving]
+            if "inbox" in names and len(names) > 1:
+                # As a fallback, the inbox would catch a real person's code when the real
+                # provider refuses it, and show it to whoever reads the inbox.
+                raise SettingsError(
+                    f"CLAVE_DEV_INBOX=true beside a real provider for {channel.value} "
+                    f"({', '.join(n for n in names if n != 'inbox')}): the dev inbox is for "
+                    f"development only; turn it off, or set CLAVE_{channel.value.upper()}_"
+                    "PROVIDERS to one of them"
+                )
+        self.providers = ProviderRouter(routes)
         self.dispatcher = Dispatcher(
             self.store, self.hasher, self.providers, clock, settings.outbox
         )

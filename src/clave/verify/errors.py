@@ -44,6 +44,13 @@ class Unauthorized(ClaveError):
         super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="clave"'})
 
 
+class Forbidden(ClaveError):
+    """The caller may not use this route from where it is."""
+
+    status = 403
+    code = "forbidden"
+
+
 class VerificationNotFound(ClaveError):
     """No such verification, or it is no longer pending (approved, expired, canceled)."""
 

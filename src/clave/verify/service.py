@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from clave.platform.client_ip import ip_bucket
+from clave.platform.contacts import mask_text
 from clave.platform.text import is_single_line
 from clave.verify.codes import CodeHasher, bound_terms
 from clave.verify.delivery.base import ProviderRouter
@@ -394,7 +395,11 @@ class VerifyService:
     ) -> bool:
         """Apply a provider's delivery report; False when it arrived out of order (ignored)."""
         applied = await self._store.report_delivery(
-            provider, message_id, status, error=error, now=self._clock()
+            provider,
+            message_id,
+            status,
+            error=mask_text(error)[:500] if error else None,
+            now=self._clock(),
         )
         if applied is None:
             raise UnknownMessage(f"no send attempt known to {provider} as {message_id}")

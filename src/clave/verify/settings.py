@@ -78,6 +78,8 @@ class VerifySettings:
     store: str
     hmac_keys: tuple[tuple[str, bytes], ...] | None
     dev_inbox: bool
+    # With it, any peer may read the inbox with this Bearer token; without, loopback peers only.
+    dev_inbox_token: str | None
     smtp: SmtpConfig | None
     email_from: str | None
     compat_channel: Channel
@@ -176,6 +178,7 @@ class VerifySettings:
             store=store,
             hmac_keys=keys,
             dev_inbox=env.flag("DEV_INBOX", False),
+            dev_inbox_token=_dev_inbox_token(env),
             smtp=smtp,
             email_from=email_from,
             compat_channel=Channel(compat),
@@ -219,6 +222,14 @@ def _with_redis_password(store: str, password: str | None) -> str:
     user = quote(parts.username or "", safe="")
     netloc = f"{user}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _dev_inbox_token(env: Env) -> str | None:
+    """`CLAVE_DEV_INBOX_TOKEN`: a secret of at least 16 printable characters."""
+    token = env.optional("DEV_INBOX_TOKEN")
+    if token is not None and (len(token) < 16 or not token.isprintable() or " " in token):
+        raise SettingsError("CLAVE_DEV_INBOX_TOKEN must be at least 16 printable characters")
+    return token
 
 
 def _limits(env: Env) -> Limits:

@@ -15,6 +15,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from clave.platform.contacts import mask_text
 from clave.verify.codes import CodeHasher, bound_terms
 from clave.verify.delivery.base import DeliveryError, OutgoingMessage, ProviderRouter
 from clave.verify.destinations import mask
@@ -196,7 +197,9 @@ class Dispatcher:
                 message_id,
             )
             return
-        error = "; ".join(errors)[:500]
+        # Providers quote the number or address they refused: masked before it is stored or
+        # logged.
+        error = mask_text("; ".join(errors))[:500]
         if retryable and delivery.tries < self._policy.max_tries:
             delay = self._policy.backoff(delivery.tries)
             await self._store.retry_delivery(
