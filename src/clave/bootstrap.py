@@ -8,7 +8,6 @@ this same app) when the callee is mounted here, over HTTP to `CLAVE_<CALLEE>_URL
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from litestar import Litestar
 
 from clave.platform.app import build_app
 from clave.platform.client import AppRef, ServiceClient, http_client
+from clave.platform.client_ip import is_loopback
 from clave.platform.domain import Domain
 from clave.platform.files import secure_data_dir
 from clave.platform.logs import configure_logging
@@ -114,7 +114,7 @@ def _refuse_generated_keys_when_shared(platform: PlatformSettings, verify: Verif
     or a container that restarts, would not have it. Only a lone local instance may use one."""
     if verify.store.startswith(("redis://", "rediss://")):
         why = "the verify store is shared (CLAVE_VERIFY_STORE is Redis)"
-    elif not _is_loopback(platform.host):
+    elif not is_loopback(platform.host):
         why = f"clave listens beyond this machine (CLAVE_HOST={platform.host})"
     else:
         return
@@ -122,15 +122,6 @@ def _refuse_generated_keys_when_shared(platform: PlatformSettings, verify: Verif
         f"CLAVE_HMAC_KEYS is required: {why}, so every instance must seal and check codes "
         "with the same keys; generate one with: echo k1:$(openssl rand -base64 32)"
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _users_verify_key(settings: Settings) -> str:

@@ -158,6 +158,12 @@ def parser() -> argparse.ArgumentParser:
         "--restart-delay", type=float, default=2.0, help="seconds before a dead component restarts"
     )
     up.add_argument("--seed", action="store_true", help="seed the sample forum data (CLAVE_SEED)")
+    up.add_argument(
+        "--show-server",
+        action="store_true",
+        help="add an X-Clave-Server header naming the server that answered (to watch a "
+        "migration; never in production: it shows clients the topology)",
+    )
 
     routes = commands.add_parser("routes", help="the routing table")
     routes_cmds = routes.add_subparsers(dest="action", required=True)
@@ -393,6 +399,7 @@ def _run(args: argparse.Namespace) -> int:
                 env=os.environ,
                 restart_delay=args.restart_delay,
                 prepare=lambda: prepare(settings, SERVICES),
+                show_server=args.show_server,
             )
             return stack.run()
         settings = Settings.load()

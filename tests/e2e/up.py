@@ -89,6 +89,7 @@ class ClaveUp:
             "--routes",
             str(self.table),
             "--seed",
+            "--show-server",  # the tests tell servers apart by it
             "--restart-delay",
             str(self.restart_delay),
         ]

@@ -103,6 +103,17 @@ def test_haproxy_config_routes_by_path_and_splits_by_weight() -> None:
     assert "server monolith" in threads
     assert "server threads" not in threads  # not running: only the monolith serves it
     assert "expose-fd listeners" in config
+    # Nothing about the topology reaches clients unless asked for (clave up --show-server).
+    assert "X-Clave-Server" not in config
+    shown = haproxy_config(
+        table,
+        bind="127.0.0.1:8080",
+        monolith="127.0.0.1:9000",
+        services={},
+        stats_socket=Path("/run/h.sock"),
+        show_server=True,
+    )
+    assert "http-response set-header X-Clave-Server %[srv_name]" in shown
 
 
 def test_haproxy_config_when_split_or_retired() -> None:

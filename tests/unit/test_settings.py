@@ -59,6 +59,16 @@ def test_defaults_load() -> None:
         ),
         ({"CLAVE_LIMIT_FAILED_CHECKS_PER_DESTINATION": "0/86400"}, "unbounded"),
         ({"CLAVE_COMPAT_ANONYMOUS": "true"}, "CLAVE_LIMIT_PEER_IP"),
+        # What goes to a webhook (a message with its code) never crosses a network in clear.
+        (
+            {"CLAVE_WEBHOOK_URL": "http://sender.example/send", "CLAVE_WEBHOOK_SECRET": "whsec_x"},
+            "CLAVE_WEBHOOK_URL must be an https:// URL",
+        ),
+        (
+            {"CLAVE_EVENTS_URL": "http://10.0.0.8/hook", "CLAVE_EVENTS_SECRET": "whsec_x"},
+            "CLAVE_EVENTS_URL must be an https:// URL",
+        ),
+        ({"CLAVE_EVENTS_URL": "ftp://x", "CLAVE_EVENTS_SECRET": "whsec_x"}, "CLAVE_EVENTS_URL"),
     ],
 )
 def test_bad_values_stop_startup_naming_the_variable(env: dict[str, str], named: str) -> None:
@@ -165,3 +175,9 @@ def test_generated_hmac_keys_only_for_a_lone_local_instance(env: dict[str, str],
     assert Settings.load(env | {"CLAVE_SERVICES": "threads"}).verify.hmac_keys is None
     for local in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
         Settings.load({"CLAVE_HOST": local})
+
+
+def test_webhooks_over_https_or_to_this_machine() -> None:
+    for url in ("https://sender.example/send", "http://127.0.0.1:9000/send", "http://localhost/x"):
+        env = {"CLAVE_WEBHOOK_URL": url, "CLAVE_WEBHOOK_SECRET": "whsec_" + "a" * 44}
+        assert Settings.load(env).verify.webhook_url == url

@@ -17,6 +17,16 @@ def parse_ip(text: str) -> str:
     return str(ipaddress.ip_address(text.strip()))
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address, or "localhost") is this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def ip_bucket(ip: str) -> str:
     """What per-IP limits count for `ip`: an IPv4 address as itself (an IPv4-mapped IPv6
     address too, so ::ffff:192.0.2.1 and 192.0.2.1 share one budget), an IPv6 address by its

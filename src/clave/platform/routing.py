@@ -206,8 +206,12 @@ def haproxy_config(
     services: Mapping[str, str],
     stats_socket: Path,
     resolver: str | None = None,
+    show_server: bool = False,
 ) -> str:
     """haproxy configuration: one backend per service, weighted between monolith and service.
+
+    `show_server` adds an `X-Clave-Server` response header naming the server that answered
+    (to watch a migration on one machine); off, nothing about the topology reaches clients.
 
     `monolith` and `services` are "host:port" of the running processes; a backend gets the
     monolith server unless the route is retired or there is no monolith, and the service
@@ -256,7 +260,9 @@ def haproxy_config(
         "frontend api",
         f"    bind {bind}",
         "    http-request disable-l7-retry if !METH_GET",
-        "    http-response set-header X-Clave-Server %[srv_name]",
+        # Which server answered: a view of the topology for demonstrations and tests only,
+        # never sent to clients by default.
+        *(["    http-response set-header X-Clave-Server %[srv_name]"] if show_server else []),
     ]
     for r in table.routes:
         out += [f"    acl is_{r.service} {_acl(pattern)}" for pattern in r.paths]

@@ -104,6 +104,7 @@ class Stack:
         env: Mapping[str, str],
         restart_delay: float,
         prepare: Callable[[], None],
+        show_server: bool = False,
     ) -> None:
         # Absolute: haproxy reads a relative socket path as host:port, and children may chdir.
         self.table_path = table_path.resolve()
@@ -115,6 +116,7 @@ class Stack:
         self.env = dict(env)
         self.restart_delay = restart_delay
         self.prepare = prepare
+        self.show_server = show_server
         self.haproxy = find_haproxy()
         self.table = RoutingTable.load(table_path, services)
         self.components: dict[str, Component] = {}
@@ -194,6 +196,7 @@ class Stack:
             monolith=monolith.address if monolith else None,
             services={n: c.address for n, c in self.components.items() if n != MONOLITH},
             stats_socket=self.run_dir / "haproxy.sock",
+            show_server=self.show_server,
         )
         path = self.run_dir / "haproxy.cfg"
         tmp = path.with_suffix(".tmp")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import html
-import ipaddress
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,6 +17,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.types import Guard
 
+from clave.platform.client_ip import is_loopback
 from clave.platform.errors import handlers, message_error_handler
 from clave.verify.client_ips import ClientIps
 from clave.verify.delivery.twilio import valid_signature
@@ -252,13 +252,6 @@ CLAVE_DEV_INBOX where real people are verified.</p>
 """
 
 
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
 def inbox_readers(token: str | None) -> Guard:
     """Who may read the dev inbox, which shows every code: with `token`, any peer presenting
     it as a Bearer token; without, only this machine (the peer and every forwarded address
@@ -273,7 +266,7 @@ def inbox_readers(token: str | None) -> Guard:
         forwarded = ",".join(connection.headers.getall("x-forwarded-for", []))
         addresses = [a.strip() for a in forwarded.split(",") if a.strip()]
         peer = connection.client.host if connection.client else ""
-        if not all(_is_loopback(a) for a in [peer, *addresses]):
+        if not all(is_loopback(a) for a in [peer, *addresses]):
             raise Forbidden(
                 "the dev inbox answers this machine only (set CLAVE_DEV_INBOX_TOKEN to read it "
                 "from elsewhere)"

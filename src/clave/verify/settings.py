@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from clave.platform.client_ip import is_loopback
 from clave.platform.contacts import normalize_email, normalize_phone
 from clave.platform.settings import Env, SettingsError
+from clave.platform.urls import redacted
 from clave.verify.codes import MIN_KEY_BYTES
 from clave.verify.delivery.aws import AwsConfig
 from clave.verify.delivery.dispatcher import OutboxPolicy
@@ -232,6 +234,19 @@ def _dev_inbox_token(env: Env) -> str | None:
     return token
 
 
+def _require_https(name: str, url: str) -> None:
+    """An https:// URL, or http:// to this machine: what is posted there (a message with its
+    code, events) must not cross a network in clear."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
+        return
+    raise SettingsError(
+        f"{name} must be an https:// URL (http:// only to this machine), got {redacted(url)!r}"
+    )
+
+
 def _limits(env: Env) -> Limits:
     """Every `CLAVE_LIMIT_*` rate limit."""
     return Limits(
@@ -283,8 +298,8 @@ def _events(env: Env) -> dict[str, Any]:
     url, secret = env.optional("EVENTS_URL"), env.optional("EVENTS_SECRET")
     if bool(url) != bool(secret):
         raise SettingsError("CLAVE_EVENTS_URL and CLAVE_EVENTS_SECRET go together")
-    if url and not url.startswith(("http://", "https://")):
-        raise SettingsError(f"CLAVE_EVENTS_URL must be an http(s) URL, got {url!r}")
+    if url:
+        _require_https("CLAVE_EVENTS_URL", url)
     return {"events_url": url, "events_secret": secret}
 
 
@@ -386,8 +401,8 @@ def _provider_settings(env: Env) -> dict[str, Any]:
     webhook_url, webhook_secret = env.optional("WEBHOOK_URL"), env.optional("WEBHOOK_SECRET")
     if bool(webhook_url) != bool(webhook_secret):
         raise SettingsError("CLAVE_WEBHOOK_URL and CLAVE_WEBHOOK_SECRET go together")
-    if webhook_url and not webhook_url.startswith(("http://", "https://")):
-        raise SettingsError(f"CLAVE_WEBHOOK_URL must be an http(s) URL, got {webhook_url!r}")
+    if webhook_url:
+        _require_https("CLAVE_WEBHOOK_URL", webhook_url)
     try:
         webhook_channels = frozenset(
             Channel(c) for c in env.items("WEBHOOK_CHANNELS", tuple(c.value for c in Channel))
