@@ -249,10 +249,15 @@ async def prepare_async(settings: Settings, services: tuple[str, ...] | None = N
                 # A deployment's shared secret: the users service sends with it, so verify
                 # (wherever it runs) accepts it for the users tenant.
                 await _users_tenant(tenants, settings.verify.default_policy)
-                await tenants.install_api_key(USERS_TENANT, settings.clients.verify_key)
+                # A rotated secret revokes the one installed before.
+                await tenants.install_api_key(
+                    USERS_TENANT, settings.clients.verify_key, name="CLAVE_VERIFY_KEY"
+                )
             elif "users" in services and not key_file.exists():
                 await _users_tenant(tenants, settings.verify.default_policy)
-                _write_secret(key_file, await tenants.create_api_key(USERS_TENANT))
+                key = await tenants.create_api_key(USERS_TENANT, name=f"{USERS_KEY_FILE} file")
+                _write_secret(key_file, key)
+            await tenants.adopt_v2_services()
             # The bound holds for every service, also after the deployment's budget changed.
             broken = await tenants.over_the_guess_bound()
             if broken:

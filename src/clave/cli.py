@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from clave.platform.up import MONOLITH, Stack, apply, read_state
 from clave.users.bootstrap import issue_user_token
 from clave.verify.bootstrap import VerifyDomain
 from clave.verify.models import Channel, Policy
-from clave.verify.tenants import DEFAULT_SERVICE
+from clave.verify.tenants import ACCOUNT_PREFIX, DEFAULT_ACCOUNT, DEFAULT_SERVICE
 
 
 def _policy_options(parser: argparse.ArgumentParser) -> None:
@@ -106,12 +107,28 @@ def parser() -> argparse.ArgumentParser:
     apikey_cmds = apikey.add_subparsers(dest="action", required=True)
     create_key = apikey_cmds.add_parser("create", help="print one new API key on stdout")
     create_key.add_argument("--service", default=DEFAULT_SERVICE, help="the service (tenant)")
+    create_key.add_argument("--name", default="", help="what the key is for (shown by list)")
+    create_key.add_argument(
+        "--expires", metavar="DURATION", help="the key stops working after 30d, 12h, 90m or 600s"
+    )
     create_key.add_argument(
         "--twilio",
         action="store_true",
         help="credentials for the Twilio-compatible API instead: the account sid with an auth "
-        "token, and an API key sid with its secret (they manage every service)",
+        "token, and an API key sid with its secret (the account manages the services it "
+        "creates and those granted to it)",
     )
+    create_key.add_argument(
+        "--account",
+        default=DEFAULT_ACCOUNT,
+        help=f"with --twilio: the account, created on first use ({DEFAULT_ACCOUNT})",
+    )
+    list_keys = apikey_cmds.add_parser("list", help="API keys (never their secrets)")
+    list_keys.add_argument("--service", help="one service's keys")
+    list_keys.add_argument("--twilio", action="store_true", help="the /v2 accounts' keys")
+    list_keys.add_argument("--account", help="one /v2 account's keys")
+    revoke_key = apikey_cmds.add_parser("revoke", help="end an API key at once")
+    revoke_key.add_argument("id", help="the key's id, as list shows it")
 
     user = commands.add_parser("user", help="forum users")
     user_cmds = user.add_subparsers(dest="action", required=True)
@@ -131,6 +148,10 @@ def parser() -> argparse.ArgumentParser:
     update.add_argument("name")
     _policy_options(update)
     service_cmds.add_parser("list", help="list services")
+    for verb, what in (("grant", "let"), ("ungrant", "stop letting")):
+        grant = service_cmds.add_parser(verb, help=f"{what} a /v2 account see and manage a service")
+        grant.add_argument("name")
+        grant.add_argument("--account", required=True, help="the account's name")
 
     fraud = commands.add_parser("fraud", help="the fraud guard")
     fraud_cmds = fraud.add_subparsers(dest="action", required=True)
@@ -212,17 +233,43 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
     await domain.open()
     try:
         tenants = domain.tenants
-        if action == "apikey-create" and args.twilio:
-            sid, token, key_sid, secret = await tenants.create_twilio_credentials(
-                domain.settings.default_policy
-            )
-            return (
-                "# Twilio-compatible API (/v2): HTTP Basic with either pair. Shown once.\n"
-                f"TWILIO_ACCOUNT_SID={sid}\nTWILIO_AUTH_TOKEN={token}\n"
-                f"TWILIO_API_KEY={key_sid}\nTWILIO_API_SECRET={secret}"
-            )
         if action == "apikey-create":
-            return await tenants.create_api_key(args.service)
+            expires_at = time.time() + _duration(args.expires) if args.expires else None
+            if args.twilio:
+                sid, token, key_sid, secret = await tenants.create_twilio_credentials(
+                    domain.settings.default_policy, account=args.account, expires_at=expires_at
+                )
+                return (
+                    f"# Twilio-compatible API (/v2), account {args.account}: HTTP Basic with "
+                    "either pair. Shown once.\n"
+                    f"TWILIO_ACCOUNT_SID={sid}\nTWILIO_AUTH_TOKEN={token}\n"
+                    f"TWILIO_API_KEY={key_sid}\nTWILIO_API_SECRET={secret}"
+                )
+            return await tenants.create_api_key(args.service, name=args.name, expires_at=expires_at)
+        if action == "apikey-list":
+            listed = await tenants.list_api_keys(
+                service=args.service, account=args.account, twilio=args.twilio
+            )
+            now = time.time()
+            rows = ["id\towner\tname\tcreated\tlast used\texpires\tstatus"]
+            rows += [
+                "\t".join(
+                    (
+                        k.key.id,
+                        k.owner.name,
+                        k.key.name or "-",
+                        _when(k.key.created_at),
+                        _when(k.key.last_used_at),
+                        _when(k.key.expires_at, "never"),
+                        k.status(now),
+                    )
+                )
+                for k in listed
+            ]
+            return "\n".join(rows)
+        if action == "apikey-revoke":
+            await tenants.revoke_api_key(args.id)
+            return f"revoked {args.id}"
         if action == "fraud-stats":
             service = await tenants.get_service(args.service)
             days = max(1, min(args.days, 14))
@@ -238,13 +285,20 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
                 for reason, per_day in counts.items()
             ]
             return "\n".join(rows)
-        if action == "service-create":
+        if action in ("service-grant", "service-ungrant"):
+            service = await tenants.grant(
+                args.name, args.account, granted=action == "service-grant"
+            )
+        elif action == "service-create":
             service = await tenants.create_service(args.name, _apply_policy(Policy(), args))
         elif action == "service-update":
             current = await tenants.get_service(args.name)
             service = await tenants.update_policy(args.name, _apply_policy(current.policy, args))
         else:
             lines = []
+            accounts = {
+                a.id: a.name.removeprefix(ACCOUNT_PREFIX) for a in await tenants.list_accounts()
+            }
             for s in await tenants.list_services():
                 p = s.policy
                 channels = ",".join(sorted(c.value for c in p.channels))
@@ -253,12 +307,29 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
                 lines.append(
                     f"{s.name}\t{s.id}\tlength={p.code_length} ttl={p.code_ttl}s "
                     f"checks={p.max_checks} sends={p.max_sends}/{p.send_window}s "
-                    f"channels={channels} countries={countries} limits={own}"
+                    f"channels={channels} countries={countries} limits={own} "
+                    f"accounts={','.join(sorted(accounts.get(a, a) for a in s.accounts)) or '-'}"
                 )
             return "\n".join(lines)
         return f"{service.name}\t{service.id}"
     finally:
         await domain.close()
+
+
+def _duration(text: str) -> float:
+    """Seconds in `30d`, `12h`, `90m` or `600s`."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise ClaveError(f"--expires takes a duration such as 30d, 12h, 90m or 600s, got {text!r}")
+    return int(number) * units[unit]
+
+
+def _when(ts: float | None, none: str = "-") -> str:
+    """A time for listings (UTC, to the minute)."""
+    if ts is None:
+        return none
+    return time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(ts))
 
 
 def _workers(values: list[str]) -> dict[str, int]:

@@ -81,9 +81,41 @@ async def test_services_and_keys(store: VerificationStore) -> None:
         await store.put_service(service("acme"))
     await store.put_service(service("beta"))
     assert [x.name for x in await store.list_services()] == ["acme", "beta"]
-    await store.add_api_key(ApiKey("SK1", s.id, b"h" * 32, NOW))
-    assert await store.service_for_key(b"h" * 32) == changed
-    assert await store.service_for_key(b"x" * 32) is None
+    key = ApiKey("SK1", s.id, b"h" * 32, NOW)
+    await store.add_api_key(key)
+    assert await store.key_for_hash(b"h" * 32) == (key, changed)
+    assert await store.key_for_hash(b"x" * 32) is None
+
+
+async def test_a_key_has_a_life_cycle(store: VerificationStore) -> None:
+    s, other = service("acme"), service("other")
+    await store.put_service(s)
+    await store.put_service(other)
+    first = ApiKey("SK1", s.id, b"1" * 32, NOW, name="ci", expires_at=NOW + 3600)
+    second = ApiKey("SK2", s.id, b"2" * 32, NOW + 1)
+    elsewhere = ApiKey("SK3", other.id, b"3" * 32, NOW + 2)
+    for key in (second, elsewhere, first):
+        await store.add_api_key(key)
+    assert await store.list_api_keys(s.id) == [first, second]
+    assert [k.id for k in await store.list_api_keys()] == ["SK1", "SK2", "SK3"]
+    await store.touch_api_key("SK2", now=NOW + 50)
+    assert await store.revoke_api_key("SK1", now=NOW + 60) is True
+    assert await store.revoke_api_key("SK1", now=NOW + 70) is False  # already revoked
+    assert await store.revoke_api_key("SK9", now=NOW + 70) is False  # no such key
+    revoked, _ = await store.key_for_hash(b"1" * 32)  # type: ignore[misc]
+    assert (revoked.revoked_at, revoked.expires_at, revoked.name) == (NOW + 60, NOW + 3600, "ci")
+    assert not revoked.valid_at(NOW + 61)
+    used, _ = await store.key_for_hash(b"2" * 32)  # type: ignore[misc]
+    assert (used.last_used_at, used.revoked_at) == (NOW + 50, None)
+    assert used.valid_at(NOW + 10**6)
+
+
+async def test_accounts_of_a_service_round_trip(store: VerificationStore) -> None:
+    s = replace(service("shared"), accounts=frozenset({"AC" + "1" * 32, "AC" + "2" * 32}))
+    await store.put_service(s)
+    assert await store.get_service(s.id) == s
+    await store.put_service(replace(s, accounts=frozenset()))
+    assert (await store.get_service(s.id)).accounts == frozenset()  # type: ignore[union-attr]
 
 
 async def test_start_creates_and_queues_one_send(store: VerificationStore, svc: Service) -> None:
@@ -509,8 +541,8 @@ async def test_deleting_a_service_drops_it_its_name_and_its_keys(store: Verifica
     assert await store.delete_service(gone.id) is False
     assert await store.get_service(gone.id) is None
     assert await store.get_service_by_name("gone") is None
-    assert await store.service_for_key(b"g" * 32) is None
-    assert await store.service_for_key(b"k" * 32) == kept
+    assert await store.key_for_hash(b"g" * 32) is None
+    assert await store.key_for_hash(b"k" * 32) == (ApiKey("SK2", kept.id, b"k" * 32, NOW), kept)
     assert [x.name for x in await store.list_services()] == ["kept"]
     await store.put_service(service("gone"))  # the name is free again
 
@@ -540,3 +572,33 @@ async def test_a_custom_codes_longer_seed_round_trips(
     found = await store.get(svc.id, c.id)
     assert found is not None
     assert found.code == c.code
+
+
+async def test_redis_keys_from_before_life_cycles_are_adopted(redis_url: str) -> None:
+    prefix = f"t{secrets.token_hex(4)}:"
+    import redis.asyncio as aioredis
+
+    old = RedisVerificationStore(redis_url, prefix=prefix)
+    await old.open()
+    try:
+        s = service("legacy")
+        await old.put_service(s)
+        raw = aioredis.Redis.from_url(redis_url)
+        # As clave stored a key before keys had records: the hash naming its service.
+        await raw.set(prefix + "key:" + (b"L" * 32).hex(), s.id)
+        await raw.delete(prefix + "keys-adopted")
+        await raw.aclose()
+        new = RedisVerificationStore(redis_url, prefix=prefix)
+        await new.open()
+        try:
+            found = await new.key_for_hash(b"L" * 32)
+            assert found is not None
+            key, owner = found
+            assert (owner.id, key.service_id, key.revoked_at) == (s.id, s.id, None)
+            assert [k.id for k in await new.list_api_keys(s.id)] == [key.id]
+            assert await new.revoke_api_key(key.id, now=NOW) is True
+        finally:
+            await new.close()
+    finally:
+        await old.close()
+        await drop_prefix(redis_url, prefix)

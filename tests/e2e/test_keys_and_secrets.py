@@ -198,3 +198,124 @@ def test_logs_and_stored_errors_mask_destinations(tmp_path: Path) -> None:
     finally:
         server.stop()
         twilio.stop()
+
+
+def test_a_revoked_or_expired_key_is_refused_by_every_worker(tmp_path: Path) -> None:
+    server = ClaveProcess(tmp_path, workers=2, env={"CLAVE_KEY_CACHE_SECONDS": "1"}).start()
+    try:
+        key = server.cli("apikey", "create", "--name", "shop backend").stdout.strip()
+        short = server.cli("apikey", "create", "--expires", "3s").stdout.strip()
+        url = server.url + "/api/verifications/VE" + "0" * 32
+
+        def statuses(raw: str, n: int = 20) -> set[int]:
+            # New connections: the workers take turns accepting them.
+            return {
+                httpx.get(url, headers={"Authorization": f"Bearer {raw}"}).status_code
+                for _ in range(n)
+            }
+
+        assert statuses(key) == {404}  # known key, unknown verification: both workers cached it
+        assert statuses(short) == {404}
+        listed = server.cli("apikey", "list").stdout
+        assert key not in listed  # never the secret
+        assert short not in listed
+        [row] = [line.split("\t") for line in listed.splitlines() if "shop backend" in line]
+        key_id, owner, _, _, last_used, expires, status = row
+        assert (owner, expires, status) == ("default", "never", "active")
+        assert last_used != "-"
+        assert server.cli("apikey", "revoke", key_id).stdout.strip() == f"revoked {key_id}"
+        time.sleep(1.5)  # one key cache period
+        assert statuses(key) == {401}
+        time.sleep(2)
+        assert statuses(short) == {401}
+        statuses_now = {
+            line.split("\t")[0]: line.split("\t")[-1]
+            for line in server.cli("apikey", "list").stdout.splitlines()[1:]
+        }
+        assert statuses_now[key_id] == "revoked"
+        assert "expired" in statuses_now.values()
+        again = server.cli("apikey", "revoke", key_id, check=False)
+        assert again.returncode == 1
+        assert "no active API key" in again.stderr
+
+        # The /v2 credentials have the same life cycle.
+        printed = server.cli("apikey", "create", "--twilio").stdout
+        creds = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+        basic = (creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
+        assert httpx.get(server.url + "/v2/Services", auth=basic).status_code == 200
+        twilio_keys = server.cli("apikey", "list", "--twilio").stdout.splitlines()[1:]
+        assert {line.split("\t")[2] for line in twilio_keys} == {"auth token", "API key"}
+        token_id = next(line.split("\t")[0] for line in twilio_keys if "auth token" in line)
+        server.cli("apikey", "revoke", token_id)
+        time.sleep(1.5)
+        r = httpx.get(server.url + "/v2/Services", auth=basic)
+        assert (r.status_code, r.json()["code"]) == (401, 20003)
+        api_key = (creds["TWILIO_API_KEY"], creds["TWILIO_API_SECRET"])
+        assert httpx.get(server.url + "/v2/Services", auth=api_key).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_rotating_the_users_key_revokes_the_old_one(tmp_path: Path) -> None:
+    old, new = "users-key-" + "a" * 40, "users-key-" + "b" * 40
+    first = ClaveProcess(tmp_path, workers=1, env={"CLAVE_VERIFY_KEY": old}).start()
+    probe = "/api/verifications/VE" + "0" * 32
+    try:
+        r = httpx.get(first.url + probe, headers={"Authorization": f"Bearer {old}"})
+        assert r.status_code == 404  # the users tenant's key works
+    finally:
+        first.stop()
+    second = ClaveProcess(tmp_path, workers=1, env={"CLAVE_VERIFY_KEY": new}).start()
+    try:
+        r = httpx.get(second.url + probe, headers={"Authorization": f"Bearer {old}"})
+        assert r.status_code == 401
+        r = httpx.get(second.url + probe, headers={"Authorization": f"Bearer {new}"})
+        assert r.status_code == 404
+        rows = second.cli("apikey", "list", "--service", "users").stdout.splitlines()[1:]
+        assert sorted(line.split("\t")[-1] for line in rows) == ["active", "revoked"]
+    finally:
+        second.stop()
+
+
+def test_an_account_sees_and_manages_only_its_own_services(tmp_path: Path) -> None:
+    server = ClaveProcess(tmp_path, workers=1).start()
+    try:
+
+        def account(name: str) -> tuple[str, str]:
+            printed = server.cli("apikey", "create", "--twilio", "--account", name).stdout
+            creds = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+            return creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"]
+
+        a, b = account("alpha"), account("beta")
+        assert a[0] != b[0]
+        mine = httpx.post(server.url + "/v2/Services", data={"FriendlyName": "A"}, auth=a)
+        sid = mine.json()["sid"]
+        to = "+14155550204"
+        path = f"{server.url}/v2/Services/{sid}"
+        sent = httpx.post(f"{path}/Verifications", data={"To": to, "Channel": "sms"}, auth=a)
+        vid = sent.json()["sid"]
+        # B can do nothing with A's service: it is not found, as a missing one is.
+        attempts = [
+            httpx.get(path, auth=b),
+            httpx.post(path, data={"CodeLength": "8"}, auth=b),
+            httpx.delete(path, auth=b),
+            httpx.post(f"{path}/Verifications", data={"To": to, "Channel": "sms"}, auth=b),
+            httpx.get(f"{path}/Verifications/{vid}", auth=b),
+            httpx.post(f"{path}/Verifications/{vid}", data={"Status": "approved"}, auth=b),
+            httpx.post(f"{path}/VerificationCheck", data={"To": to, "Code": "123456"}, auth=b),
+        ]
+        assert [(r.status_code, r.json()["code"]) for r in attempts] == [(404, 20404)] * 7
+        assert httpx.get(server.url + "/v2/Services", auth=b).json()["services"] == []
+        # A lists only its own: neither the default service nor the forum's users tenant.
+        listed = httpx.get(server.url + "/v2/Services", auth=a).json()["services"]
+        assert [s["sid"] for s in listed] == [sid]
+        assert httpx.get(f"{path}/Verifications/{vid}", auth=a).json()["status"] == "pending"
+        # The operator grants the default service to B: now B sees it, and only that.
+        server.cli("service", "grant", "default", "--account", "beta")
+        listed = httpx.get(server.url + "/v2/Services", auth=b).json()["services"]
+        assert [s["friendly_name"] for s in listed] == ["clave"]
+        assert "accounts=beta" in server.cli("service", "list").stdout
+        server.cli("service", "ungrant", "default", "--account", "beta")
+        assert httpx.get(server.url + "/v2/Services", auth=b).json()["services"] == []
+    finally:
+        server.stop()

@@ -56,7 +56,7 @@ def test_service_commands(tmp_path: Path, serve: type[ClaveProcess]) -> None:
     )
     listed = server.cli("service", "list").stdout
     assert re.search(
-        r"^shop\tVA[0-9a-f]{32}\tlength=8 .*channels=email countries=ES,PT limits=sends_per_ip=5/60$",
+        r"^shop\tVA[0-9a-f]{32}\tlength=8 .*channels=email countries=ES,PT limits=sends_per_ip=5/60 accounts=-$",
         listed,
         re.M,
     )

@@ -91,6 +91,13 @@ class ServiceNotFound(ClaveError):
     code = "service_not_found"
 
 
+class KeyNotFound(ClaveError):
+    """No such API key (or it was already revoked)."""
+
+    status = 404
+    code = "api_key_not_found"
+
+
 class BadSignature(ClaveError):
     """A provider callback is not signed with the shared secret (or is stale)."""
 

@@ -171,6 +171,9 @@ class Service:
     name: str
     policy: Policy
     created_at: float
+    # The Twilio-compatible accounts (AC... ids) that may see and manage it through /v2: the one
+    # that created it, and those an operator granted it to. Empty: no account may.
+    accounts: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +184,14 @@ class ApiKey:
     service_id: str
     key_hash: bytes
     created_at: float
+    name: str = ""
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    last_used_at: float | None = None
+
+    def valid_at(self, now: float) -> bool:
+        """Neither revoked nor expired at `now`."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Tenants: services with their policies, and API keys stored only as hashes."""
+"""Tenants: services with their policies, Twilio-compatible accounts, and API keys with a life
+cycle (named, expiring, revocable), stored only as hashes."""
 
 from __future__ import annotations
 
@@ -8,20 +9,27 @@ import hashlib
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from clave.verify.errors import InvalidParameter, ServiceNotFound, Unauthorized
+from clave.verify.errors import InvalidParameter, KeyNotFound, ServiceNotFound, Unauthorized
 from clave.verify.models import DEFAULT_GUESS_BUDGET, ApiKey, Policy, Service, new_id
-from clave.verify.store.base import VerificationStore
+from clave.verify.store.base import TenantStore
 
 DEFAULT_SERVICE = "default"
-# The tenant that holds the Twilio-compatible API's account: its id is the account sid (AC...),
-# its keys are "<AC sid>:<auth token>" and "<SK sid>:<secret>". It manages every service.
-TWILIO_ACCOUNT = "twilio-account"
+# A Twilio-compatible account is a tenant row of its own: its id is the account sid (AC...),
+# its name "twilio-<account name>", its keys "<AC sid>:<auth token>" and "<SK sid>:<secret>".
+# It sees and manages only the services it created and those granted to it.
+ACCOUNT_PREFIX = "twilio-"
+DEFAULT_ACCOUNT = "account"
+# The single account of clave before accounts had names (its credentials keep working).
+TWILIO_ACCOUNT = ACCOUNT_PREFIX + DEFAULT_ACCOUNT
 KEY_PREFIX = "clave_"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 # The shape of `new_id("VA")`: another id is not looked up (nor used as a store key).
 _SERVICE_ID = re.compile(r"VA[0-9a-f]{32}")
+# How often a key's last use is written down: a worker looks a key up once per cache period,
+# and a write per lookup would cost more than the information is worth.
+_TOUCH_EVERY = 60.0
 
 
 def hash_key(raw: str) -> bytes:
@@ -33,12 +41,31 @@ def hash_key(raw: str) -> bytes:
     return hashlib.sha256(raw.encode()).digest()
 
 
+def is_account(service: Service) -> bool:
+    """Whether a tenant row is a Twilio-compatible account rather than a service."""
+    return service.id.startswith("AC")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyListing:
+    """An API key as `clave apikey list` shows it (never the secret)."""
+
+    key: ApiKey
+    owner: Service  # the service, or the account for /v2 credentials
+
+    def status(self, now: float) -> str:
+        """active, revoked or expired."""
+        if self.key.revoked_at is not None:
+            return "revoked"
+        return "active" if self.key.valid_at(now) else "expired"
+
+
 class TenantService:
-    """Creates services and keys, and resolves a bearer key to its service."""
+    """Creates services, accounts and keys, and resolves a presented key to its tenant."""
 
     def __init__(
         self,
-        store: VerificationStore,
+        store: TenantStore,
         clock: Callable[[], float],
         *,
         cache_seconds: float = 5.0,
@@ -51,6 +78,8 @@ class TenantService:
         self._cache: dict[bytes, tuple[float, Service]] = {}
         self._by_id: dict[str, tuple[float, Service]] = {}
 
+    # -- authentication ---------------------------------------------------------------------
+
     async def authenticate(self, authorization: str | None) -> Service:
         """The service of `Authorization: Bearer <key>`; Unauthorized when missing or wrong."""
         if not authorization:
@@ -60,24 +89,56 @@ class TenantService:
         if scheme.lower() != "bearer" or not token or len(token) > 200:
             raise Unauthorized("use Authorization: Bearer <API key>")
         service = await self.service_for_key(token)
-        if service.name == TWILIO_ACCOUNT:  # its credentials are for /v2 only
+        if is_account(service):  # an account's credentials are for /v2 only
             raise Unauthorized("the API key is not valid")
         return service
 
     async def service_for_key(self, raw_key: str) -> Service:
-        """Resolve a raw key; results are cached for a few seconds per worker."""
+        """The tenant of a valid (neither revoked nor expired) key. Results are cached per
+        worker for `cache_seconds` at most, never past the key's expiry: a revoked key stops
+        working everywhere within that time."""
         digest = hash_key(raw_key)
         now = self._clock()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        service = await self._store.service_for_key(digest)
-        if service is None:
+        found = await self._store.key_for_hash(digest)
+        if found is None or not found[0].valid_at(now):
+            self._cache.pop(digest, None)
             raise Unauthorized("the API key is not valid")
+        key, service = found
+        if key.last_used_at is None or now - key.last_used_at >= _TOUCH_EVERY:
+            await self._store.touch_api_key(key.id, now=now)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (now + self._cache_seconds, service)
+        until = now + self._cache_seconds
+        if key.expires_at is not None:
+            until = min(until, key.expires_at)
+        self._cache[digest] = (until, service)
         return service
+
+    async def authenticate_twilio(self, authorization: str | None) -> Service:
+        """The Twilio account of `Authorization: Basic base64(sid:secret)` (an account sid
+        with its auth token, or an API key sid with its secret); Unauthorized otherwise."""
+        scheme, _, encoded = (authorization or "").partition(" ")
+        if scheme.lower() != "basic" or not encoded.strip() or len(encoded) > 400:
+            raise Unauthorized("use HTTP Basic: account sid and auth token, or API key and secret")
+        if not encoded.isascii():  # base64 is ASCII; b64decode would raise a bare ValueError
+            raise Unauthorized("the Authorization header is not valid Basic credentials")
+        try:
+            user, sep, secret = (
+                base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized("the Authorization header is not valid Basic credentials") from None
+        if not sep or not user or not secret:
+            raise Unauthorized("the Authorization header is not valid Basic credentials")
+        account = await self.service_for_key(f"{user}:{secret}")
+        if not is_account(account):
+            raise Unauthorized("these are not Twilio-compatible API credentials")
+        return account
+
+    # -- services ----------------------------------------------------------------------------
 
     async def ensure_service(self, name: str, policy: Policy) -> Service:
         """Create the service if missing, else set its policy to `policy`."""
@@ -89,34 +150,49 @@ class TenantService:
             await self._store.put_service(existing)
         return existing
 
-    async def get_service_by_id(self, service_id: str) -> Service:
-        """A service by id (the Twilio API's sid), cached per worker for as long as keys are;
-        the account is not a service."""
+    async def get_service_by_id(self, service_id: str, *, account: Service) -> Service:
+        """A service by id (the Twilio API's sid), as `account` may see it: one it created or
+        was granted; any other is not found, like one that does not exist. Cached per worker
+        for as long as keys are."""
         if not _SERVICE_ID.fullmatch(service_id):
             raise ServiceNotFound(f"no service {service_id}")
         now = self._clock()
         cached = self._by_id.get(service_id)
         if cached is not None and cached[0] > now:
-            return cached[1]
-        found = await self._store.get_service(service_id)
-        if found is None or found.name == TWILIO_ACCOUNT:
+            found: Service | None = cached[1]
+        else:
+            found = await self._store.get_service(service_id)
+            if found is not None:
+                if len(self._by_id) > 10_000:
+                    self._by_id.clear()
+                self._by_id[service_id] = (now + self._cache_seconds, found)
+        if found is None or account.id not in found.accounts:
             raise ServiceNotFound(f"no service {service_id}")
-        if len(self._by_id) > 10_000:
-            self._by_id.clear()
-        self._by_id[service_id] = (now + self._cache_seconds, found)
         return found
 
     async def create_service(
-        self, name: str, policy: Policy, *, service_id: str | None = None
+        self,
+        name: str,
+        policy: Policy,
+        *,
+        service_id: str | None = None,
+        account: Service | None = None,
     ) -> Service:
-        """A new service; names are lowercase words."""
-        if not _NAME.fullmatch(name):
-            raise InvalidParameter("service names are 1-63 of a-z, 0-9, '-' and '_'")
+        """A new service (names are lowercase words), owned by `account` when one made it."""
+        if not _NAME.fullmatch(name) or name.startswith(ACCOUNT_PREFIX):
+            raise InvalidParameter(
+                "service names are 1-63 of a-z, 0-9, '-' and '_', not starting with "
+                f"{ACCOUNT_PREFIX!r}"
+            )
         self._validate(policy)
         if await self._store.get_service_by_name(name) is not None:
             raise InvalidParameter(f"service {name!r} already exists")
         service = Service(
-            id=service_id or new_id("VA"), name=name, policy=policy, created_at=self._clock()
+            id=service_id or new_id("VA"),
+            name=name,
+            policy=policy,
+            created_at=self._clock(),
+            accounts=frozenset({account.id}) if account else frozenset(),
         )
         await self._store.put_service(service)
         return service
@@ -127,8 +203,7 @@ class TenantService:
         existing = await self.get_service(name)
         updated = replace(existing, policy=policy)
         await self._store.put_service(updated)
-        self._cache.clear()  # this worker sees the change at once; others within the TTL
-        self._by_id.clear()
+        self._forget()  # this worker sees the change at once; others within the TTL
         return updated
 
     def _validate(self, policy: Policy) -> None:
@@ -152,87 +227,175 @@ class TenantService:
     async def get_service(self, name: str) -> Service:
         """A service by name."""
         found = await self._store.get_service_by_name(name)
-        if found is None:
+        if found is None or is_account(found):
             raise ServiceNotFound(f"no service named {name!r}")
         return found
 
-    async def list_services(self) -> list[Service]:
-        """Every service (the Twilio API's account is not one)."""
-        return [s for s in await self._store.list_services() if s.name != TWILIO_ACCOUNT]
-
-    async def install_api_key(self, service_name: str, raw: str) -> bool:
-        """Accept a key made elsewhere (a deployment's secret) for the service; False when it
-        was already there. Only its hash is stored."""
-        if len(raw) < 32 or len(raw) > 200 or not raw.isprintable() or " " in raw:
-            raise InvalidParameter("an installed API key must be 32-200 printable characters")
-        service = await self.get_service(service_name)
-        existing = await self._store.service_for_key(hash_key(raw))
-        if existing is not None:
-            if existing.id != service.id:
-                raise InvalidParameter("that API key belongs to another service")
-            return False
-        await self._add_key(service.id, raw)
-        return True
-
-    async def create_twilio_credentials(self, policy: Policy) -> tuple[str, str, str, str]:
-        """(account sid, auth token, API key sid, API key secret) for the Twilio-compatible
-        API: the account is created on first use; each call adds a token and an API key.
-        Only hashes are stored, so show them once."""
-        account = await self._store.get_service_by_name(TWILIO_ACCOUNT)
-        if account is None:
-            account = Service(
-                id=new_id("AC"), name=TWILIO_ACCOUNT, policy=policy, created_at=self._clock()
-            )
-            await self._store.put_service(account)
-        token = secrets.token_hex(16)
-        key_sid, key_secret = new_id("SK"), secrets.token_urlsafe(24)
-        await self._add_key(account.id, f"{account.id}:{token}")
-        await self._add_key(account.id, f"{key_sid}:{key_secret}", key_id=key_sid)
-        return account.id, token, key_sid, key_secret
-
-    async def authenticate_twilio(self, authorization: str | None) -> Service:
-        """The Twilio account of `Authorization: Basic base64(sid:secret)` (an account sid
-        with its auth token, or an API key sid with its secret); Unauthorized otherwise."""
-        scheme, _, encoded = (authorization or "").partition(" ")
-        if scheme.lower() != "basic" or not encoded.strip() or len(encoded) > 400:
-            raise Unauthorized("use HTTP Basic: account sid and auth token, or API key and secret")
-        if not encoded.isascii():  # base64 is ASCII; b64decode would raise a bare ValueError
-            raise Unauthorized("the Authorization header is not valid Basic credentials")
-        try:
-            user, sep, secret = (
-                base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
-            )
-        except (binascii.Error, UnicodeDecodeError):
-            raise Unauthorized("the Authorization header is not valid Basic credentials") from None
-        if not sep or not user or not secret:
-            raise Unauthorized("the Authorization header is not valid Basic credentials")
-        account = await self.service_for_key(f"{user}:{secret}")
-        if account.name != TWILIO_ACCOUNT:
-            raise Unauthorized("these are not Twilio-compatible API credentials")
-        return account
+    async def list_services(self, *, account: Service | None = None) -> list[Service]:
+        """Every service (accounts are not services); with `account`, those it may see."""
+        return [
+            s
+            for s in await self._store.list_services()
+            if not is_account(s) and (account is None or account.id in s.accounts)
+        ]
 
     async def delete_service(self, service: Service) -> None:
         """Delete a service and its keys."""
-        if service.name == TWILIO_ACCOUNT:
-            raise InvalidParameter("the account is not a service")
+        if is_account(service):
+            raise InvalidParameter("an account is not a service")
         await self._store.delete_service(service.id)
+        self._forget()
+
+    async def grant(self, service_name: str, account_name: str, *, granted: bool = True) -> Service:
+        """Let an account see and manage a service through /v2 (or, `granted=False`, stop)."""
+        service = await self.get_service(service_name)
+        account = await self.get_account(account_name)
+        accounts = service.accounts | {account.id} if granted else service.accounts - {account.id}
+        updated = replace(service, accounts=accounts)
+        await self._store.put_service(updated)
+        self._forget()
+        return updated
+
+    async def adopt_v2_services(self) -> int:
+        """Hand the services made through /v2 before accounts owned services (named after
+        their own sid) to the one account of that time; how many. Idempotent."""
+        legacy = await self._store.get_service_by_name(TWILIO_ACCOUNT)
+        if legacy is None:
+            return 0
+        adopted = 0
+        for service in await self.list_services():
+            if not service.accounts and service.name == service.id.lower():
+                await self._store.put_service(replace(service, accounts=frozenset({legacy.id})))
+                adopted += 1
+        return adopted
+
+    def _forget(self) -> None:
         self._cache.clear()
         self._by_id.clear()
 
-    async def create_api_key(self, service_name: str = DEFAULT_SERVICE) -> str:
+    # -- accounts ----------------------------------------------------------------------------
+
+    async def list_accounts(self) -> list[Service]:
+        """Every Twilio-compatible account."""
+        return [s for s in await self._store.list_services() if is_account(s)]
+
+    async def get_account(self, name: str) -> Service:
+        """A Twilio-compatible account by its name."""
+        found = await self._store.get_service_by_name(ACCOUNT_PREFIX + name)
+        if found is None or not is_account(found):
+            raise ServiceNotFound(f"no account named {name!r}")
+        return found
+
+    async def create_twilio_credentials(
+        self, policy: Policy, *, account: str = DEFAULT_ACCOUNT, expires_at: float | None = None
+    ) -> tuple[str, str, str, str]:
+        """(account sid, auth token, API key sid, API key secret) for the Twilio-compatible
+        API: the account is created on first use; each call adds a token and an API key to it.
+        Only hashes are stored, so show them once."""
+        if not _NAME.fullmatch(account):
+            raise InvalidParameter("account names are 1-63 of a-z, 0-9, '-' and '_'")
+        owner = await self._store.get_service_by_name(ACCOUNT_PREFIX + account)
+        if owner is None:
+            owner = Service(
+                id=new_id("AC"),
+                name=ACCOUNT_PREFIX + account,
+                policy=policy,
+                created_at=self._clock(),
+            )
+            await self._store.put_service(owner)
+        token = secrets.token_hex(16)
+        key_sid, key_secret = new_id("SK"), secrets.token_urlsafe(24)
+        await self._add_key(
+            owner.id, f"{owner.id}:{token}", name="auth token", expires_at=expires_at
+        )
+        await self._add_key(
+            owner.id,
+            f"{key_sid}:{key_secret}",
+            key_id=key_sid,
+            name="API key",
+            expires_at=expires_at,
+        )
+        return owner.id, token, key_sid, key_secret
+
+    # -- keys --------------------------------------------------------------------------------
+
+    async def create_api_key(
+        self,
+        service_name: str = DEFAULT_SERVICE,
+        *,
+        name: str = "",
+        expires_at: float | None = None,
+    ) -> str:
         """A new API key for the service; only its hash is stored, so show it once."""
         service = await self.get_service(service_name)
         raw = KEY_PREFIX + secrets.token_urlsafe(32)
-        await self._add_key(service.id, raw)
+        await self._add_key(service.id, raw, name=name, expires_at=expires_at)
         return raw
 
-    async def _add_key(self, service_id: str, raw: str, *, key_id: str | None = None) -> None:
+    async def install_api_key(self, service_name: str, raw: str, *, name: str) -> bool:
+        """Accept a key made elsewhere (a deployment's secret, installed under `name`) for the
+        service; False when it was already there. The keys installed under the same name
+        before are revoked: rotating the secret ends the old one. Only its hash is stored."""
+        if len(raw) < 32 or len(raw) > 200 or not raw.isprintable() or " " in raw:
+            raise InvalidParameter("an installed API key must be 32-200 printable characters")
+        service = await self.get_service(service_name)
+        existing = await self._store.key_for_hash(hash_key(raw))
+        now = self._clock()
+        if existing is not None and existing[1].id != service.id:
+            raise InvalidParameter("that API key belongs to another service")
+        if existing is not None and existing[0].revoked_at is not None:
+            raise InvalidParameter("that API key was revoked: install a new secret")
+        for key in await self._store.list_api_keys(service.id):
+            if key.name == name and key.revoked_at is None and key.key_hash != hash_key(raw):
+                await self._store.revoke_api_key(key.id, now=now)
+        if existing is not None:
+            return False
+        await self._add_key(service.id, raw, name=name)
+        return True
+
+    async def list_api_keys(
+        self, *, service: str | None = None, account: str | None = None, twilio: bool = False
+    ) -> list[KeyListing]:
+        """Keys with their owners: of one service, of one account, of every account
+        (`twilio`), or of every service."""
+        owners = {s.id: s for s in await self._store.list_services()}
+        if service is not None:
+            wanted = {(await self.get_service(service)).id}
+        elif account is not None:
+            wanted = {(await self.get_account(account)).id}
+        else:
+            wanted = {sid for sid, s in owners.items() if is_account(s) == twilio}
+        return [
+            KeyListing(key, owners[key.service_id])
+            for key in await self._store.list_api_keys()
+            if key.service_id in wanted
+        ]
+
+    async def revoke_api_key(self, key_id: str) -> None:
+        """End a key (every worker refuses it within the key cache period)."""
+        if not await self._store.revoke_api_key(key_id, now=self._clock()):
+            raise KeyNotFound(f"no active API key {key_id!r}")
+        self._forget()
+
+    async def _add_key(
+        self,
+        service_id: str,
+        raw: str,
+        *,
+        key_id: str | None = None,
+        name: str = "",
+        expires_at: float | None = None,
+    ) -> None:
         """Store a key for the service: its hash only."""
+        if expires_at is not None and expires_at <= self._clock():
+            raise InvalidParameter("a key's expiry must be in the future")
         await self._store.add_api_key(
             ApiKey(
                 id=key_id or new_id("SK"),
                 service_id=service_id,
                 key_hash=hash_key(raw),
                 created_at=self._clock(),
+                name=name,
+                expires_at=expires_at,
             )
         )

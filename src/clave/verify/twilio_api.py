@@ -267,7 +267,7 @@ async def create_service(
     form.text("FriendlyName", required=True, max_length=30)
     sid = "VA" + secrets.token_hex(16)
     service = await tenants.create_service(
-        sid.lower(), _policy(form, default_policy), service_id=sid
+        sid.lower(), _policy(form, default_policy), service_id=sid, account=account
     )
     return _service_json(service, account, _base(request))
 
@@ -281,7 +281,7 @@ async def list_services(
     query = Form(request.query_params)
     size = query.integer("PageSize", 1, 1000) or 50
     page = query.integer("Page", 0, 1_000_000) or 0
-    everything = await tenants.list_services()
+    everything = await tenants.list_services(account=account)
     chunk = everything[page * size : (page + 1) * size]
     base = _base(request)
 
@@ -485,9 +485,9 @@ def twilio_router(
         return await tenants.authenticate_twilio(request.headers.get("authorization"))
 
     async def provide_service(sid: Sid, account: NamedDependency[Service]) -> Service:
-        # After the account: an unauthenticated caller learns nothing about which sids exist.
-        del account
-        return await tenants.get_service_by_id(sid)
+        # After the account: an unauthenticated caller learns nothing about which sids exist,
+        # and an account nothing about the services of others (they are not found).
+        return await tenants.get_service_by_id(sid, account=account)
 
     return Router(
         path="/v2",

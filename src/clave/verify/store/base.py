@@ -19,20 +19,8 @@ from clave.verify.models import (
 )
 
 
-class VerificationStore(Protocol):
-    """Tenants, verifications, send attempts and the delivery outbox."""
-
-    async def open(self) -> None:
-        """Connect; creates the schema when missing."""
-        ...
-
-    async def close(self) -> None:
-        """Disconnect."""
-        ...
-
-    async def ping(self) -> None:
-        """Raise StoreError unless the backend answers."""
-        ...
+class TenantStore(Protocol):
+    """Services (tenants) and their API keys: what TenantService uses."""
 
     async def put_service(self, service: Service) -> None:
         """Insert or update a service (by id; names are unique)."""
@@ -56,11 +44,41 @@ class VerificationStore(Protocol):
         ...
 
     async def add_api_key(self, key: ApiKey) -> None:
-        """Store an API key's hash for its service."""
+        """Store an API key (its hash and its life cycle) for its service."""
         ...
 
-    async def service_for_key(self, key_hash: bytes) -> Service | None:
-        """The service whose API key has this SHA-256, if any."""
+    async def key_for_hash(self, key_hash: bytes) -> tuple[ApiKey, Service] | None:
+        """The key with this SHA-256 and its service, revoked or expired ones included (the
+        caller decides); None when there is none or its service is gone."""
+        ...
+
+    async def list_api_keys(self, service_id: str | None = None) -> list[ApiKey]:
+        """The keys of a service (of every service with None), oldest first."""
+        ...
+
+    async def revoke_api_key(self, key_id: str, *, now: float) -> bool:
+        """Mark a key revoked at `now`; False when there is no such key, or it already was."""
+        ...
+
+    async def touch_api_key(self, key_id: str, *, now: float) -> None:
+        """Record that the key was used at `now`."""
+        ...
+
+
+class VerificationStore(TenantStore, Protocol):
+    """Verifications, send attempts and the delivery outbox (and, for now, the tenants of the
+    same backend: each backend class implements both ports)."""
+
+    async def open(self) -> None:
+        """Connect; creates the schema when missing."""
+        ...
+
+    async def close(self) -> None:
+        """Disconnect."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the backend answers."""
         ...
 
     async def start(

@@ -97,13 +97,36 @@ class MemoryVerificationStore:
         return True
 
     async def add_api_key(self, key: ApiKey) -> None:
-        """Store the key's hash."""
+        """Store the key."""
         self._keys[key.key_hash] = key
 
-    async def service_for_key(self, key_hash: bytes) -> Service | None:
-        """The service owning the key hash."""
+    async def key_for_hash(self, key_hash: bytes) -> tuple[ApiKey, Service] | None:
+        """See TenantStore.key_for_hash."""
         key = self._keys.get(key_hash)
-        return self._services.get(key.service_id) if key else None
+        service = self._services.get(key.service_id) if key else None
+        return (key, service) if key and service else None
+
+    async def list_api_keys(self, service_id: str | None = None) -> list[ApiKey]:
+        """See TenantStore.list_api_keys."""
+        found = [k for k in self._keys.values() if service_id in (None, k.service_id)]
+        return sorted(found, key=lambda k: (k.created_at, k.id))
+
+    def _key_by_id(self, key_id: str) -> ApiKey | None:
+        return next((k for k in self._keys.values() if k.id == key_id), None)
+
+    async def revoke_api_key(self, key_id: str, *, now: float) -> bool:
+        """See TenantStore.revoke_api_key."""
+        key = self._key_by_id(key_id)
+        if key is None or key.revoked_at is not None:
+            return False
+        self._keys[key.key_hash] = replace(key, revoked_at=now)
+        return True
+
+    async def touch_api_key(self, key_id: str, *, now: float) -> None:
+        """See TenantStore.touch_api_key."""
+        key = self._key_by_id(key_id)
+        if key is not None:
+            self._keys[key.key_hash] = replace(key, last_used_at=now)
 
     def _with_sends(self, verification: Verification) -> Verification:
         sends = tuple(

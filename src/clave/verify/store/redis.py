@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import socket
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,6 +41,7 @@ from clave.verify.models import (
     StartOutcome,
     Status,
     Verification,
+    new_id,
     payment_of,
 )
 
@@ -390,13 +392,59 @@ redis.call('HDEL', P .. 'svc-names', name)
 return 1
 """
 
-_SERVICE_FOR_KEY = """
-local sid = redis.call('GET', ARGV[1] .. 'key:' .. ARGV[2])
-if not sid then return nil end
-local s = redis.call('HGETALL', ARGV[1] .. 'svc:' .. sid)
+# ARGV: prefix, key hash (hex). `key:<hash>` names the key; `apikey:<id>` holds its life cycle.
+_KEY_FOR_HASH = """
+local P = ARGV[1]
+local kid = redis.call('GET', P .. 'key:' .. ARGV[2])
+if not kid then return nil end
+local k = redis.call('HGETALL', P .. 'apikey:' .. kid)
+if #k == 0 then return nil end
+local sid = redis.call('HGET', P .. 'apikey:' .. kid, 'service_id')
+local s = redis.call('HGETALL', P .. 'svc:' .. sid)
 if #s == 0 then return nil end
+table.insert(k, 'id'); table.insert(k, kid)
 table.insert(s, 'id'); table.insert(s, sid)
-return s
+return {k, s}
+"""
+
+# ARGV: prefix, id, service id, hash (hex), created_at, name, expires_at ('' for none)
+_ADD_KEY = """
+local P, id = ARGV[1], ARGV[2]
+redis.call('HSET', P .. 'apikey:' .. id, 'service_id', ARGV[3], 'hash', ARGV[4],
+  'created_at', ARGV[5], 'name', ARGV[6], 'expires_at', ARGV[7])
+redis.call('SET', P .. 'key:' .. ARGV[4], id)
+redis.call('ZADD', P .. 'apikeys', ARGV[5], id)
+return 1
+"""
+
+# ARGV: prefix, key id, now
+_REVOKE_KEY = """
+local k = ARGV[1] .. 'apikey:' .. ARGV[2]
+if redis.call('EXISTS', k) == 0 then return 0 end
+local revoked = redis.call('HGET', k, 'revoked_at')
+if revoked and revoked ~= '' then return 0 end
+redis.call('HSET', k, 'revoked_at', ARGV[3])
+return 1
+"""
+
+# ARGV: prefix, key id, now
+_TOUCH_KEY = """
+local k = ARGV[1] .. 'apikey:' .. ARGV[2]
+if redis.call('EXISTS', k) == 1 then redis.call('HSET', k, 'last_used_at', ARGV[3]) end
+return 1
+"""
+
+# ARGV: prefix, key hash (hex), new key id, now. A key stored before keys had a life cycle
+# (`key:<hash>` naming its service): given a record of its own, once, whoever runs it first.
+_ADOPT_LEGACY_KEY = """
+local P = ARGV[1]
+local sid = redis.call('GET', P .. 'key:' .. ARGV[2])
+if not sid or redis.call('EXISTS', P .. 'apikey:' .. sid) == 1 then return 0 end
+redis.call('HSET', P .. 'apikey:' .. ARGV[3], 'service_id', sid, 'hash', ARGV[2],
+  'created_at', ARGV[4], 'name', 'from before key life cycles', 'expires_at', '')
+redis.call('SET', P .. 'key:' .. ARGV[2], ARGV[3])
+redis.call('ZADD', P .. 'apikeys', ARGV[4], ARGV[3])
+return 1
 """
 
 
@@ -430,7 +478,31 @@ def _service(fields: dict[str, Any]) -> Service:
             )
         ),
     )
-    return Service(_text(fields["id"]), _text(fields["name"]), policy, float(fields["created_at"]))
+    return Service(
+        _text(fields["id"]),
+        _text(fields["name"]),
+        policy,
+        float(fields["created_at"]),
+        accounts=frozenset(a for a in _text(fields.get("accounts", b"")).split(",") if a),
+    )
+
+
+def _optional_time(value: Any) -> float | None:
+    text = _text(value) if value is not None else ""
+    return float(text) if text else None
+
+
+def _key(id_: str, fields: dict[str, Any]) -> ApiKey:
+    return ApiKey(
+        id=id_,
+        service_id=_text(fields["service_id"]),
+        key_hash=bytes.fromhex(_text(fields["hash"])),
+        created_at=float(fields["created_at"]),
+        name=_text(fields.get("name", b"")),
+        expires_at=_optional_time(fields.get("expires_at")),
+        revoked_at=_optional_time(fields.get("revoked_at")),
+        last_used_at=_optional_time(fields.get("last_used_at")),
+    )
 
 
 def _verification(loaded: Sequence[Any]) -> Verification:
@@ -518,7 +590,11 @@ class RedisVerificationStore:
             "report": _REPORT,
             "retry": _RETRY,
             "put_service": _PUT_SERVICE,
-            "service_for_key": _SERVICE_FOR_KEY,
+            "key_for_hash": _KEY_FOR_HASH,
+            "add_key": _ADD_KEY,
+            "revoke_key": _REVOKE_KEY,
+            "touch_key": _TOUCH_KEY,
+            "adopt_legacy_key": _ADOPT_LEGACY_KEY,
             "delete_service": _DELETE_SERVICE,
             "expire_due": _EXPIRE_DUE,
             "claim_events": _CLAIM_EVENTS,
@@ -534,6 +610,7 @@ class RedisVerificationStore:
                     )
             else:
                 await self._redis.delete(self._prefix + "events-on")
+            await self._adopt_legacy_keys()
             await self._redis.xgroup_create(self._prefix + "outbox", GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
@@ -595,6 +672,8 @@ class RedisVerificationStore:
             ",".join(f"{k}={v}" for k, v in p.limits),
             "flags",
             ",".join(sorted(p.flags)),
+            "accounts",
+            ",".join(sorted(service.accounts)),
         )
 
     async def get_service(self, service_id: str) -> Service | None:
@@ -629,16 +708,62 @@ class RedisVerificationStore:
         return bool(await self._run("delete_service", service_id))
 
     async def add_api_key(self, key: ApiKey) -> None:
-        """Store the key's hash."""
+        """Store the key; one round trip."""
+        await self._run(
+            "add_key",
+            key.id,
+            key.service_id,
+            key.key_hash.hex(),
+            repr(key.created_at),
+            key.name,
+            repr(key.expires_at) if key.expires_at is not None else "",
+        )
+
+    async def key_for_hash(self, key_hash: bytes) -> tuple[ApiKey, Service] | None:
+        """See TenantStore.key_for_hash; one round trip."""
+        found = await self._run("key_for_hash", key_hash.hex())
+        if not found:
+            return None
+        key_fields, service_fields = _pairs(found[0]), _pairs(found[1])
+        return _key(_text(key_fields["id"]), key_fields), _service(service_fields)
+
+    async def list_api_keys(self, service_id: str | None = None) -> list[ApiKey]:
+        """See TenantStore.list_api_keys."""
         try:
-            await self._r().set(self._prefix + "key:" + key.key_hash.hex(), key.service_id)
+            r = self._r()
+            ids = [_text(i) for i in await r.zrange(self._prefix + "apikeys", 0, -1)]
+            async with r.pipeline(transaction=False) as pipe:
+                for key_id in ids:
+                    pipe.hgetall(self._prefix + "apikey:" + key_id)
+                rows = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis unavailable: {exc}") from exc
+        keys = [
+            _key(key_id, {_text(k): v for k, v in row.items()})
+            for key_id, row in zip(ids, rows, strict=True)
+            if row
+        ]
+        return [k for k in keys if service_id in (None, k.service_id)]
 
-    async def service_for_key(self, key_hash: bytes) -> Service | None:
-        """The service owning the key hash."""
-        flat = await self._run("service_for_key", key_hash.hex())
-        return _service(_pairs(flat)) if flat else None
+    async def revoke_api_key(self, key_id: str, *, now: float) -> bool:
+        """See TenantStore.revoke_api_key."""
+        return bool(int(await self._run("revoke_key", key_id, repr(now))))
+
+    async def touch_api_key(self, key_id: str, *, now: float) -> None:
+        """See TenantStore.touch_api_key."""
+        await self._run("touch_key", key_id, repr(now))
+
+    async def _adopt_legacy_keys(self) -> None:
+        """Give keys stored before key life cycles a record: once per store (idempotent, so
+        workers starting together do no harm)."""
+        r = self._r()
+        done = self._prefix + "keys-adopted"
+        if await r.exists(done):
+            return
+        async for name in r.scan_iter(match=self._prefix + "key:*", count=500):
+            key_hash = _text(name).removeprefix(self._prefix + "key:")
+            await self._run("adopt_legacy_key", key_hash, new_id("SK"), repr(time.time()))
+        await r.set(done, "1")
 
     async def start(
         self,

@@ -127,6 +127,14 @@ MIGRATIONS = (
     """
     ALTER TABLE verifications ADD COLUMN binding BLOB NOT NULL DEFAULT x''
     """,
+    """
+    ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE api_keys ADD COLUMN expires_at REAL;
+    ALTER TABLE api_keys ADD COLUMN revoked_at REAL;
+    ALTER TABLE api_keys ADD COLUMN last_used_at REAL;
+    CREATE INDEX api_keys_by_service ON api_keys (service_id);
+    ALTER TABLE services ADD COLUMN accounts TEXT NOT NULL DEFAULT ''
+    """,
 )
 
 _VERIFICATION_COLUMNS = (
@@ -135,8 +143,9 @@ _VERIFICATION_COLUMNS = (
 )
 _SERVICE_COLUMNS = (
     "id, name, friendly_name, code_length, code_ttl, max_checks, max_sends, send_window, "
-    "channels, created_at, countries, limits, flags"
+    "channels, created_at, countries, limits, flags, accounts"
 )
+_KEY_COLUMNS = "id, service_id, key_hash, created_at, name, expires_at, revoked_at, last_used_at"
 
 
 def _limits(text: str) -> tuple[tuple[str, str], ...]:
@@ -157,7 +166,26 @@ def _service(row: Any) -> Service:
         limits=_limits(row[11]),
         flags=frozenset(f for f in row[12].split(",") if f),
     )
-    return Service(id=row[0], name=row[1], policy=policy, created_at=row[9])
+    return Service(
+        id=row[0],
+        name=row[1],
+        policy=policy,
+        created_at=row[9],
+        accounts=frozenset(a for a in row[13].split(",") if a),
+    )
+
+
+def _key(row: Any) -> ApiKey:
+    return ApiKey(
+        id=row[0],
+        service_id=row[1],
+        key_hash=bytes(row[2]),
+        created_at=row[3],
+        name=row[4],
+        expires_at=row[5],
+        revoked_at=row[6],
+        last_used_at=row[7],
+    )
 
 
 def _sends(conn: sqlite3.Connection, verification_id: str) -> tuple[SendAttempt, ...]:
@@ -279,13 +307,13 @@ class SqliteVerificationStore:
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO services ({_SERVICE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608
+                f"INSERT INTO services ({_SERVICE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608
                 "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
                 "friendly_name = excluded.friendly_name, code_length = excluded.code_length, "
                 "code_ttl = excluded.code_ttl, max_checks = excluded.max_checks, "
                 "max_sends = excluded.max_sends, send_window = excluded.send_window, "
                 "channels = excluded.channels, countries = excluded.countries, "
-                "limits = excluded.limits, flags = excluded.flags",
+                "limits = excluded.limits, flags = excluded.flags, accounts = excluded.accounts",
                 (
                     service.id,
                     service.name,
@@ -300,6 +328,7 @@ class SqliteVerificationStore:
                     ",".join(sorted(p.countries)),
                     ",".join(f"{k}={v}" for k, v in p.limits),
                     ",".join(sorted(p.flags)),
+                    ",".join(sorted(service.accounts)),
                 ),
             )
 
@@ -333,11 +362,51 @@ class SqliteVerificationStore:
         return await self._db.read(lambda conn: [_service(r) for r in conn.execute(sql)])
 
     async def add_api_key(self, key: ApiKey) -> None:
-        """Store the key's hash."""
+        """Store the key."""
         await self._db.write(
             lambda conn: conn.execute(
-                "INSERT INTO api_keys (id, service_id, key_hash, created_at) VALUES (?,?,?,?)",
-                (key.id, key.service_id, key.key_hash, key.created_at),
+                f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",  # noqa: S608
+                (
+                    key.id,
+                    key.service_id,
+                    key.key_hash,
+                    key.created_at,
+                    key.name,
+                    key.expires_at,
+                    key.revoked_at,
+                    key.last_used_at,
+                ),
+            )
+        )
+
+    async def list_api_keys(self, service_id: str | None = None) -> list[ApiKey]:
+        """See TenantStore.list_api_keys."""
+        sql = f"SELECT {_KEY_COLUMNS} FROM api_keys"  # noqa: S608
+        if service_id is not None:
+            sql += " WHERE service_id = ?"
+        sql += " ORDER BY created_at, id"
+        args = (service_id,) if service_id is not None else ()
+        return await self._db.read(lambda conn: [_key(r) for r in conn.execute(sql, args)])
+
+    async def revoke_api_key(self, key_id: str, *, now: float) -> bool:
+        """See TenantStore.revoke_api_key."""
+
+        def run(conn: sqlite3.Connection) -> bool:
+            return (
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                    (now, key_id),
+                ).rowcount
+                == 1
+            )
+
+        return await self._db.write(run)
+
+    async def touch_api_key(self, key_id: str, *, now: float) -> None:
+        """See TenantStore.touch_api_key."""
+        await self._db.write(
+            lambda conn: conn.execute(
+                "UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, key_id)
             )
         )
 
@@ -349,16 +418,19 @@ class SqliteVerificationStore:
 
         return await self._db.write(run)
 
-    async def service_for_key(self, key_hash: bytes) -> Service | None:
-        """The service owning the key hash."""
+    async def key_for_hash(self, key_hash: bytes) -> tuple[ApiKey, Service] | None:
+        """See TenantStore.key_for_hash; one query."""
+        key_columns = ", ".join("k." + c.strip() for c in _KEY_COLUMNS.split(","))
+        service_columns = ", ".join("s." + c.strip() for c in _SERVICE_COLUMNS.split(","))
         sql = (
-            f"SELECT {', '.join('s.' + c.strip() for c in _SERVICE_COLUMNS.split(','))} "  # noqa: S608
+            f"SELECT {key_columns}, {service_columns} "  # noqa: S608
             "FROM api_keys k JOIN services s ON s.id = k.service_id WHERE k.key_hash = ?"
         )
+        width = len(_KEY_COLUMNS.split(","))
 
-        def run(conn: sqlite3.Connection) -> Service | None:
+        def run(conn: sqlite3.Connection) -> tuple[ApiKey, Service] | None:
             row = conn.execute(sql, (key_hash,)).fetchone()
-            return _service(row) if row else None
+            return (_key(row[:width]), _service(row[width:])) if row else None
 
         return await self._db.read(run)
 
