@@ -9,10 +9,12 @@
 # install` provides it). Re-running is safe: unchanged stacks are left as they are.
 # --dry-run prints every AWS and Docker command instead of running it.
 #
-# Environment: CERTIFICATE_ARN (ACM certificate: HTTPS on 443, HTTP redirected), IMAGE_TAG
-# (default: the git commit), ROUTES (routing table, default routes.toml), CLAVE (the clave
-# CLI, default .venv/bin/clave), AWS and DOCKER (the commands), DOCKER_BUILD_ARGS (extra build
-# arguments, e.g. "--build-arg PYTHON_IMAGE=...").
+# Environment: CERTIFICATE_ARN (ACM certificate in <region>: HTTPS on 443, HTTP redirected;
+# required for a deploy unless ALLOW_PLAIN_HTTP=true, which serves plain HTTP on 80 instead),
+# SES_FROM (the address verify emails from through SES; unset: no SES), IMAGE_TAG (default:
+# the git commit), ROUTES (routing table, default routes.toml), CLAVE (the clave CLI, default
+# .venv/bin/clave), AWS and DOCKER (the commands), DOCKER_BUILD_ARGS (extra build arguments,
+# e.g. "--build-arg PYTHON_IMAGE=...").
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -42,6 +44,48 @@ fi
 if [[ ! "$STACK" =~ ^[a-z][a-z0-9-]{0,27}$ ]]; then
     echo "deploy.sh: stack name must be lower case letters, digits and -, at most 28, got '$STACK'" >&2
     exit 2
+fi
+
+CERTIFICATE_ARN=${CERTIFICATE_ARN:-}
+ALLOW_PLAIN_HTTP=${ALLOW_PLAIN_HTTP:-false}
+SES_FROM=${SES_FROM:-}
+
+# What the shared stack's rule (HttpsNeedsACertificate) and parameter patterns would refuse,
+# refused here first, before anything is built or pushed.
+check_deploy_settings() {
+    if [[ "$ALLOW_PLAIN_HTTP" != true && "$ALLOW_PLAIN_HTTP" != false ]]; then
+        echo "deploy.sh: ALLOW_PLAIN_HTTP must be true or false, got '$ALLOW_PLAIN_HTTP'" >&2
+        exit 2
+    fi
+    if [[ -z "$CERTIFICATE_ARN" && "$ALLOW_PLAIN_HTTP" != true ]]; then
+        {
+            echo "deploy.sh: the load balancer serves HTTPS only, and CERTIFICATE_ARN is not set."
+            echo "  Set CERTIFICATE_ARN to an ACM certificate in $REGION for your domain, or"
+            echo "  ALLOW_PLAIN_HTTP=true to serve plain HTTP on port 80 (the shared stack's"
+            echo "  AllowPlainHttp parameter): codes and API keys then cross the internet unencrypted."
+        } >&2
+        exit 2
+    fi
+    if [[ -n "$CERTIFICATE_ARN" ]]; then
+        if [[ ! "$CERTIFICATE_ARN" =~ ^arn:aws[a-z-]*:(acm|iam):([a-z0-9-]*):[0-9]{12}:[a-z-]+/.+$ ]]; then
+            echo "deploy.sh: CERTIFICATE_ARN is not a certificate ARN: '$CERTIFICATE_ARN'" >&2
+            exit 2
+        fi
+        if [[ "${BASH_REMATCH[1]}" == acm && "${BASH_REMATCH[2]}" != "$REGION" ]]; then
+            echo "deploy.sh: CERTIFICATE_ARN is in ${BASH_REMATCH[2]}, the load balancer in $REGION:" \
+                "request or import the certificate in ACM in $REGION" >&2
+            exit 2
+        fi
+    fi
+    local address='^[^@[:space:]<>"]+@[^@[:space:]<>"]+$'
+    if [[ -n "$SES_FROM" && ! "$SES_FROM" =~ $address ]]; then
+        echo "deploy.sh: SES_FROM must be a bare email address (no display name), got '$SES_FROM'" >&2
+        exit 2
+    fi
+}
+
+if [[ "$ACTION" == deploy ]]; then
+    check_deploy_settings
 fi
 
 AWS=${AWS:-aws}
@@ -88,12 +132,14 @@ deploy_stack() { # name template [parameter overrides...]
         --parameter-overrides "$@"
 }
 
-# A service's stack from its line of the routing table; image "" keeps the deployed one.
-deploy_service() { # service priority weight retired paths image
+# A service's stack from its line of the routing table; image "" keeps the deployed one, as
+# does every parameter not given (aws cloudformation deploy passes UsePreviousValue).
+deploy_service() { # service priority weight retired paths image [Key=Value...]
     local service=$1 priority=$2 weight=$3 retired=$4 paths=$5 image=$6
+    shift 6
     local params=(SharedStack="$STACK" Role="$service" Priority="$priority"
         PathPatterns="$paths" ServiceWeight="$weight" MonolithWeight="$((100 - weight))"
-        Retired="$retired")
+        Retired="$retired" "$@")
     [[ -n "$image" ]] && params+=(ImageUri="$image")
     echo "deploy.sh: $service: $weight% of ${paths} to the service (rule priority $priority)" >&2
     deploy_stack "$STACK-$service" infrastructure/service.yml "${params[@]}"
@@ -117,7 +163,8 @@ deploy_all() {
     tag=${IMAGE_TAG:-$(git describe --always --dirty --abbrev=12 2>/dev/null || date +%Y%m%d%H%M%S)}
 
     echo "deploy.sh: shared stack $STACK (network, load balancer, cluster, repositories, data)" >&2
-    deploy_stack "$STACK" infrastructure/shared.yml CertificateArn="${CERTIFICATE_ARN:-}"
+    deploy_stack "$STACK" infrastructure/shared.yml CertificateArn="$CERTIFICATE_ARN" \
+        AllowPlainHttp="$ALLOW_PLAIN_HTTP"
 
     echo "deploy.sh: image clave:$tag, pushed to $registry/$STACK/<role>" >&2
     if $DRY_RUN; then
@@ -136,11 +183,11 @@ deploy_all() {
 
     echo "deploy.sh: monolith" >&2
     deploy_stack "$STACK-monolith" infrastructure/service.yml SharedStack="$STACK" \
-        Role=monolith ImageUri="$registry/$STACK/monolith:$tag"
+        Role=monolith ImageUri="$registry/$STACK/monolith:$tag" SesFrom="$SES_FROM"
     local service priority weight retired paths
     while IFS=$'\t' read -r service priority weight retired paths; do
         deploy_service "$service" "$priority" "$weight" "$retired" "$paths" \
-            "$registry/$STACK/$service:$tag"
+            "$registry/$STACK/$service:$tag" SesFrom="$SES_FROM"
     done < <(routes)
 
     local url

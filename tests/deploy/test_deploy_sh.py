@@ -3,8 +3,10 @@
 What is real: deploy.sh, the AWS CLI it calls, CloudFormation's change sets as moto runs them,
 and the ECR repositories, stacks, target groups, listener rules, task definitions, IAM roles and
 secrets those produce, read back over moto's API. What is not (and why):
-- moto_cfn.py adds what moto leaves out of change sets (outputs, exports, imports) and the
-  CloudFormation types it lacks (Secrets Manager secrets, ElastiCache); see its docstring.
+- moto_cfn.py adds what moto leaves out of change sets (outputs, exports, imports, the
+  template's Rules) and the CloudFormation types it lacks (Secrets Manager secrets, ElastiCache,
+  with the dynamic reference to the AUTH token's secret); see its docstring.
+- IAM policies are read back as written, not evaluated: moto does not enforce them.
 - moto starts no tasks, so nothing answers behind the load balancer; the image itself is run
   by test_container.py.
 - No registry is reachable: `docker` is a stand-in that records its arguments and stdin, to
@@ -17,6 +19,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +29,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from clave.platform.routing import RoutingTable, alb_rules
 from clave.verify.settings import parse_hmac_keys
@@ -35,6 +39,8 @@ from tests.support import free_port
 
 REGION = "us-east-1"
 ROLES = ("monolith", "verify", "users", "threads", "posts")
+VERIFY_ROLES = ("monolith", "verify")
+SES_FROM = "codes@mail.example.com"
 FAKE_DOCKER = """#!/usr/bin/env bash
 printf '%s\\n' "$*" >> "$DOCKER_CALLS"
 if [[ "$1" == login ]]; then cat > "$DOCKER_CALLS.password"; fi
@@ -75,9 +81,10 @@ def moto() -> Iterator[str]:
 
 
 class Deployer:
-    def __init__(self, moto: str, tmp: Path) -> None:
+    def __init__(self, moto: str, tmp: Path, region: str = REGION) -> None:
         self.moto = moto
         self.tmp = tmp
+        self.region = region
         self.calls = tmp / "docker-calls"
         self.routes = tmp / "routes.toml"
         shutil.copy(ROOT / "routes.toml", self.routes)
@@ -90,7 +97,7 @@ class Deployer:
             "AWS_ENDPOINT_URL": moto,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": REGION,
+            "AWS_DEFAULT_REGION": region,
             "AWS": tool("aws"),
             "CLAVE": tool("clave"),
             "DOCKER": str(shim),
@@ -112,7 +119,7 @@ class Deployer:
     def client(self, service: str) -> Any:
         return boto3.client(
             service,
-            region_name=REGION,
+            region_name=self.region,
             endpoint_url=self.moto,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
@@ -121,24 +128,61 @@ class Deployer:
 
 @pytest.fixture(scope="module")
 def deployed(moto: str, tmp_path_factory: pytest.TempPathFactory) -> Deployer:
+    """The production shape: a certificate (requested in moto's ACM, as in a real account's,
+    before the first deploy) and an SES sender."""
     deployer = Deployer(moto, tmp_path_factory.mktemp("deploy"))
+    certificate = deployer.client("acm").request_certificate(DomainName="clave.example.com")
+    deployer.env["CERTIFICATE_ARN"] = certificate["CertificateArn"]
+    deployer.env["SES_FROM"] = SES_FROM
     result = deployer("us-east-1", "demo")
     assert result.returncode == 0, result.stdout + result.stderr
     deployer.first = result  # type: ignore[attr-defined]
     return deployer
 
 
-def _rules(d: Deployer) -> dict[int, dict[str, Any]]:
+def _listeners(d: Deployer, stack: str = "demo") -> dict[int, dict[str, Any]]:
     elb = d.client("elbv2")
-    (lb,) = elb.describe_load_balancers()["LoadBalancers"]
-    (listener,) = elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
-    rules = elb.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]
+    lb = _stack_resource(d, stack, "LoadBalancer")
+    return {
+        listener["Port"]: listener
+        for listener in elb.describe_listeners(LoadBalancerArn=lb)["Listeners"]
+    }
+
+
+def _rules(d: Deployer, listener: str | None = None) -> dict[int, dict[str, Any]]:
+    """The rules on the listener the role stacks import (or on `listener`), by priority."""
+    arn = listener or _stack_outputs(d, "demo")["ListenerArn"]
+    rules = d.client("elbv2").describe_rules(ListenerArn=arn)["Rules"]
     return {int(r["Priority"]): r for r in rules if r["Priority"] != "default"}
 
 
 def _stack_outputs(d: Deployer, name: str) -> dict[str, str]:
     (stack,) = d.client("cloudformation").describe_stacks(StackName=name)["Stacks"]
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def _stack_resource(d: Deployer, stack: str, logical_id: str) -> str:
+    detail = d.client("cloudformation").describe_stack_resource(
+        StackName=stack, LogicalResourceId=logical_id
+    )
+    return str(detail["StackResourceDetail"]["PhysicalResourceId"])
+
+
+def _role_statements(d: Deployer, stack: str, logical_id: str) -> list[dict[str, Any]]:
+    """Every statement of a role's inline policies, as moto stored them."""
+    iam = d.client("iam")
+    name = _stack_resource(d, stack, logical_id)
+    statements: list[dict[str, Any]] = []
+    for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+        doc = iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+        if isinstance(doc, str):  # moto returns a CloudFormation policy as a Python repr
+            doc = ast.literal_eval(doc) if doc.startswith("{'") else json.loads(doc)
+        statements += doc["Statement"]
+    return statements
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
 
 
 def test_creates_a_repository_per_role_and_every_stack(deployed: Deployer) -> None:
@@ -151,7 +195,7 @@ def test_creates_a_repository_per_role_and_every_stack(deployed: Deployer) -> No
 
 def test_prints_the_load_balancer_url(deployed: Deployer) -> None:
     url = _stack_outputs(deployed, "demo")["LoadBalancerUrl"]
-    assert url.startswith("http://")
+    assert url.startswith("https://")
     assert url.endswith(".elb.amazonaws.com")
     assert deployed.first.stdout.strip().splitlines()[-1] == f"clave is deployed: {url}"  # type: ignore[attr-defined]
 
@@ -200,8 +244,35 @@ def test_listener_rules_are_the_routing_table(deployed: Deployer) -> None:
         assert groups[1]["TargetGroupArn"] == service_tg
 
 
+def test_with_a_certificate_the_load_balancer_serves_https_and_port_80_only_redirects(
+    deployed: Deployer,
+) -> None:
+    listeners = _listeners(deployed)
+    assert sorted(listeners) == [80, 443]
+    https, http = listeners[443], listeners[80]
+    assert https["Protocol"] == "HTTPS"
+    assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert [c["CertificateArn"] for c in https["Certificates"]] == [deployed.env["CERTIFICATE_ARN"]]
+    (forward,) = https["DefaultActions"]
+    assert forward["Type"] == "forward"
+    assert forward["TargetGroupArn"] == _stack_outputs(deployed, "demo")["MonolithTargetGroupArn"]
+    # The role stacks' rules sit on 443; 80 answers every request with a redirect, nothing else.
+    assert _stack_outputs(deployed, "demo")["ListenerArn"] == https["ListenerArn"]
+    assert http["Protocol"] == "HTTP"
+    (redirect,) = http["DefaultActions"]
+    assert redirect["Type"] == "redirect"
+    assert redirect["RedirectConfig"]["Protocol"] == "HTTPS"
+    assert redirect["RedirectConfig"]["Port"] == "443"
+    assert redirect["RedirectConfig"]["StatusCode"] == "HTTP_301"
+    assert _rules(deployed, http["ListenerArn"]) == {}
+    group = _stack_resource(deployed, "demo", "LoadBalancerSecurityGroup")
+    (sg,) = deployed.client("ec2").describe_security_groups(GroupIds=[group])["SecurityGroups"]
+    assert sorted(p["FromPort"] for p in sg["IpPermissions"]) == [80, 443]
+
+
 def test_each_role_runs_its_command_with_only_its_secrets(deployed: Deployer) -> None:
     ecs = deployed.client("ecs")
+    redis_secret = _stack_outputs(deployed, "demo")["RedisAuthSecretArn"]
     for role in ROLES:
         task = ecs.describe_task_definition(taskDefinition=f"demo-{role}")["taskDefinition"]
         (container,) = task["containerDefinitions"]
@@ -215,41 +286,89 @@ def test_each_role_runs_its_command_with_only_its_secrets(deployed: Deployer) ->
             "clave.platform.healthcheck",
         ]
         assert container["logConfiguration"]["options"]["awslogs-group"] == f"/clave/demo/{role}"
-        # (moto keeps an Fn::If's AWS::NoValue in a list as null; CloudFormation drops it.)
-        secrets = {s["name"] for s in container.get("secrets", []) if s}
-        env = {e["name"]: e["value"] for e in container["environment"] if e}
-        if role in ("monolith", "verify"):
+        secrets = {s["name"]: s["valueFrom"] for s in container.get("secrets", [])}
+        env = {e["name"]: e["value"] for e in container["environment"]}
+        if role in VERIFY_ROLES:
             assert env["CLAVE_VERIFY_STORE"] == _stack_outputs(deployed, "demo")["RedisUrl"]
-            assert env["CLAVE_VERIFY_STORE"].startswith("rediss://master.")
+            # TLS, and no password in the URL: the AUTH token comes from its own secret.
+            assert re.fullmatch(r"rediss://master\.[a-z0-9.-]+:6379/0", env["CLAVE_VERIFY_STORE"])
+            assert secrets["CLAVE_REDIS_PASSWORD"] == redis_secret
+            assert env["CLAVE_SES_FROM"] == SES_FROM
         else:
             assert "CLAVE_VERIFY_STORE" not in env
-        assert ("CLAVE_HMAC_KEYS" in secrets) == (role in ("monolith", "verify"))
+            assert "CLAVE_REDIS_PASSWORD" not in secrets
+            assert "CLAVE_SES_FROM" not in env
+        assert ("CLAVE_HMAC_KEYS" in secrets) == (role in VERIFY_ROLES)
         assert ("PGPASSWORD" in secrets) == (role != "verify")
         assert ("CLAVE_VERIFY_KEY" in secrets) == (role in ("monolith", "verify", "users"))
         # (moto keeps neither the network mode nor the task role of a CloudFormation task
         # definition: those are checked from the stack's resources below and by cfn-lint.)
 
 
-def test_task_roles_are_least_privilege(deployed: Deployer) -> None:
-    iam = deployed.client("iam")
-    cfn = deployed.client("cloudformation")
+def test_task_roles_send_sms_to_phone_numbers_and_email_as_ses_from_only(
+    deployed: Deployer,
+) -> None:
+    account = deployed.client("sts").get_caller_identity()["Account"]
+    identity = f"arn:aws:ses:{REGION}:{account}:identity"
     for role in ROLES:
-        name = cfn.describe_stack_resource(StackName=f"demo-{role}", LogicalResourceId="TaskRole")[
-            "StackResourceDetail"
-        ]["PhysicalResourceId"]
-        policies = iam.list_role_policies(RoleName=name)["PolicyNames"]
-        actions: set[str] = set()
-        for policy in policies:
-            doc = iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
-            if isinstance(doc, str):  # moto returns a CloudFormation policy as a Python repr
-                doc = ast.literal_eval(doc) if doc.startswith("{'") else json.loads(doc)
-            for statement in doc["Statement"]:
-                acts = statement["Action"]
-                actions |= set([acts] if isinstance(acts, str) else acts)
-        if role in ("monolith", "verify"):
-            assert actions == {"sns:Publish", "ses:SendEmail", "ses:SendRawEmail"}
-        else:
-            assert actions == set()
+        statements = _role_statements(deployed, f"demo-{role}", "TaskRole")
+        if role not in VERIFY_ROLES:
+            assert statements == []
+            continue
+        by_sid = {st["Sid"]: st for st in statements}
+        assert sorted(by_sid) == ["EmailFromSesFrom", "NoTopicsNorEndpoints", "SmsToPhoneNumbers"]
+        # SMS: a Publish to a phone number has no ARN to allow, so "*"; every SNS ARN (topics,
+        # mobile endpoints, any region or account) is denied.
+        sms, no_topics = by_sid["SmsToPhoneNumbers"], by_sid["NoTopicsNorEndpoints"]
+        assert (sms["Effect"], _as_list(sms["Action"]), sms["Resource"]) == (
+            "Allow",
+            ["sns:Publish"],
+            "*",
+        )
+        assert "Condition" not in sms
+        assert (no_topics["Effect"], _as_list(no_topics["Action"])) == ("Deny", ["sns:Publish"])
+        assert _as_list(no_topics["Resource"]) == ["arn:aws:sns:*:*:*"]
+        # Email: only SES_FROM's identity (the address, or its domain if that is what is
+        # verified), and only with SES_FROM as the From address.
+        email = by_sid["EmailFromSesFrom"]
+        assert email["Effect"] == "Allow"
+        assert sorted(_as_list(email["Action"])) == ["ses:SendEmail", "ses:SendRawEmail"]
+        assert sorted(_as_list(email["Resource"])) == [
+            f"{identity}/{SES_FROM}",
+            f"{identity}/mail.example.com",
+        ]
+        assert email["Condition"] == {"StringEquals": {"ses:FromAddress": SES_FROM}}
+
+
+def test_execution_roles_read_only_their_roles_secrets(deployed: Deployer) -> None:
+    outputs = _stack_outputs(deployed, "demo")
+    redis, database = outputs["RedisAuthSecretArn"], outputs["DatabaseSecretArn"]
+    for role in ROLES:
+        statements = _role_statements(deployed, f"demo-{role}", "ExecutionRole")
+        (read,) = [
+            st for st in statements if "secretsmanager:GetSecretValue" in _as_list(st["Action"])
+        ]
+        readable = set(_as_list(read["Resource"]))
+        assert "*" not in readable
+        assert (redis in readable) == (role in VERIFY_ROLES)
+        assert (outputs["HmacKeysSecretArn"] in readable) == (role in VERIFY_ROLES)
+        assert (database in readable) == (role != "verify")
+
+
+def test_redis_requires_tls_and_the_generated_auth_token(deployed: Deployer) -> None:
+    redis_id = _stack_resource(deployed, "demo", "Redis")
+    (group,) = deployed.client("elasticache").describe_replication_groups(
+        ReplicationGroupId=redis_id
+    )["ReplicationGroups"]
+    assert group["TransitEncryptionEnabled"] is True
+    assert group["AtRestEncryptionEnabled"] is True
+    assert group["AuthTokenEnabled"] is True
+    # (moto_cfn.py resolved the template's {{resolve:secretsmanager:...}} into AuthToken and
+    # checked it as ElastiCache does; the token is that secret's value, a plain string.)
+    arn = _stack_outputs(deployed, "demo")["RedisAuthSecretArn"]
+    token = deployed.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", token)
+    assert token not in _stack_outputs(deployed, "demo")["RedisUrl"]
 
 
 def test_generated_hmac_key_is_one_clave_reads(deployed: Deployer) -> None:
@@ -299,6 +418,91 @@ def test_dry_run_prints_every_call_and_changes_nothing(deployed: Deployer) -> No
     assert "ServiceWeight=50 MonolithWeight=50" in shifted.stdout
     assert len(deployed.client("cloudformation").describe_stacks()["Stacks"]) == stacks
     assert deployed.routes.read_text() == table
+
+
+def test_deploy_without_a_certificate_is_refused_before_anything_runs(
+    deployed: Deployer,
+) -> None:
+    env = {k: v for k, v in deployed.env.items() if k != "CERTIFICATE_ARN"}
+    calls = deployed.calls.read_text()
+    refused = subprocess.run(
+        [str(ROOT / "deploy.sh"), "us-east-1", "nocert"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "CERTIFICATE_ARN" in refused.stderr
+    assert "ALLOW_PLAIN_HTTP=true" in refused.stderr
+    assert "AllowPlainHttp" in refused.stderr
+    assert refused.stdout == ""
+    assert deployed.calls.read_text() == calls  # nothing built, nothing pushed
+    stacks = deployed.client("cloudformation").describe_stacks()["Stacks"]
+    assert "nocert" not in {s["StackName"] for s in stacks}
+
+
+def test_a_certificate_from_another_region_is_refused(deployed: Deployer) -> None:
+    other = deployed.env["CERTIFICATE_ARN"].replace(f":{REGION}:", ":eu-central-1:")
+    refused = subprocess.run(
+        [str(ROOT / "deploy.sh"), "us-east-1", "demo"],
+        env={**deployed.env, "CERTIFICATE_ARN": other},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "eu-central-1" in refused.stderr
+    assert "us-east-1" in refused.stderr
+
+
+def test_the_shared_stack_itself_refuses_no_certificate_without_allow_plain_http(
+    deployed: Deployer,
+) -> None:
+    """Without deploy.sh (the console, another tool): the template's rule refuses it."""
+    cfn = deployed.client("cloudformation")
+    template = (ROOT / "infrastructure" / "shared.yml").read_text()
+    with pytest.raises(ClientError) as refused:
+        cfn.create_change_set(
+            StackName="bare",
+            ChangeSetName="first",
+            ChangeSetType="CREATE",
+            TemplateBody=template,
+            Parameters=[{"ParameterKey": "CertificateArn", "ParameterValue": ""}],
+        )
+    error = refused.value.response["Error"]
+    assert error["Code"] == "ValidationError"
+    assert "HTTPS only" in error["Message"]
+    assert "CertificateArn" in error["Message"]
+    assert "AllowPlainHttp=true" in error["Message"]
+    assert "bare" not in {s["StackName"] for s in cfn.describe_stacks()["Stacks"]}
+
+
+def test_allow_plain_http_serves_http_on_80_only(
+    moto: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The opt-in: no certificate, ALLOW_PLAIN_HTTP=true. (Its own region: a second load
+    balancer and VPC stay out of the production-shape stack's tests.)"""
+    trial = Deployer(moto, tmp_path_factory.mktemp("trial"), region="eu-west-1")
+    trial.env["ALLOW_PLAIN_HTTP"] = "true"
+    result = trial("eu-west-1", "trial")
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = _stack_outputs(trial, "trial")
+    assert outputs["LoadBalancerUrl"].startswith("http://")
+    listeners = _listeners(trial, "trial")
+    assert sorted(listeners) == [80]
+    (forward,) = listeners[80]["DefaultActions"]
+    assert listeners[80]["Protocol"] == "HTTP"
+    assert forward["Type"] == "forward"
+    assert outputs["ListenerArn"] == listeners[80]["ListenerArn"]
+    group = _stack_resource(trial, "trial", "LoadBalancerSecurityGroup")
+    (sg,) = trial.client("ec2").describe_security_groups(GroupIds=[group])["SecurityGroups"]
+    assert [p["FromPort"] for p in sg["IpPermissions"]] == [80]
+    # No SES_FROM: no email permission at all, SMS as in production.
+    sids = {st["Sid"] for st in _role_statements(trial, "trial-verify", "TaskRole")}
+    assert sids == {"SmsToPhoneNumbers", "NoTopicsNorEndpoints"}
 
 
 @pytest.mark.parametrize(
