@@ -14,7 +14,11 @@ import yaml
 from tests.deploy.conftest import ROOT, tool
 from tests.services import _apt_install
 
-ENV = {"CLAVE_HMAC_KEYS": "k1:" + "A" * 44, "CLAVE_VERIFY_KEY": "ck_" + "b" * 48}
+ENV = {
+    "CLAVE_HMAC_KEYS": "k1:" + "A" * 44,
+    "CLAVE_VERIFY_KEY": "ck_" + "b" * 48,
+    "POSTGRES_PASSWORD": "p@ss/w:rd " + "c" * 24,  # what would break a URL, on purpose
+}
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +73,28 @@ def test_profiles_start_the_right_services(compose: str) -> None:
     }
 
 
+@pytest.mark.parametrize("profile", ["monolith", "split"])
 @pytest.mark.parametrize("missing", sorted(ENV))
-def test_missing_secret_is_refused_by_name(compose: str, missing: str) -> None:
+def test_missing_secret_is_refused_by_name(compose: str, profile: str, missing: str) -> None:
     env = {k: v for k, v in ENV.items() if k != missing}
-    result = _config(compose, "split", env, "-q")
+    result = _config(compose, profile, env, "-q")
     assert result.returncode != 0
     assert missing in result.stderr
+
+
+@pytest.mark.parametrize("profile", ["monolith", "split"])
+def test_database_password_is_the_one_given_and_in_no_url(compose: str, profile: str) -> None:
+    result = _config(compose, profile, ENV)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == ENV["POSTGRES_PASSWORD"]
+    clave = [s for s in services.values() if "CLAVE_USERS_DB" in s.get("environment", {})]
+    assert clave
+    for service in clave:
+        env = service["environment"]
+        assert env["PGPASSWORD"] == ENV["POSTGRES_PASSWORD"]  # asyncpg reads it
+        for domain in ("USERS", "THREADS", "POSTS"):
+            assert env[f"CLAVE_{domain}_DB"].startswith("postgresql://clave@postgres:5432/")
 
 
 def test_gateway_config_from_the_routing_table_is_valid_haproxy(
