@@ -248,6 +248,10 @@ def haproxy_config(
         "    option http-server-close",
         # The client's address for the services (CLAVE_PROXY_HOPS=1 behind this proxy).
         "    option forwardfor",
+        # On a reload the old process keeps an idle client connection until its next request,
+        # answers it and then closes: closing it at once races a request the client is
+        # already sending on it, which then fails without an answer.
+        "    option idle-close-on-response",
         # A response that never came is tried again elsewhere for GET/HEAD only
         # (disable-l7-retry below), never for a POST that may have been acted on.
         "    retry-on conn-failure empty-response response-timeout",
