@@ -142,6 +142,12 @@ class ClaveProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def twilio_credentials(server: ClaveProcess, *args: str) -> dict[str, str]:
+    """New /v2 credentials (`clave apikey create --twilio ARGS`), by their variable names."""
+    printed = server.cli("apikey", "create", "--twilio", *args).stdout
+    return dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+
+
 def inbox_code(server: ClaveProcess, to: str, count: int = 1, timeout: float = 10.0) -> str:
     """The code in the newest dev-inbox message to `to`, waiting for `count` to arrive."""
     from tests.support import code_in
@@ -193,7 +199,7 @@ def serve(tmp_path: Path) -> Iterator[type[ClaveProcess]]:
 @pytest.fixture
 def clave_up(tmp_path: Path, haproxy_bin: str) -> Iterator[Any]:
     """A factory of `clave up` stacks; each is stopped (and checked to stop cleanly) after."""
-    from tests.e2e.up import ClaveUp
+    from tests.e2e.up import ClaveUp, stop_cleanly
 
     started: list[ClaveUp] = []
 
@@ -204,14 +210,4 @@ def clave_up(tmp_path: Path, haproxy_bin: str) -> Iterator[Any]:
 
     yield make
     for stack in started:
-        pids = stack.pids() if stack.proc and stack.proc.poll() is None else []
-        assert stack.stop() == 0, stack.log.read_text()
-        leftovers = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
-        assert not leftovers, f"processes left running after clave up stopped: {leftovers}"
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+        stop_cleanly(stack)

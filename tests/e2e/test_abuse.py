@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import ClaveProcess, inbox_code
+from tests.e2e.conftest import ClaveProcess, inbox_code, twilio_credentials
 from tests.support import HMAC_KEYS, RecordingServer
 
 pytestmark = pytest.mark.e2e
@@ -35,8 +35,7 @@ class Attacked:
         self.events = events
         self.http = httpx.Client(base_url=server.url, timeout=30)
         self.key = server.cli("apikey", "create").stdout.strip()
-        printed = server.cli("apikey", "create", "--twilio").stdout
-        creds = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+        creds = twilio_credentials(server)
         self.basic = (creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
 
     def bearer(self, key: str | None = None) -> dict[str, str]:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from tests.e2e.conftest import ClaveProcess
+from tests.e2e.conftest import ClaveProcess, twilio_credentials
 from tests.support import HMAC_KEYS, RecordingServer
 
 pytestmark = pytest.mark.e2e
@@ -31,6 +31,16 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter(match=prefix + "*"):
         client.delete(key)
+
+
+def send_one(server: ClaveProcess, to: str) -> tuple[str, dict[str, str]]:
+    """A new API key of the default service, and the id of a verification it sent to `to`."""
+    auth = {"Authorization": f"Bearer {server.cli('apikey', 'create').stdout.strip()}"}
+    r = httpx.post(
+        server.url + "/api/verifications", json={"to": to, "channel": "sms"}, headers=auth
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["id"], auth
 
 
 def serve_fails(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -82,13 +92,7 @@ def test_two_instances_with_different_secrets_never_send_a_wrong_code(
     try:
         a.start()
         b.start()
-        key = a.cli("apikey", "create").stdout.strip()
-        auth = {"Authorization": f"Bearer {key}"}
-        vid = httpx.post(
-            a.url + "/api/verifications",
-            json={"to": "+14155550201", "channel": "sms"},
-            headers=auth,
-        ).json()["id"]
+        vid, auth = send_one(a, "+14155550201")
         deadline = time.monotonic() + 30
         while True:
             read = httpx.get(f"{a.url}/api/verifications/{vid}", headers=auth).json()
@@ -121,13 +125,7 @@ def test_files_are_private_and_old_ones_are_tightened(tmp_path: Path) -> None:
     server = ClaveProcess(data, workers=1, env={"CLAVE_HMAC_KEYS": ""})  # a generated key
     try:
         server.start()
-        key = server.cli("apikey", "create").stdout.strip()
-        r = httpx.post(
-            server.url + "/api/verifications",
-            json={"to": "+14155550202", "channel": "sms"},
-            headers={"Authorization": f"Bearer {key}"},
-        )
-        assert r.status_code == 201
+        send_one(server, "+14155550202")
         time.sleep(0.5)  # the dispatcher writes the inbox
         assert "tightened" in server.log()
         assert oct(data.stat().st_mode & 0o777) == oct(0o700)
@@ -166,15 +164,8 @@ def test_logs_and_stored_errors_mask_destinations(tmp_path: Path) -> None:
     )
     try:
         server.start()
-        key = server.cli("apikey", "create").stdout.strip()
-        auth = {"Authorization": f"Bearer {key}"}
-        vid = httpx.post(
-            server.url + "/api/verifications",
-            json={"to": "+14155550203", "channel": "sms"},
-            headers=auth,
-        ).json()["id"]
-        printed = server.cli("apikey", "create", "--twilio").stdout
-        creds = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+        vid, auth = send_one(server, "+14155550203")
+        creds = twilio_credentials(server)
         basic = (creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
         sid = server.cli("service", "list").stdout.split("\t")[1]
         httpx.get(f"{server.url}/v2/Services/{sid}/Verifications/+14155550203", auth=basic)
@@ -239,8 +230,7 @@ def test_a_revoked_or_expired_key_is_refused_by_every_worker(tmp_path: Path) -> 
         assert "no active API key" in again.stderr
 
         # The /v2 credentials have the same life cycle.
-        printed = server.cli("apikey", "create", "--twilio").stdout
-        creds = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+        creds = twilio_credentials(server)
         basic = (creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
         assert httpx.get(server.url + "/v2/Services", auth=basic).status_code == 200
         twilio_keys = server.cli("apikey", "list", "--twilio").stdout.splitlines()[1:]
@@ -282,8 +272,7 @@ def test_an_account_sees_and_manages_only_its_own_services(tmp_path: Path) -> No
     try:
 
         def account(name: str) -> tuple[str, str]:
-            printed = server.cli("apikey", "create", "--twilio", "--account", name).stdout
-            creds = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+            creds = twilio_credentials(server, "--account", name)
             return creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"]
 
         a, b = account("alpha"), account("beta")

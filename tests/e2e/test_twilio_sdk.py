@@ -13,7 +13,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from tests.e2e.conftest import ClaveProcess, inbox_code
+from tests.e2e.conftest import ClaveProcess, inbox_code, twilio_credentials
 
 TO = "+14155552671"
 
@@ -28,11 +28,6 @@ class ClaveHttpClient(TwilioHttpClient):
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         url = re.sub(r"^https://verify\.twilio\.com", self.base_url, url)
         return super().request(method, url, *args, **kwargs)
-
-
-def credentials(server: ClaveProcess) -> dict[str, str]:
-    printed = server.cli("apikey", "create", "--twilio").stdout
-    return dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
 
 
 @pytest.fixture
@@ -112,14 +107,14 @@ def app_flow(client: Client, server: ClaveProcess) -> None:
 def test_the_official_sdk_runs_an_app_unchanged_with_the_account_token(
     server: ClaveProcess,
 ) -> None:
-    creds = credentials(server)
+    creds = twilio_credentials(server)
     client = Client(creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
     client.verify.base_url = server.url  # the one line the README shows
     app_flow(client, server)
 
 
 def test_the_official_sdk_through_its_http_client(server: ClaveProcess) -> None:
-    creds = credentials(server)
+    creds = twilio_credentials(server)
     client = Client(
         creds["TWILIO_ACCOUNT_SID"],
         creds["TWILIO_AUTH_TOKEN"],
@@ -129,7 +124,7 @@ def test_the_official_sdk_through_its_http_client(server: ClaveProcess) -> None:
 
 
 def test_the_official_sdk_with_an_api_key(server: ClaveProcess) -> None:
-    creds = credentials(server)
+    creds = twilio_credentials(server)
     client = Client(
         creds["TWILIO_API_KEY"],
         creds["TWILIO_API_SECRET"],
@@ -147,7 +142,7 @@ def test_the_official_sdk_with_an_api_key(server: ClaveProcess) -> None:
 
 
 def test_credentials_are_stored_hashed(server: ClaveProcess) -> None:
-    creds = credentials(server)
+    creds = twilio_credentials(server)
     database = (server.data_dir / "verify.db").read_bytes()
     assert creds["TWILIO_AUTH_TOKEN"].encode() not in database
     assert creds["TWILIO_API_SECRET"].encode() not in database
@@ -162,7 +157,7 @@ def test_credentials_are_stored_hashed(server: ClaveProcess) -> None:
 
 
 def test_custom_code_and_psd2_through_the_sdk(server: ClaveProcess) -> None:
-    creds = credentials(server)
+    creds = twilio_credentials(server)
     client = Client(creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
     client.verify.base_url = server.url
     custom = client.verify.v2.services.create(friendly_name="Custom", custom_code_enabled=True)
