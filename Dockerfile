@@ -1,6 +1,7 @@
 # One image for every role. The command picks it:
 #   docker run clave                          the monolith (every domain)
-#   docker run clave serve --service users    one service (verify, users, threads or posts)
+#   docker run clave serve --component users  one component: one domain (verify, users,
+#                                             threads or posts); --service is its older name
 # Settings come from CLAVE_* variables, as anywhere else (README, "Settings").
 #
 # PYTHON_IMAGE: any Debian-based CPython >= 3.11 image with `python3` on the PATH. The build

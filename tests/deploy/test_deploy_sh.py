@@ -31,7 +31,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from clave.platform.routing import RoutingTable, alb_rules
+from clave.topology.alb import alb_rules
+from clave.topology.table import RoutingTable
 from clave.verify.settings import parse_hmac_keys
 from tests.deploy.conftest import ROOT, tool
 from tests.services import wait_until

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from clave.platform.routing import RoutingTable
+from clave.topology.table import RoutingTable
 from tests.support import HMAC_KEYS, free_port
 
 REPO_TABLE = Path(__file__).resolve().parents[2] / "routes.toml"

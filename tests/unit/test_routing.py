@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from clave.bootstrap import SERVICES
-from clave.platform.routing import RoutingTable, Topology, alb_rules, haproxy_config
+from clave.bootstrap import DOMAINS
 from clave.platform.settings import SettingsError
+from clave.topology.alb import alb_rules
+from clave.topology.haproxy import haproxy_config
+from clave.topology.table import RoutingTable, Topology
 
 REPO_TABLE = Path(__file__).resolve().parents[2] / "routes.toml"
 
@@ -19,8 +21,8 @@ def write(tmp_path: Path, body: str) -> Path:
 
 
 def test_the_checked_in_table_is_valid_and_covers_every_service() -> None:
-    table = RoutingTable.load(REPO_TABLE, SERVICES)
-    assert {r.service for r in table.routes} == set(SERVICES)
+    table = RoutingTable.load(REPO_TABLE, DOMAINS)
+    assert {r.component for r in table.routes} == set(DOMAINS)
     assert [r.priority for r in table.routes] == sorted(r.priority for r in table.routes)
     assert table.route("users").paths == ("/api/users*",)
 
@@ -57,11 +59,11 @@ def test_the_checked_in_table_is_valid_and_covers_every_service() -> None:
 )
 def test_bad_tables_are_refused_with_the_reason(tmp_path: Path, body: str, complaint: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(complaint)):
-        RoutingTable.load(write(tmp_path, body), SERVICES)
+        RoutingTable.load(write(tmp_path, body), DOMAINS)
 
 
 def test_shift_retire_and_round_trip(tmp_path: Path) -> None:
-    table = RoutingTable.load(REPO_TABLE, SERVICES).shift("users", 10)
+    table = RoutingTable.load(REPO_TABLE, DOMAINS).shift("users", 10)
     assert table.route("users").weight == 10
     with pytest.raises(SettingsError, match="shift users to 100"):
         table.retire("users")
@@ -72,25 +74,25 @@ def test_shift_retire_and_round_trip(tmp_path: Path) -> None:
         retired.shift("users", 50)
     path = tmp_path / "copy.toml"
     retired.save(path)
-    assert RoutingTable.load(path, SERVICES) == retired
+    assert RoutingTable.load(path, DOMAINS) == retired
     assert "# The routing table" in path.read_text()
-    assert retired.monolith_services(SERVICES) == ("verify", "threads", "posts")
+    assert retired.monolith_domains(DOMAINS) == ("verify", "threads", "posts")
 
 
 def test_topologies_pin_the_weights() -> None:
-    table = RoutingTable.load(REPO_TABLE, SERVICES).shift("users", 30)
+    table = RoutingTable.load(REPO_TABLE, DOMAINS).shift("users", 30)
     assert {r.weight for r in table.effective(Topology.MONOLITH).routes} == {0}
     assert {r.weight for r in table.effective(Topology.SPLIT).routes} == {100}
     assert table.effective(Topology.MIXED).route("users").weight == 30
 
 
 def test_haproxy_config_routes_by_path_and_splits_by_weight() -> None:
-    table = RoutingTable.load(REPO_TABLE, SERVICES).shift("users", 25)
+    table = RoutingTable.load(REPO_TABLE, DOMAINS).shift("users", 25)
     config = haproxy_config(
         table,
         bind="127.0.0.1:8080",
         monolith="127.0.0.1:9000",
-        services={"users": "127.0.0.1:9001"},
+        components={"users": "127.0.0.1:9001"},
         stats_socket=Path("/run/h.sock"),
     )
     assert "bind 127.0.0.1:8080" in config
@@ -109,7 +111,7 @@ def test_haproxy_config_routes_by_path_and_splits_by_weight() -> None:
         table,
         bind="127.0.0.1:8080",
         monolith="127.0.0.1:9000",
-        services={},
+        components={},
         stats_socket=Path("/run/h.sock"),
         show_server=True,
     )
@@ -117,26 +119,26 @@ def test_haproxy_config_routes_by_path_and_splits_by_weight() -> None:
 
 
 def test_haproxy_config_when_split_or_retired() -> None:
-    table = RoutingTable.load(REPO_TABLE, SERVICES)
-    services = {s: f"127.0.0.1:{9001 + i}" for i, s in enumerate(SERVICES)}
+    table = RoutingTable.load(REPO_TABLE, DOMAINS)
+    components = {s: f"127.0.0.1:{9001 + i}" for i, s in enumerate(DOMAINS)}
     split = haproxy_config(
         table.effective(Topology.SPLIT),
         bind="127.0.0.1:1",
         monolith=None,
-        services=services,
+        components=components,
         stats_socket=Path("/s"),
     )
     assert "server monolith" not in split
     assert "server users 127.0.0.1:9002 weight 100 check" in split
     default = split.split("\nbackend be_default")[1]
-    assert all(f"server {s} " in default for s in SERVICES)
+    assert all(f"server {s} " in default for s in DOMAINS)
 
     retired = table.shift("users", 100).retire("users")
     mixed = haproxy_config(
         retired,
         bind="127.0.0.1:1",
         monolith="127.0.0.1:9000",
-        services=services,
+        components=components,
         stats_socket=Path("/s"),
     )
     users = mixed.split("\nbackend be_users")[1].split("\nbackend ")[0]
@@ -144,9 +146,9 @@ def test_haproxy_config_when_split_or_retired() -> None:
 
 
 def test_alb_rules_carry_priority_paths_and_weighted_forward() -> None:
-    table = RoutingTable.load(REPO_TABLE, SERVICES).shift("posts", 40)
+    table = RoutingTable.load(REPO_TABLE, DOMAINS).shift("posts", 40)
     rules = {r["Service"]: r["Properties"] for r in alb_rules(table)}
-    assert set(rules) == set(SERVICES)
+    assert set(rules) == set(DOMAINS)
     posts = rules["posts"]
     assert posts["Priority"] == table.route("posts").priority
     assert posts["Conditions"] == [

@@ -1,19 +1,18 @@
 """`clave up`: the whole topology on one machine, behind a real haproxy.
 
-Starts the monolith and/or one process group per service, each on its own port with its own
-worker count, and haproxy in front on one port with a config rendered from the routing table.
-It supervises them: a component that dies is started again after `restart_delay` (as ECS
-replaces a dead task); SIGHUP re-reads the table and reloads haproxy without dropping
-connections; SIGINT or SIGTERM stops everything it started.
+Starts the components the topology calls for (the monolith, and one process group per domain
+once split), each on its own port with its own worker count, and haproxy in front on one port
+with a config rendered from the routing table. It supervises them: a component that dies is
+started again after `restart_delay` (as ECS replaces a dead task); SIGHUP re-reads the table
+and reloads haproxy without dropping connections; SIGINT or SIGTERM stops everything it
+started.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,14 +23,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
-from clave.platform.routing import RoutingTable, Topology, haproxy_config
 from clave.platform.settings import SettingsError
+from clave.topology.haproxy import find_haproxy, haproxy_config
+from clave.topology.state import forget_state, write_state
+from clave.topology.table import MONOLITH, RoutingTable, Topology
 
 log = logging.getLogger("clave.up")
-MONOLITH = "monolith"
-STATE_FILE = "state.json"
 
 
 def free_port() -> int:
@@ -41,44 +39,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def find_haproxy() -> str:
-    """The haproxy binary, or SettingsError saying how to get it."""
-    found = shutil.which("haproxy") or next(
-        (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.access(p, os.X_OK)), None
-    )
-    if not found:
-        raise SettingsError(
-            "haproxy not found: install it (Debian/Ubuntu: apt-get install haproxy)"
-        )
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Whether a process exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def read_state(run_dir: Path) -> dict[str, Any] | None:
-    """The state a running `clave up` publishes, or None when none runs."""
-    try:
-        state: dict[str, Any] = json.loads((run_dir / STATE_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return state if alive(int(state.get("pid", 0))) else None
-
-
 @dataclass
 class Component:
-    """One process group: the monolith or a service."""
+    """One component: a process group serving `domains` (the monolith's, or one domain's)."""
 
     name: str
-    services: tuple[str, ...]
+    domains: tuple[str, ...]
     workers: int
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -90,7 +56,11 @@ class Component:
 
 
 class Stack:
-    """The processes of one topology and the load balancer in front of them."""
+    """The components of one topology and the load balancer in front of them.
+
+    `domains` are every domain clave has: the monolith serves those the table has not retired,
+    and the split topology gives each a component of its own, named after it. `prepare` runs
+    once before any component starts (schemas, seeds, keys for every domain)."""
 
     def __init__(
         self,
@@ -98,7 +68,7 @@ class Stack:
         table_path: Path,
         topology: Topology,
         port: int,
-        services: tuple[str, ...],
+        domains: tuple[str, ...],
         workers: Mapping[str, int],
         run_dir: Path,
         env: Mapping[str, str],
@@ -110,7 +80,7 @@ class Stack:
         self.table_path = table_path.resolve()
         self.topology = topology
         self.port = port
-        self.services = services
+        self.domains = domains
         self.workers = dict(workers)
         self.run_dir = run_dir.resolve()
         self.env = dict(env)
@@ -118,7 +88,7 @@ class Stack:
         self.prepare = prepare
         self.show_server = show_server
         self.haproxy = find_haproxy()
-        self.table = RoutingTable.load(table_path, services)
+        self.table = RoutingTable.load(table_path, domains)
         self.components: dict[str, Component] = {}
         self.haproxy_proc: subprocess.Popen[bytes] | None = None
         self.generation = 0
@@ -135,9 +105,9 @@ class Stack:
             **self.env,
             "CLAVE_HOST": "127.0.0.1",
             "CLAVE_PROXY_HOPS": "1",  # haproxy appends the client's address to X-Forwarded-For
-            "CLAVE_SERVICES": ",".join(component.services),
-            # Cross-service calls go through the load balancer, so they follow the table too.
-            **{f"CLAVE_{name.upper()}_URL": self._gateway() for name in self.services},
+            "CLAVE_SERVICES": ",".join(component.domains),
+            # Calls between components go through the load balancer, so they follow the table.
+            **{f"CLAVE_{name.upper()}_URL": self._gateway() for name in self.domains},
         }
         logfile = (self.run_dir / f"{component.name}.log").open("ab")
         component.proc = subprocess.Popen(
@@ -178,11 +148,11 @@ class Stack:
         """The components this topology and table call for."""
         plan: dict[str, Component] = {}
         if self.topology is not Topology.SPLIT:
-            domains = self.table.monolith_services(self.services)
+            domains = self.table.monolith_domains(self.domains)
             if domains:
                 plan[MONOLITH] = Component(MONOLITH, domains, self.workers.get(MONOLITH, 1))
         if self.topology is not Topology.MONOLITH:
-            for name in self.services:
+            for name in self.domains:
                 plan[name] = Component(name, (name,), self.workers.get(name, 1))
         return plan
 
@@ -194,7 +164,7 @@ class Stack:
             self.table.effective(self.topology),
             bind=f"127.0.0.1:{self.port}",
             monolith=monolith.address if monolith else None,
-            services={n: c.address for n, c in self.components.items() if n != MONOLITH},
+            components={n: c.address for n, c in self.components.items() if n != MONOLITH},
             stats_socket=self.run_dir / "haproxy.sock",
             show_server=self.show_server,
         )
@@ -270,14 +240,13 @@ class Stack:
                     "port": c.port,
                     "pid": c.proc.pid if c.proc else None,
                     "workers": c.workers,
-                    "services": list(c.services),
+                    # The key of CLAVE_SERVICES, the variable that gives a process its domains.
+                    "services": list(c.domains),
                 }
                 for name, c in self.components.items()
             },
         }
-        tmp = self.run_dir / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.run_dir / STATE_FILE)
+        write_state(self.run_dir, state)
 
     def start(self) -> None:
         """Prepare the databases once, start every component, then haproxy."""
@@ -293,14 +262,14 @@ class Stack:
 
     def reload(self) -> None:
         """Re-read the table; restart the monolith blue-green if its domains changed."""
-        table = RoutingTable.load(self.table_path, self.services)
+        table = RoutingTable.load(self.table_path, self.domains)
         old_plan = self.components
         self.table = table
         new_plan = self._plan()
         replaced: list[Component] = []
         for name, component in new_plan.items():
             current = old_plan.get(name)
-            if current is not None and current.services == component.services:
+            if current is not None and current.domains == component.domains:
                 new_plan[name] = current
                 continue
             self._spawn(component)
@@ -405,21 +374,4 @@ class Stack:
                 os.killpg(self.haproxy_proc.pid, signal.SIGKILL)
         for component in self.components.values():
             self._terminate(component)
-        with contextlib.suppress(FileNotFoundError):
-            (self.run_dir / STATE_FILE).unlink()
-
-
-def apply(run_dir: Path, timeout: float = 60) -> bool:
-    """Ask a running `clave up` to apply the routing table; True once it has, False if none runs."""
-    state = read_state(run_dir)
-    if state is None:
-        return False
-    generation = int(state["generation"])
-    os.kill(int(state["pid"]), signal.SIGHUP)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = read_state(run_dir)
-        if current is not None and int(current["generation"]) > generation:
-            return True
-        time.sleep(0.1)
-    raise RuntimeError("clave up did not apply the table in time; see its log")
+        forget_state(self.run_dir)
