@@ -1,6 +1,7 @@
 """The one composition root: settings -> domains -> app. Nothing connects at import time.
 
-All four domains in one process is the monolith; one domain per process is a microservice.
+All four domains in one process is the monolith; one domain per process is a component of the
+split topology.
 A domain that calls another gets the callee's client: in-process (httpx's ASGI transport into
 this same app) when the callee is mounted here, over HTTP to `CLAVE_<CALLEE>_URL` when not.
 """
@@ -36,14 +37,14 @@ from clave.users.bootstrap import build_store as users_store
 from clave.users.bootstrap import prepare_store as prepare_users
 from clave.users.client import UsersClient
 from clave.users.settings import UsersSettings
-from clave.verify.bootstrap import VerifyDomain
+from clave.verify.bootstrap import open_admin, verify_domain
 from clave.verify.client import VerifyClient
 from clave.verify.errors import ServiceNotFound
 from clave.verify.models import Channel, Policy
 from clave.verify.settings import VerifySettings
 from clave.verify.tenants import TenantService
 
-SERVICES = ("verify", "users", "threads", "posts")
+DOMAINS = ("verify", "users", "threads", "posts")
 FORUM = ("users", "threads", "posts")
 # The verify tenant the users domain sends its codes as, and where its key is kept when clave
 # provisions it itself (monolith, `clave up`); CLAVE_VERIFY_KEY overrides.
@@ -74,24 +75,24 @@ class Settings:
     databases: Mapping[str, str]
     seed: bool
     clients: ClientSettings
-    services: tuple[str, ...]
+    domains: tuple[str, ...]  # the domains this process serves (CLAVE_SERVICES)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and validate `CLAVE_*` once; SettingsError names the bad variable."""
         env = Env(environ)
-        services = env.items("SERVICES", SERVICES)
-        unknown = [name for name in services if name not in SERVICES]
-        if unknown or not services:
+        domains = env.items("SERVICES", DOMAINS)
+        unknown = [name for name in domains if name not in DOMAINS]
+        if unknown or not domains:
             raise SettingsError(
-                f"CLAVE_SERVICES must list services among {', '.join(SERVICES)}, got {services}"
+                f"CLAVE_SERVICES must list domains among {', '.join(DOMAINS)}, got {domains}"
             )
-        urls = {name: env.optional(f"{name.upper()}_URL") for name in SERVICES}
+        urls = {name: env.optional(f"{name.upper()}_URL") for name in DOMAINS}
         for name, url in urls.items():
             if url and not url.startswith(("http://", "https://")):
                 raise SettingsError(f"CLAVE_{name.upper()}_URL must be an http(s) URL, got {url!r}")
         platform, verify = PlatformSettings.from_env(env), VerifySettings.from_env(env)
-        if "verify" in services and verify.hmac_keys is None:
+        if "verify" in domains and verify.hmac_keys is None:
             _refuse_generated_keys_when_shared(platform, verify)
         return cls(
             platform=platform,
@@ -105,14 +106,14 @@ class Settings:
                 timeout=env.number("CLIENT_TIMEOUT", 5.0, low=0.1, high=120),
                 retries=env.integer("CLIENT_RETRIES", 2, low=0, high=10),
             ),
-            services=tuple(services),
+            domains=tuple(domains),
         )
 
 
 def _refuse_generated_keys_when_shared(platform: PlatformSettings, verify: VerifySettings) -> None:
     """A generated HMAC key lives in one data directory: another instance sharing the store,
     or a container that restarts, would not have it. Only a lone local instance may use one."""
-    if verify.store.startswith(("redis://", "rediss://")):
+    if verify.store.kind == "redis":
         why = "the verify store is shared (CLAVE_VERIFY_STORE is Redis)"
     elif not is_loopback(platform.host):
         why = f"clave listens beyond this machine (CLAVE_HOST={platform.host})"
@@ -140,7 +141,7 @@ def build_domains(
     settings: Settings, app: AppRef | None = None, *, clock: Callable[[], float] = time.time
 ) -> list[Domain]:
     """The domains named in settings, built but not started."""
-    mounted = set(settings.services)
+    mounted = set(settings.domains)
     data_dir = settings.platform.data_dir
     ref = app or AppRef()
 
@@ -159,12 +160,9 @@ def build_domains(
         return UsersClient(http("users"), retries=settings.clients.retries)
 
     domains: list[Domain] = []
-    for name in settings.services:
+    for name in settings.domains:
         if name == "verify":
-            try:
-                domains.append(VerifyDomain(settings.verify, settings.platform, clock=clock))
-            except ValueError as exc:  # an unreadable key file
-                raise SettingsError(str(exc)) from exc
+            domains.append(verify_domain(settings.verify, settings.platform, clock=clock))
         elif name == "users":
             auth = {"Authorization": f"Bearer {_users_verify_key(settings)}"}
             domains.append(
@@ -234,15 +232,12 @@ async def _users_tenant(tenants: TenantService, default: Policy) -> None:
         await tenants.create_service(USERS_TENANT, users_policy(default))
 
 
-async def prepare_async(settings: Settings, services: tuple[str, ...] | None = None) -> None:
+async def prepare_async(settings: Settings, domains: tuple[str, ...] | None = None) -> None:
     """`prepare` from inside a running event loop."""
-    services = services or settings.services
+    domains = domains or settings.domains
     secure_data_dir(settings.platform.data_dir)
-    if "verify" in services:
-        verify = VerifyDomain(settings.verify, settings.platform)
-        verify.prepare()
-        await verify.open()
-        try:
+    if "verify" in domains:
+        async with open_admin(settings.verify, settings.platform) as verify:
             key_file = settings.platform.data_dir / USERS_KEY_FILE
             tenants: TenantService = verify.tenants
             if settings.clients.verify_key:
@@ -253,7 +248,7 @@ async def prepare_async(settings: Settings, services: tuple[str, ...] | None = N
                 await tenants.install_api_key(
                     USERS_TENANT, settings.clients.verify_key, name="CLAVE_VERIFY_KEY"
                 )
-            elif "users" in services and not key_file.exists():
+            elif "users" in domains and not key_file.exists():
                 await _users_tenant(tenants, settings.verify.default_policy)
                 key = await tenants.create_api_key(USERS_TENANT, name=f"{USERS_KEY_FILE} file")
                 _write_secret(key_file, key)
@@ -267,20 +262,19 @@ async def prepare_async(settings: Settings, services: tuple[str, ...] | None = N
                     + " (give those services longer codes or their own "
                     "failed_checks_per_destination with `clave service update`)"
                 )
-        finally:
-            await verify.close()
     preparers = {"users": prepare_users, "threads": prepare_threads, "posts": prepare_posts}
     for name in FORUM:
-        if name in services:
+        if name in domains:
             await preparers[name](
                 settings.databases[name], settings.platform.data_dir, seed=settings.seed
             )
 
 
-def prepare(settings: Settings, services: tuple[str, ...] | None = None) -> None:
-    """Create schemas, seed data and provision the users' verify key, once, before any
-    worker process starts (`clave serve` runs it in its master, `clave up` for everything)."""
-    asyncio.run(prepare_async(settings, services))
+def prepare(settings: Settings, domains: tuple[str, ...] | None = None) -> None:
+    """Create schemas, seed data and provision the users' verify key for `domains` (default:
+    this process's), once, before any worker process starts (`clave serve` runs it in its
+    master, `clave up` for every domain before any component starts)."""
+    asyncio.run(prepare_async(settings, domains))
 
 
 def create_app() -> Litestar:

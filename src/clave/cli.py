@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -13,15 +12,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from clave import __version__
-from clave.bootstrap import SERVICES, Settings, prepare
+from clave.bootstrap import DOMAINS, Settings, prepare
 from clave.platform.errors import ClaveError
 from clave.platform.logs import configure_logging
-from clave.platform.routing import RoutingTable, Topology, alb_rules, haproxy_config
 from clave.platform.server import run_server
 from clave.platform.settings import SettingsError, export
-from clave.platform.up import MONOLITH, Stack, apply, read_state
+from clave.topology.routes import FORMATS, fixed_haproxy, render, save_and_apply, table_in_use
+from clave.topology.state import run_dir_in
+from clave.topology.table import MONOLITH, RoutingTable, Topology
+from clave.topology.up import Stack
 from clave.users.bootstrap import issue_user_token
-from clave.verify.bootstrap import VerifyDomain
+from clave.verify.bootstrap import open_admin
 from clave.verify.models import Channel, Policy
 from clave.verify.tenants import ACCOUNT_PREFIX, DEFAULT_ACCOUNT, DEFAULT_SERVICE
 
@@ -98,7 +99,15 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=int, help="worker processes (CLAVE_WORKERS, default: cores)"
     )
-    serve.add_argument("--service", choices=SERVICES, help="serve one service alone")
+    serve.add_argument(
+        "--component",
+        "--service",
+        dest="component",
+        choices=DOMAINS,
+        metavar="NAME",
+        help=f"serve one component alone: one domain ({', '.join(DOMAINS)}); --service is its "
+        "older name, still accepted",
+    )
     serve.add_argument(
         "--seed", action="store_true", help="seed the sample forum data (CLAVE_SEED)"
     )
@@ -165,14 +174,15 @@ def parser() -> argparse.ArgumentParser:
         "--topology",
         choices=[t.value for t in Topology],
         default=Topology.MIXED.value,
-        help="monolith alone, every service split, or mixed as the routing table says (default)",
+        help="monolith alone, every domain its own component, or mixed as the routing table "
+        "says (default)",
     )
     up.add_argument(
         "--workers",
         action="append",
         default=[],
         metavar="NAME=N",
-        help="worker processes of the monolith or one service (repeatable; default 1 each)",
+        help="worker processes of the monolith or one component (repeatable; default 1 each)",
     )
     up.add_argument("--routes", type=Path, help="routing table (CLAVE_ROUTES, ./routes.toml)")
     up.add_argument(
@@ -189,9 +199,7 @@ def parser() -> argparse.ArgumentParser:
     routes = commands.add_parser("routes", help="the routing table")
     routes_cmds = routes.add_subparsers(dest="action", required=True)
     show = routes_cmds.add_parser("show", help="print the table, or what is generated from it")
-    show.add_argument(
-        "--format", choices=("table", "toml", "haproxy", "alb", "tsv"), default="table"
-    )
+    show.add_argument("--format", choices=FORMATS, default="table")
     show.add_argument("--routes", type=Path)
     fixed = show.add_argument_group(
         "haproxy for fixed addresses (containers), instead of the running clave up's"
@@ -204,7 +212,7 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=HOST:PORT",
-        help="a service's address (repeat)",
+        help="a component's address (repeat)",
     )
     fixed.add_argument(
         "--resolver",
@@ -217,27 +225,28 @@ def parser() -> argparse.ArgumentParser:
         default=Path("/var/lib/haproxy/admin.sock"),
         help="admin socket (/var/lib/haproxy/admin.sock)",
     )
-    shift = routes_cmds.add_parser("shift", help="send PERCENT of a service's traffic to it")
-    shift.add_argument("service")
+    shift = routes_cmds.add_parser(
+        "shift", help="send PERCENT of a component's traffic to it rather than the monolith"
+    )
+    shift.add_argument("component")
     shift.add_argument("percent", type=int)
     shift.add_argument("--routes", type=Path)
-    retire = routes_cmds.add_parser("retire", help="stop serving a service from the monolith")
-    retire.add_argument("service")
+    retire = routes_cmds.add_parser(
+        "retire", help="stop serving a component's paths from the monolith"
+    )
+    retire.add_argument("component")
     retire.add_argument("--routes", type=Path)
     return top
 
 
 async def _with_verify(settings: Settings, action: str, args: argparse.Namespace) -> str:
-    domain = VerifyDomain(settings.verify, settings.platform)
-    domain.prepare()
-    await domain.open()
-    try:
-        tenants = domain.tenants
+    async with open_admin(settings.verify, settings.platform) as admin:
+        tenants = admin.tenants
         if action == "apikey-create":
             expires_at = time.time() + _duration(args.expires) if args.expires else None
             if args.twilio:
                 sid, token, key_sid, secret = await tenants.create_twilio_credentials(
-                    domain.settings.default_policy, account=args.account, expires_at=expires_at
+                    admin.settings.default_policy, account=args.account, expires_at=expires_at
                 )
                 return (
                     f"# Twilio-compatible API (/v2), account {args.account}: HTTP Basic with "
@@ -273,10 +282,10 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
         if action == "fraud-stats":
             service = await tenants.get_service(args.service)
             days = max(1, min(args.days, 14))
-            counts = await domain.guard.blocked(service, days)
+            counts = await admin.guard.blocked(service, days)
             mode = (
                 "record_only: counted, not refused"
-                if domain.settings.guard.mode == "record_only"
+                if admin.settings.guard.mode == "record_only"
                 else "enforce"
             )
             rows = [f"fraud guard ({mode}), service {service.name}, last {days} days, oldest first"]
@@ -312,8 +321,6 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
                 )
             return "\n".join(lines)
         return f"{service.name}\t{service.id}"
-    finally:
-        await domain.close()
 
 
 def _duration(text: str) -> float:
@@ -336,9 +343,9 @@ def _workers(values: list[str]) -> dict[str, int]:
     counts = {}
     for value in values:
         name, sep, number = value.partition("=")
-        if not sep or name not in (*SERVICES, MONOLITH) or not number.isdigit() or int(number) < 1:
+        if not sep or name not in (*DOMAINS, MONOLITH) or not number.isdigit() or int(number) < 1:
             raise SettingsError(
-                f"--workers takes NAME=N with NAME among monolith, {', '.join(SERVICES)}: {value!r}"
+                f"--workers takes NAME=N with NAME among monolith, {', '.join(DOMAINS)}: {value!r}"
             )
         counts[name] = int(number)
     return counts
@@ -349,80 +356,33 @@ def _servers(values: list[str]) -> dict[str, str]:
     for value in values:
         name, sep, address = value.partition("=")
         host, colon, port = address.rpartition(":")
-        if not sep or name not in SERVICES or not colon or not host or not port.isdigit():
+        if not sep or name not in DOMAINS or not colon or not host or not port.isdigit():
             raise SettingsError(
-                f"--server takes NAME=HOST:PORT with NAME among {', '.join(SERVICES)}: {value!r}"
+                f"--server takes NAME=HOST:PORT with NAME among {', '.join(DOMAINS)}: {value!r}"
             )
         servers[name] = address
     return servers
 
 
-def _fixed_haproxy(table: RoutingTable, args: argparse.Namespace) -> str:
-    """haproxy for processes at known addresses (docker compose), not a running clave up."""
-    topology = Topology(args.topology)
-    services = _servers(args.server)
-    if topology is not Topology.SPLIT and not args.monolith:
-        raise SettingsError(f"--topology {topology.value} needs --monolith HOST:PORT")
-    if topology is not Topology.MONOLITH and not services:
-        raise SettingsError(f"--topology {topology.value} needs --server NAME=HOST:PORT")
-    return haproxy_config(
-        table.effective(topology),
-        bind=args.bind,
-        monolith=None if topology is Topology.SPLIT else args.monolith,
-        services={} if topology is Topology.MONOLITH else services,
-        stats_socket=args.stats_socket,
-        resolver=args.resolver,
-    )
-
-
-def _table_path(settings: Settings, explicit: Path | None) -> Path:
-    """--routes, else the table a running `clave up` uses, else CLAVE_ROUTES."""
-    if explicit is not None:
-        return explicit
-    state = read_state(settings.platform.data_dir / "up")
-    return Path(state["table"]) if state else settings.platform.routes
-
-
 def _routes(settings: Settings, args: argparse.Namespace) -> str:
-    path = _table_path(settings, args.routes)
-    table = RoutingTable.load(path, SERVICES)
-    run_dir = settings.platform.data_dir / "up"
+    run_dir = run_dir_in(settings.platform.data_dir)
+    path = table_in_use(run_dir, settings.platform.routes, args.routes)
+    table = RoutingTable.load(path, DOMAINS)
+    if args.action == "show" and args.format == "haproxy" and (args.server or args.monolith):
+        return fixed_haproxy(
+            table,
+            topology=Topology(args.topology),
+            bind=args.bind,
+            monolith=args.monolith,
+            components=_servers(args.server),
+            stats_socket=args.stats_socket,
+            resolver=args.resolver,
+        )
     if args.action == "show":
-        if args.format == "toml":
-            return table.dump()
-        if args.format == "alb":
-            return json.dumps(alb_rules(table), indent=2)
-        if args.format == "tsv":  # for deploy.sh: service priority weight retired paths
-            return "\n".join(
-                f"{r.service}\t{r.priority}\t{r.weight}\t{str(r.retired).lower()}\t"
-                + ",".join(r.paths)
-                for r in table.routes
-            )
-        if args.format == "haproxy" and (args.server or args.monolith):
-            return _fixed_haproxy(table, args)
-        if args.format == "haproxy":
-            state = read_state(run_dir)
-            comps = state["components"] if state else {}
-            addresses = {n: f"127.0.0.1:{c['port']}" for n, c in comps.items()}
-            topology = Topology(state["topology"]) if state else Topology.MIXED
-            return haproxy_config(
-                table.effective(topology),
-                bind=f"127.0.0.1:{state['port'] if state else 8080}",
-                monolith=addresses.pop(MONOLITH, None if state else "127.0.0.1:8000"),
-                services=addresses
-                if state
-                else {s: f"127.0.0.1:{8001 + i}" for i, s in enumerate(SERVICES)},
-                stats_socket=run_dir / "haproxy.sock",
-            )
-        return table.show()
+        return render(table, args.format, run_dir, DOMAINS)
     if args.action == "shift":
-        table = table.shift(args.service, args.percent)
-    else:
-        table = table.retire(args.service)
-    table.save(path)
-    applied = apply(run_dir)
-    note = "applied to the running clave up" if applied else "no clave up is running; saved"
-    return f"{table.show()}\n({path}: {note})"
+        return save_and_apply(table.shift(args.component, args.percent), path, run_dir)
+    return save_and_apply(table.retire(args.component), path, run_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -445,7 +405,7 @@ def _run(args: argparse.Namespace) -> int:
                     "HOST": args.host,
                     "PORT": args.port,
                     "WORKERS": args.workers,
-                    "SERVICES": args.service,
+                    "SERVICES": args.component,
                     "SEED": "true" if args.seed else None,
                 }
             )
@@ -464,12 +424,12 @@ def _run(args: argparse.Namespace) -> int:
                 table_path=args.routes or settings.platform.routes,
                 topology=Topology(args.topology),
                 port=args.port,
-                services=SERVICES,
+                domains=DOMAINS,
                 workers=_workers(args.workers),
-                run_dir=settings.platform.data_dir / "up",
+                run_dir=run_dir_in(settings.platform.data_dir),
                 env=os.environ,
                 restart_delay=args.restart_delay,
-                prepare=lambda: prepare(settings, SERVICES),
+                prepare=lambda: prepare(settings, DOMAINS),
                 show_server=args.show_server,
             )
             return stack.run()

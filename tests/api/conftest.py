@@ -14,7 +14,7 @@ import pytest
 
 from clave.bootstrap import Settings
 from clave.platform.app import build_app
-from clave.verify.bootstrap import VerifyDomain
+from clave.verify.bootstrap import VerifyDomain, verify_domain
 from tests.support import HMAC_KEYS, SmtpServer, code_in
 
 
@@ -79,7 +79,7 @@ def settings_for(tmp_path: Path, smtp: SmtpServer | None = None, **extra: str) -
 async def open_api(
     settings: Settings, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[Api]:
-    domain = VerifyDomain(settings.verify, settings.platform, clock=clock)
+    domain = verify_domain(settings.verify, settings.platform, clock=clock)
     app = build_app(settings.platform, [domain])
     # The app's lifespan and its requests on this test's event loop, as in a worker (Litestar's
     # test client would run the lifespan on a loop of its own). The lifespan lives in one task

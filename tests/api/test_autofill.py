@@ -11,7 +11,7 @@ from tests.api.conftest import open_api, settings_for
 from tests.contract.conftest import drop_prefix
 
 
-@pytest.mark.parametrize("store", ["sqlite", "redis"])
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("redis", marks=pytest.mark.e2e)])
 async def test_app_hash_and_webotp_line(
     tmp_path: Path, store: str, request: pytest.FixtureRequest
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from clave.platform.app import build_app
 from clave.platform.settings import SettingsError
-from clave.verify.bootstrap import VerifyDomain
+from clave.verify.bootstrap import verify_domain
 from tests.api.conftest import open_api, settings_for
 
 
@@ -54,11 +54,11 @@ def test_it_never_stands_beside_a_real_provider(tmp_path: Path) -> None:
     }
     settings = settings_for(tmp_path, **real)
     with pytest.raises(SettingsError, match=r"CLAVE_DEV_INBOX=true beside a real provider for sms"):
-        VerifyDomain(settings.verify, settings.platform)
+        verify_domain(settings.verify, settings.platform)
     # Routed apart (the real provider for nothing the inbox serves): allowed.
     apart = settings_for(
         tmp_path, **real, CLAVE_WEBHOOK_CHANNELS="email", CLAVE_EMAIL_PROVIDERS="webhook"
     )
-    build_app(apart.platform, [VerifyDomain(apart.verify, apart.platform)])
+    build_app(apart.platform, [verify_domain(apart.verify, apart.platform)])
     with pytest.raises(SettingsError, match="CLAVE_DEV_INBOX_TOKEN"):
         settings_for(tmp_path, CLAVE_DEV_INBOX_TOKEN="short")

@@ -18,7 +18,7 @@ from clave.bootstrap import Settings, build_domains, prepare, prepare_async
 from clave.platform.app import build_app
 from clave.platform.client import AppRef
 from clave.platform.settings import SettingsError
-from clave.verify.bootstrap import VerifyDomain
+from clave.verify.bootstrap import open_admin
 from clave.verify.models import Channel
 from tests.support import HMAC_KEYS, FakeClock, code_in, free_port
 
@@ -697,13 +697,8 @@ async def test_an_operator_may_widen_the_users_tenant_and_a_restart_keeps_it(
     await prepare_async(settings)
 
     async def channels() -> set[Channel]:
-        verify = VerifyDomain(settings.verify, settings.platform)
-        verify.prepare()
-        await verify.open()
-        try:
+        async with open_admin(settings.verify, settings.platform) as verify:
             return set((await verify.tenants.get_service("users")).policy.channels)
-        finally:
-            await verify.close()
 
     assert await channels() == {Channel.SMS, Channel.EMAIL}
     for name, value in env.items():
@@ -840,16 +835,11 @@ async def test_a_shared_verify_key_is_installed_where_verify_runs(tmp_path: Path
     settings = Settings.load(env_for(tmp_path, CLAVE_SERVICES="verify", CLAVE_VERIFY_KEY=shared))
     await prepare_async(settings)
     await prepare_async(settings)  # every start: installed once, no error the second time
-    verify = VerifyDomain(settings.verify, settings.platform)
-    verify.prepare()
-    await verify.open()
-    try:
+    async with open_admin(settings.verify, settings.platform) as verify:
         service = await verify.tenants.service_for_key(shared)
         assert service.name == "users"
         assert service.policy.channels == {Channel.SMS, Channel.EMAIL}
         assert not (tmp_path / "users-verify-key").exists()
-    finally:
-        await verify.close()
     async for client in open_client(settings):
         auth = {"Authorization": f"Bearer {shared}"}
         r = await client.post(

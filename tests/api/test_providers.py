@@ -18,7 +18,7 @@ import pytest
 
 from clave.bootstrap import Settings
 from clave.platform.settings import SettingsError
-from clave.verify.bootstrap import VerifyDomain
+from clave.verify.bootstrap import verify_domain
 from tests.api.conftest import Api, open_api, settings_for
 from tests.support import RecordingServer, code_in
 
@@ -296,7 +296,7 @@ async def test_ses_email_through_moto(
 def test_provider_order_must_name_configured_providers(tmp_path: Path) -> None:
     settings = Settings.load({"CLAVE_DATA_DIR": str(tmp_path), "CLAVE_SMS_PROVIDERS": "twilio"})
     with pytest.raises(SettingsError, match="CLAVE_SMS_PROVIDERS names"):
-        VerifyDomain(settings.verify, settings.platform)
+        verify_domain(settings.verify, settings.platform)
     with pytest.raises(SettingsError, match="unknown provider"):
         Settings.load({"CLAVE_SMS_PROVIDERS": "carrier-pigeon"})
     with pytest.raises(SettingsError, match="go together"):

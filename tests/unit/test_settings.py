@@ -17,8 +17,8 @@ def test_defaults_load() -> None:
     assert settings.platform.port == 8000
     assert settings.platform.workers >= 1
     assert settings.verify.default_policy.code_length == 6
-    assert settings.verify.dev_inbox is False
-    assert settings.services == ("verify", "users", "threads", "posts")
+    assert settings.verify.providers.dev_inbox is False
+    assert settings.domains == ("verify", "users", "threads", "posts")
     assert settings.databases == {"users": "sqlite", "threads": "sqlite", "posts": "sqlite"}
 
 
@@ -146,7 +146,8 @@ def test_a_redis_password_of_its_own() -> None:
             "CLAVE_REDIS_PASSWORD": "p@ss/w:rd",
             "CLAVE_HMAC_KEYS": f"k1:{key()}",
         }
-    ).verify.store
+    ).verify.store.url
+    assert store is not None
     assert store == "rediss://:p%40ss%2Fw%3Ard@cache.example:6379/0"
     assert "p%40ss" not in redacted(store)
     assert redacted(store) == "rediss://:***@cache.example:6379/0"
@@ -180,4 +181,6 @@ def test_generated_hmac_keys_only_for_a_lone_local_instance(env: dict[str, str],
 def test_webhooks_over_https_or_to_this_machine() -> None:
     for url in ("https://sender.example/send", "http://127.0.0.1:9000/send", "http://localhost/x"):
         env = {"CLAVE_WEBHOOK_URL": url, "CLAVE_WEBHOOK_SECRET": "whsec_" + "a" * 44}
-        assert Settings.load(env).verify.webhook_url == url
+        webhook = Settings.load(env).verify.providers.webhook
+        assert webhook is not None
+        assert webhook.url == url

@@ -54,7 +54,7 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> Litestar
     renderers: list[tuple[str, ExceptionHandler]] = [
         (prefix, renderer)
         for domain in domains
-        for prefix, renderer in getattr(domain, "error_renderers", {}).items()
+        for prefix, renderer in domain.error_renderers.items()
     ]
 
     def render_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -1,24 +1,28 @@
-"""What the app factory needs from a domain: its routes and its lifecycle."""
+"""What the app factory needs from a domain: its routes, its error shapes and its lifecycle."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from litestar.types import ControllerRouterHandler
 
+from clave.platform.errors import ExceptionHandler
+
 
 class Domain(Protocol):
-    """One business domain mounted into an app (all of them: the monolith; one: a service).
-
-    A domain may also have `error_renderers`, a mapping of path prefix to exception handler,
-    for paths whose errors it renders in a shape of its own (even a path that matched nothing).
-    """
+    """One business domain mounted into an app (all of them: the monolith; one: a service)."""
 
     name: str
 
     def route_handlers(self) -> Sequence[ControllerRouterHandler]:
         """The routers and handlers this domain serves."""
+        ...
+
+    @property
+    def error_renderers(self) -> Mapping[str, ExceptionHandler]:
+        """Path prefix -> exception handler, for the paths whose errors this domain renders in a
+        shape of its own (even a path that matched nothing); empty for most domains."""
         ...
 
     async def start(self) -> None:

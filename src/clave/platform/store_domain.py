@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from litestar.types import ControllerRouterHandler
 
+from clave.platform.errors import ExceptionHandler
 from clave.platform.sql import Migrations, SqlDatabase, open_database
 
 T = TypeVar("T")
@@ -86,3 +87,8 @@ class StoreDomain:
     def route_handlers(self) -> Sequence[ControllerRouterHandler]:
         """The domain's routes."""
         raise NotImplementedError
+
+    @property
+    def error_renderers(self) -> Mapping[str, ExceptionHandler]:
+        """None of its own: every error renders in the native shape."""
+        return {}

@@ -1,4 +1,6 @@
-"""Composition root of the verify domain: store, hasher, providers, services, dispatcher."""
+"""Composition of the verify domain: settings -> stores, hasher, providers, services; built
+once, here, for the app (`verify_domain`) and for the commands that manage tenants
+(`open_admin`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from litestar.types import ControllerRouterHandler
@@ -16,6 +19,7 @@ from litestar.types import ControllerRouterHandler
 from clave.platform.errors import ExceptionHandler
 from clave.platform.settings import PlatformSettings, SettingsError
 from clave.verify import api
+from clave.verify.client_ips import ClientIps
 from clave.verify.codes import CodeHasher
 from clave.verify.delivery.aws import SesEmailProvider, SnsSmsProvider
 from clave.verify.delivery.base import Provider, ProviderRouter
@@ -27,9 +31,11 @@ from clave.verify.delivery.inbox import (
     MemoryInboxStore,
     SqliteInboxStore,
 )
+from clave.verify.delivery.settings import ProviderSettings
 from clave.verify.delivery.smtp import SmtpProvider
 from clave.verify.delivery.twilio import TwilioMessagingProvider, TwilioVoiceProvider
 from clave.verify.delivery.webhook import SignedWebhook, WebhookProvider
+from clave.verify.errors import ServiceNameTaken
 from clave.verify.fraud import FraudGuard
 from clave.verify.limits import (
     CounterStore,
@@ -38,10 +44,10 @@ from clave.verify.limits import (
     RedisCounters,
     SqliteCounters,
 )
-from clave.verify.models import Channel
+from clave.verify.models import Channel, Policy
 from clave.verify.service import VerifyService
-from clave.verify.settings import VerifySettings, parse_hmac_keys
-from clave.verify.store.base import VerificationStore
+from clave.verify.settings import StoreSettings, VerifySettings, parse_hmac_keys
+from clave.verify.store.base import VerifyBackend
 from clave.verify.store.memory import MemoryVerificationStore
 from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore
@@ -80,16 +86,48 @@ def load_or_create_key_file(path: Path) -> tuple[tuple[str, bytes], ...]:
     return parse_hmac_keys(path.read_text(), source=str(path))
 
 
-def build_store(settings: VerifySettings, data_dir: Path) -> VerificationStore:
-    """The store named by CLAVE_VERIFY_STORE; it records events when they have somewhere to go."""
-    events = settings.events_url is not None
-    if settings.store == "memory":
+def code_hasher(settings: VerifySettings, data_dir: Path) -> CodeHasher:
+    """The hasher over CLAVE_HMAC_KEYS, or over the key file generated in the data directory."""
+    keys = settings.hmac_keys or load_or_create_key_file(data_dir / KEY_FILE)
+    return CodeHasher(dict(keys), active_key_id=keys[0][0])
+
+
+def build_store(settings: StoreSettings, data_dir: Path, *, events: bool) -> VerifyBackend:
+    """The store CLAVE_VERIFY_STORE names; with `events`, it records the events closings raise."""
+    if settings.kind == "memory":
         return MemoryVerificationStore(events=events)
-    if settings.store.startswith("sqlite:///"):
-        return SqliteVerificationStore(settings.store.removeprefix("sqlite:///"), events=events)
-    if settings.store.startswith(("redis://", "rediss://")):
-        return RedisVerificationStore(settings.store, prefix=settings.redis_prefix, events=events)
-    return SqliteVerificationStore(data_dir / "verify.db", events=events)
+    if settings.kind == "redis" and settings.url is not None:
+        return RedisVerificationStore(settings.url, prefix=settings.redis_prefix, events=events)
+    return SqliteVerificationStore(settings.database(data_dir), events=events)
+
+
+def build_counters(settings: StoreSettings, data_dir: Path) -> CounterStore:
+    """Rate-limit counters on the same kind of store as the verifications (SQLite: a file of
+    their own beside the verifications' database)."""
+    if settings.kind == "memory":
+        return MemoryCounters()
+    if settings.kind == "redis" and settings.url is not None:
+        return RedisCounters(settings.url, prefix=settings.redis_prefix)
+    return SqliteCounters(settings.beside(data_dir, "limits.db"))
+
+
+def build_inbox(settings: VerifySettings, data_dir: Path) -> InboxStore | None:
+    """The dev inbox, when CLAVE_DEV_INBOX is on."""
+    if not settings.providers.dev_inbox:
+        return None
+    if settings.store.kind == "memory":
+        return MemoryInboxStore()
+    # A local development aid: a file in the data directory even when the verifications
+    # themselves live in Redis.
+    return SqliteInboxStore(data_dir / "inbox.db")
+
+
+def create_schemas(*stores: object) -> None:
+    """Create the SQLite schemas synchronously, once, before worker processes start (each
+    would otherwise race to create them); Redis and memory need none."""
+    for store in stores:
+        if isinstance(store, SqliteVerificationStore | SqliteInboxStore):
+            store.setup()
 
 
 def route_providers(
@@ -115,140 +153,128 @@ def route_providers(
     return routes
 
 
-def build_counters(settings: VerifySettings, data_dir: Path) -> CounterStore:
-    """Rate-limit counters on the same kind of store as the verifications."""
-    if settings.store == "memory":
-        return MemoryCounters()
-    if settings.store.startswith(("redis://", "rediss://")):
-        return RedisCounters(settings.store, prefix=settings.redis_prefix)
-    return SqliteCounters(data_dir / "limits.db")
+def build_providers(settings: ProviderSettings, inbox: InboxStore | None) -> ProviderRouter:
+    """Every configured provider (the dev inbox's into `inbox`), routed per channel."""
+    providers: list[Provider] = []
+    if settings.twilio is not None:
+        providers.append(TwilioMessagingProvider(settings.twilio))
+        if settings.twilio.call_from or settings.twilio.sms_from:
+            providers.append(TwilioVoiceProvider(settings.twilio))
+    if settings.aws is not None and settings.sns:
+        providers.append(SnsSmsProvider(settings.aws, sender_id=settings.sns_sender_id))
+    if settings.smtp is not None and settings.email_from:
+        providers.append(SmtpProvider(settings.smtp, settings.email_from))
+    if settings.aws is not None and settings.ses_from:
+        providers.append(SesEmailProvider(settings.aws, source=settings.ses_from))
+    if settings.webhook is not None:
+        hook = SignedWebhook(settings.webhook.url, settings.webhook.secret)
+        providers.append(WebhookProvider(hook, settings.webhook_channels))
+    if inbox is not None:
+        providers.append(InboxProvider(inbox))
+    routes = route_providers(providers, settings.routes)
+    for channel, serving in routes.items():
+        names = [provider.name for provider in serving]
+        if "inbox" in names and len(names) > 1:
+            # As a fallback, the inbox would catch a real person's code when the real
+            # provider refuses it, and show it to whoever reads the inbox.
+            raise SettingsError(
+                f"CLAVE_DEV_INBOX=true beside a real provider for {channel.value} "
+                f"({', '.join(n for n in names if n != 'inbox')}): the dev inbox is for "
+                f"development only; turn it off, or set CLAVE_{channel.value.upper()}_"
+                "PROVIDERS to one of them"
+            )
+    return ProviderRouter(routes)
 
 
+def build_tenants(
+    store: VerifyBackend, settings: VerifySettings, clock: Callable[[], float]
+) -> TenantService:
+    """Tenants and their keys, each service's policy held to the deployment's guess budget."""
+    budget = settings.limits.failed_checks_per_destination
+    return TenantService(
+        store,
+        clock,
+        cache_seconds=settings.key_cache_seconds,
+        guess_budget=(budget.count, budget.window),
+    )
+
+
+async def ensure_default_service(tenants: TenantService, policy: Policy) -> None:
+    """Make sure the default service exists (with `policy` when it is created)."""
+    try:
+        await tenants.ensure_service(DEFAULT_SERVICE, policy)
+    except ServiceNameTaken:
+        # Another worker created it between our read and write; its row is the same.
+        await tenants.ensure_service(DEFAULT_SERVICE, policy)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyAdmin:
+    """What the commands that manage tenants use: no providers, no dispatcher."""
+
+    settings: VerifySettings
+    tenants: TenantService
+    guard: FraudGuard
+
+
+@contextlib.asynccontextmanager
+async def open_admin(
+    settings: VerifySettings, platform: PlatformSettings, *, clock: Callable[[], float] = time.time
+) -> AsyncIterator[VerifyAdmin]:
+    """Verify's stores, schemas created and connected, the default service there: for
+    `prepare` and the `clave apikey | service | fraud` commands."""
+    data_dir = platform.data_dir
+    # As the serving processes will, so that `clave serve` stops in its master, once, rather
+    # than in every worker: a missing key file is generated, a bad one refused, and providers
+    # built (and dropped) to refuse an order naming one not configured.
+    code_hasher(settings, data_dir)
+    inbox = build_inbox(settings, data_dir)
+    for provider in build_providers(settings.providers, inbox).all():
+        await provider.close()
+    store = build_store(settings.store, data_dir, events=settings.events is not None)
+    counters = build_counters(settings.store, data_dir)
+    create_schemas(store, inbox)
+    tenants = build_tenants(store, settings, clock)
+    await store.open()
+    try:
+        await counters.open()
+        try:
+            await ensure_default_service(tenants, settings.default_policy)
+            yield VerifyAdmin(settings, tenants, FraudGuard(counters, settings.guard, clock))
+        finally:
+            await counters.close()
+    finally:
+        await store.close()
+
+
+@dataclass(eq=False)
 class VerifyDomain:
-    """The verify domain, built from settings; nothing connects until `start()`."""
+    """The verify domain, as `verify_domain` composed it; nothing connects until `start()`."""
 
-    name = "verify"
+    settings: VerifySettings
+    store: VerifyBackend
+    counters: CounterStore
+    inbox: InboxStore | None
+    providers: ProviderRouter
+    dispatcher: Dispatcher
+    notifier: EventNotifier | None
+    guard: FraudGuard
+    verify: VerifyService
+    tenants: TenantService
+    client_ips: ClientIps
+    name: str = field(default="verify", init=False)
 
-    def __init__(
-        self,
-        settings: VerifySettings,
-        platform: PlatformSettings,
-        *,
-        clock: Callable[[], float] = time.time,
-        store: VerificationStore | None = None,
-        inbox: InboxStore | None = None,
-        extra_providers: Sequence[Provider] = (),
-    ) -> None:
-        self.settings = settings
-        self.proxy_hops = platform.proxy_hops
-        keys = settings.hmac_keys or load_or_create_key_file(platform.data_dir / KEY_FILE)
-        self.hasher = CodeHasher(dict(keys), active_key_id=keys[0][0])
-        self.store = store or build_store(settings, platform.data_dir)
-        self.inbox: InboxStore | None = None
-        providers: list[Provider] = list(extra_providers)
-        if settings.twilio is not None:
-            providers.append(TwilioMessagingProvider(settings.twilio))
-            if settings.twilio.call_from or settings.twilio.sms_from:
-                providers.append(TwilioVoiceProvider(settings.twilio))
-        if settings.aws is not None and settings.sns:
-            providers.append(SnsSmsProvider(settings.aws, sender_id=settings.sns_sender_id))
-        if settings.smtp is not None and settings.email_from:
-            providers.append(SmtpProvider(settings.smtp, settings.email_from))
-        if settings.aws is not None and settings.ses_from:
-            providers.append(SesEmailProvider(settings.aws, source=settings.ses_from))
-        if settings.webhook_url and settings.webhook_secret:
-            hook = SignedWebhook(settings.webhook_url, settings.webhook_secret)
-            providers.append(WebhookProvider(hook, settings.webhook_channels))
-        if settings.dev_inbox:
-            # The dev inbox is a local development aid: a file beside the data even when the
-            # verifications themselves live in Redis.
-            self.inbox = inbox or (
-                MemoryInboxStore()
-                if settings.store == "memory"
-                else SqliteInboxStore(platform.data_dir / "inbox.db")
-            )
-            providers.append(InboxProvider(self.inbox))
-        routes = route_providers(providers, settings.routes)
-        for channel, serving in routes.items():
-            names = [provider.name for provider in serving]
-            if "inbox" in names and len(names) > 1:
-                # As a fallback, the inbox would catch a real person's code when the real
-                # provider refuses it, and show it to whoever reads the inbox.
-                raise SettingsError(
-                    f"CLAVE_DEV_INBOX=true beside a real provider for {channel.value} "
-                    f"({', '.join(n for n in names if n != 'inbox')}): the dev inbox is for "
-                    f"development only; turn it off, or set CLAVE_{channel.value.upper()}_"
-                    "PROVIDERS to one of them"
-                )
-        self.providers = ProviderRouter(routes)
-        self.dispatcher = Dispatcher(
-            self.store, self.hasher, self.providers, clock, settings.outbox
-        )
-        self.notifier = (
-            EventNotifier(
-                self.store,
-                SignedWebhook(settings.events_url, settings.events_secret),
-                clock,
-                settings.outbox,
-            )
-            if settings.events_url and settings.events_secret
-            else None
-        )
-        self.counters = build_counters(settings, platform.data_dir)
-        self.guard = FraudGuard(self.counters, settings.guard, clock)
-        self.verify = VerifyService(
-            self.store,
-            self.hasher,
-            self.providers,
-            clock,
-            on_queued=self.dispatcher.notify,
-            limiter=RateLimiter(self.counters, settings.limits),
-            guard=self.guard,
-            test_destinations=settings.test_destinations,
-        )
-        budget = settings.limits.failed_checks_per_destination
-        self.tenants = TenantService(
-            self.store,
-            clock,
-            cache_seconds=settings.key_cache_seconds,
-            guess_budget=(budget.count, budget.window),
-        )
-
-    def prepare(self) -> None:
-        """Create schemas synchronously, once, before worker processes start."""
-        for target in (self.store, self.inbox):
-            setup = getattr(target, "setup", None)
-            if setup is not None:
-                setup()
-
-    async def open(self) -> None:
-        """Connect the stores and make sure the default service exists with its policy."""
+    async def start(self) -> None:
+        """Connect, make sure the default service exists, and start delivering."""
         await self.store.open()
         await self.counters.open()
         if self.inbox is not None:
             await self.inbox.open()
-        try:
-            await self.tenants.ensure_service(DEFAULT_SERVICE, self.settings.default_policy)
-        except ValueError:
-            # Another worker created it between our read and write; its row is the same.
-            await self.tenants.ensure_service(DEFAULT_SERVICE, self.settings.default_policy)
-
-    async def close(self) -> None:
-        """Disconnect everything."""
-        for provider in self.providers.all():
-            await provider.close()
-        if self.inbox is not None:
-            await self.inbox.close()
-        await self.counters.close()
-        await self.store.close()
-
-    async def start(self) -> None:
-        """Connect and start delivering."""
-        await self.open()
+        await ensure_default_service(self.tenants, self.settings.default_policy)
         unserved = [c.value for c in Channel if not self.providers.available(c)]
         if unserved:
             log.info("no provider for channel(s) %s: sends there are refused", ", ".join(unserved))
-        if self.settings.dev_inbox:
+        if self.settings.providers.dev_inbox:
             log.warning("dev inbox is on: every message, code included, shows at /dev/inbox")
         self.dispatcher.start()
         self.guard.start()
@@ -263,7 +289,12 @@ class VerifyDomain:
         if self.notifier is not None:
             with contextlib.suppress(Exception):
                 await self.notifier.stop()
-        await self.close()
+        for provider in self.providers.all():
+            await provider.close()
+        if self.inbox is not None:
+            await self.inbox.close()
+        await self.counters.close()
+        await self.store.close()
 
     async def ready(self) -> None:
         """Raise unless the store answers."""
@@ -271,7 +302,13 @@ class VerifyDomain:
 
     def route_handlers(self) -> Sequence[ControllerRouterHandler]:
         """The verify routes."""
-        return api.routers(self)
+        return api.routers(
+            self.verify,
+            self.tenants,
+            self.settings,
+            client_ips=self.client_ips,
+            inbox=self.inbox,
+        )
 
     @property
     def error_renderers(self) -> Mapping[str, ExceptionHandler]:
@@ -279,9 +316,51 @@ class VerifyDomain:
         return {"/v2/": twilio_error_handler}
 
 
-def verify_domain(platform: PlatformSettings, env_settings: VerifySettings) -> VerifyDomain:
-    """Build the domain, turning a bad key file into a settings error."""
+def verify_domain(
+    settings: VerifySettings, platform: PlatformSettings, *, clock: Callable[[], float] = time.time
+) -> VerifyDomain:
+    """The verify domain, composed from settings: the one place it is built."""
     try:
-        return VerifyDomain(env_settings, platform)
-    except ValueError as exc:
+        return _compose(settings, platform, clock)
+    except ValueError as exc:  # an unreadable key file
         raise SettingsError(str(exc)) from exc
+
+
+def _compose(
+    settings: VerifySettings, platform: PlatformSettings, clock: Callable[[], float]
+) -> VerifyDomain:
+    data_dir = platform.data_dir
+    hasher = code_hasher(settings, data_dir)
+    store = build_store(settings.store, data_dir, events=settings.events is not None)
+    inbox = build_inbox(settings, data_dir)
+    providers = build_providers(settings.providers, inbox)
+    dispatcher = Dispatcher(store, hasher, providers, clock, settings.outbox)
+    notifier = None
+    if settings.events is not None:
+        hook = SignedWebhook(settings.events.url, settings.events.secret)
+        notifier = EventNotifier(store, hook, clock, settings.outbox)
+    counters = build_counters(settings.store, data_dir)
+    guard = FraudGuard(counters, settings.guard, clock)
+    verify = VerifyService(
+        store,
+        hasher,
+        providers,
+        clock,
+        on_queued=dispatcher.notify,
+        limiter=RateLimiter(counters, settings.limits),
+        guard=guard,
+        test_destinations=settings.test_destinations,
+    )
+    return VerifyDomain(
+        settings=settings,
+        store=store,
+        counters=counters,
+        inbox=inbox,
+        providers=providers,
+        dispatcher=dispatcher,
+        notifier=notifier,
+        guard=guard,
+        verify=verify,
+        tenants=build_tenants(store, settings, clock),
+        client_ips=ClientIps(settings.limit_peer_ip, platform.proxy_hops),
+    )

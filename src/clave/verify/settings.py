@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Literal, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from clave.platform.client_ip import is_loopback
 from clave.platform.contacts import normalize_email, normalize_phone
 from clave.platform.settings import Env, SettingsError
 from clave.platform.urls import redacted
 from clave.verify.codes import MIN_KEY_BYTES
-from clave.verify.delivery.aws import AwsConfig
 from clave.verify.delivery.dispatcher import OutboxPolicy
-from clave.verify.delivery.smtp import SmtpConfig
-from clave.verify.delivery.twilio import TwilioConfig
+from clave.verify.delivery.settings import ProviderSettings, WebhookTarget
 from clave.verify.fraud import BlockedPrefix, GuardMode, GuardSettings
 from clave.verify.limits import Limit, Limits
-from clave.verify.models import Channel, Policy
+from clave.verify.models import MAX_CODE_LENGTH, MIN_CODE_LENGTH, Channel, Policy
 
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
@@ -73,94 +70,98 @@ def _key_entries(text: str, source: str) -> list[str]:
     return [item.strip() for line in lines for item in line.split(",")]
 
 
+StoreKind = Literal["memory", "sqlite", "redis"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """`CLAVE_VERIFY_STORE`, parsed once: where verify keeps its state (and its counters)."""
+
+    kind: StoreKind
+    # sqlite: the database file that sqlite:///path names; None: verify.db in CLAVE_DATA_DIR.
+    path: Path | None = None
+    # redis: the URL, CLAVE_REDIS_PASSWORD put in (so never shown).
+    url: str | None = field(default=None, repr=False)
+    redis_prefix: str = "clave:"
+
+    def __post_init__(self) -> None:
+        if (self.kind == "redis") != (self.url is not None) or (
+            self.path is not None and self.kind != "sqlite"
+        ):
+            # A programming error, not a setting: from_env never builds one.
+            raise ValueError("a redis store needs its url, a path is for sqlite only")
+
+    @classmethod
+    def from_env(cls, env: Env) -> Self:
+        """`CLAVE_VERIFY_STORE` (memory, sqlite, sqlite:///path, redis:// or rediss://), with
+        `CLAVE_REDIS_PASSWORD` and `CLAVE_REDIS_PREFIX`."""
+        value = env.text("VERIFY_STORE", "sqlite")
+        prefix = env.text("REDIS_PREFIX", "clave:")
+        password = env.optional("REDIS_PASSWORD")
+        path = value.removeprefix("sqlite:///")
+        if value.startswith(("redis://", "rediss://")):
+            return cls("redis", url=_with_redis_password(value, password), redis_prefix=prefix)
+        if value not in ("memory", "sqlite") and not (value.startswith("sqlite:///") and path):
+            raise SettingsError(
+                "CLAVE_VERIFY_STORE must be sqlite, sqlite:///path, redis://host:6379/0 or "
+                f"memory, got {redacted(value)!r}"
+            )
+        if password is not None:
+            raise SettingsError("CLAVE_REDIS_PASSWORD is only for a redis:// or rediss:// store")
+        if value == "memory":
+            return cls("memory", redis_prefix=prefix)
+        return cls("sqlite", path=None if value == "sqlite" else Path(path), redis_prefix=prefix)
+
+    def database(self, data_dir: Path) -> Path:
+        """The SQLite file of the verifications (kind sqlite)."""
+        return self.path or data_dir / "verify.db"
+
+    def beside(self, data_dir: Path, name: str) -> Path:
+        """Another of verify's SQLite files (the counters'): in the directory of `database`."""
+        return self.database(data_dir).with_name(name)
+
+
+def _with_redis_password(store: str, password: str | None) -> str:
+    """`CLAVE_REDIS_PASSWORD` (an AUTH token, given as a secret of its own, e.g. by ECS) put
+    into a redis:// or rediss:// store URL."""
+    if password is None:
+        return store
+    parts = urlsplit(store)
+    if parts.password is not None:
+        raise SettingsError("CLAVE_REDIS_PASSWORD is set and CLAVE_VERIFY_STORE has one too")
+    user = quote(parts.username or "", safe="")
+    netloc = f"{user}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 @dataclass(frozen=True, slots=True)
 class VerifySettings:
     """Everything the verify domain reads from the environment."""
 
-    store: str
+    store: StoreSettings
     hmac_keys: tuple[tuple[str, bytes], ...] | None
-    dev_inbox: bool
-    # With it, any peer may read the inbox with this Bearer token; without, loopback peers only.
-    dev_inbox_token: str | None
-    smtp: SmtpConfig | None
-    email_from: str | None
+    default_policy: Policy
+    providers: ProviderSettings
+    # Where events go, signed; None: nowhere (the stores then record none).
+    events: WebhookTarget | None
+    outbox: OutboxPolicy
+    limits: Limits
+    guard: GuardSettings
     compat_channel: Channel
     compat_anonymous: bool
-    default_policy: Policy
-    outbox: OutboxPolicy
-    key_cache_seconds: float
-    redis_prefix: str
-    twilio: TwilioConfig | None
-    aws: AwsConfig | None
-    sns: bool
-    sns_sender_id: str | None
-    ses_from: str | None
-    webhook_url: str | None
-    webhook_secret: str | None
-    webhook_channels: frozenset[Channel]
-    # Per channel, the providers to try in order; None: every configured one, default order.
-    routes: dict[Channel, tuple[str, ...] | None]
-    limits: Limits
     limit_peer_ip: bool
-    guard: GuardSettings
+    key_cache_seconds: float
     # (service name, normalised destination) -> fixed code; nothing is ever sent to them.
     test_destinations: dict[tuple[str, str], str]
-    events_url: str | None
-    events_secret: str | None
 
     @classmethod
-    def from_env(cls, env: Env) -> VerifySettings:
+    def from_env(cls, env: Env) -> Self:
         """Build and validate."""
-        store = env.text("VERIFY_STORE", "sqlite")
-        if not (
-            store in ("sqlite", "memory")
-            or store.startswith(("sqlite:///", "redis://", "rediss://"))
-        ):
-            raise SettingsError(
-                "CLAVE_VERIFY_STORE must be sqlite, sqlite:///path, redis://host:6379/0 or "
-                f"memory, got {store!r}"
-            )
-        store = _with_redis_password(store, env.optional("REDIS_PASSWORD"))
+        store = StoreSettings.from_env(env)
         raw_keys = env.optional("HMAC_KEYS")
         keys = parse_hmac_keys(raw_keys, source="CLAVE_HMAC_KEYS") if raw_keys else None
-
-        smtp_url = env.optional("SMTP_URL")
-        smtp = None
-        if smtp_url:
-            try:
-                smtp = SmtpConfig.from_url(
-                    smtp_url, timeout=env.number("SMTP_TIMEOUT", 10.0, low=0.1, high=120)
-                )
-            except ValueError as exc:
-                raise SettingsError(f"CLAVE_SMTP_URL {exc}") from None
-        email_from = env.optional("EMAIL_FROM")
-        if smtp is not None and not email_from:
-            raise SettingsError("CLAVE_EMAIL_FROM is required when CLAVE_SMTP_URL is set")
-        if email_from and "@" not in email.utils.parseaddr(email_from)[1]:
-            raise SettingsError(f"CLAVE_EMAIL_FROM must be an email address, got {email_from!r}")
-
-        channel_names = env.items("CHANNELS", tuple(c.value for c in Channel))
-        try:
-            channels = frozenset(Channel(name) for name in channel_names)
-        except ValueError:
-            raise SettingsError(
-                "CLAVE_CHANNELS must list channels among sms, whatsapp, call, email, "
-                f"got {channel_names}"
-            ) from None
-        policy = Policy(
-            countries=frozenset(c.upper() for c in env.items("COUNTRIES", ())),
-            friendly_name=env.text("FRIENDLY_NAME", "clave"),
-            code_length=env.integer("CODE_LENGTH", 6, low=4, high=10),
-            code_ttl=env.integer("CODE_TTL", 600, low=30, high=86400),
-            max_checks=env.integer("MAX_CHECKS", 5, low=1, high=20),
-            max_sends=env.integer("MAX_SENDS", 5, low=1, high=100),
-            send_window=env.integer("SEND_WINDOW", 600, low=1, high=86400),
-            channels=channels,
-        )
-        problems = policy.problems()
-        if problems:
-            raise SettingsError("default service policy: " + "; ".join(problems))
-        limits = _limits(env)
+        providers = ProviderSettings.from_env(env)
+        policy, limits = _default_policy(env), _limits(env)
         budget = limits.failed_checks_per_destination
         guess_problem = policy.guess_problem((budget.count, budget.window))
         if guess_problem:
@@ -179,71 +180,70 @@ class VerifySettings:
         return cls(
             store=store,
             hmac_keys=keys,
-            dev_inbox=env.flag("DEV_INBOX", False),
-            dev_inbox_token=_dev_inbox_token(env),
-            smtp=smtp,
-            email_from=email_from,
+            default_policy=policy,
+            providers=providers,
+            events=WebhookTarget.from_env(env, "EVENTS"),
+            outbox=_outbox(env),
+            limits=limits,
+            guard=_guard(env),
             compat_channel=Channel(compat),
             compat_anonymous=compat_anonymous,
-            default_policy=policy,
-            outbox=OutboxPolicy(
-                lease=env.number("OUTBOX_LEASE", 60.0, low=1, high=3600),
-                max_tries=env.integer("OUTBOX_MAX_TRIES", 10, low=1, high=100),
-                backoff_base=env.number("OUTBOX_BACKOFF", 2.0, low=0.01, high=600),
-                backoff_max=env.number("OUTBOX_BACKOFF_MAX", 300.0, low=0.01, high=86400),
-                send_timeout=env.number("SEND_TIMEOUT", 15.0, low=0.1, high=300),
-                poll_interval=env.number("OUTBOX_POLL", 1.0, low=0.01, high=60),
-            ),
-            key_cache_seconds=env.number("KEY_CACHE_SECONDS", 5.0, low=0, high=3600),
-            redis_prefix=env.text("REDIS_PREFIX", "clave:"),
-            **_provider_settings(env),
-            limits=limits,
             limit_peer_ip=limit_peer_ip,
-            guard=GuardSettings(
-                mode=GuardMode(env.choice("FRAUD_MODE", "enforce", ("enforce", "record_only"))),
-                blocked=_blocked_prefixes(env),
-                countries_per_ip=env.integer("COUNTRIES_PER_IP", 3, low=0, high=250),
-                country_cap_floor=env.integer("COUNTRY_CAP_FLOOR", 20, low=0, high=10_000_000),
-                country_cap_ratio=env.number("COUNTRY_CAP_RATIO", 0.2, low=0.01, high=100),
-            ),
+            key_cache_seconds=env.number("KEY_CACHE_SECONDS", 5.0, low=0, high=3600),
             test_destinations=_test_destinations(env),
-            **_events(env),
         )
 
 
-def _with_redis_password(store: str, password: str | None) -> str:
-    """`CLAVE_REDIS_PASSWORD` (an AUTH token, given as a secret of its own, e.g. by ECS) put
-    into a redis:// or rediss:// store URL."""
-    if password is None:
-        return store
-    if not store.startswith(("redis://", "rediss://")):
-        raise SettingsError("CLAVE_REDIS_PASSWORD is only for a redis:// or rediss:// store")
-    parts = urlsplit(store)
-    if parts.password is not None:
-        raise SettingsError("CLAVE_REDIS_PASSWORD is set and CLAVE_VERIFY_STORE has one too")
-    user = quote(parts.username or "", safe="")
-    netloc = f"{user}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
-    return urlunsplit(parts._replace(netloc=netloc))
+# Limits, GuardSettings and OutboxPolicy belong to the modules that use them; reading them from
+# the environment is this module's job, so their parsers live here.
 
 
-def _dev_inbox_token(env: Env) -> str | None:
-    """`CLAVE_DEV_INBOX_TOKEN`: a secret of at least 16 printable characters."""
-    token = env.optional("DEV_INBOX_TOKEN")
-    if token is not None and (len(token) < 16 or not token.isprintable() or " " in token):
-        raise SettingsError("CLAVE_DEV_INBOX_TOKEN must be at least 16 printable characters")
-    return token
+def _default_policy(env: Env) -> Policy:
+    """The default service's policy: `CLAVE_CHANNELS`, `CLAVE_COUNTRIES`, `CLAVE_CODE_*`, ..."""
+    channel_names = env.items("CHANNELS", tuple(c.value for c in Channel))
+    try:
+        channels = frozenset(Channel(name) for name in channel_names)
+    except ValueError:
+        raise SettingsError(
+            "CLAVE_CHANNELS must list channels among sms, whatsapp, call, email, "
+            f"got {channel_names}"
+        ) from None
+    policy = Policy(
+        countries=frozenset(c.upper() for c in env.items("COUNTRIES", ())),
+        friendly_name=env.text("FRIENDLY_NAME", "clave"),
+        code_length=env.integer("CODE_LENGTH", 6, low=MIN_CODE_LENGTH, high=MAX_CODE_LENGTH),
+        code_ttl=env.integer("CODE_TTL", 600, low=30, high=86400),
+        max_checks=env.integer("MAX_CHECKS", 5, low=1, high=20),
+        max_sends=env.integer("MAX_SENDS", 5, low=1, high=100),
+        send_window=env.integer("SEND_WINDOW", 600, low=1, high=86400),
+        channels=channels,
+    )
+    problems = policy.problems()
+    if problems:
+        raise SettingsError("default service policy: " + "; ".join(problems))
+    return policy
 
 
-def _require_https(name: str, url: str) -> None:
-    """An https:// URL, or http:// to this machine: what is posted there (a message with its
-    code, events) must not cross a network in clear."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
-        return
-    raise SettingsError(
-        f"{name} must be an https:// URL (http:// only to this machine), got {redacted(url)!r}"
+def _outbox(env: Env) -> OutboxPolicy:
+    """`CLAVE_OUTBOX_*` and `CLAVE_SEND_TIMEOUT`: how the dispatcher (and the notifier) retry."""
+    return OutboxPolicy(
+        lease=env.number("OUTBOX_LEASE", 60.0, low=1, high=3600),
+        max_tries=env.integer("OUTBOX_MAX_TRIES", 10, low=1, high=100),
+        backoff_base=env.number("OUTBOX_BACKOFF", 2.0, low=0.01, high=600),
+        backoff_max=env.number("OUTBOX_BACKOFF_MAX", 300.0, low=0.01, high=86400),
+        send_timeout=env.number("SEND_TIMEOUT", 15.0, low=0.1, high=300),
+        poll_interval=env.number("OUTBOX_POLL", 1.0, low=0.01, high=60),
+    )
+
+
+def _guard(env: Env) -> GuardSettings:
+    """The fraud guard's `CLAVE_FRAUD_MODE`, `CLAVE_BLOCKED_PREFIXES`, `CLAVE_COUNTR*`."""
+    return GuardSettings(
+        mode=GuardMode(env.choice("FRAUD_MODE", "enforce", ("enforce", "record_only"))),
+        blocked=_blocked_prefixes(env),
+        countries_per_ip=env.integer("COUNTRIES_PER_IP", 3, low=0, high=250),
+        country_cap_floor=env.integer("COUNTRY_CAP_FLOOR", 20, low=0, high=10_000_000),
+        country_cap_ratio=env.number("COUNTRY_CAP_RATIO", 0.2, low=0.01, high=100),
     )
 
 
@@ -291,16 +291,6 @@ def _limits(env: Env) -> Limits:
             "sends across all services (spend cap)",
         ),
     )
-
-
-def _events(env: Env) -> dict[str, Any]:
-    """`CLAVE_EVENTS_URL` and `CLAVE_EVENTS_SECRET` (whsec_...): where events go, signed."""
-    url, secret = env.optional("EVENTS_URL"), env.optional("EVENTS_SECRET")
-    if bool(url) != bool(secret):
-        raise SettingsError("CLAVE_EVENTS_URL and CLAVE_EVENTS_SECRET go together")
-    if url:
-        _require_https("CLAVE_EVENTS_URL", url)
-    return {"events_url": url, "events_secret": secret}
 
 
 def _test_destinations(env: Env) -> dict[tuple[str, str], str]:
@@ -365,66 +355,3 @@ def _limit(
             f"CLAVE_LIMIT_{name} must look like 20/3600 (count/seconds), got {raw!r}"
         )
     return limit
-
-
-PROVIDERS = ("twilio", "twilio-voice", "sns", "ses", "smtp", "webhook", "inbox")
-
-
-def _provider_settings(env: Env) -> dict[str, Any]:
-    """Twilio, AWS, webhook settings and the per-channel provider order."""
-    sid, token = env.optional("TWILIO_ACCOUNT_SID"), env.optional("TWILIO_AUTH_TOKEN")
-    if bool(sid) != bool(token):
-        raise SettingsError("CLAVE_TWILIO_ACCOUNT_SID and CLAVE_TWILIO_AUTH_TOKEN go together")
-    twilio = None
-    if sid and token:
-        if not sid.startswith("AC"):
-            raise SettingsError("CLAVE_TWILIO_ACCOUNT_SID must start with AC")
-        twilio = TwilioConfig(
-            account_sid=sid,
-            auth_token=token,
-            sms_from=env.optional("TWILIO_FROM"),
-            whatsapp_from=env.optional("TWILIO_WHATSAPP_FROM"),
-            messaging_service_sid=env.optional("TWILIO_MESSAGING_SERVICE_SID"),
-            call_from=env.optional("TWILIO_CALL_FROM"),
-            base_url=env.text("TWILIO_BASE_URL", "https://api.twilio.com"),
-            status_callback=env.optional("TWILIO_STATUS_CALLBACK"),
-            timeout=env.number("TWILIO_TIMEOUT", 10.0, low=0.1, high=120),
-        )
-    sns = env.flag("SNS", False)
-    ses_from = env.optional("SES_FROM")
-    aws = None
-    if sns or ses_from:
-        region = env.optional("AWS_REGION")
-        if not region:
-            raise SettingsError("CLAVE_AWS_REGION is required with CLAVE_SNS or CLAVE_SES_FROM")
-        aws = AwsConfig(region=region, endpoint_url=env.optional("AWS_ENDPOINT_URL"))
-    webhook_url, webhook_secret = env.optional("WEBHOOK_URL"), env.optional("WEBHOOK_SECRET")
-    if bool(webhook_url) != bool(webhook_secret):
-        raise SettingsError("CLAVE_WEBHOOK_URL and CLAVE_WEBHOOK_SECRET go together")
-    if webhook_url:
-        _require_https("CLAVE_WEBHOOK_URL", webhook_url)
-    try:
-        webhook_channels = frozenset(
-            Channel(c) for c in env.items("WEBHOOK_CHANNELS", tuple(c.value for c in Channel))
-        )
-    except ValueError:
-        raise SettingsError("CLAVE_WEBHOOK_CHANNELS must list sms, whatsapp, call, email") from None
-    routes: dict[Channel, tuple[str, ...] | None] = {}
-    for channel in Channel:
-        name = f"{channel.value.upper()}_PROVIDERS"
-        listed = env.items(name, ())
-        unknown = [p for p in listed if p not in PROVIDERS]
-        if unknown:
-            raise SettingsError(f"CLAVE_{name}: unknown provider(s) {unknown}; known: {PROVIDERS}")
-        routes[channel] = listed or None
-    return {
-        "twilio": twilio,
-        "aws": aws,
-        "sns": sns,
-        "sns_sender_id": env.optional("SNS_SENDER_ID"),
-        "ses_from": ses_from,
-        "webhook_url": webhook_url,
-        "webhook_secret": webhook_secret,
-        "webhook_channels": webhook_channels,
-        "routes": routes,
-    }
