@@ -5,6 +5,7 @@ from clave.verify.delivery.base import DeliveryError, OutgoingMessage, ProviderR
 from clave.verify.delivery.dispatcher import Dispatcher, OutboxPolicy
 from clave.verify.delivery.inbox import InboxProvider, MemoryInboxStore
 from clave.verify.models import Channel, Policy, SendStatus, Status
+from clave.verify.requests import StartRequest
 from clave.verify.service import VerifyService
 from clave.verify.store.memory import MemoryVerificationStore
 from clave.verify.tenants import TenantService
@@ -45,7 +46,7 @@ async def test_transient_failures_retry_with_backoff_then_fail(clock: FakeClock)
     refusing = Refusing(permanent=False)
     policy = OutboxPolicy(max_tries=3, backoff_base=10, backoff_max=1000)
     store, verify, dispatcher, service = await setup(clock, [refusing], policy)
-    view, _ = await verify.start_verification(service, to=PHONE, channel=Channel.SMS)
+    view, _ = await verify.start_verification(service, StartRequest(to=PHONE, channel=Channel.SMS))
 
     assert await dispatcher.run_once() == 1
     assert await dispatcher.run_once() == 0  # backing off: not due yet
@@ -69,7 +70,7 @@ async def test_falls_back_to_the_next_provider(clock: FakeClock) -> None:
     _store, verify, dispatcher, service = await setup(
         clock, [refusing, InboxProvider(inbox)], OutboxPolicy()
     )
-    view, _ = await verify.start_verification(service, to=PHONE, channel=Channel.SMS)
+    view, _ = await verify.start_verification(service, StartRequest(to=PHONE, channel=Channel.SMS))
     await dispatcher.run_once()
     assert refusing.calls == 1
     assert len(await inbox.latest(to=PHONE)) == 1
@@ -81,7 +82,7 @@ async def test_falls_back_to_the_next_provider(clock: FakeClock) -> None:
 async def test_closed_verification_is_not_sent(clock: FakeClock) -> None:
     inbox = MemoryInboxStore()
     _store, verify, dispatcher, service = await setup(clock, [InboxProvider(inbox)], OutboxPolicy())
-    view, _ = await verify.start_verification(service, to=PHONE, channel=Channel.SMS)
+    view, _ = await verify.start_verification(service, StartRequest(to=PHONE, channel=Channel.SMS))
     await verify.cancel(service, view.verification.id)
     await dispatcher.run_once()
     assert await inbox.latest() == []
@@ -94,7 +95,7 @@ async def test_a_lease_held_by_a_dead_worker_is_taken_over(clock: FakeClock) -> 
     store, verify, dispatcher, service = await setup(
         clock, [InboxProvider(inbox)], OutboxPolicy(lease=30)
     )
-    await verify.start_verification(service, to=PHONE, channel=Channel.SMS)
+    await verify.start_verification(service, StartRequest(to=PHONE, channel=Channel.SMS))
     # A worker claims the send and dies before delivering it.
     claimed = await store.claim_deliveries(clock(), lease_until=clock() + 30, limit=10)
     assert len(claimed) == 1

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -14,12 +14,14 @@ from clave.verify.errors import (
     InvalidParameter,
     MaxChecksReached,
     MaxSendsReached,
+    RateLimited,
+    ServiceNameTaken,
     Unauthorized,
     VerificationNotFound,
     VerificationNotPending,
 )
-from clave.verify.limits import RateLimited
 from clave.verify.models import Channel, Policy, Service, Status
+from clave.verify.requests import StartRequest
 from clave.verify.service import VerifyService
 from clave.verify.store.memory import MemoryVerificationStore
 from clave.verify.tenants import TenantService
@@ -69,7 +71,7 @@ async def world(clock: FakeClock) -> World:
 
 async def test_send_then_check_right_code_approves_once(world: World) -> None:
     view, created = await world.verify.start_verification(
-        world.service, to=PHONE, channel=Channel.SMS
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS)
     )
     assert created
     assert view.status is Status.PENDING
@@ -89,7 +91,9 @@ async def test_send_then_check_right_code_approves_once(world: World) -> None:
 
 
 async def test_attempts_counted_before_compare_and_lock_after_max(world: World) -> None:
-    view, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    view, _ = await world.verify.start_verification(
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS)
+    )
     code = await world.code_for(PHONE)
     for left in (4, 3, 2, 1):
         result = await world.verify.check_code(world.service, code=world.wrong(code), to=PHONE)
@@ -108,7 +112,9 @@ async def test_attempts_counted_before_compare_and_lock_after_max(world: World) 
 
 
 async def test_right_code_on_the_last_attempt_approves(world: World) -> None:
-    await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    await world.verify.start_verification(
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS)
+    )
     code = await world.code_for(PHONE)
     for _ in range(4):
         await world.verify.check_code(world.service, code=world.wrong(code), to=PHONE)
@@ -117,12 +123,14 @@ async def test_right_code_on_the_last_attempt_approves(world: World) -> None:
 
 
 async def test_resend_sends_the_same_code_until_the_window_is_full(world: World) -> None:
-    first, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    first, _ = await world.verify.start_verification(
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS)
+    )
     code = await world.code_for(PHONE)
     for left in (3, 2, 1, 0):
         world.clock.advance(10)
         again, created = await world.verify.start_verification(
-            world.service, to=PHONE, channel=Channel.SMS
+            world.service, StartRequest(to=PHONE, channel=Channel.SMS)
         )
         assert not created
         assert again.verification.id == first.verification.id
@@ -130,7 +138,9 @@ async def test_resend_sends_the_same_code_until_the_window_is_full(world: World)
         assert await world.code_for(PHONE) == code
     world.clock.advance(10)
     with pytest.raises(MaxSendsReached) as info:
-        await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+        await world.verify.start_verification(
+            world.service, StartRequest(to=PHONE, channel=Channel.SMS)
+        )
     # The first send was 50 s ago in a 600 s window: it leaves the window in 550 s.
     assert info.value.retry_after == 550
     assert info.value.headers["Retry-After"] == "550"
@@ -140,10 +150,14 @@ async def test_resend_sends_the_same_code_until_the_window_is_full(world: World)
 
 
 async def test_expiry_is_anchored_to_the_first_send(world: World) -> None:
-    first, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    first, _ = await world.verify.start_verification(
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS)
+    )
     code = await world.code_for(PHONE)
     world.clock.advance(500)
-    again, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    again, _ = await world.verify.start_verification(
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS)
+    )
     assert again.verification.expires_at == first.verification.expires_at
     world.clock.advance(101)
     with pytest.raises(VerificationNotFound):
@@ -153,17 +167,21 @@ async def test_expiry_is_anchored_to_the_first_send(world: World) -> None:
 
 
 async def test_after_expiry_a_new_verification_gets_a_new_code(world: World) -> None:
-    first, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    first, _ = await world.verify.start_verification(
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS)
+    )
     world.clock.advance(601)
     second, created = await world.verify.start_verification(
-        world.service, to=PHONE, channel=Channel.SMS
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS)
     )
     assert created
     assert second.verification.id != first.verification.id
 
 
 async def test_cancel_stops_the_code(world: World) -> None:
-    view, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    view, _ = await world.verify.start_verification(
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS)
+    )
     code = await world.code_for(PHONE)
     canceled = await world.verify.cancel(world.service, view.verification.id)
     assert canceled.status is Status.CANCELED
@@ -175,7 +193,9 @@ async def test_cancel_stops_the_code(world: World) -> None:
 
 async def test_tenants_are_isolated(world: World) -> None:
     other = await world.tenants.create_service("other", Policy())
-    view, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    view, _ = await world.verify.start_verification(
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS)
+    )
     code = await world.code_for(PHONE)
     with pytest.raises(VerificationNotFound):
         await world.verify.get(other, view.verification.id)
@@ -191,23 +211,27 @@ async def test_policy_and_providers_gate_channels(clock: FakeClock) -> None:
     )
     with pytest.raises(ChannelNotAllowed):
         await world.verify.start_verification(
-            world.service, to="a@example.com", channel=Channel.EMAIL
+            world.service, StartRequest(to="a@example.com", channel=Channel.EMAIL)
         )
     with pytest.raises(ChannelUnavailable):
-        await world.verify.start_verification(world.service, to=PHONE, channel=Channel.CALL)
+        await world.verify.start_verification(
+            world.service, StartRequest(to=PHONE, channel=Channel.CALL)
+        )
     assert await world.store.pending_deliveries() == 0
 
 
 async def test_invalid_inputs_are_refused_before_anything_is_stored(world: World) -> None:
     with pytest.raises(InvalidParameter):
-        await world.verify.start_verification(world.service, to="12345", channel=Channel.SMS)
-    with pytest.raises(InvalidParameter):
         await world.verify.start_verification(
-            world.service, to=PHONE, channel=Channel.SMS, locale="!!"
+            world.service, StartRequest(to="12345", channel=Channel.SMS)
         )
     with pytest.raises(InvalidParameter):
         await world.verify.start_verification(
-            world.service, to=PHONE, channel=Channel.SMS, code_length=3
+            world.service, StartRequest(to=PHONE, channel=Channel.SMS, locale="!!")
+        )
+    with pytest.raises(InvalidParameter):
+        await world.verify.start_verification(
+            world.service, StartRequest(to=PHONE, channel=Channel.SMS, code_length=3)
         )
     with pytest.raises(InvalidParameter):
         await world.verify.check_code(world.service, code="12ab56", to=PHONE)
@@ -218,9 +242,19 @@ async def test_invalid_inputs_are_refused_before_anything_is_stored(world: World
 
 async def test_code_length_per_request(world: World) -> None:
     await world.verify.start_verification(
-        world.service, to=PHONE, channel=Channel.SMS, code_length=8
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS, code_length=8)
     )
     assert len(await world.code_for(PHONE)) == 8
+
+
+async def test_a_taken_service_name_is_a_409_with_a_stable_code(world: World) -> None:
+    with pytest.raises(ServiceNameTaken) as taken:
+        await world.tenants.create_service("acme", Policy())
+    assert (taken.value.status, taken.value.code) == (409, "service_name_taken")
+    # Two creations racing past the name check: the store refuses the second, typed too.
+    twin = replace(world.service, id="VA" + "0" * 32)
+    with pytest.raises(ServiceNameTaken):
+        await world.store.put_service(twin)
 
 
 async def test_api_keys_authenticate_their_service_only(world: World) -> None:
@@ -238,33 +272,35 @@ async def test_a_code_is_never_shorter_than_the_policy(clock: FakeClock) -> None
     for length in (4, 7):
         with pytest.raises(InvalidParameter, match="8 to 10 digits"):
             await world.verify.start_verification(
-                world.service, to=PHONE, channel=Channel.SMS, code_length=length
+                world.service, StartRequest(to=PHONE, channel=Channel.SMS, code_length=length)
             )
     with pytest.raises(InvalidParameter, match="8 to 10 digits"):
         await world.verify.start_verification(
-            world.service, to=PHONE, channel=Channel.SMS, custom_code="1234567"
+            world.service, StartRequest(to=PHONE, channel=Channel.SMS, custom_code="1234567")
         )
     assert await world.store.pending_deliveries() == 0
     await world.verify.start_verification(
-        world.service, to=PHONE, channel=Channel.SMS, code_length=10
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS, code_length=10)
     )
     assert len(await world.code_for(PHONE)) == 10
 
 
 async def test_a_resend_that_changes_what_the_code_means_starts_a_new_one(clock: FakeClock) -> None:
     world = await make_world(clock, Policy(flags=frozenset({"custom_code"})))
-    first, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    first, _ = await world.verify.start_verification(
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS)
+    )
     first_code = await world.code_for(PHONE)
     # Same terms (another channel, locale): the same verification, the same code.
     again, created = await world.verify.start_verification(
-        world.service, to=PHONE, channel=Channel.CALL, locale="es"
+        world.service, StartRequest(to=PHONE, channel=Channel.CALL, locale="es")
     )
     assert (created, again.verification.id) == (False, first.verification.id)
     previous, codes = first, [first_code]
     for change in ({"code_length": 8}, {"custom_code": "24681357"}, {"friendly_name": "Bank"}):
         world.clock.advance(1)
         view, created = await world.verify.start_verification(
-            world.service, to=PHONE, channel=Channel.SMS, **change
+            world.service, StartRequest(to=PHONE, channel=Channel.SMS, **change)
         )
         assert created, change
         assert view.verification.id != previous.verification.id
@@ -285,11 +321,12 @@ async def test_a_resend_that_changes_what_the_code_means_starts_a_new_one(clock:
 async def test_a_psd2_resend_with_other_terms_binds_a_new_code(clock: FakeClock) -> None:
     world = await make_world(clock, Policy(flags=frozenset({"psd2"})))
     first, _ = await world.verify.start_verification(
-        world.service, to=PHONE, channel=Channel.SMS, payment=("1.00EUR", "Alice")
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS, payment=("1.00EUR", "Alice"))
     )
     first_code = await world.code_for(PHONE)
     second, created = await world.verify.start_verification(
-        world.service, to=PHONE, channel=Channel.SMS, payment=("9999.00EUR", "Mallory")
+        world.service,
+        StartRequest(to=PHONE, channel=Channel.SMS, payment=("9999.00EUR", "Mallory")),
     )
     assert created
     await world.dispatcher.run_once()
@@ -345,7 +382,7 @@ async def test_control_characters_never_reach_a_message(clock: FakeClock) -> Non
     for name in ("Bank.\r\nCall +19005550100", "Bank\u202e", "Bank\x00", " "):
         with pytest.raises(InvalidParameter):
             await world.verify.start_verification(
-                world.service, to=PHONE, channel=Channel.SMS, friendly_name=name
+                world.service, StartRequest(to=PHONE, channel=Channel.SMS, friendly_name=name)
             )
         with pytest.raises(InvalidParameter, match="friendly name"):
             await world.tenants.create_service("bank", Policy(friendly_name=name))
@@ -403,13 +440,17 @@ async def test_right_codes_never_spend_the_guess_budget(clock: FakeClock) -> Non
     )
     for _ in range(5):  # five right codes by id and by destination: the budget of 3 is untouched
         for by_id in (True, False):
-            view, _ = await verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+            view, _ = await verify.start_verification(
+                world.service, StartRequest(to=PHONE, channel=Channel.SMS)
+            )
             code = await world.code_for(PHONE)
             target = {"verification_id": view.verification.id} if by_id else {"to": PHONE}
             result = await verify.check_code(world.service, code=code, **target)
             assert result.status is Status.APPROVED
             clock.advance(130)  # out of the send window's way
-    view, _ = await verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    view, _ = await verify.start_verification(
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS)
+    )
     code = await world.code_for(PHONE)
     for _ in range(3):
         await verify.check_code(world.service, code=world.wrong(code), to=PHONE)
@@ -418,18 +459,22 @@ async def test_right_codes_never_spend_the_guess_budget(clock: FakeClock) -> Non
     assert refused.value.code == "too_many_failed_checks"
     assert refused.value.retry_after > 0
     with pytest.raises(RateLimited, match="too_many_failed_checks"):
-        await verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+        await verify.start_verification(world.service, StartRequest(to=PHONE, channel=Channel.SMS))
     _, created = await verify.start_verification(
-        world.service, to="+14155552672", channel=Channel.SMS
+        world.service, StartRequest(to="+14155552672", channel=Channel.SMS)
     )
     assert created
 
 
 async def test_a_renamed_service_never_resends_a_code_under_its_new_name(world: World) -> None:
-    first, _ = await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    first, _ = await world.verify.start_verification(
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS)
+    )
     first_code = await world.code_for(PHONE)
     renamed = await world.tenants.update_policy("acme", Policy(friendly_name="Bank"))
-    again, created = await world.verify.start_verification(renamed, to=PHONE, channel=Channel.SMS)
+    again, created = await world.verify.start_verification(
+        renamed, StartRequest(to=PHONE, channel=Channel.SMS)
+    )
     assert created
     assert again.verification.id != first.verification.id
     second_code = await world.code_for(PHONE)
@@ -438,7 +483,9 @@ async def test_a_renamed_service_never_resends_a_code_under_its_new_name(world: 
 
 
 async def test_a_queued_message_keeps_the_name_it_was_sent_under(world: World) -> None:
-    await world.verify.start_verification(world.service, to=PHONE, channel=Channel.SMS)
+    await world.verify.start_verification(
+        world.service, StartRequest(to=PHONE, channel=Channel.SMS)
+    )
     await world.tenants.update_policy("acme", Policy(friendly_name="Bank"))
     await world.dispatcher.run_once()  # delivered after the rename
     assert "Acme" in (await world.inbox.latest(to=PHONE))[0].text

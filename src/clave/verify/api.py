@@ -7,7 +7,7 @@ import hmac
 import html
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import MediaType, Request, Response, Router, get, post
@@ -20,6 +20,8 @@ from litestar.types import Guard
 from clave.platform.client_ip import is_loopback
 from clave.platform.errors import handlers, message_error_handler
 from clave.verify.client_ips import ClientIps
+from clave.verify.delivery.inbox import InboxStore
+from clave.verify.delivery.settings import ProviderSettings
 from clave.verify.delivery.twilio import valid_signature
 from clave.verify.delivery.webhook import decode_secret
 from clave.verify.delivery.webhook import verify as verify_webhook
@@ -31,17 +33,23 @@ from clave.verify.errors import (
     InvalidParameter,
     Unauthorized,
 )
-from clave.verify.models import Channel, SendStatus, Service, Status
+from clave.verify.models import (
+    MAX_CODE_LENGTH,
+    MIN_CODE_LENGTH,
+    Channel,
+    SendStatus,
+    Service,
+    Status,
+)
+from clave.verify.requests import StartRequest
 from clave.verify.service import VerificationView, VerifyService
+from clave.verify.settings import VerifySettings
 from clave.verify.tenants import DEFAULT_SERVICE, TenantService
 from clave.verify.twilio_api import twilio_router
 
-if TYPE_CHECKING:
-    from clave.verify.bootstrap import VerifyDomain
-    from clave.verify.delivery.inbox import InboxStore
-
 Destination = Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
 CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+CodeLength = Annotated[int, msgspec.Meta(ge=MIN_CODE_LENGTH, le=MAX_CODE_LENGTH)]
 
 
 class StartVerification(msgspec.Struct, forbid_unknown_fields=True):
@@ -50,7 +58,7 @@ class StartVerification(msgspec.Struct, forbid_unknown_fields=True):
     to: Destination
     channel: Channel
     locale: Annotated[str, msgspec.Meta(max_length=35)] | None = None
-    code_length: Annotated[int, msgspec.Meta(ge=4, le=10)] | None = None
+    code_length: CodeLength | None = None
     # The end user's IP, for the per-IP limits (clave usually sees the caller's server).
     client_ip: Annotated[str, msgspec.Meta(max_length=45)] | None = None
     # SMS autofill: the Android SMS Retriever app hash, and the WebOTP origin (`@domain #code`).
@@ -155,8 +163,7 @@ async def create_verification(
     client_ips: NamedDependency[ClientIps],
 ) -> Response[VerificationRead]:
     """Start a verification for `to` on `channel`; a pending one for `to` is re-sent."""
-    view, created = await verify.start_verification(
-        caller,
+    start = StartRequest(
         to=data.to,
         channel=data.channel,
         locale=data.locale,
@@ -165,6 +172,7 @@ async def create_verification(
         app_hash=data.app_hash,
         webotp_domain=data.webotp_domain,
     )
+    view, created = await verify.start_verification(caller, start)
     return Response(render(view), status_code=201 if created else 200)
 
 
@@ -217,8 +225,8 @@ async def send_code(
     client_ips: NamedDependency[ClientIps],
 ) -> dict[str, Any]:
     """Start or re-send a verification on the configured compat channel."""
-    client_ip = client_ips.of(request, None)
-    await verify.start_verification(caller, to=data.to, channel=compat_channel, client_ip=client_ip)
+    start = StartRequest(data.to, compat_channel, client_ip=client_ips.of(request, None))
+    await verify.start_verification(caller, start)
     return {"message": True}
 
 
@@ -335,9 +343,8 @@ class StatusReport(msgspec.Struct, forbid_unknown_fields=True):
     error: Annotated[str, msgspec.Meta(max_length=500)] | None = None
 
 
-def providers_router(domain: VerifyDomain) -> Router | None:
+def providers_router(verify: VerifyService, settings: ProviderSettings) -> Router | None:
     """Delivery-status callbacks: Twilio's and the signed webhook sender's."""
-    verify, settings = domain.verify, domain.settings
     handlers = []
     twilio = settings.twilio
     if twilio is not None and twilio.status_callback:
@@ -366,8 +373,8 @@ def providers_router(domain: VerifyDomain) -> Router | None:
             return {"applied": await verify.report_delivery(provider, sid, status, error)}
 
         handlers.append(twilio_status)
-    if settings.webhook_url and settings.webhook_secret:
-        key = decode_secret(settings.webhook_secret)
+    if settings.webhook is not None:
+        key = decode_secret(settings.webhook.secret)
 
         @post(
             "/webhook/status",
@@ -399,9 +406,15 @@ def providers_router(domain: VerifyDomain) -> Router | None:
     return Router(path="/api/providers", route_handlers=handlers)
 
 
-def routers(domain: VerifyDomain) -> list[Router]:
+def routers(
+    verify: VerifyService,
+    tenants: TenantService,
+    settings: VerifySettings,
+    *,
+    client_ips: ClientIps,
+    inbox: InboxStore | None,
+) -> list[Router]:
     """The verify domain's routers, wired to its services."""
-    verify, tenants, settings = domain.verify, domain.tenants, domain.settings
 
     async def provide_verify() -> VerifyService:
         return verify
@@ -422,8 +435,6 @@ def routers(domain: VerifyDomain) -> list[Router]:
 
     async def provide_compat_channel() -> Channel:
         return settings.compat_channel
-
-    client_ips = ClientIps(settings.limit_peer_ip, domain.proxy_hops)
 
     async def provide_client_ips() -> ClientIps:
         return client_ips
@@ -458,9 +469,9 @@ def routers(domain: VerifyDomain) -> list[Router]:
         tags=["compatible"],
     )
     result = [native, compat, twilio_router(verify, tenants, settings.default_policy, client_ips)]
-    callbacks = providers_router(domain)
+    callbacks = providers_router(verify, settings.providers)
     if callbacks is not None:
         result.append(callbacks)
-    if domain.inbox is not None:
-        result.append(inbox_router(domain.inbox, settings.dev_inbox_token))
+    if inbox is not None:
+        result.append(inbox_router(inbox, settings.providers.dev_inbox_token))
     return result

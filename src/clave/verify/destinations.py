@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import phonenumbers
+
 from clave.platform import contacts
 from clave.platform.contacts import mask, region_of
 from clave.verify.errors import InvalidDestination
 from clave.verify.models import Channel
 
-__all__ = ["guess_key", "mask", "normalize", "normalize_any", "region_of"]
+__all__ = ["guess_key", "is_landline", "mask", "normalize", "normalize_any", "region_of"]
 
 
 def normalize(raw: str, channel: Channel) -> str:
@@ -23,6 +25,18 @@ def normalize(raw: str, channel: Channel) -> str:
 def normalize_any(raw: str) -> str:
     """Normalise a destination whose channel is unknown (a check by `to`)."""
     return normalize(raw, Channel.EMAIL if "@" in raw else Channel.SMS)
+
+
+def is_landline(destination: str) -> bool:
+    """Whether a normalised phone number is a fixed line, as libphonenumber's metadata says
+    (a number that may be either, as in the US and Canada, is not: it may take an SMS)."""
+    if "@" in destination:
+        return False
+    try:
+        number = phonenumbers.parse(destination, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE
 
 
 def guess_key(destination: str) -> str:

@@ -27,6 +27,13 @@ class ChannelNotAllowed(ClaveError):
     code = "channel_not_allowed"
 
 
+class SmsToLandline(ClaveError):
+    """An SMS to a fixed line, refused because the service skips them (skip_sms_to_landlines)."""
+
+    status = 422
+    code = "sms_to_landline"
+
+
 class ChannelUnavailable(ClaveError):
     """No delivery provider is configured for this channel, so a send would be lost."""
 
@@ -84,11 +91,30 @@ class MaxSendsReached(ClaveError):
         self.retry_after = seconds
 
 
+class RateLimited(ClaveError):
+    """A limit is reached; Retry-After says when to try again. Each limit has its own code."""
+
+    status = 429
+
+    def __init__(self, code: str, message: str, retry_after: float) -> None:
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(message, headers={"Retry-After": str(seconds)})
+        self.code = code
+        self.retry_after = seconds
+
+
 class ServiceNotFound(ClaveError):
     """No such tenant service."""
 
     status = 404
     code = "service_not_found"
+
+
+class ServiceNameTaken(ClaveError):
+    """Another service already has that name (names are unique)."""
+
+    status = 409
+    code = "service_name_taken"
 
 
 class KeyNotFound(ClaveError):

@@ -16,10 +16,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from clave.platform.contacts import mask, region_of
-from clave.verify.errors import CountryNotAllowed, DestinationBlocked
-from clave.verify.limits import CounterStore, RateLimited
+from clave.verify.errors import CountryNotAllowed, DestinationBlocked, RateLimited
+from clave.verify.limits import CounterStore
 from clave.verify.models import Channel, Service
 
 log = logging.getLogger("clave.verify.fraud")
@@ -58,6 +59,42 @@ class GuardSettings:
     # Unverified sends per country per day: at least this many, more as real traffic grows.
     country_cap_floor: int = 20  # 0: off
     country_cap_ratio: float = 0.2
+
+
+class Guard(Protocol):
+    """What the verify use cases ask of the fraud guard: a `FraudGuard`, or `NoGuard`."""
+
+    async def screen(
+        self, service: Service, destination: str, channel: Channel, client_ip: str | None
+    ) -> None:
+        """Raise when the send must be refused."""
+        ...
+
+    async def record_send(self, service: Service, destination: str, channel: Channel) -> None:
+        """A send was accepted."""
+        ...
+
+    async def record_verified(self, service: Service, destination: str) -> None:
+        """A destination was proven."""
+        ...
+
+
+class NoGuard:
+    """The `Guard` of a deployment without a fraud guard: every send passes, nothing counts."""
+
+    async def screen(
+        self, service: Service, destination: str, channel: Channel, client_ip: str | None
+    ) -> None:
+        """Every send passes."""
+
+    async def record_send(self, service: Service, destination: str, channel: Channel) -> None:
+        """Nothing recorded."""
+
+    async def record_verified(self, service: Service, destination: str) -> None:
+        """Nothing recorded."""
+
+
+NO_GUARD = NoGuard()
 
 
 class FraudGuard:

@@ -11,7 +11,6 @@ and a spent one frees up as its oldest slots leave, within a window and a slot.
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -21,20 +20,9 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from clave.platform.errors import ClaveError, StoreError
+from clave.platform.errors import StoreError
 from clave.platform.sqlite import SqliteDatabase
-
-
-class RateLimited(ClaveError):
-    """A limit is reached; Retry-After says when to try again. Each limit has its own code."""
-
-    status = 429
-
-    def __init__(self, code: str, message: str, retry_after: float) -> None:
-        seconds = max(1, math.ceil(retry_after))
-        super().__init__(message, headers={"Retry-After": str(seconds)})
-        self.code = code
-        self.retry_after = seconds
+from clave.verify.errors import RateLimited
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,6 +519,79 @@ class Reservation:
         return Reservation(self.hits + other.hits, self.at)
 
 
+class Limiter(Protocol):
+    """What the verify use cases ask of the rate limits: a `RateLimiter`, or `NoLimits`."""
+
+    async def send(
+        self,
+        *,
+        service_id: str,
+        client_ip: str | None,
+        destination: str,
+        now: float,
+        overrides: Sequence[tuple[str, str]] = (),
+    ) -> Reservation:
+        """Count a send against every send limit, all or none (RateLimited when one is full)."""
+        ...
+
+    async def reserve_failed_check(
+        self,
+        *,
+        service_id: str,
+        client_ip: str | None = None,
+        destination: str | None = None,
+        now: float,
+        overrides: Sequence[tuple[str, str]] = (),
+    ) -> Reservation:
+        """Count a check as failed before its code is compared (RateLimited when spent)."""
+        ...
+
+    async def release(self, reservation: Reservation) -> None:
+        """Give back a reservation: what it was made for did not count."""
+        ...
+
+    async def release_guesses(self, reservation: Reservation) -> None:
+        """Give back only the destination's part of a failed-check reservation."""
+        ...
+
+
+class NoLimits:
+    """The `Limiter` of a deployment without rate limits: everything passes, nothing counts."""
+
+    async def send(
+        self,
+        *,
+        service_id: str,
+        client_ip: str | None,
+        destination: str,
+        now: float,
+        overrides: Sequence[tuple[str, str]] = (),
+    ) -> Reservation:
+        """Nothing counted."""
+        return Reservation((), now)
+
+    async def reserve_failed_check(
+        self,
+        *,
+        service_id: str,
+        client_ip: str | None = None,
+        destination: str | None = None,
+        now: float,
+        overrides: Sequence[tuple[str, str]] = (),
+    ) -> Reservation:
+        """Nothing counted."""
+        return Reservation((), now)
+
+    async def release(self, reservation: Reservation) -> None:
+        """Nothing to give back."""
+
+    async def release_guesses(self, reservation: Reservation) -> None:
+        """Nothing to give back."""
+
+
+NO_LIMITS = NoLimits()
+
+
 class RateLimiter:
     """Applies the limits for sends and checks."""
 
@@ -627,3 +688,8 @@ class RateLimiter:
         """Give back a reservation: the check it was made for did not fail."""
         if reservation.hits:
             await self._counters.release(reservation.hits, reservation.at)
+
+    async def release_guesses(self, reservation: Reservation) -> None:
+        """Give back what a failed-check reservation counted against the destination's guess
+        budget, and only that (a check that found nothing to compare: the IP's hit stays)."""
+        await self.release(reservation.only(self._limits.failed_checks_per_destination.code))

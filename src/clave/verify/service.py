@@ -3,49 +3,45 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from clave.platform.client_ip import ip_bucket
 from clave.platform.contacts import mask_text
-from clave.platform.text import is_single_line
 from clave.verify.codes import CodeHasher, bound_terms
 from clave.verify.delivery.base import ProviderRouter
-from clave.verify.destinations import guess_key, mask, normalize, normalize_any
+from clave.verify.destinations import guess_key, is_landline, mask, normalize_any
 from clave.verify.errors import (
     ChannelNotAllowed,
     ChannelUnavailable,
     InvalidParameter,
     MaxChecksReached,
     MaxSendsReached,
+    SmsToLandline,
     UnknownMessage,
     VerificationNotFound,
     VerificationNotPending,
 )
-from clave.verify.fraud import FraudGuard
-from clave.verify.limits import RateLimiter, Reservation
+from clave.verify.fraud import NO_GUARD, Guard
+from clave.verify.limits import NO_LIMITS, Limiter, Reservation
 from clave.verify.models import (
-    FRIENDLY_NAME_RULE,
+    CODE_DIGITS,
     Channel,
     CheckGate,
     Policy,
+    SealedCode,
     SendStatus,
     Service,
+    StartOutcome,
     Status,
     Verification,
+    is_code,
     is_verification_id,
     new_id,
-    valid_friendly_name,
 )
+from clave.verify.requests import StartRequest, Terms, bound_payment, counted_ip, terms_of
 from clave.verify.store.base import VerificationStore
 
 log = logging.getLogger("clave.verify")
-
-_CODE = re.compile(r"[0-9]{4,10}")
-_APP_HASH = re.compile(r"[A-Za-z0-9+/]{11}")
-_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
-_LOCALE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +51,9 @@ class VerificationView:
     verification: Verification
     status: Status
     sends_left: int
+    # The PSD2 (amount, payee) this request bound or checked: None unless the service is psd2
+    # (echoing another's would vouch for terms nothing checked).
+    payment: tuple[str, str] | None = None
 
     @property
     def valid(self) -> bool:
@@ -68,7 +67,11 @@ class VerificationView:
 
 
 class VerifyService:
-    """Verifications for tenants: codes sealed by `hasher`, sends queued in the store's outbox."""
+    """Verifications for tenants: codes sealed by `hasher`, sends queued in the store's outbox.
+
+    Every policy rule is enforced here, whichever API the request came through. Without rate
+    limits or a fraud guard, `NO_LIMITS` and `NO_GUARD` pass everything.
+    """
 
     def __init__(
         self,
@@ -77,8 +80,8 @@ class VerifyService:
         providers: ProviderRouter,
         clock: Callable[[], float],
         on_queued: Callable[[], None] = lambda: None,
-        limiter: RateLimiter | None = None,
-        guard: FraudGuard | None = None,
+        limiter: Limiter = NO_LIMITS,
+        guard: Guard = NO_GUARD,
         test_destinations: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         self._test_destinations = dict(test_destinations or {})
@@ -91,74 +94,89 @@ class VerifyService:
         self._on_queued = on_queued
 
     async def start_verification(
+        self, service: Service, request: StartRequest
+    ) -> tuple[VerificationView, bool]:
+        """Send a code to `request.to`, or re-send the pending one; returns (view, created).
+
+        A pending verification is re-sent only when the code would mean the same (same length,
+        custom code, payment and name); otherwise it is canceled and a new one starts. A test
+        destination gets its fixed code and is never sent anything, so it costs nothing and
+        is neither screened nor counted.
+        """
+        test_code = self._test_destinations.get((service.name, request.to))
+        self._admit(service.policy, request, deliver=test_code is None)
+        terms = terms_of(service.policy, request)
+        now = self._clock()
+        counted = Reservation((), now)
+        if test_code is None:
+            counted = await self._screen_and_count(service, request, now)
+        outcome = await self._store.start(
+            self._candidate(service, request, terms, test_code, now),
+            channel=request.channel,
+            locale=request.locale,
+            now=now,
+            window=service.policy.send_window,
+            max_sends=service.policy.max_sends,
+            deliver=test_code is None,
+            options=_send_options(request, terms),
+        )
+        if outcome.limited_until is not None:
+            await self._limiter.release(counted)  # nothing was sent: the caps are not spent
+            raise _window_full(service, request.to, outcome.limited_until - now)
+        if test_code is None:
+            self._on_queued()
+            await self._guard.record_send(service, request.to, request.channel)
+        view = self._started(service, request, outcome, now, terms.payment)
+        return view, outcome.created
+
+    def _admit(self, policy: Policy, request: StartRequest, *, deliver: bool) -> None:
+        """Refuse a send the policy forbids, or that no provider could deliver."""
+        if request.channel not in policy.channels:
+            raise ChannelNotAllowed(f"channel {request.channel} is not allowed for this service")
+        if (
+            request.channel is Channel.SMS
+            and "skip_sms_to_landlines" in policy.flags
+            and is_landline(request.to)
+        ):
+            raise SmsToLandline("SMS is not supported by landline phone number")
+        if deliver and not self._providers.available(request.channel):
+            raise ChannelUnavailable(
+                f"no delivery provider is configured for channel {request.channel}"
+            )
+
+    async def _screen_and_count(
+        self, service: Service, request: StartRequest, now: float
+    ) -> Reservation:
+        """The fraud guard's screen, then the rate limits, in that order: a refused send
+        spends no rate-limit budget. Release the reservation if the store refuses the send."""
+        await self._guard.screen(service, request.to, request.channel, request.counted_ip)
+        return await self._limiter.send(
+            service_id=service.id,
+            client_ip=request.counted_ip,
+            destination=guess_key(request.to),
+            now=now,
+            overrides=service.policy.limits,
+        )
+
+    def _candidate(
         self,
         service: Service,
-        *,
-        to: str,
-        channel: Channel,
-        locale: str | None = None,
-        code_length: int | None = None,
-        client_ip: str | None = None,
-        app_hash: str | None = None,
-        webotp_domain: str | None = None,
-        custom_code: str | None = None,
-        payment: tuple[str, str] | None = None,
-        friendly_name: str | None = None,
-    ) -> tuple[VerificationView, bool]:
-        """Send a code to `to`, or re-send the pending one; returns (view, created).
-
-        `custom_code` (services with the custom_code flag) is the code to send instead of a
-        random one; `payment` (amount, payee) is required by psd2 services and bound to the
-        code; `friendly_name` replaces the service's name in this verification's messages.
-        A pending verification is re-sent only when the code would mean the same (same length,
-        custom code, payment and name); otherwise it is canceled and a new one starts.
-        """
-        policy = service.policy
-        if channel not in policy.channels:
-            raise ChannelNotAllowed(f"channel {channel} is not allowed for this service")
-        destination = normalize(to, channel)
-        test_code = self._test_destinations.get((service.name, destination))
-        if test_code is None and not self._providers.available(channel):
-            raise ChannelUnavailable(f"no delivery provider is configured for channel {channel}")
-        length = _code_length(policy, code_length, custom_code)
-        payment = self._payment(service, payment)
-        options = _send_options(locale, app_hash, webotp_domain, payment, friendly_name)
-        # The name the message shows is fixed with the send (a later rename of the service
-        # neither changes a queued message nor re-sends a code under another name).
-        options["friendly_name"] = name = friendly_name or policy.friendly_name
-        ip = _counted_ip(client_ip)
-        now = self._clock()
-        # Screened first: a refused send spends no rate-limit budget. A test destination is
-        # never sent anything, so it costs nothing and is neither screened nor counted.
-        counted = None
-        if test_code is None:
-            if self._guard is not None:
-                await self._guard.screen(service, destination, channel, ip)
-            if self._limiter is not None:
-                counted = await self._limiter.send(
-                    service_id=service.id,
-                    client_ip=ip,
-                    destination=guess_key(destination),
-                    now=now,
-                    overrides=policy.limits,
-                )
+        request: StartRequest,
+        terms: Terms,
+        test_code: str | None,
+        now: float,
+    ) -> Verification:
+        """The verification a send starts unless a pending one means the same."""
         vid = new_id("VE")
-        context = bound_terms(payment)
-        candidate = Verification(
+        policy = service.policy
+        return Verification(
             id=vid,
             service_id=service.id,
-            to=destination,
-            channel=channel,
-            locale=locale,
-            code_length=len(test_code) if test_code else length,
-            # A test destination (for client apps' own tests) gets its fixed code and is never
-            # sent anything; a custom code is sealed so it can still be sent; real destinations
-            # get a fresh random one.
-            code=self._hasher.seal(vid, test_code, context)
-            if test_code
-            else self._hasher.seal_deliverable(vid, custom_code, context)
-            if custom_code
-            else self._hasher.issue(vid, length, context),
+            to=request.to,
+            channel=request.channel,
+            locale=request.locale,
+            code_length=len(test_code) if test_code else terms.length,
+            code=self._seal(vid, request, terms, test_code),
             status=Status.PENDING,
             check_attempts=0,
             max_checks=policy.max_checks,
@@ -166,49 +184,46 @@ class VerifyService:
             updated_at=now,
             expires_at=now + policy.code_ttl,
             binding=self._hasher.binding(
-                str(length),
+                str(terms.length),
                 test_code or "",
-                custom_code or "",
-                *(payment or ("", "")),
-                name,
+                request.custom_code or "",
+                *(terms.payment or ("", "")),
+                terms.name,
             ),
         )
-        outcome = await self._store.start(
-            candidate,
-            channel=channel,
-            locale=locale,
-            now=now,
-            window=policy.send_window,
-            max_sends=policy.max_sends,
-            deliver=test_code is None,
-            options=options,
-        )
-        if outcome.limited_until is not None:
-            if counted is not None and self._limiter is not None:
-                await self._limiter.release(counted)  # nothing was sent: the caps are not spent
-            log.info("send refused, window full: service=%s to=%s", service.name, mask(destination))
-            raise MaxSendsReached(
-                f"at most {policy.max_sends} sends to this destination per "
-                f"{policy.send_window} seconds",
-                retry_after=outcome.limited_until - now,
-            )
-        if test_code is None:
-            self._on_queued()
-            if self._guard is not None:
-                await self._guard.record_send(service, destination, channel)
+
+    def _seal(
+        self, vid: str, request: StartRequest, terms: Terms, test_code: str | None
+    ) -> SealedCode:
+        """A test destination's fixed code; a custom code, sealed so it can still be sent; or
+        a fresh random one."""
+        context = bound_terms(terms.payment)
+        if test_code:
+            return self._hasher.seal(vid, test_code, context)
+        if request.custom_code:
+            return self._hasher.seal_deliverable(vid, request.custom_code, context)
+        return self._hasher.issue(vid, terms.length, context)
+
+    @staticmethod
+    def _started(
+        service: Service,
+        request: StartRequest,
+        outcome: StartOutcome,
+        now: float,
+        payment: tuple[str, str] | None,
+    ) -> VerificationView:
+        """The view of an accepted send, logged."""
         v = outcome.verification
         log.info(
             "%s verification=%s service=%s channel=%s to=%s",
             "created" if outcome.created else "resent",
             v.id,
             service.name,
-            channel,
+            request.channel,
             mask(v.to),
         )
-        view = VerificationView(
-            v, v.effective_status(now), max(0, policy.max_sends - outcome.sends_in_window)
-        )
-        return view, outcome.created
+        sends_left = max(0, service.policy.max_sends - outcome.sends_in_window)
+        return VerificationView(v, v.effective_status(now), sends_left, payment)
 
     async def check_code(
         self,
@@ -230,82 +245,41 @@ class VerifyService:
         """
         if (verification_id is None) == (to is None):
             raise InvalidParameter("give exactly one of 'id' and 'to'")
-        if not _CODE.fullmatch(code):
-            raise InvalidParameter("code must be 4 to 10 digits")
+        if not is_code(code):
+            raise InvalidParameter(f"code must be {CODE_DIGITS}")
         if verification_id is not None and not is_verification_id(verification_id):
             raise VerificationNotFound("no pending verification found")
         destination = normalize_any(to) if to is not None else None
-        context = bound_terms(self._payment(service, payment))
+        bound = bound_payment(service.policy, payment)
         now = self._clock()
         # By destination, both budgets in one reservation; by id, the destination is known
         # once the verification is found.
-        held = await self._reserve(
-            service,
-            now,
-            client_ip=_counted_ip(client_ip),
-            destination=guess_key(destination) if destination else None,
-        )
+        held = await self._reserve(service, now, counted_ip(client_ip), destination)
         try:
             counted, sends_left = await self._count(service, now, verification_id, destination)
         except (VerificationNotFound, MaxChecksReached):
             # Nothing was compared: the destination's budget is not spent (else anyone could
             # lock a number out by checking codes it was never sent). The IP's stays spent.
-            if held is not None and self._limiter is not None:
-                code = self._limiter.limits.failed_checks_per_destination.code
-                await self._limiter.release(held.only(code))
+            await self._limiter.release_guesses(held)
             raise
         if destination is None:
-            by_id = await self._reserve(service, now, destination=guess_key(counted.to))
-            held = by_id if held is None or by_id is None else held + by_id
-        if not self._hasher.matches(counted.id, counted.code, code + context):
-            return await self._wrong(service, counted, sends_left, now)
-        approved = await self._store.transition(
-            counted.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=now
-        )
-        if not approved:
-            # Another request approved (or closed) it between our count and this write.
-            raise VerificationNotFound("no pending verification found")
-        if held is not None and self._limiter is not None:  # a right code: its hits go back
-            await self._limiter.release(held)
-        log.info("approved verification=%s service=%s", counted.id, service.name)
-        if self._guard is not None:
-            await self._guard.record_verified(service, counted.to)
-        return VerificationView(counted, Status.APPROVED, sends_left)
+            held += await self._reserve(service, now, None, counted.to)
+        if not self._hasher.matches(counted.id, counted.code, code + bound_terms(bound)):
+            return await self._wrong(service, counted, sends_left, now, bound)
+        return await self._approve(service, counted, sends_left, now, held, bound)
 
     async def _reserve(
-        self,
-        service: Service,
-        now: float,
-        *,
-        client_ip: str | None = None,
-        destination: str | None = None,
-    ) -> Reservation | None:
+        self, service: Service, now: float, client_ip: str | None, destination: str | None
+    ) -> Reservation:
         """Count a failed check against the IP's and the destination's budgets (a 429 when
-        either is spent); None without a limiter."""
-        if self._limiter is None:
-            return None
+        either is spent)."""
         return await self._limiter.reserve_failed_check(
             service_id=service.id,
             client_ip=client_ip,
-            destination=destination,
+            destination=guess_key(destination) if destination else None,
             now=now,
             overrides=service.policy.limits,
         )
-
-    @staticmethod
-    def _payment(service: Service, payment: tuple[str, str] | None) -> tuple[str, str] | None:
-        """The (amount, payee) a psd2 service binds to the code (PSD2 dynamic linking),
-        trimmed and validated; other services bind nothing and ignore a payment."""
-        if "psd2" not in service.policy.flags:
-            return None
-        if payment is None or not all(part.strip() for part in payment):
-            raise InvalidParameter("this service needs an amount and a payee (PSD2)")
-        amount, payee = (part.strip() for part in payment)
-        if len(amount) > 32 or len(payee) > 64:
-            raise InvalidParameter("amount is at most 32 and payee at most 64 characters")
-        if not (is_single_line(amount) and is_single_line(payee)):
-            raise InvalidParameter("amount and payee must be printable text")
-        return amount, payee
 
     async def _count(
         self, service: Service, now: float, verification_id: str | None, destination: str | None
@@ -327,12 +301,39 @@ class VerifyService:
             raise MaxChecksReached("maximum check attempts reached for this verification")
         return outcome.verification, max(0, service.policy.max_sends - outcome.sends_in_window)
 
+    async def _approve(
+        self,
+        service: Service,
+        counted: Verification,
+        sends_left: int,
+        now: float,
+        held: Reservation,
+        payment: tuple[str, str] | None,
+    ) -> VerificationView:
+        """A right code: approved through a conditional write, its failed-check hits given
+        back."""
+        approved = await self._store.transition(
+            counted.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=now
+        )
+        if not approved:
+            # Another request approved (or closed) it between our count and this write.
+            raise VerificationNotFound("no pending verification found")
+        await self._limiter.release(held)  # a right code: its hits go back
+        log.info("approved verification=%s service=%s", counted.id, service.name)
+        await self._guard.record_verified(service, counted.to)
+        return VerificationView(counted, Status.APPROVED, sends_left, payment)
+
     async def _wrong(
-        self, service: Service, counted: Verification, sends_left: int, now: float
+        self,
+        service: Service,
+        counted: Verification,
+        sends_left: int,
+        now: float,
+        payment: tuple[str, str] | None,
     ) -> VerificationView:
         """A wrong code: still pending, or locked when it used the last attempt."""
         if counted.check_attempts_left > 0:
-            return VerificationView(counted, Status.PENDING, sends_left)
+            return VerificationView(counted, Status.PENDING, sends_left, payment)
         await self._store.transition(
             counted.id,
             from_status=Status.PENDING,
@@ -340,7 +341,7 @@ class VerifyService:
             now=now,
         )
         log.info("locked verification=%s service=%s", counted.id, service.name)
-        return VerificationView(counted, Status.MAX_ATTEMPTS_REACHED, sends_left)
+        return VerificationView(counted, Status.MAX_ATTEMPTS_REACHED, sends_left, payment)
 
     async def get(self, service: Service, verification_id: str) -> VerificationView:
         """A verification of the service, with effective status and counters."""
@@ -418,59 +419,23 @@ class VerifyService:
         return max(0, policy.max_sends - used)
 
 
-def _code_length(policy: Policy, requested: int | None, custom_code: str | None) -> int:
-    """The digits of a new code: the policy's, or more when the caller asks (a custom code is
-    its own length); never fewer than the policy says."""
-    if custom_code is not None:
-        if "custom_code" not in policy.flags:
-            raise InvalidParameter("custom codes are not enabled for this service")
-        if not _CODE.fullmatch(custom_code):
-            raise InvalidParameter("a custom code must be 4 to 10 digits")
-        requested = len(custom_code)
-    length = policy.code_length if requested is None else requested
-    if not policy.code_length <= length <= 10:
-        what = "a custom code" if custom_code is not None else "code_length"
-        raise InvalidParameter(
-            f"{what} must be {policy.code_length} to 10 digits: this service's codes are "
-            f"{policy.code_length} digits or longer"
-        )
-    return length
-
-
-def _send_options(
-    locale: str | None,
-    app_hash: str | None,
-    webotp_domain: str | None,
-    payment: tuple[str, str] | None,
-    friendly_name: str | None,
-) -> dict[str, str]:
-    """A send's validated message options (what the dispatcher renders it with)."""
-    if locale is not None and not _LOCALE.fullmatch(locale):
-        raise InvalidParameter("locale must look like 'en' or 'es-MX'")
-    options = {}
-    if app_hash is not None:
-        if not _APP_HASH.fullmatch(app_hash):
-            raise InvalidParameter("app_hash must be the 11-character Android app hash")
-        options["app_hash"] = app_hash
-    if webotp_domain is not None:
-        domain = webotp_domain.lower()
-        if len(domain) > 253 or not _DOMAIN.fullmatch(domain):
-            raise InvalidParameter("webotp_domain must be a host name such as example.com")
-        options["webotp_domain"] = domain
-    if payment is not None:
-        options["amount"], options["payee"] = payment
-    if friendly_name is not None:
-        if not valid_friendly_name(friendly_name):
-            raise InvalidParameter(FRIENDLY_NAME_RULE)
-        options["friendly_name"] = friendly_name
+def _send_options(request: StartRequest, terms: Terms) -> dict[str, str]:
+    """A send's message options, what the dispatcher renders it with."""
+    options = {"friendly_name": terms.name}
+    if request.app_hash is not None:
+        options["app_hash"] = request.app_hash
+    if request.webotp_domain is not None:
+        options["webotp_domain"] = request.webotp_domain
+    if terms.payment is not None:
+        options["amount"], options["payee"] = terms.payment
     return options
 
 
-def _counted_ip(client_ip: str | None) -> str | None:
-    """What the per-IP limits count for an end user's address (IPv6 by its /64)."""
-    if client_ip is None:
-        return None
-    try:
-        return ip_bucket(client_ip)
-    except ValueError:
-        raise InvalidParameter("client_ip is not an IP address") from None
+def _window_full(service: Service, destination: str, retry_after: float) -> MaxSendsReached:
+    """The refusal of a send the destination's window has no room for."""
+    policy = service.policy
+    log.info("send refused, window full: service=%s to=%s", service.name, mask(destination))
+    return MaxSendsReached(
+        f"at most {policy.max_sends} sends to this destination per {policy.send_window} seconds",
+        retry_after=retry_after,
+    )

@@ -11,7 +11,13 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from clave.verify.errors import InvalidParameter, KeyNotFound, ServiceNotFound, Unauthorized
+from clave.verify.errors import (
+    InvalidParameter,
+    KeyNotFound,
+    ServiceNameTaken,
+    ServiceNotFound,
+    Unauthorized,
+)
 from clave.verify.models import DEFAULT_GUESS_BUDGET, ApiKey, Policy, Service, new_id
 from clave.verify.store.base import TenantStore
 
@@ -186,7 +192,7 @@ class TenantService:
             )
         self._validate(policy)
         if await self._store.get_service_by_name(name) is not None:
-            raise InvalidParameter(f"service {name!r} already exists")
+            raise ServiceNameTaken(f"service {name!r} already exists")
         service = Service(
             id=service_id or new_id("VA"),
             name=name,

@@ -13,7 +13,6 @@ guard of the native API.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import secrets
@@ -21,16 +20,26 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import phonenumbers
 from litestar import MediaType, Request, Response, Router, delete, get, post
 from litestar.datastructures import FormMultiDict, MultiDict
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter
 
-from clave.platform.errors import ClaveError, classify, handlers
+from clave.platform.errors import classify, handlers
 from clave.verify.client_ips import ClientIps
 from clave.verify.errors import InvalidParameter, MaxChecksReached, VerificationNotFound
-from clave.verify.models import Channel, Policy, Service, Status
+from clave.verify.models import (
+    MAX_AMOUNT_LENGTH,
+    MAX_CODE_LENGTH,
+    MAX_PAYEE_LENGTH,
+    MIN_CODE_LENGTH,
+    Channel,
+    Policy,
+    Service,
+    Status,
+    is_code,
+)
+from clave.verify.requests import StartRequest
 from clave.verify.service import VerificationView, VerifyService
 from clave.verify.tenants import TenantService
 
@@ -72,13 +81,6 @@ _FLAGS = {
 }
 # Accepted for compatibility; clave has no use for them (its voice and lookups are its own).
 _IGNORED_SERVICE_PARAMS = ("LookupEnabled", "DtmfInputRequired", "TtsName", "DefaultTemplateSid")
-
-
-class SmsToLandline(ClaveError):
-    """An SMS to a fixed line, refused because the service skips them (Twilio 60205)."""
-
-    status = 403
-    code = "sms_to_landline"
 
 
 def twilio_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -156,7 +158,8 @@ class Form:
         return parsed
 
     def payment(self) -> tuple[str, str] | None:
-        amount, payee = self.text("Amount", max_length=32), self.text("Payee", max_length=64)
+        amount = self.text("Amount", max_length=MAX_AMOUNT_LENGTH)
+        payee = self.text("Payee", max_length=MAX_PAYEE_LENGTH)
         if amount is None and payee is None:
             return None
         if amount is None or payee is None:
@@ -202,14 +205,10 @@ def _service_json(service: Service, account: Service, base: str) -> dict[str, An
     }
 
 
-def _verification_json(
-    view: VerificationView,
-    account: Service,
-    base: str,
-    payment: tuple[str, str] | None = None,
-) -> dict[str, Any]:
+def _verification_json(view: VerificationView, account: Service, base: str) -> dict[str, Any]:
     v = view.verification
-    payment = payment or next((s.payment for s in v.sends if s.payment), None)
+    # The terms this request bound or checked (a psd2 service's only), else those sent.
+    payment = view.payment or next((s.payment for s in v.sends if s.payment), None)
     return {
         "sid": v.id,
         "service_sid": v.service_id,
@@ -238,7 +237,7 @@ def _verification_json(
 
 def _policy(form: Form, base: Policy) -> Policy:
     friendly = form.text("FriendlyName", max_length=30)
-    length = form.integer("CodeLength", 4, 10)
+    length = form.integer("CodeLength", MIN_CODE_LENGTH, MAX_CODE_LENGTH)
     flags = set(base.flags)
     for param, flag in _FLAGS.items():
         value = form.flag(param)
@@ -330,15 +329,6 @@ async def delete_service(
     await tenants.delete_service(service)
 
 
-def _refuse_landline(service: Service, to: str, channel: Channel) -> None:
-    if "skip_sms_to_landlines" not in service.policy.flags or channel is not Channel.SMS:
-        return
-    with contextlib.suppress(phonenumbers.NumberParseException):
-        number = phonenumbers.parse(to, None)
-        if phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE:
-            raise SmsToLandline("SMS is not supported by landline phone number")
-
-
 @post("/Services/{sid:str}/Verifications", status_code=201, summary="Send a code")
 async def create_verification(
     request: Request[Any, Any, Any],
@@ -353,26 +343,23 @@ async def create_verification(
     channel = _CHANNELS.get(channel_name or "")
     if to is None or channel is None:
         raise InvalidParameter("Invalid parameter: Channel")
-    _refuse_landline(service, to, channel)
     device_ip = client_ips.of(request, form.text("DeviceIp", max_length=45), name="DeviceIp")
     # Accepted for compatibility and not acted on: clave's limits are its own (RateLimits),
     # email templates are clave's (ChannelConfiguration), and tags are not stored (Tags).
     for name in ("RateLimits", "ChannelConfiguration", "Tags"):
         form.json_object(name)
-    payment = form.payment()
-    view, _created = await verify.start_verification(
-        service,
+    start = StartRequest(
         to=to,
         channel=channel,
         locale=form.text("Locale", max_length=35),
-        custom_code=form.text("CustomCode", max_length=10),
-        payment=payment,
+        custom_code=form.text("CustomCode", max_length=MAX_CODE_LENGTH),
+        payment=form.payment(),
         friendly_name=form.text("CustomFriendlyName", max_length=30),
         app_hash=form.text("AppHash", max_length=11),
         client_ip=device_ip,
     )
-    shown = payment if "psd2" in service.policy.flags else None
-    return _verification_json(view, account, _base(request), shown)
+    view, _created = await verify.start_verification(service, start)
+    return _verification_json(view, account, _base(request))
 
 
 async def _verification(verify: VerifyService, service: Service, ref: str) -> VerificationView:
@@ -433,20 +420,19 @@ async def check_verification(
     client_ips: NamedDependency[ClientIps],
 ) -> dict[str, Any]:
     form = await _form(request)
-    code = form.text("Code", required=True, max_length=10)
+    code = form.text("Code", required=True, max_length=MAX_CODE_LENGTH)
     to, vid = form.text("To", max_length=254), form.text("VerificationSid", max_length=34)
     if (to is None) == (vid is None) or code is None:
         raise InvalidParameter("Invalid parameter: give exactly one of To and VerificationSid")
-    if not code.isdigit():
+    if not is_code(code):
         raise InvalidParameter("Invalid parameter: Code")
-    payment = form.payment()
     try:
         view = await verify.check_code(
             service,
             code=code,
             verification_id=vid,
             to=to,
-            payment=payment,
+            payment=form.payment(),
             client_ip=client_ips.of(request, None),
         )
     except VerificationNotFound:
@@ -455,10 +441,7 @@ async def check_verification(
         if locked:
             raise MaxChecksReached("Max check attempts reached") from None
         raise
-    # Only a psd2 service binds a payment: echoing another's would vouch for terms nothing
-    # checked.
-    shown = payment if "psd2" in service.policy.flags else None
-    body = _verification_json(view, account, _base(request), shown)
+    body = _verification_json(view, account, _base(request))
     del body["send_code_attempts"], body["lookup"], body["url"], body["sna"]
     body["sna_attempts_error_codes"] = []
     return body

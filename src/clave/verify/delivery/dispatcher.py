@@ -17,13 +17,30 @@ from dataclasses import dataclass
 
 from clave.platform.contacts import mask_text
 from clave.verify.codes import CodeHasher, bound_terms
-from clave.verify.delivery.base import DeliveryError, OutgoingMessage, ProviderRouter
+from clave.verify.delivery.base import (
+    DeliveryError,
+    OutgoingMessage,
+    Provider,
+    ProviderRouter,
+)
 from clave.verify.destinations import mask
 from clave.verify.messages import choose_locale, render
 from clave.verify.models import Delivery, SendStatus, Status, payment_of
-from clave.verify.store.base import VerificationStore
+from clave.verify.store.base import Outbox
 
 log = logging.getLogger("clave.verify.dispatcher")
+
+
+class _Unsendable(Exception):
+    """A claimed send this instance cannot deliver (its code cannot be derived here)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """Why one provider did not take a message, and whether trying again may help."""
+
+    error: str
+    retryable: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +66,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: VerificationStore,
+        store: Outbox,
         hasher: CodeHasher,
         providers: ProviderRouter,
         clock: Callable[[], float],
@@ -110,9 +127,10 @@ class Dispatcher:
         return len(batch)
 
     async def _deliver(self, delivery: Delivery) -> None:
+        """Deliver one claimed send: skipped when its verification closed, failed when it
+        cannot be sent, else offered to the channel's providers in turn until one takes it."""
         now = self._clock()
-        verification = delivery.verification
-        if verification.effective_status(now) is not Status.PENDING:
+        if delivery.verification.effective_status(now) is not Status.PENDING:
             # Closed before the message went out: sending a dead code would only confuse.
             await self._store.finish_delivery(
                 delivery, status=SendStatus.SKIPPED, provider=None, error=None, now=now
@@ -123,27 +141,45 @@ class Dispatcher:
             await self._finish_failed(delivery, "no provider configured for the channel", now)
             return
         try:
-            code = self._hasher.reveal(verification.id, verification.code, verification.code_length)
-        except LookupError as exc:
+            outgoing = self._message(delivery, now)
+        except _Unsendable as exc:
             await self._finish_failed(delivery, str(exc), now)
             return
-        payment = payment_of(delivery.options)
-        if not self._hasher.matches(
-            verification.id, verification.code, code + bound_terms(payment)
-        ):
+        failures = []
+        for provider in providers:
+            outcome = await self._try(provider, outgoing)
+            if not isinstance(outcome, _Failure):
+                await self._finish_sent(delivery, provider.name, outcome)
+                return
+            failures.append(outcome)
+        await self._retry_or_fail(delivery, failures)
+
+    def _reveal(self, delivery: Delivery) -> str:
+        """The code to send; _Unsendable when this instance cannot derive the code the store
+        checks."""
+        verification = delivery.verification
+        try:
+            code = self._hasher.reveal(verification.id, verification.code, verification.code_length)
+        except LookupError as exc:
+            raise _Unsendable(str(exc)) from None
+        context = bound_terms(payment_of(delivery.options))
+        if not self._hasher.matches(verification.id, verification.code, code + context):
             # The key id names a secret this instance does not share (two instances that each
             # generated or were given another secret under one id): the code it would send is
             # not the code the store checks. Sending it would fail the person silently.
-            await self._finish_failed(
-                delivery,
+            raise _Unsendable(
                 f"hmac_key_mismatch: HMAC key {verification.code.key_id!r} here is not the one "
-                "the code was sealed with; set the same CLAVE_HMAC_KEYS everywhere",
-                now,
+                "the code was sealed with; set the same CLAVE_HMAC_KEYS everywhere"
             )
-            return
+        return code
+
+    def _message(self, delivery: Delivery, now: float) -> OutgoingMessage:
+        """The message to send, rendered with the code in the destination's language."""
+        code = self._reveal(delivery)
+        verification = delivery.verification
         locale = choose_locale(delivery.locale, delivery.to)
         minutes = max(1, math.ceil((verification.expires_at - now) / 60))
-        outgoing = OutgoingMessage(
+        return OutgoingMessage(
             channel=delivery.channel,
             to=delivery.to,
             message=render(
@@ -154,53 +190,53 @@ class Dispatcher:
                 minutes=minutes,
                 app_hash=delivery.options.get("app_hash"),
                 webotp_domain=delivery.options.get("webotp_domain"),
-                payment=payment,
+                payment=payment_of(delivery.options),
             ),
             verification_id=verification.id,
             attempt_id=delivery.attempt_id,
             locale=locale,
         )
-        errors: list[str] = []
-        retryable = False
-        for provider in providers:
-            try:
-                async with asyncio.timeout(self._policy.send_timeout):
-                    message_id = await provider.send(outgoing)
-            except DeliveryError as exc:
-                errors.append(f"{provider.name}: {exc}")
-                retryable |= not exc.permanent
-                continue
-            except TimeoutError:
-                errors.append(f"{provider.name}: timed out")
-                retryable = True
-                continue
-            except Exception as exc:  # a provider bug must not kill the dispatcher
-                log.exception("provider %s raised", provider.name)
-                errors.append(f"{provider.name}: {type(exc).__name__}")
-                retryable = True
-                continue
-            await self._store.finish_delivery(
-                delivery,
-                status=SendStatus.SENT,
-                provider=provider.name,
-                error=None,
-                now=self._clock(),
-                provider_message_id=message_id,
-            )
-            log.info(
-                "sent verification=%s attempt=%s channel=%s to=%s provider=%s id=%s",
-                verification.id,
-                delivery.attempt_id,
-                delivery.channel,
-                mask(delivery.to),
-                provider.name,
-                message_id,
-            )
-            return
+
+    async def _try(self, provider: Provider, outgoing: OutgoingMessage) -> str | _Failure | None:
+        """One provider's try: the message id it gave (if any), or why it failed."""
+        try:
+            async with asyncio.timeout(self._policy.send_timeout):
+                return await provider.send(outgoing)
+        except DeliveryError as exc:
+            return _Failure(f"{provider.name}: {exc}", retryable=not exc.permanent)
+        except TimeoutError:
+            return _Failure(f"{provider.name}: timed out", retryable=True)
+        except Exception as exc:  # a provider bug must not kill the dispatcher
+            log.exception("provider %s raised", provider.name)
+            return _Failure(f"{provider.name}: {type(exc).__name__}", retryable=True)
+
+    async def _finish_sent(self, delivery: Delivery, provider: str, message_id: str | None) -> None:
+        """A provider took the message: record it as sent."""
+        await self._store.finish_delivery(
+            delivery,
+            status=SendStatus.SENT,
+            provider=provider,
+            error=None,
+            now=self._clock(),
+            provider_message_id=message_id,
+        )
+        log.info(
+            "sent verification=%s attempt=%s channel=%s to=%s provider=%s id=%s",
+            delivery.verification.id,
+            delivery.attempt_id,
+            delivery.channel,
+            mask(delivery.to),
+            provider,
+            message_id,
+        )
+
+    async def _retry_or_fail(self, delivery: Delivery, failures: list[_Failure]) -> None:
+        """Every provider failed: try again later when a retry may pass and tries are left,
+        else fail the send for good."""
         # Providers quote the number or address they refused: masked before it is stored or
         # logged.
-        error = mask_text("; ".join(errors))[:500]
-        if retryable and delivery.tries < self._policy.max_tries:
+        error = mask_text("; ".join(f.error for f in failures))[:500]
+        if any(f.retryable for f in failures) and delivery.tries < self._policy.max_tries:
             delay = self._policy.backoff(delivery.tries)
             await self._store.retry_delivery(
                 delivery, next_attempt_at=self._clock() + delay, error=error
@@ -209,7 +245,7 @@ class Dispatcher:
                 "send failed, retry %d in %.1fs: verification=%s attempt=%s: %s",
                 delivery.tries,
                 delay,
-                verification.id,
+                delivery.verification.id,
                 delivery.attempt_id,
                 error,
             )

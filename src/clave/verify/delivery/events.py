@@ -18,7 +18,7 @@ from clave.verify.delivery.base import DeliveryError
 from clave.verify.delivery.dispatcher import OutboxPolicy
 from clave.verify.delivery.webhook import SignedWebhook
 from clave.verify.models import Event
-from clave.verify.store.base import VerificationStore
+from clave.verify.store.base import EventLog
 
 log = logging.getLogger("clave.verify.events")
 
@@ -39,7 +39,7 @@ class EventNotifier:
 
     def __init__(
         self,
-        store: VerificationStore,
+        store: EventLog,
         hook: SignedWebhook,
         clock: Callable[[], float],
         policy: OutboxPolicy,
