@@ -1,4 +1,4 @@
-"""The contract every VerificationStore backend passes."""
+"""The contract every verify backend passes (every port of VerifyBackend)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from clave.verify.errors import ServiceNameTaken
 from clave.verify.models import (
     ApiKey,
     Channel,
@@ -22,7 +23,7 @@ from clave.verify.models import (
     Verification,
     new_id,
 )
-from clave.verify.store.base import VerificationStore
+from clave.verify.store.base import VerifyBackend
 from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore
 from tests.contract.conftest import drop_prefix
@@ -54,20 +55,20 @@ def candidate(svc: Service, to: str = TO, *, ttl: float = 600, max_checks: int =
     )
 
 
-async def start(store: VerificationStore, c: Verification, now: float = NOW, max_sends: int = 5):
+async def start(store: VerifyBackend, c: Verification, now: float = NOW, max_sends: int = 5):
     return await store.start(
         c, channel=Channel.SMS, locale="en", now=now, window=600, max_sends=max_sends
     )
 
 
 @pytest.fixture
-async def svc(store: VerificationStore) -> Service:
+async def svc(store: VerifyBackend) -> Service:
     s = service()
     await store.put_service(s)
     return s
 
 
-async def test_services_and_keys(store: VerificationStore) -> None:
+async def test_services_and_keys(store: VerifyBackend) -> None:
     s = service()
     await store.put_service(s)
     assert await store.get_service(s.id) == s
@@ -77,7 +78,7 @@ async def test_services_and_keys(store: VerificationStore) -> None:
     )
     await store.put_service(changed)
     assert await store.get_service(s.id) == changed
-    with pytest.raises(ValueError, match="taken"):
+    with pytest.raises(ServiceNameTaken, match="taken"):
         await store.put_service(service("acme"))
     await store.put_service(service("beta"))
     assert [x.name for x in await store.list_services()] == ["acme", "beta"]
@@ -87,7 +88,7 @@ async def test_services_and_keys(store: VerificationStore) -> None:
     assert await store.key_for_hash(b"x" * 32) is None
 
 
-async def test_a_key_has_a_life_cycle(store: VerificationStore) -> None:
+async def test_a_key_has_a_life_cycle(store: VerifyBackend) -> None:
     s, other = service("acme"), service("other")
     await store.put_service(s)
     await store.put_service(other)
@@ -110,7 +111,7 @@ async def test_a_key_has_a_life_cycle(store: VerificationStore) -> None:
     assert used.valid_at(NOW + 10**6)
 
 
-async def test_accounts_of_a_service_round_trip(store: VerificationStore) -> None:
+async def test_accounts_of_a_service_round_trip(store: VerifyBackend) -> None:
     s = replace(service("shared"), accounts=frozenset({"AC" + "1" * 32, "AC" + "2" * 32}))
     await store.put_service(s)
     assert await store.get_service(s.id) == s
@@ -118,7 +119,7 @@ async def test_accounts_of_a_service_round_trip(store: VerificationStore) -> Non
     assert (await store.get_service(s.id)).accounts == frozenset()  # type: ignore[union-attr]
 
 
-async def test_start_creates_and_queues_one_send(store: VerificationStore, svc: Service) -> None:
+async def test_start_creates_and_queues_one_send(store: VerifyBackend, svc: Service) -> None:
     c = candidate(svc)
     outcome = await start(store, c)
     assert outcome.created
@@ -132,9 +133,7 @@ async def test_start_creates_and_queues_one_send(store: VerificationStore, svc: 
     assert await store.get("VAother", c.id) is None
 
 
-async def test_start_reuses_the_pending_verification(
-    store: VerificationStore, svc: Service
-) -> None:
+async def test_start_reuses_the_pending_verification(store: VerifyBackend, svc: Service) -> None:
     first = await start(store, candidate(svc))
     again = await store.start(
         candidate(svc), channel=Channel.CALL, locale="es", now=NOW + 5, window=600, max_sends=5
@@ -150,7 +149,7 @@ async def test_start_reuses_the_pending_verification(
 
 
 async def test_a_send_with_another_binding_replaces_the_pending_verification(
-    store: VerificationStore, svc: Service
+    store: VerifyBackend, svc: Service
 ) -> None:
     first = await start(store, replace(candidate(svc), binding=b"A" * 32))
     same = await start(store, replace(candidate(svc), binding=b"A" * 32), now=NOW + 5)
@@ -172,7 +171,7 @@ async def test_a_send_with_another_binding_replaces_the_pending_verification(
 
 
 async def test_a_full_window_refuses_without_touching_the_pending_one(
-    store: VerificationStore, svc: Service
+    store: VerifyBackend, svc: Service
 ) -> None:
     first = await start(store, replace(candidate(svc), binding=b"A" * 32), max_sends=1)
     refused = await start(store, replace(candidate(svc), binding=b"B" * 32), max_sends=1)
@@ -182,7 +181,7 @@ async def test_a_full_window_refuses_without_touching_the_pending_one(
     assert kept.status is Status.PENDING
 
 
-async def test_start_refuses_past_the_window_limit(store: VerificationStore, svc: Service) -> None:
+async def test_start_refuses_past_the_window_limit(store: VerifyBackend, svc: Service) -> None:
     for i in range(3):
         await start(store, candidate(svc), now=NOW + i * 10, max_sends=3)
     refused = await start(store, candidate(svc), now=NOW + 30, max_sends=3)
@@ -196,7 +195,7 @@ async def test_start_refuses_past_the_window_limit(store: VerificationStore, svc
 
 
 async def test_other_destinations_and_services_do_not_share_limits(
-    store: VerificationStore, svc: Service
+    store: VerifyBackend, svc: Service
 ) -> None:
     other = service("other")
     await store.put_service(other)
@@ -205,9 +204,7 @@ async def test_other_destinations_and_services_do_not_share_limits(
     assert (await start(store, candidate(other), max_sends=1)).created
 
 
-async def test_stale_pending_is_expired_and_replaced(
-    store: VerificationStore, svc: Service
-) -> None:
+async def test_stale_pending_is_expired_and_replaced(store: VerifyBackend, svc: Service) -> None:
     first = await start(store, candidate(svc, ttl=60))
     second = await start(store, candidate(svc), now=NOW + 61)
     assert second.created
@@ -217,7 +214,7 @@ async def test_stale_pending_is_expired_and_replaced(
     assert old.status is Status.EXPIRED
 
 
-async def test_count_check_counts_until_locked(store: VerificationStore, svc: Service) -> None:
+async def test_count_check_counts_until_locked(store: VerifyBackend, svc: Service) -> None:
     c = candidate(svc, max_checks=2)
     await start(store, c)
     first = await store.count_check(svc.id, window=600, now=NOW, to=TO)
@@ -236,7 +233,7 @@ async def test_count_check_counts_until_locked(store: VerificationStore, svc: Se
     assert stored.check_attempts == 2
 
 
-async def test_count_check_not_found_cases(store: VerificationStore, svc: Service) -> None:
+async def test_count_check_not_found_cases(store: VerifyBackend, svc: Service) -> None:
     assert (await store.count_check(svc.id, window=600, now=NOW, to=TO)).gate is CheckGate.NOT_FOUND
     c = candidate(svc, ttl=60)
     await start(store, c)
@@ -252,7 +249,7 @@ async def test_count_check_not_found_cases(store: VerificationStore, svc: Servic
     assert expired.check_attempts == 0  # nothing counted for a dead verification
 
 
-async def test_transition_is_conditional(store: VerificationStore, svc: Service) -> None:
+async def test_transition_is_conditional(store: VerifyBackend, svc: Service) -> None:
     c = candidate(svc)
     await start(store, c)
     ok = await store.transition(
@@ -271,7 +268,7 @@ async def test_transition_is_conditional(store: VerificationStore, svc: Service)
     assert await store.find_pending(svc.id, TO) is None
 
 
-async def test_locked_status_reports_locked(store: VerificationStore, svc: Service) -> None:
+async def test_locked_status_reports_locked(store: VerifyBackend, svc: Service) -> None:
     c = candidate(svc)
     await start(store, c)
     await store.transition(
@@ -282,7 +279,7 @@ async def test_locked_status_reports_locked(store: VerificationStore, svc: Servi
     ).gate is CheckGate.LOCKED
 
 
-async def test_outbox_lease_retry_and_finish(store: VerificationStore, svc: Service) -> None:
+async def test_outbox_lease_retry_and_finish(store: VerifyBackend, svc: Service) -> None:
     c = candidate(svc)
     await start(store, c)
     claimed = await store.claim_deliveries(NOW, lease_until=NOW + 30, limit=10)
@@ -315,7 +312,7 @@ async def test_outbox_lease_retry_and_finish(store: VerificationStore, svc: Serv
     assert v.status is Status.PENDING
 
 
-async def test_claim_respects_limit_and_order(store: VerificationStore, svc: Service) -> None:
+async def test_claim_respects_limit_and_order(store: VerifyBackend, svc: Service) -> None:
     for i in range(5):
         await start(store, candidate(svc, f"+1415555267{i}"), now=NOW + i)
     first = await store.claim_deliveries(NOW + 10, lease_until=NOW + 40, limit=3)
@@ -325,7 +322,7 @@ async def test_claim_respects_limit_and_order(store: VerificationStore, svc: Ser
 
 
 async def test_every_attempt_failed_fails_the_verification(
-    store: VerificationStore, svc: Service
+    store: VerifyBackend, svc: Service
 ) -> None:
     c = candidate(svc)
     await start(store, c)
@@ -345,17 +342,15 @@ async def test_every_attempt_failed_fails_the_verification(
     assert v.status is Status.FAILED
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.e2e)])
 async def shared_stores(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[list[VerificationStore]]:
+) -> AsyncIterator[list[VerifyBackend]]:
     """Four stores on one backend, each with its own connection, as four worker processes."""
     prefix = f"t{secrets.token_hex(4)}:"
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
-        stores: list[VerificationStore] = [
-            RedisVerificationStore(url, prefix=prefix) for _ in range(4)
-        ]
+        stores: list[VerifyBackend] = [RedisVerificationStore(url, prefix=prefix) for _ in range(4)]
     else:
         stores = [SqliteVerificationStore(tmp_path / "verify.db") for _ in range(4)]
     for s in stores:
@@ -367,7 +362,7 @@ async def shared_stores(
         await drop_prefix(url, prefix)
 
 
-async def test_concurrent_checks_count_exactly_max(shared_stores: list[VerificationStore]) -> None:
+async def test_concurrent_checks_count_exactly_max(shared_stores: list[VerifyBackend]) -> None:
     """Several connections race on one verification: exactly max_checks are counted."""
     stores = shared_stores
     svc = service()
@@ -400,7 +395,7 @@ async def test_concurrent_checks_count_exactly_max(shared_stores: list[Verificat
 
 
 async def test_concurrent_claims_hand_each_send_to_one_dispatcher(
-    shared_stores: list[VerificationStore],
+    shared_stores: list[VerifyBackend],
 ) -> None:
     stores = shared_stores
     svc = service()
@@ -433,9 +428,7 @@ async def test_sqlite_survives_reopen(tmp_path: Path) -> None:
         await second.close()
 
 
-async def test_delivery_reports_by_provider_message_id(
-    store: VerificationStore, svc: Service
-) -> None:
+async def test_delivery_reports_by_provider_message_id(store: VerifyBackend, svc: Service) -> None:
     c = candidate(svc)
     await start(store, c)
     [d] = await store.claim_deliveries(NOW, lease_until=NOW + 30, limit=10)
@@ -469,7 +462,7 @@ async def test_delivery_reports_by_provider_message_id(
 
 
 async def test_undelivered_everywhere_fails_the_verification(
-    store: VerificationStore, svc: Service
+    store: VerifyBackend, svc: Service
 ) -> None:
     c = candidate(svc)
     await start(store, c)
@@ -505,7 +498,7 @@ async def test_undelivered_everywhere_fails_the_verification(
 
 
 async def test_a_send_not_delivered_is_recorded_but_never_queued(
-    store: VerificationStore, svc: Service
+    store: VerifyBackend, svc: Service
 ) -> None:
     c = candidate(svc)
     outcome = await store.start(
@@ -518,7 +511,7 @@ async def test_a_send_not_delivered_is_recorded_but_never_queued(
     assert await store.claim_deliveries(NOW + 1, lease_until=NOW + 30, limit=10) == []
 
 
-async def test_service_policy_round_trips(store: VerificationStore) -> None:
+async def test_service_policy_round_trips(store: VerifyBackend) -> None:
     policy = Policy(
         friendly_name="Strict",
         countries=frozenset({"US", "ES"}),
@@ -531,7 +524,7 @@ async def test_service_policy_round_trips(store: VerificationStore) -> None:
     assert await store.get_service_by_name("strict") == s
 
 
-async def test_deleting_a_service_drops_it_its_name_and_its_keys(store: VerificationStore) -> None:
+async def test_deleting_a_service_drops_it_its_name_and_its_keys(store: VerifyBackend) -> None:
     gone, kept = service("gone"), service("kept")
     await store.put_service(gone)
     await store.put_service(kept)
@@ -547,7 +540,7 @@ async def test_deleting_a_service_drops_it_its_name_and_its_keys(store: Verifica
     await store.put_service(service("gone"))  # the name is free again
 
 
-async def test_a_sends_payment_is_read_back(store: VerificationStore, svc: Service) -> None:
+async def test_a_sends_payment_is_read_back(store: VerifyBackend, svc: Service) -> None:
     c = candidate(svc)
     options = {"amount": "€39.99", "payee": "Acme Books", "app_hash": "FA+9qCX9VSu"}
     await store.start(
@@ -563,9 +556,7 @@ async def test_a_sends_payment_is_read_back(store: VerificationStore, svc: Servi
     assert [s.payment for s in other.sends] == [None]
 
 
-async def test_a_custom_codes_longer_seed_round_trips(
-    store: VerificationStore, svc: Service
-) -> None:
+async def test_a_custom_codes_longer_seed_round_trips(store: VerifyBackend, svc: Service) -> None:
     c = candidate(svc)
     c = replace(c, code=replace(c.code, seed=bytes(range(26))))  # 16 random + 10 offset bytes
     await start(store, c)

@@ -19,13 +19,20 @@ from clave.platform.errors import StoreError
 from clave.platform.files import private
 
 T = TypeVar("T")
+# A schema step: SQL statements separated by `;`, or a function for what SQL alone cannot do
+# (re-encoding rows); either runs inside the migration's transaction.
+Migration = str | Callable[[sqlite3.Connection], None]
 
 
 class SqliteDatabase:
     """One SQLite file, opened lazily, with async `read`/`write` that run on its own thread."""
 
     def __init__(
-        self, path: Path | str, migrations: Sequence[str] = (), *, busy_timeout_ms: int = 10_000
+        self,
+        path: Path | str,
+        migrations: Sequence[Migration] = (),
+        *,
+        busy_timeout_ms: int = 10_000,
     ) -> None:
         self.path = str(path)
         self._migrations = tuple(migrations)
@@ -114,15 +121,18 @@ def immediate(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -
     return result
 
 
-def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> None:
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
     """Apply the migrations past `PRAGMA user_version`, each in its own transaction."""
 
     def step(c: sqlite3.Connection) -> None:
         version = c.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(migrations[version:], start=version + 1):
-            for statement in script.split(";"):
-                if statement.strip():
-                    c.execute(statement)
+            if callable(script):
+                script(c)
+            else:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
             c.execute(f"PRAGMA user_version = {number}")
 
     # One IMMEDIATE transaction: two processes migrating at once serialise, the second sees

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -68,6 +68,22 @@ DEFAULT_GUESS_BUDGET = (15, DAY)
 # payee that a check must repeat; do_not_share_warning: messages add "do not share this code";
 # skip_sms_to_landlines: an SMS to a fixed line is refused instead of sent.
 POLICY_FLAGS = frozenset({"custom_code", "psd2", "do_not_share_warning", "skip_sms_to_landlines"})
+# Codes are 4 to 10 digits, whoever sets the length (a policy, a request, a custom code):
+# fewer would be guessed, more are not typed. Every adapter takes its bounds from here.
+MIN_CODE_LENGTH = 4
+MAX_CODE_LENGTH = 10
+CODE_DIGITS = f"{MIN_CODE_LENGTH} to {MAX_CODE_LENGTH} digits"
+_CODE = re.compile(rf"[0-9]{{{MIN_CODE_LENGTH},{MAX_CODE_LENGTH}}}")
+
+
+def is_code(text: str) -> bool:
+    """Whether `text` has the shape of a code: 4 to 10 ASCII digits."""
+    return _CODE.fullmatch(text) is not None
+
+
+# psd2: the most characters of the amount and the payee a message shows and a code binds.
+MAX_AMOUNT_LENGTH = 32
+MAX_PAYEE_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +107,8 @@ class Policy:
     def problems(self) -> list[str]:
         """Human-readable reasons this policy is invalid; empty when valid."""
         found = []
-        if not 4 <= self.code_length <= 10:
-            found.append("code_length must be between 4 and 10")
+        if not MIN_CODE_LENGTH <= self.code_length <= MAX_CODE_LENGTH:
+            found.append(f"code_length must be between {MIN_CODE_LENGTH} and {MAX_CODE_LENGTH}")
         if not 30 <= self.code_ttl <= 86400:
             found.append("code_ttl must be between 30 and 86400 seconds")
         if not 1 <= self.max_checks <= 20:
@@ -216,16 +232,6 @@ def payment_of(options: Mapping[str, str] | None) -> tuple[str, str] | None:
     return (amount, payee) if amount and payee else None
 
 
-# Statuses a provider's report may move an attempt to, from each status (never backwards).
-REPORTABLE = {
-    SendStatus.SENT: {SendStatus.DELIVERED, SendStatus.UNDELIVERED, SendStatus.FAILED},
-    SendStatus.DELIVERED: set(),
-    SendStatus.UNDELIVERED: {SendStatus.DELIVERED},
-    SendStatus.FAILED: {SendStatus.DELIVERED},
-}
-UNSUCCESSFUL = frozenset({SendStatus.FAILED, SendStatus.UNDELIVERED})
-
-
 @dataclass(frozen=True, slots=True)
 class SealedCode:
     """What is stored of a code: never the code, only values that need the server key."""
@@ -292,16 +298,6 @@ class CheckGate(StrEnum):
     LOCKED = "locked"
 
 
-# The event each final status raises, for the operator's webhook.
-EVENT_TYPES = {
-    Status.APPROVED: "verification.approved",
-    Status.CANCELED: "verification.canceled",
-    Status.EXPIRED: "verification.expired",
-    Status.MAX_ATTEMPTS_REACHED: "verification.max_attempts_reached",
-    Status.FAILED: "verification.failed",
-}
-
-
 @dataclass(frozen=True, slots=True)
 class Event:
     """A verification reached a final status; the operator is told by a signed webhook."""
@@ -352,3 +348,103 @@ def is_verification_id(text: str) -> bool:
     """Whether `text` has the shape of a verification id (`new_id("VE")`): anything else can
     be answered "not found" without asking a store (and never reaches one as a key)."""
     return _VERIFICATION_ID.fullmatch(text) is not None
+
+
+# The state machine of a verification, as pure functions. The memory and SQLite stores apply
+# them inside their atomic operations; the Redis store restates them in Lua (store/lua/*.lua,
+# each script naming the function it mirrors); tests/contract/test_transitions.py walks every
+# transition on every backend against these functions, so the three cannot drift.
+
+# Statuses a provider's report may move an attempt to, from each status (never backwards).
+REPORTABLE: Mapping[SendStatus, frozenset[SendStatus]] = {
+    SendStatus.SENT: frozenset({SendStatus.DELIVERED, SendStatus.UNDELIVERED, SendStatus.FAILED}),
+    SendStatus.DELIVERED: frozenset(),
+    SendStatus.UNDELIVERED: frozenset({SendStatus.DELIVERED}),
+    SendStatus.FAILED: frozenset({SendStatus.DELIVERED}),
+}
+UNSUCCESSFUL = frozenset({SendStatus.FAILED, SendStatus.UNDELIVERED})
+FINAL = frozenset(Status) - {Status.PENDING}
+
+
+def event_type(status: Status) -> str | None:
+    """The event a verification raises on reaching `status`: every final status raises one
+    (`verification.<status>`), for the operator's webhook; pending raises none."""
+    return f"verification.{status.value}" if status in FINAL else None
+
+
+def can_close(current: Status, new: Status) -> bool:
+    """Only a pending verification changes, and only to a final status."""
+    return current is Status.PENDING and new in FINAL
+
+
+def is_stale(verification: Verification, now: float) -> bool:
+    """Pending past its expiry: the next operation that meets it marks it expired first."""
+    return verification.status is Status.PENDING and now >= verification.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class StartDecision:
+    """What a start does with the pending verification for its destination, if any."""
+
+    # The status the existing verification is closed with first: expired when stale, canceled
+    # when the candidate's binding differs (only when the send goes ahead).
+    close_existing: Status | None
+    # The send is refused for the destination's window; nothing else is written.
+    limited: bool
+    # The existing verification is sent again (same code, same expiry).
+    reuse: bool
+
+
+def decide_start(
+    existing: Verification | None,
+    candidate: Verification,
+    *,
+    sends_in_window: int,
+    max_sends: int,
+    now: float,
+) -> StartDecision:
+    """The start rule: a stale verification expires; a full window refuses the send; a changed
+    binding cancels the old code (no message ever shows terms its code is not bound to);
+    otherwise the pending verification is reused, or the candidate inserted."""
+    if existing is not None and is_stale(existing, now):
+        return StartDecision(Status.EXPIRED, sends_in_window >= max_sends, reuse=False)
+    if sends_in_window >= max_sends:
+        return StartDecision(None, limited=True, reuse=False)
+    if existing is not None and existing.binding != candidate.binding:
+        return StartDecision(Status.CANCELED, limited=False, reuse=False)
+    return StartDecision(None, limited=False, reuse=existing is not None)
+
+
+def decide_check(verification: Verification | None, now: float) -> tuple[CheckGate, Status | None]:
+    """The gate a check meets before any code is compared, and the status the verification is
+    closed with on the way (expired when stale). Only COUNTED spends an attempt."""
+    if verification is None:
+        return CheckGate.NOT_FOUND, None
+    if verification.status is Status.MAX_ATTEMPTS_REACHED:
+        return CheckGate.LOCKED, None
+    if verification.status is not Status.PENDING:
+        return CheckGate.NOT_FOUND, None
+    if is_stale(verification, now):
+        return CheckGate.NOT_FOUND, Status.EXPIRED
+    if verification.check_attempts >= verification.max_checks:
+        return CheckGate.LOCKED, None
+    return CheckGate.COUNTED, None
+
+
+def status_after_check(counted: Verification, *, matched: bool) -> Status | None:
+    """Where a counted check takes a verification: approved on the right code; locked when a
+    wrong code used the last attempt; otherwise it stays pending (None)."""
+    if matched:
+        return Status.APPROVED
+    return Status.MAX_ATTEMPTS_REACHED if counted.check_attempts_left == 0 else None
+
+
+def reportable(current: SendStatus, reported: SendStatus) -> bool:
+    """Whether a provider's report may move an attempt from `current` (never backwards:
+    reports arrive out of order)."""
+    return reported in REPORTABLE.get(current, frozenset())
+
+
+def all_sends_failed(statuses: Iterable[SendStatus]) -> bool:
+    """A pending verification fails when every send attempt failed or went undelivered."""
+    return all(status in UNSUCCESSFUL for status in statuses)

@@ -1,4 +1,11 @@
-"""The port every verify storage backend implements; each method is atomic."""
+"""The ports of verify's storage, one per consumer; every method is atomic.
+
+Each component is given only the port it uses (kratos' per-consumer dependencies):
+`TenantService` a `TenantStore`, `VerifyService` a `VerificationStore`, the `Dispatcher` an
+`Outbox`, the `EventNotifier` an `EventLog`. One backend class (memory, SQLite, Redis)
+implements them all, as `VerifyBackend`, so the outbox entry and the event of a change are
+written in the same transaction as the change.
+"""
 
 from __future__ import annotations
 
@@ -65,9 +72,8 @@ class TenantStore(Protocol):
         ...
 
 
-class VerificationStore(TenantStore, Protocol):
-    """Verifications, send attempts and the delivery outbox (and, for now, the tenants of the
-    same backend: each backend class implements both ports)."""
+class Connection(Protocol):
+    """A backend's life cycle: what the composition root and readiness use."""
 
     async def open(self) -> None:
         """Connect; creates the schema when missing."""
@@ -80,6 +86,11 @@ class VerificationStore(TenantStore, Protocol):
     async def ping(self) -> None:
         """Raise StoreError unless the backend answers."""
         ...
+
+
+class VerificationStore(Protocol):
+    """Verifications and their send attempts: start (which also queues the send), check,
+    read, close; what VerifyService uses."""
 
     async def start(
         self,
@@ -142,6 +153,28 @@ class VerificationStore(TenantStore, Protocol):
         """Conditional write: change the status only if it is still `from_status`."""
         ...
 
+    async def report_delivery(
+        self,
+        provider: str,
+        provider_message_id: str,
+        status: SendStatus,
+        *,
+        error: str | None,
+        now: float,
+    ) -> bool | None:
+        """A provider's delivery report for the attempt it knows as `provider_message_id`.
+
+        None when no attempt has that id; False when the report would move the status backwards
+        (ignored, reports arrive out of order); True when applied. A pending verification whose
+        every attempt failed or went undelivered becomes `failed`.
+        """
+        ...
+
+
+class Outbox(Protocol):
+    """The sends waiting for delivery, leased to one dispatcher at a time: what the Dispatcher
+    uses. Entries are written by `VerificationStore.start`, in the same transaction."""
+
     async def claim_deliveries(
         self, now: float, *, lease_until: float, limit: int
     ) -> list[Delivery]:
@@ -164,28 +197,21 @@ class VerificationStore(TenantStore, Protocol):
         """
         ...
 
-    async def report_delivery(
-        self,
-        provider: str,
-        provider_message_id: str,
-        status: SendStatus,
-        *,
-        error: str | None,
-        now: float,
-    ) -> bool | None:
-        """A provider's delivery report for the attempt it knows as `provider_message_id`.
-
-        None when no attempt has that id; False when the report would move the status backwards
-        (ignored, reports arrive out of order); True when applied. A pending verification whose
-        every attempt failed or went undelivered becomes `failed`.
-        """
-        ...
-
     async def retry_delivery(
         self, delivery: Delivery, *, next_attempt_at: float, error: str
     ) -> None:
         """Release the lease and schedule the next try."""
         ...
+
+    async def pending_deliveries(self) -> int:
+        """How many sends wait in the outbox (for readiness and tests)."""
+        ...
+
+
+class EventLog(Protocol):
+    """Events raised by closings (written with the change), leased to one notifier at a time,
+    and the sweep that closes expired verifications, the one closing no request raises: what
+    the EventNotifier uses."""
 
     async def expire_due(self, now: float, *, limit: int) -> int:
         """Mark up to `limit` pending verifications past their expiry as expired (raising their
@@ -205,6 +231,6 @@ class VerificationStore(TenantStore, Protocol):
         """Try the event again at `next_attempt_at`."""
         ...
 
-    async def pending_deliveries(self) -> int:
-        """How many sends wait in the outbox (for readiness and tests)."""
-        ...
+
+class VerifyBackend(Connection, TenantStore, VerificationStore, Outbox, EventLog, Protocol):
+    """Every port at once: what one backend class implements and the composition root holds."""

@@ -7,10 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from clave.verify.errors import ServiceNameTaken
 from clave.verify.models import (
-    EVENT_TYPES,
-    REPORTABLE,
-    UNSUCCESSFUL,
     ApiKey,
     Channel,
     CheckGate,
@@ -23,7 +21,13 @@ from clave.verify.models import (
     StartOutcome,
     Status,
     Verification,
+    all_sends_failed,
+    can_close,
+    decide_check,
+    decide_start,
+    event_type,
     payment_of,
+    reportable,
 )
 
 
@@ -73,7 +77,7 @@ class MemoryVerificationStore:
         """Insert or update by id."""
         for other in self._services.values():
             if other.name == service.name and other.id != service.id:
-                raise ValueError(f"service name {service.name!r} is taken")
+                raise ServiceNameTaken(f"service name {service.name!r} is taken")
         self._services[service.id] = service
 
     async def get_service(self, service_id: str) -> Service | None:
@@ -144,16 +148,18 @@ class MemoryVerificationStore:
             None,
         )
 
-    def _set_status(self, verification: Verification, status: Status, now: float) -> Verification:
-        updated = replace(verification, status=status, updated_at=now)
-        self._verifications[verification.id] = updated
-        if self._events_on and status in EVENT_TYPES:
+    def _close(self, verification: Verification, status: Status, now: float) -> bool:
+        """Close a pending verification (models.can_close), raising its event."""
+        current = self._verifications[verification.id]
+        if not can_close(current.status, status):
+            return False
+        self._verifications[verification.id] = replace(current, status=status, updated_at=now)
+        kind = event_type(status)
+        if self._events_on and kind is not None:
             eid = next(self._ids)
-            event = Event(
-                eid, EVENT_TYPES[status], verification.id, verification.service_id, now, 0
-            )
+            event = Event(eid, kind, verification.id, verification.service_id, now, 0)
             self._events[eid] = [event, now, 0.0]
-        return updated
+        return True
 
     async def expire_due(self, now: float, *, limit: int) -> int:
         """See VerificationStore.expire_due."""
@@ -162,9 +168,7 @@ class MemoryVerificationStore:
             for v in self._verifications.values()
             if v.status is Status.PENDING and v.expires_at <= now
         ][:limit]
-        for v in due:
-            self._set_status(v, Status.EXPIRED, now)
-        return len(due)
+        return sum(self._close(v, Status.EXPIRED, now) for v in due)
 
     async def claim_events(self, now: float, *, lease_until: float, limit: int) -> list[Event]:
         """See VerificationStore.claim_events."""
@@ -203,9 +207,6 @@ class MemoryVerificationStore:
     ) -> StartOutcome:
         """See VerificationStore.start."""
         existing = self._pending(candidate.service_id, candidate.to)
-        if existing is not None and now >= existing.expires_at:
-            self._set_status(existing, Status.EXPIRED, now)
-            existing = None
         recent = sorted(
             a.attempt.created_at
             for a in self._attempts.values()
@@ -213,24 +214,24 @@ class MemoryVerificationStore:
             and a.to == candidate.to
             and a.attempt.created_at > now - window
         )
-        if len(recent) >= max_sends:
+        decision = decide_start(
+            existing, candidate, sends_in_window=len(recent), max_sends=max_sends, now=now
+        )
+        if existing is not None and decision.close_existing is not None:
+            self._close(existing, decision.close_existing, now)
+            existing = None
+        if decision.limited:
             return StartOutcome(
                 self._with_sends(existing or candidate),
                 False,
                 len(recent),
                 limited_until=recent[0] + window,
             )
-        if existing is not None and existing.binding != candidate.binding:
-            # What the code would mean changed (amount, payee, custom code, length, name): the
-            # old code dies and a new verification starts, so no message ever shows terms its
-            # code is not bound to.
-            self._set_status(existing, Status.CANCELED, now)
-            existing = None
-        target = existing or candidate
-        if existing is None:
+        target = existing if decision.reuse and existing is not None else candidate
+        if target is candidate:
             self._verifications[candidate.id] = candidate
         else:
-            self._verifications[existing.id] = replace(existing, channel=channel, updated_at=now)
+            self._verifications[target.id] = replace(target, channel=channel, updated_at=now)
         attempt_id = next(self._ids)
         status = SendStatus.QUEUED if deliver else SendStatus.SKIPPED
         self._attempts[attempt_id] = _Attempt(
@@ -244,7 +245,7 @@ class MemoryVerificationStore:
         if deliver:
             self._outbox[attempt_id] = _Outbox(attempt_id, attempt_id, 0, now, 0.0)
         current = self._verifications[target.id]
-        return StartOutcome(self._with_sends(current), existing is None, len(recent) + 1)
+        return StartOutcome(self._with_sends(current), target is candidate, len(recent) + 1)
 
     async def get(self, service_id: str, verification_id: str) -> Verification | None:
         """A verification of the service."""
@@ -282,21 +283,16 @@ class MemoryVerificationStore:
                 found = None
         else:
             found = self._pending(service_id, to or "")
-        if found is None:
+        gate, close = decide_check(found, now)
+        if found is None or gate is CheckGate.NOT_FOUND:
+            if found is not None and close is not None:
+                self._close(found, close, now)
             return CheckOutcome(CheckGate.NOT_FOUND)
         sends = await self.count_sends(service_id, found.to, now - window)
-        if found.status is Status.MAX_ATTEMPTS_REACHED:
-            return CheckOutcome(CheckGate.LOCKED, self._with_sends(found), sends)
-        if found.status is not Status.PENDING:
-            return CheckOutcome(CheckGate.NOT_FOUND)
-        if now >= found.expires_at:
-            self._set_status(found, Status.EXPIRED, now)
-            return CheckOutcome(CheckGate.NOT_FOUND)
-        if found.check_attempts >= found.max_checks:
-            return CheckOutcome(CheckGate.LOCKED, self._with_sends(found), sends)
-        counted = replace(found, check_attempts=found.check_attempts + 1, updated_at=now)
-        self._verifications[found.id] = counted
-        return CheckOutcome(CheckGate.COUNTED, self._with_sends(counted), sends)
+        if gate is CheckGate.COUNTED:
+            found = replace(found, check_attempts=found.check_attempts + 1, updated_at=now)
+            self._verifications[found.id] = found
+        return CheckOutcome(gate, self._with_sends(found), sends)
 
     async def transition(
         self, verification_id: str, *, from_status: Status, to_status: Status, now: float
@@ -305,8 +301,7 @@ class MemoryVerificationStore:
         found = self._verifications.get(verification_id)
         if found is None or found.status is not from_status:
             return False
-        self._set_status(found, to_status, now)
-        return True
+        return self._close(found, to_status, now)
 
     async def claim_deliveries(
         self, now: float, *, lease_until: float, limit: int
@@ -362,10 +357,9 @@ class MemoryVerificationStore:
         self._fail_if_all_failed(record.verification_id, now)
 
     def _fail_if_all_failed(self, verification_id: str, now: float) -> None:
-        verification = self._verifications[verification_id]
-        sends = self._with_sends(verification).sends
-        if verification.status is Status.PENDING and all(s.status in UNSUCCESSFUL for s in sends):
-            self._set_status(verification, Status.FAILED, now)
+        verification = self._with_sends(self._verifications[verification_id])
+        if all_sends_failed(s.status for s in verification.sends):
+            self._close(verification, Status.FAILED, now)
 
     async def report_delivery(
         self,
@@ -388,7 +382,7 @@ class MemoryVerificationStore:
         )
         if record is None:
             return None
-        if status not in REPORTABLE.get(record.attempt.status, set()):
+        if not reportable(record.attempt.status, status):
             return False
         record.attempt = replace(record.attempt, status=status, error=error, updated_at=now)
         self._fail_if_all_failed(record.verification_id, now)

@@ -1,0 +1,117 @@
+"""How the Redis store's hashes and script replies read back as verify's models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from clave.verify.models import (
+    ApiKey,
+    Channel,
+    Policy,
+    SealedCode,
+    SendAttempt,
+    SendStatus,
+    Service,
+    Status,
+    Verification,
+    payment_of,
+)
+from clave.verify.store.encoding import decode_policy
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def pairs(flat: Sequence[Any]) -> dict[str, Any]:
+    return {text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def service(fields: dict[str, Any]) -> Service:
+    """A tenant from its hash (`svc:<id>`, with "id" added)."""
+    return Service(
+        text(fields["id"]),
+        text(fields["name"]),
+        decode_policy(fields["policy"]),
+        float(fields["created_at"]),
+        accounts=frozenset(a for a in text(fields.get("accounts", b"")).split(",") if a),
+    )
+
+
+def legacy_policy(fields: dict[str, Any]) -> Policy:
+    """A policy as tenant hashes held it before Policy had one encoding (for adoption only)."""
+    limits = (item.partition("=") for item in text(fields.get("limits", b"")).split(","))
+    return Policy(
+        friendly_name=text(fields["friendly_name"]),
+        code_length=int(fields["code_length"]),
+        code_ttl=int(fields["code_ttl"]),
+        max_checks=int(fields["max_checks"]),
+        max_sends=int(fields["max_sends"]),
+        send_window=int(fields["send_window"]),
+        channels=frozenset(Channel(c) for c in text(fields["channels"]).split(",") if c),
+        countries=frozenset(c for c in text(fields.get("countries", b"")).split(",") if c),
+        flags=frozenset(f for f in text(fields.get("flags", b"")).split(",") if f),
+        limits=tuple(sorted((k, v) for k, sep, v in limits if sep)),
+    )
+
+
+def _optional_time(value: Any) -> float | None:
+    found = text(value) if value is not None else ""
+    return float(found) if found else None
+
+
+def api_key(id_: str, fields: dict[str, Any]) -> ApiKey:
+    return ApiKey(
+        id=id_,
+        service_id=text(fields["service_id"]),
+        key_hash=bytes.fromhex(text(fields["hash"])),
+        created_at=float(fields["created_at"]),
+        name=text(fields.get("name", b"")),
+        expires_at=_optional_time(fields.get("expires_at")),
+        revoked_at=_optional_time(fields.get("revoked_at")),
+        last_used_at=_optional_time(fields.get("last_used_at")),
+    )
+
+
+def verification(loaded: Sequence[Any]) -> Verification:
+    v = pairs(loaded[0])
+    sends = []
+    for flat in loaded[1]:
+        a = pairs(flat)
+        sends.append(
+            SendAttempt(
+                id=int(a["id"]),
+                channel=Channel(text(a["channel"])),
+                status=SendStatus(text(a["status"])),
+                created_at=float(a["created_at"]),
+                updated_at=float(a["updated_at"]),
+                provider=text(a["provider"]) or None if "provider" in a else None,
+                error=text(a["error"]) or None if "error" in a else None,
+                provider_message_id=(
+                    text(a["provider_message_id"]) or None if "provider_message_id" in a else None
+                ),
+                payment=payment_of(json.loads(text(a["options"])))
+                if text(a.get("options", b""))
+                else None,
+            )
+        )
+    locale = text(v.get("locale", b""))
+    return Verification(
+        id=text(v["id"]),
+        service_id=text(v["service_id"]),
+        to=text(v["to"]),
+        channel=Channel(text(v["channel"])),
+        locale=locale or None,
+        code_length=int(v["code_length"]),
+        code=SealedCode(key_id=text(v["key_id"]), seed=bytes(v["seed"]), digest=bytes(v["digest"])),
+        status=Status(text(v["status"])),
+        check_attempts=int(v["check_attempts"]),
+        max_checks=int(v["max_checks"]),
+        created_at=float(v["created_at"]),
+        updated_at=float(v["updated_at"]),
+        expires_at=float(v["expires_at"]),
+        sends=tuple(sorted(sends, key=lambda s: s.id)),
+        binding=bytes(v.get("binding", b"")),
+    )

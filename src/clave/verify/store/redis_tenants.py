@@ -1,0 +1,153 @@
+"""Tenants and their API keys in Redis: the TenantStore half of RedisVerificationStore."""
+
+from __future__ import annotations
+
+import time
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from clave.platform.errors import StoreError
+from clave.verify.models import ApiKey, Service, new_id
+from clave.verify.store import redis_codec as codec
+from clave.verify.store.encoding import encode_policy
+from clave.verify.store.redis_connection import RedisConnection
+
+
+class RedisTenants(RedisConnection):
+    """TenantStore: `svc:<id>` hashes, `svc-names`, `apikey:<id>` and `key:<hash>`."""
+
+    async def _prepare(self, redis: aioredis.Redis) -> None:
+        """Adopt records written before key life cycles and the one policy encoding."""
+        await super()._prepare(redis)
+        await self._adopt_legacy_keys()
+        await self._adopt_legacy_services()
+
+    async def put_service(self, service: Service) -> None:
+        """Insert or update by id; names are unique."""
+        await self._run(
+            "put_service",
+            service.id,
+            service.name,
+            "policy",
+            encode_policy(service.policy),
+            "created_at",
+            repr(service.created_at),
+            "accounts",
+            ",".join(sorted(service.accounts)),
+        )
+
+    async def _adopt_legacy_services(self) -> None:
+        """Re-encode tenants stored before Policy had one encoding: once per store, and
+        idempotent (workers starting together rewrite the same record)."""
+        r = self._r()
+        done = self._prefix + "services-adopted"
+        if await r.exists(done):
+            return
+        for name, sid in (await r.hgetall(self._prefix + "svc-names")).items():
+            fields = await r.hgetall(self._prefix + "svc:" + codec.text(sid))
+            found = {codec.text(k): v for k, v in fields.items()}
+            if found and "policy" not in found:
+                policy = codec.legacy_policy(found)
+                accounts = codec.text(found.get("accounts", b"")).split(",")
+                await self.put_service(
+                    Service(
+                        codec.text(sid),
+                        codec.text(name),
+                        policy,
+                        float(found["created_at"]),
+                        frozenset(a for a in accounts if a),
+                    )
+                )
+        await r.set(done, "1")
+
+    async def get_service(self, service_id: str) -> Service | None:
+        """A service by id."""
+        try:
+            fields = await self._r().hgetall(self._prefix + "svc:" + service_id)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        if not fields:
+            return None
+        return codec.service({codec.text(k): v for k, v in fields.items()} | {"id": service_id})
+
+    async def get_service_by_name(self, name: str) -> Service | None:
+        """A service by name."""
+        try:
+            sid = await self._r().hget(self._prefix + "svc-names", name)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        return await self.get_service(codec.text(sid)) if sid else None
+
+    async def list_services(self) -> list[Service]:
+        """Every service, by name."""
+        try:
+            names = await self._r().hgetall(self._prefix + "svc-names")
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        found = [await self.get_service(codec.text(sid)) for _, sid in sorted(names.items())]
+        return [s for s in found if s is not None]
+
+    async def delete_service(self, service_id: str) -> bool:
+        """Delete a service; its keys stop resolving with it."""
+        return bool(await self._run("delete_service", service_id))
+
+    async def add_api_key(self, key: ApiKey) -> None:
+        """Store the key; one round trip."""
+        await self._run(
+            "add_key",
+            key.id,
+            key.service_id,
+            key.key_hash.hex(),
+            repr(key.created_at),
+            key.name,
+            repr(key.expires_at) if key.expires_at is not None else "",
+        )
+
+    async def key_for_hash(self, key_hash: bytes) -> tuple[ApiKey, Service] | None:
+        """See TenantStore.key_for_hash; one round trip."""
+        found = await self._run("key_for_hash", key_hash.hex())
+        if not found:
+            return None
+        key_fields, service_fields = codec.pairs(found[0]), codec.pairs(found[1])
+        return codec.api_key(codec.text(key_fields["id"]), key_fields), codec.service(
+            service_fields
+        )
+
+    async def list_api_keys(self, service_id: str | None = None) -> list[ApiKey]:
+        """See TenantStore.list_api_keys."""
+        try:
+            r = self._r()
+            ids = [codec.text(i) for i in await r.zrange(self._prefix + "apikeys", 0, -1)]
+            async with r.pipeline(transaction=False) as pipe:
+                for key_id in ids:
+                    pipe.hgetall(self._prefix + "apikey:" + key_id)
+                rows = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        keys = [
+            codec.api_key(key_id, {codec.text(k): v for k, v in row.items()})
+            for key_id, row in zip(ids, rows, strict=True)
+            if row
+        ]
+        return [k for k in keys if service_id in (None, k.service_id)]
+
+    async def revoke_api_key(self, key_id: str, *, now: float) -> bool:
+        """See TenantStore.revoke_api_key."""
+        return bool(int(await self._run("revoke_key", key_id, repr(now))))
+
+    async def touch_api_key(self, key_id: str, *, now: float) -> None:
+        """See TenantStore.touch_api_key."""
+        await self._run("touch_key", key_id, repr(now))
+
+    async def _adopt_legacy_keys(self) -> None:
+        """Give keys stored before key life cycles a record: once per store (idempotent, so
+        workers starting together do no harm)."""
+        r = self._r()
+        done = self._prefix + "keys-adopted"
+        if await r.exists(done):
+            return
+        async for name in r.scan_iter(match=self._prefix + "key:*", count=500):
+            key_hash = codec.text(name).removeprefix(self._prefix + "key:")
+            await self._run("adopt_legacy_key", key_hash, new_id("SK"), repr(time.time()))
+        await r.set(done, "1")

@@ -1,0 +1,101 @@
+"""Stores written by an earlier clave open under this one with nothing lost: tenants whose
+policy was stored field by field read back with the same policy in its one encoding."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from clave.platform.sqlite import migrate
+from clave.verify.models import Channel, Policy
+from clave.verify.store.redis import RedisVerificationStore
+from clave.verify.store.sqlite import SqliteVerificationStore
+from clave.verify.store.sqlite_schema import MIGRATIONS
+from tests.contract.conftest import drop_prefix
+
+POLICY = Policy(
+    friendly_name="Acme, Inc.",
+    code_length=8,
+    code_ttl=300,
+    max_checks=3,
+    max_sends=4,
+    send_window=900,
+    channels=frozenset({Channel.SMS, Channel.EMAIL}),
+    countries=frozenset({"ES", "US"}),
+    limits=(("sends_per_ip", "5/60"), ("sends_per_service", "100/3600")),
+    flags=frozenset({"psd2", "custom_code"}),
+)
+LEGACY = {
+    "friendly_name": "Acme, Inc.",
+    "code_length": "8",
+    "code_ttl": "300",
+    "max_checks": "3",
+    "max_sends": "4",
+    "send_window": "900",
+    "channels": "email,sms",
+    "countries": "ES,US",
+    "limits": "sends_per_ip=5/60,sends_per_service=100/3600",
+    "flags": "custom_code,psd2",
+}
+
+
+async def test_sqlite_moves_policy_columns_into_one_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "verify.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    before = next(i for i, m in enumerate(MIGRATIONS) if callable(m))
+    migrate(conn, MIGRATIONS[:before])
+    conn.execute(
+        "INSERT INTO services (id, name, created_at, accounts, "
+        + ", ".join(LEGACY)
+        + ") VALUES (?, ?, ?, ?, "
+        + ", ".join("?" * len(LEGACY))
+        + ")",
+        ("VAold", "acme", 1.5, "ACx", *LEGACY.values()),
+    )
+    conn.execute(
+        "INSERT INTO api_keys (id, service_id, key_hash, created_at) VALUES (?, ?, ?, ?)",
+        ("SKold", "VAold", b"h" * 32, 2.0),
+    )
+    conn.close()
+
+    store = SqliteVerificationStore(path)
+    await store.open()
+    try:
+        found = await store.get_service("VAold")
+        assert found is not None
+        assert found.policy == POLICY
+        assert (found.name, found.created_at, found.accounts) == ("acme", 1.5, frozenset({"ACx"}))
+        keyed = await store.key_for_hash(b"h" * 32)
+        assert keyed is not None
+        assert keyed[1] == found  # the key kept its tenant through the migration
+    finally:
+        await store.close()
+    columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(services)")}
+    assert columns == {"id", "name", "created_at", "accounts", "policy"}
+
+
+@pytest.mark.e2e
+async def test_redis_adopts_tenants_stored_field_by_field(redis_url: str) -> None:
+    prefix = f"t{secrets.token_hex(4)}:"
+    client = aioredis.Redis.from_url(redis_url)
+    await client.hset(
+        prefix + "svc:VAold", mapping={"name": "acme", "created_at": "1.5", "accounts": "ACx"}
+    )
+    await client.hset(prefix + "svc:VAold", mapping=LEGACY)
+    await client.hset(prefix + "svc-names", "acme", "VAold")
+    await client.aclose()
+    store = RedisVerificationStore(redis_url, prefix=prefix)
+    await store.open()
+    try:
+        found = await store.get_service("VAold")
+        assert found is not None
+        assert found.policy == POLICY
+        assert (found.name, found.created_at, found.accounts) == ("acme", 1.5, frozenset({"ACx"}))
+        assert await store.get_service_by_name("acme") == found
+    finally:
+        await store.close()
+        await drop_prefix(redis_url, prefix)
