@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clave.verify.limits import (
+from clave.verify.store.counters import (
     CounterStore,
     Hit,
     Limit,
@@ -21,7 +21,7 @@ from tests.contract.conftest import drop_prefix
 NOW = 1_800_000_000.0  # a window boundary for 60 s and 3600 s windows
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.e2e)])
 async def counters(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CounterStore]:
     prefix = f"t{secrets.token_hex(4)}:"
     if request.param == "redis":

@@ -9,8 +9,8 @@ import pytest
 from clave.bootstrap import Settings
 from clave.platform.settings import Env, SettingsError
 from clave.verify.bootstrap import build_counters, build_store, open_admin
-from clave.verify.limits import MemoryCounters, RedisCounters, SqliteCounters
 from clave.verify.settings import StoreSettings
+from clave.verify.store.counters import MemoryCounters, RedisCounters, SqliteCounters
 from clave.verify.store.memory import MemoryVerificationStore
 from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore

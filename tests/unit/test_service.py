@@ -417,7 +417,8 @@ async def test_a_policy_must_keep_the_guess_bound(world: World) -> None:
 
 
 async def test_right_codes_never_spend_the_guess_budget(clock: FakeClock) -> None:
-    from clave.verify.limits import Limit, Limits, MemoryCounters, RateLimiter
+    from clave.verify.limits import Limits, RateLimiter
+    from clave.verify.store.counters import Limit, MemoryCounters
 
     def limit(code: str, count: int, window: float = 86400) -> Limit:
         return Limit(code, count, window, code)

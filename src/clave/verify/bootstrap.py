@@ -37,17 +37,12 @@ from clave.verify.delivery.twilio import TwilioMessagingProvider, TwilioVoicePro
 from clave.verify.delivery.webhook import SignedWebhook, WebhookProvider
 from clave.verify.errors import ServiceNameTaken
 from clave.verify.fraud import FraudGuard
-from clave.verify.limits import (
-    CounterStore,
-    MemoryCounters,
-    RateLimiter,
-    RedisCounters,
-    SqliteCounters,
-)
+from clave.verify.limits import RateLimiter
 from clave.verify.models import Channel, Policy
 from clave.verify.service import VerifyService
 from clave.verify.settings import StoreSettings, VerifySettings, parse_hmac_keys
 from clave.verify.store.base import VerifyBackend
+from clave.verify.store.counters import CounterStore, MemoryCounters, RedisCounters, SqliteCounters
 from clave.verify.store.memory import MemoryVerificationStore
 from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore

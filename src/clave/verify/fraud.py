@@ -20,8 +20,8 @@ from typing import Protocol
 
 from clave.platform.contacts import mask, region_of
 from clave.verify.errors import CountryNotAllowed, DestinationBlocked, RateLimited
-from clave.verify.limits import CounterStore
 from clave.verify.models import Channel, Service
+from clave.verify.store.counters import CounterStore
 
 log = logging.getLogger("clave.verify.fraud")
 

@@ -37,6 +37,7 @@ from clave.verify.models import (
     is_code,
     is_verification_id,
     new_id,
+    status_after_check,
 )
 from clave.verify.requests import StartRequest, Terms, bound_payment, counted_ip, terms_of
 from clave.verify.store.base import VerificationStore
@@ -331,17 +332,16 @@ class VerifyService:
         now: float,
         payment: tuple[str, str] | None,
     ) -> VerificationView:
-        """A wrong code: still pending, or locked when it used the last attempt."""
-        if counted.check_attempts_left > 0:
+        """A wrong code: still pending, or locked when it used the last attempt
+        (models.status_after_check)."""
+        locked = status_after_check(counted, matched=False)
+        if locked is None:
             return VerificationView(counted, Status.PENDING, sends_left, payment)
         await self._store.transition(
-            counted.id,
-            from_status=Status.PENDING,
-            to_status=Status.MAX_ATTEMPTS_REACHED,
-            now=now,
+            counted.id, from_status=Status.PENDING, to_status=locked, now=now
         )
         log.info("locked verification=%s service=%s", counted.id, service.name)
-        return VerificationView(counted, Status.MAX_ATTEMPTS_REACHED, sends_left, payment)
+        return VerificationView(counted, locked, sends_left, payment)
 
     async def get(self, service: Service, verification_id: str) -> VerificationView:
         """A verification of the service, with effective status and counters."""

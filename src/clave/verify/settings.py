@@ -19,8 +19,9 @@ from clave.verify.codes import MIN_KEY_BYTES
 from clave.verify.delivery.dispatcher import OutboxPolicy
 from clave.verify.delivery.settings import ProviderSettings, WebhookTarget
 from clave.verify.fraud import BlockedPrefix, GuardMode, GuardSettings
-from clave.verify.limits import Limit, Limits
+from clave.verify.limits import Limits
 from clave.verify.models import MAX_CODE_LENGTH, MIN_CODE_LENGTH, Channel, Policy
+from clave.verify.store.counters import Limit
 
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 

@@ -36,6 +36,9 @@ _SCRIPTS = {
     "revoke_key": ("revoke_key",),
     "touch_key": ("touch_key",),
     "adopt_legacy_key": ("adopt_legacy_key",),
+    "counters_hit": ("counters_hit",),
+    "counters_release": ("counters_release",),
+    "counters_distinct": ("counters_distinct",),
 }
 
 
