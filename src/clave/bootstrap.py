@@ -39,10 +39,10 @@ from clave.users.client import UsersClient
 from clave.users.settings import UsersSettings
 from clave.verify.bootstrap import open_admin, verify_domain
 from clave.verify.client import VerifyClient
-from clave.verify.errors import ServiceNotFound
+from clave.verify.errors import TenantNotFound
 from clave.verify.models import Channel, Policy
 from clave.verify.settings import VerifySettings
-from clave.verify.tenants import TenantService
+from clave.verify.tenants import Tenants
 
 DOMAINS = ("verify", "users", "threads", "posts")
 FORUM = ("users", "threads", "posts")
@@ -212,7 +212,7 @@ def _write_secret(path: Path, text: str) -> None:
 
 
 def users_policy(default: Policy) -> Policy:
-    """The users tenant's first policy: the default service's, on its channels among
+    """The users tenant's first policy: the default tenant's, on its channels among
     USERS_CHANNELS."""
     channels = default.channels & USERS_CHANNELS
     if not channels:
@@ -223,13 +223,13 @@ def users_policy(default: Policy) -> Policy:
     return replace(default, channels=channels)
 
 
-async def _users_tenant(tenants: TenantService, default: Policy) -> None:
+async def _users_tenant(tenants: Tenants, default: Policy) -> None:
     """Create the users tenant when missing; an existing one keeps its policy (the operator's
     to change), so a restart never widens or narrows it back."""
     try:
-        await tenants.get_service(USERS_TENANT)
-    except ServiceNotFound:
-        await tenants.create_service(USERS_TENANT, users_policy(default))
+        await tenants.get_tenant(USERS_TENANT)
+    except TenantNotFound:
+        await tenants.create_tenant(USERS_TENANT, users_policy(default))
 
 
 async def prepare_async(settings: Settings, domains: tuple[str, ...] | None = None) -> None:
@@ -239,9 +239,9 @@ async def prepare_async(settings: Settings, domains: tuple[str, ...] | None = No
     if "verify" in domains:
         async with open_admin(settings.verify, settings.platform) as verify:
             key_file = settings.platform.data_dir / USERS_KEY_FILE
-            tenants: TenantService = verify.tenants
+            tenants: Tenants = verify.tenants
             if settings.clients.verify_key:
-                # A deployment's shared secret: the users service sends with it, so verify
+                # A deployment's shared secret: the users component sends with it, so verify
                 # (wherever it runs) accepts it for the users tenant.
                 await _users_tenant(tenants, settings.verify.default_policy)
                 # A rotated secret revokes the one installed before.
@@ -252,8 +252,8 @@ async def prepare_async(settings: Settings, domains: tuple[str, ...] | None = No
                 await _users_tenant(tenants, settings.verify.default_policy)
                 key = await tenants.create_api_key(USERS_TENANT, name=f"{USERS_KEY_FILE} file")
                 _write_secret(key_file, key)
-            await tenants.adopt_v2_services()
-            # The bound holds for every service, also after the deployment's budget changed.
+            await tenants.adopt_v2_tenants()
+            # The bound holds for every tenant, also after the deployment's budget changed.
             broken = await tenants.over_the_guess_bound()
             if broken:
                 raise SettingsError(

@@ -24,7 +24,7 @@ from clave.topology.up import Stack
 from clave.users.bootstrap import issue_user_token
 from clave.verify.bootstrap import open_admin
 from clave.verify.models import Channel, Policy
-from clave.verify.tenants import ACCOUNT_PREFIX, DEFAULT_ACCOUNT, DEFAULT_SERVICE
+from clave.verify.tenants import ACCOUNT_PREFIX, DEFAULT_ACCOUNT, DEFAULT_TENANT
 
 
 def _policy_options(parser: argparse.ArgumentParser) -> None:
@@ -115,7 +115,7 @@ def parser() -> argparse.ArgumentParser:
     apikey = commands.add_parser("apikey", help="API keys")
     apikey_cmds = apikey.add_subparsers(dest="action", required=True)
     create_key = apikey_cmds.add_parser("create", help="print one new API key on stdout")
-    create_key.add_argument("--service", default=DEFAULT_SERVICE, help="the service (tenant)")
+    create_key.add_argument("--service", default=DEFAULT_TENANT, help="the service (tenant)")
     create_key.add_argument("--name", default="", help="what the key is for (shown by list)")
     create_key.add_argument(
         "--expires", metavar="DURATION", help="the key stops working after 30d, 12h, 90m or 600s"
@@ -148,24 +148,24 @@ def parser() -> argparse.ArgumentParser:
     )
     user_token.add_argument("id", type=int, help="the user's id")
 
-    service = commands.add_parser("service", help="services (tenants) and their policies")
-    service_cmds = service.add_subparsers(dest="action", required=True)
-    create = service_cmds.add_parser("create", help="create a service")
+    tenant = commands.add_parser("service", help="services (tenants) and their policies")
+    tenant_cmds = tenant.add_subparsers(dest="action", required=True)
+    create = tenant_cmds.add_parser("create", help="create a service")
     create.add_argument("name")
     _policy_options(create)
-    update = service_cmds.add_parser("update", help="change a service's policy")
+    update = tenant_cmds.add_parser("update", help="change a service's policy")
     update.add_argument("name")
     _policy_options(update)
-    service_cmds.add_parser("list", help="list services")
+    tenant_cmds.add_parser("list", help="list services")
     for verb, what in (("grant", "let"), ("ungrant", "stop letting")):
-        grant = service_cmds.add_parser(verb, help=f"{what} a /v2 account see and manage a service")
+        grant = tenant_cmds.add_parser(verb, help=f"{what} a /v2 account see and manage a service")
         grant.add_argument("name")
         grant.add_argument("--account", required=True, help="the account's name")
 
     fraud = commands.add_parser("fraud", help="the fraud guard")
     fraud_cmds = fraud.add_subparsers(dest="action", required=True)
     stats = fraud_cmds.add_parser("stats", help="sends the guard refused, per reason and day")
-    stats.add_argument("--service", default=DEFAULT_SERVICE)
+    stats.add_argument("--service", default=DEFAULT_TENANT)
     stats.add_argument("--days", type=int, default=7)
 
     up = commands.add_parser("up", help="the whole topology on this machine, behind haproxy")
@@ -257,7 +257,7 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
             return await tenants.create_api_key(args.service, name=args.name, expires_at=expires_at)
         if action == "apikey-list":
             listed = await tenants.list_api_keys(
-                service=args.service, account=args.account, twilio=args.twilio
+                tenant=args.service, account=args.account, twilio=args.twilio
             )
             now = time.time()
             rows = ["id\towner\tname\tcreated\tlast used\texpires\tstatus"]
@@ -280,35 +280,33 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
             await tenants.revoke_api_key(args.id)
             return f"revoked {args.id}"
         if action == "fraud-stats":
-            service = await tenants.get_service(args.service)
+            tenant = await tenants.get_tenant(args.service)
             days = max(1, min(args.days, 14))
-            counts = await admin.guard.blocked(service, days)
+            counts = await admin.guard.blocked(tenant, days)
             mode = (
                 "record_only: counted, not refused"
                 if admin.settings.guard.mode == "record_only"
                 else "enforce"
             )
-            rows = [f"fraud guard ({mode}), service {service.name}, last {days} days, oldest first"]
+            rows = [f"fraud guard ({mode}), service {tenant.name}, last {days} days, oldest first"]
             rows += [
                 f"{reason:28} {' '.join(f'{n:5d}' for n in per_day)}  total {sum(per_day)}"
                 for reason, per_day in counts.items()
             ]
             return "\n".join(rows)
         if action in ("service-grant", "service-ungrant"):
-            service = await tenants.grant(
-                args.name, args.account, granted=action == "service-grant"
-            )
+            tenant = await tenants.grant(args.name, args.account, granted=action == "service-grant")
         elif action == "service-create":
-            service = await tenants.create_service(args.name, _apply_policy(Policy(), args))
+            tenant = await tenants.create_tenant(args.name, _apply_policy(Policy(), args))
         elif action == "service-update":
-            current = await tenants.get_service(args.name)
-            service = await tenants.update_policy(args.name, _apply_policy(current.policy, args))
+            current = await tenants.get_tenant(args.name)
+            tenant = await tenants.update_policy(args.name, _apply_policy(current.policy, args))
         else:
             lines = []
             accounts = {
                 a.id: a.name.removeprefix(ACCOUNT_PREFIX) for a in await tenants.list_accounts()
             }
-            for s in await tenants.list_services():
+            for s in await tenants.list_tenants():
                 p = s.policy
                 channels = ",".join(sorted(c.value for c in p.channels))
                 countries = ",".join(sorted(p.countries)) or "all"
@@ -320,7 +318,7 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
                     f"accounts={','.join(sorted(accounts.get(a, a) for a in s.accounts)) or '-'}"
                 )
             return "\n".join(lines)
-        return f"{service.name}\t{service.id}"
+        return f"{tenant.name}\t{tenant.id}"
 
 
 def _duration(text: str) -> float:

@@ -698,7 +698,7 @@ async def test_an_operator_may_widen_the_users_tenant_and_a_restart_keeps_it(
 
     async def channels() -> set[Channel]:
         async with open_admin(settings.verify, settings.platform) as verify:
-            return set((await verify.tenants.get_service("users")).policy.channels)
+            return set((await verify.tenants.get_tenant("users")).policy.channels)
 
     assert await channels() == {Channel.SMS, Channel.EMAIL}
     for name, value in env.items():
@@ -836,7 +836,7 @@ async def test_a_shared_verify_key_is_installed_where_verify_runs(tmp_path: Path
     await prepare_async(settings)
     await prepare_async(settings)  # every start: installed once, no error the second time
     async with open_admin(settings.verify, settings.platform) as verify:
-        service = await verify.tenants.service_for_key(shared)
+        service = await verify.tenants.tenant_for_key(shared)
         assert service.name == "users"
         assert service.policy.channels == {Channel.SMS, Channel.EMAIL}
         assert not (tmp_path / "users-verify-key").exists()

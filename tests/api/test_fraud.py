@@ -20,9 +20,7 @@ async def test_geo_permissions_per_service(tmp_path: Path) -> None:
         assert (await api.send("+14155552671")).status_code == 201
         assert (await api.send("ana@example.com", "email")).status_code == 201  # phones only
         # Another service may serve other countries.
-        other = await api.domain.tenants.create_service(
-            "spain", Policy(countries=frozenset({"ES"}))
-        )
+        other = await api.domain.tenants.create_tenant("spain", Policy(countries=frozenset({"ES"})))
         key = await api.domain.tenants.create_api_key(other.name)
         r = await api.post(
             "/api/verifications",
@@ -95,7 +93,7 @@ async def test_refusals_are_counted_per_reason(tmp_path: Path) -> None:
         for _ in range(2):
             assert (await api.send("+34612345678")).status_code == 403
         assert (await api.send("+14155552671")).status_code == 403
-        service = await api.domain.tenants.get_service("default")
+        service = await api.domain.tenants.get_tenant("default")
         counts = await api.domain.guard.blocked(service, 3)
         assert counts["country_not_allowed"] == [0, 0, 2]
         assert counts["destination_blocked"] == [0, 0, 1]
@@ -107,7 +105,7 @@ async def test_daily_counts_reach_the_shared_counters(tmp_path: Path) -> None:
         vid = (await api.send("+14155552671")).json()["id"]
         await api.check(await api.code("+14155552671"), id=vid)
         await api.domain.guard.flush()
-        service = await api.domain.tenants.get_service("default")
+        service = await api.domain.tenants.get_tenant("default")
         day = int(time.time() // 86400)
         sends, verified = await api.domain.counters.daily(
             [f"sends:{service.id}:US", f"verified:{service.id}:US"], day, day

@@ -92,7 +92,7 @@ async def test_peer_ip_through_a_trusted_proxy(tmp_path: Path) -> None:
 
 async def test_a_service_sets_its_own_limits(tmp_path: Path) -> None:
     async for api in open_api(settings_for(tmp_path, CLAVE_LIMIT_SENDS_PER_IP="20/3600")):
-        strict = await api.domain.tenants.create_service(
+        strict = await api.domain.tenants.create_tenant(
             "strict", Policy(limits=(("failed_checks_per_ip", "1/900"), ("sends_per_ip", "1/3600")))
         )
         headers = {

@@ -144,7 +144,7 @@ async def test_channel_without_provider_is_refused(tmp_path: Path) -> None:
 
 
 async def test_tenant_isolation(api: Api) -> None:
-    other = await api.domain.tenants.create_service("other", api.domain.settings.default_policy)
+    other = await api.domain.tenants.create_tenant("other", api.domain.settings.default_policy)
     other_key = await api.domain.tenants.create_api_key(other.name)
     sent = await api.send(PHONE)
     code = await api.code(PHONE)

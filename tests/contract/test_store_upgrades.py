@@ -65,7 +65,7 @@ async def test_sqlite_moves_policy_columns_into_one_encoding(tmp_path: Path) -> 
     store = SqliteVerificationStore(path)
     await store.open()
     try:
-        found = await store.get_service("VAold")
+        found = await store.get_tenant("VAold")
         assert found is not None
         assert found.policy == POLICY
         assert (found.name, found.created_at, found.accounts) == ("acme", 1.5, frozenset({"ACx"}))
@@ -91,11 +91,11 @@ async def test_redis_adopts_tenants_stored_field_by_field(redis_url: str) -> Non
     store = RedisVerificationStore(redis_url, prefix=prefix)
     await store.open()
     try:
-        found = await store.get_service("VAold")
+        found = await store.get_tenant("VAold")
         assert found is not None
         assert found.policy == POLICY
         assert (found.name, found.created_at, found.accounts) == ("acme", 1.5, frozenset({"ACx"}))
-        assert await store.get_service_by_name("acme") == found
+        assert await store.get_tenant_by_name("acme") == found
     finally:
         await store.close()
         await drop_prefix(redis_url, prefix)

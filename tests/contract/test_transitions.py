@@ -17,8 +17,8 @@ from clave.verify.models import (
     FINAL,
     CheckGate,
     SendStatus,
-    Service,
     Status,
+    Tenant,
     Verification,
     all_sends_failed,
     can_close,
@@ -53,7 +53,7 @@ async def drain(store: VerifyBackend) -> list[tuple[str, str]]:
     return sorted((e.type, e.verification_id) for e in events)
 
 
-async def arrange(store: VerifyBackend, svc: Service, state: str) -> Verification | None:
+async def arrange(store: VerifyBackend, svc: Tenant, state: str) -> Verification | None:
     """A verification for TO in `state`, its send attempt made and its events drained."""
     if state == "none":
         return None
@@ -79,7 +79,7 @@ async def arrange(store: VerifyBackend, svc: Service, state: str) -> Verificatio
     return found
 
 
-async def status_of(store: VerifyBackend, svc: Service, verification_id: str) -> Status:
+async def status_of(store: VerifyBackend, svc: Tenant, verification_id: str) -> Status:
     found = await store.get(svc.id, verification_id)
     assert found is not None
     return found.status
@@ -109,7 +109,7 @@ START = {
 
 
 @pytest.mark.parametrize(("state", "variant"), sorted(START))
-async def test_start(store: VerifyBackend, svc: Service, state: str, variant: str) -> None:
+async def test_start(store: VerifyBackend, svc: Tenant, state: str, variant: str) -> None:
     before = await arrange(store, svc, state)
     fresh = candidate(svc)
     if variant == "rebind":
@@ -165,7 +165,7 @@ CHECK = {(state, by): _check_row(state, by) for state in STATES for by in ("id",
 
 
 @pytest.mark.parametrize(("state", "by"), sorted(CHECK))
-async def test_check(store: VerifyBackend, svc: Service, state: str, by: str) -> None:
+async def test_check(store: VerifyBackend, svc: Tenant, state: str, by: str) -> None:
     before = await arrange(store, svc, state)
     gate_name, left_in = CHECK[(state, by)]
     # What a store finds: by id, the verification whatever its status; by destination, only
@@ -206,7 +206,7 @@ CLOSE = {
 
 
 @pytest.mark.parametrize(("state", "target"), sorted(CLOSE))
-async def test_close(store: VerifyBackend, svc: Service, state: str, target: str) -> None:
+async def test_close(store: VerifyBackend, svc: Tenant, state: str, target: str) -> None:
     before = await arrange(store, svc, state)
     assert before is not None
     to_status = Status(target)
@@ -222,9 +222,7 @@ async def test_close(store: VerifyBackend, svc: Service, state: str, target: str
 
 
 @pytest.mark.parametrize("state", [s for s in STATES if s != "none"])
-async def test_sweep_expires_only_stale_ones(
-    store: VerifyBackend, svc: Service, state: str
-) -> None:
+async def test_sweep_expires_only_stale_ones(store: VerifyBackend, svc: Tenant, state: str) -> None:
     before = await arrange(store, svc, state)
     assert before is not None
     stale = is_stale(before, AT)
@@ -240,7 +238,7 @@ async def test_sweep_expires_only_stale_ones(
 @pytest.mark.parametrize("attempts", [1, 2])
 @pytest.mark.parametrize("outcome", [SendStatus.SENT, SendStatus.FAILED])
 async def test_a_verification_fails_when_every_attempt_failed(
-    store: VerifyBackend, svc: Service, attempts: int, outcome: SendStatus
+    store: VerifyBackend, svc: Tenant, attempts: int, outcome: SendStatus
 ) -> None:
     made = candidate(svc)
     for _ in range(attempts):
@@ -275,7 +273,7 @@ REPORT = {
 
 @pytest.mark.parametrize(("current", "reported"), sorted(REPORT))
 async def test_delivery_reports(
-    store: VerifyBackend, svc: Service, current: SendStatus, reported: SendStatus
+    store: VerifyBackend, svc: Tenant, current: SendStatus, reported: SendStatus
 ) -> None:
     made = candidate(svc)
     await start(store, made)

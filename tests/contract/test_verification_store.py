@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clave.verify.errors import ServiceNameTaken
+from clave.verify.errors import TenantNameTaken
 from clave.verify.models import (
     ApiKey,
     Channel,
@@ -18,8 +18,8 @@ from clave.verify.models import (
     Policy,
     SealedCode,
     SendStatus,
-    Service,
     Status,
+    Tenant,
     Verification,
     new_id,
 )
@@ -32,15 +32,15 @@ NOW = 1_800_000_000.0
 TO = "+14155552671"
 
 
-def service(name: str = "acme") -> Service:
-    return Service(id=new_id("VA"), name=name, policy=Policy(friendly_name="Acme"), created_at=NOW)
+def service(name: str = "acme") -> Tenant:
+    return Tenant(id=new_id("VA"), name=name, policy=Policy(friendly_name="Acme"), created_at=NOW)
 
 
-def candidate(svc: Service, to: str = TO, *, ttl: float = 600, max_checks: int = 5) -> Verification:
+def candidate(svc: Tenant, to: str = TO, *, ttl: float = 600, max_checks: int = 5) -> Verification:
     vid = new_id("VE")
     return Verification(
         id=vid,
-        service_id=svc.id,
+        tenant_id=svc.id,
         to=to,
         channel=Channel.SMS,
         locale="en",
@@ -62,26 +62,26 @@ async def start(store: VerifyBackend, c: Verification, now: float = NOW, max_sen
 
 
 @pytest.fixture
-async def svc(store: VerifyBackend) -> Service:
+async def svc(store: VerifyBackend) -> Tenant:
     s = service()
-    await store.put_service(s)
+    await store.put_tenant(s)
     return s
 
 
 async def test_services_and_keys(store: VerifyBackend) -> None:
     s = service()
-    await store.put_service(s)
-    assert await store.get_service(s.id) == s
-    assert await store.get_service_by_name("acme") == s
+    await store.put_tenant(s)
+    assert await store.get_tenant(s.id) == s
+    assert await store.get_tenant_by_name("acme") == s
     changed = replace(
         s, policy=replace(s.policy, code_length=8, channels=frozenset({Channel.EMAIL}))
     )
-    await store.put_service(changed)
-    assert await store.get_service(s.id) == changed
-    with pytest.raises(ServiceNameTaken, match="taken"):
-        await store.put_service(service("acme"))
-    await store.put_service(service("beta"))
-    assert [x.name for x in await store.list_services()] == ["acme", "beta"]
+    await store.put_tenant(changed)
+    assert await store.get_tenant(s.id) == changed
+    with pytest.raises(TenantNameTaken, match="taken"):
+        await store.put_tenant(service("acme"))
+    await store.put_tenant(service("beta"))
+    assert [x.name for x in await store.list_tenants()] == ["acme", "beta"]
     key = ApiKey("SK1", s.id, b"h" * 32, NOW)
     await store.add_api_key(key)
     assert await store.key_for_hash(b"h" * 32) == (key, changed)
@@ -90,8 +90,8 @@ async def test_services_and_keys(store: VerifyBackend) -> None:
 
 async def test_a_key_has_a_life_cycle(store: VerifyBackend) -> None:
     s, other = service("acme"), service("other")
-    await store.put_service(s)
-    await store.put_service(other)
+    await store.put_tenant(s)
+    await store.put_tenant(other)
     first = ApiKey("SK1", s.id, b"1" * 32, NOW, name="ci", expires_at=NOW + 3600)
     second = ApiKey("SK2", s.id, b"2" * 32, NOW + 1)
     elsewhere = ApiKey("SK3", other.id, b"3" * 32, NOW + 2)
@@ -113,13 +113,13 @@ async def test_a_key_has_a_life_cycle(store: VerifyBackend) -> None:
 
 async def test_accounts_of_a_service_round_trip(store: VerifyBackend) -> None:
     s = replace(service("shared"), accounts=frozenset({"AC" + "1" * 32, "AC" + "2" * 32}))
-    await store.put_service(s)
-    assert await store.get_service(s.id) == s
-    await store.put_service(replace(s, accounts=frozenset()))
-    assert (await store.get_service(s.id)).accounts == frozenset()  # type: ignore[union-attr]
+    await store.put_tenant(s)
+    assert await store.get_tenant(s.id) == s
+    await store.put_tenant(replace(s, accounts=frozenset()))
+    assert (await store.get_tenant(s.id)).accounts == frozenset()  # type: ignore[union-attr]
 
 
-async def test_start_creates_and_queues_one_send(store: VerifyBackend, svc: Service) -> None:
+async def test_start_creates_and_queues_one_send(store: VerifyBackend, svc: Tenant) -> None:
     c = candidate(svc)
     outcome = await start(store, c)
     assert outcome.created
@@ -133,7 +133,7 @@ async def test_start_creates_and_queues_one_send(store: VerifyBackend, svc: Serv
     assert await store.get("VAother", c.id) is None
 
 
-async def test_start_reuses_the_pending_verification(store: VerifyBackend, svc: Service) -> None:
+async def test_start_reuses_the_pending_verification(store: VerifyBackend, svc: Tenant) -> None:
     first = await start(store, candidate(svc))
     again = await store.start(
         candidate(svc), channel=Channel.CALL, locale="es", now=NOW + 5, window=600, max_sends=5
@@ -149,7 +149,7 @@ async def test_start_reuses_the_pending_verification(store: VerifyBackend, svc: 
 
 
 async def test_a_send_with_another_binding_replaces_the_pending_verification(
-    store: VerifyBackend, svc: Service
+    store: VerifyBackend, svc: Tenant
 ) -> None:
     first = await start(store, replace(candidate(svc), binding=b"A" * 32))
     same = await start(store, replace(candidate(svc), binding=b"A" * 32), now=NOW + 5)
@@ -171,7 +171,7 @@ async def test_a_send_with_another_binding_replaces_the_pending_verification(
 
 
 async def test_a_full_window_refuses_without_touching_the_pending_one(
-    store: VerifyBackend, svc: Service
+    store: VerifyBackend, svc: Tenant
 ) -> None:
     first = await start(store, replace(candidate(svc), binding=b"A" * 32), max_sends=1)
     refused = await start(store, replace(candidate(svc), binding=b"B" * 32), max_sends=1)
@@ -181,7 +181,7 @@ async def test_a_full_window_refuses_without_touching_the_pending_one(
     assert kept.status is Status.PENDING
 
 
-async def test_start_refuses_past_the_window_limit(store: VerifyBackend, svc: Service) -> None:
+async def test_start_refuses_past_the_window_limit(store: VerifyBackend, svc: Tenant) -> None:
     for i in range(3):
         await start(store, candidate(svc), now=NOW + i * 10, max_sends=3)
     refused = await start(store, candidate(svc), now=NOW + 30, max_sends=3)
@@ -195,16 +195,16 @@ async def test_start_refuses_past_the_window_limit(store: VerifyBackend, svc: Se
 
 
 async def test_other_destinations_and_services_do_not_share_limits(
-    store: VerifyBackend, svc: Service
+    store: VerifyBackend, svc: Tenant
 ) -> None:
     other = service("other")
-    await store.put_service(other)
+    await store.put_tenant(other)
     await start(store, candidate(svc), max_sends=1)
     assert (await start(store, candidate(svc, "+14155552672"), max_sends=1)).created
     assert (await start(store, candidate(other), max_sends=1)).created
 
 
-async def test_stale_pending_is_expired_and_replaced(store: VerifyBackend, svc: Service) -> None:
+async def test_stale_pending_is_expired_and_replaced(store: VerifyBackend, svc: Tenant) -> None:
     first = await start(store, candidate(svc, ttl=60))
     second = await start(store, candidate(svc), now=NOW + 61)
     assert second.created
@@ -214,7 +214,7 @@ async def test_stale_pending_is_expired_and_replaced(store: VerifyBackend, svc: 
     assert old.status is Status.EXPIRED
 
 
-async def test_count_check_counts_until_locked(store: VerifyBackend, svc: Service) -> None:
+async def test_count_check_counts_until_locked(store: VerifyBackend, svc: Tenant) -> None:
     c = candidate(svc, max_checks=2)
     await start(store, c)
     first = await store.count_check(svc.id, window=600, now=NOW, to=TO)
@@ -233,7 +233,7 @@ async def test_count_check_counts_until_locked(store: VerifyBackend, svc: Servic
     assert stored.check_attempts == 2
 
 
-async def test_count_check_not_found_cases(store: VerifyBackend, svc: Service) -> None:
+async def test_count_check_not_found_cases(store: VerifyBackend, svc: Tenant) -> None:
     assert (await store.count_check(svc.id, window=600, now=NOW, to=TO)).gate is CheckGate.NOT_FOUND
     c = candidate(svc, ttl=60)
     await start(store, c)
@@ -249,7 +249,7 @@ async def test_count_check_not_found_cases(store: VerifyBackend, svc: Service) -
     assert expired.check_attempts == 0  # nothing counted for a dead verification
 
 
-async def test_transition_is_conditional(store: VerifyBackend, svc: Service) -> None:
+async def test_transition_is_conditional(store: VerifyBackend, svc: Tenant) -> None:
     c = candidate(svc)
     await start(store, c)
     ok = await store.transition(
@@ -268,7 +268,7 @@ async def test_transition_is_conditional(store: VerifyBackend, svc: Service) -> 
     assert await store.find_pending(svc.id, TO) is None
 
 
-async def test_locked_status_reports_locked(store: VerifyBackend, svc: Service) -> None:
+async def test_locked_status_reports_locked(store: VerifyBackend, svc: Tenant) -> None:
     c = candidate(svc)
     await start(store, c)
     await store.transition(
@@ -279,7 +279,7 @@ async def test_locked_status_reports_locked(store: VerifyBackend, svc: Service) 
     ).gate is CheckGate.LOCKED
 
 
-async def test_outbox_lease_retry_and_finish(store: VerifyBackend, svc: Service) -> None:
+async def test_outbox_lease_retry_and_finish(store: VerifyBackend, svc: Tenant) -> None:
     c = candidate(svc)
     await start(store, c)
     claimed = await store.claim_deliveries(NOW, lease_until=NOW + 30, limit=10)
@@ -312,7 +312,7 @@ async def test_outbox_lease_retry_and_finish(store: VerifyBackend, svc: Service)
     assert v.status is Status.PENDING
 
 
-async def test_claim_respects_limit_and_order(store: VerifyBackend, svc: Service) -> None:
+async def test_claim_respects_limit_and_order(store: VerifyBackend, svc: Tenant) -> None:
     for i in range(5):
         await start(store, candidate(svc, f"+1415555267{i}"), now=NOW + i)
     first = await store.claim_deliveries(NOW + 10, lease_until=NOW + 40, limit=3)
@@ -322,7 +322,7 @@ async def test_claim_respects_limit_and_order(store: VerifyBackend, svc: Service
 
 
 async def test_every_attempt_failed_fails_the_verification(
-    store: VerifyBackend, svc: Service
+    store: VerifyBackend, svc: Tenant
 ) -> None:
     c = candidate(svc)
     await start(store, c)
@@ -366,7 +366,7 @@ async def test_concurrent_checks_count_exactly_max(shared_stores: list[VerifyBac
     """Several connections race on one verification: exactly max_checks are counted."""
     stores = shared_stores
     svc = service()
-    await stores[0].put_service(svc)
+    await stores[0].put_tenant(svc)
     c = candidate(svc, max_checks=5)
     await start(stores[0], c)
     results = await asyncio.gather(
@@ -399,7 +399,7 @@ async def test_concurrent_claims_hand_each_send_to_one_dispatcher(
 ) -> None:
     stores = shared_stores
     svc = service()
-    await stores[0].put_service(svc)
+    await stores[0].put_tenant(svc)
     for i in range(30):
         await start(stores[0], candidate(svc, f"+1415555{2600 + i}"))
     batches = await asyncio.gather(
@@ -415,7 +415,7 @@ async def test_sqlite_survives_reopen(tmp_path: Path) -> None:
     first = SqliteVerificationStore(path)
     await first.open()
     svc = service()
-    await first.put_service(svc)
+    await first.put_tenant(svc)
     c = candidate(svc)
     await start(first, c)
     await first.close()
@@ -428,7 +428,7 @@ async def test_sqlite_survives_reopen(tmp_path: Path) -> None:
         await second.close()
 
 
-async def test_delivery_reports_by_provider_message_id(store: VerifyBackend, svc: Service) -> None:
+async def test_delivery_reports_by_provider_message_id(store: VerifyBackend, svc: Tenant) -> None:
     c = candidate(svc)
     await start(store, c)
     [d] = await store.claim_deliveries(NOW, lease_until=NOW + 30, limit=10)
@@ -462,7 +462,7 @@ async def test_delivery_reports_by_provider_message_id(store: VerifyBackend, svc
 
 
 async def test_undelivered_everywhere_fails_the_verification(
-    store: VerifyBackend, svc: Service
+    store: VerifyBackend, svc: Tenant
 ) -> None:
     c = candidate(svc)
     await start(store, c)
@@ -498,7 +498,7 @@ async def test_undelivered_everywhere_fails_the_verification(
 
 
 async def test_a_send_not_delivered_is_recorded_but_never_queued(
-    store: VerifyBackend, svc: Service
+    store: VerifyBackend, svc: Tenant
 ) -> None:
     c = candidate(svc)
     outcome = await store.start(
@@ -518,29 +518,29 @@ async def test_service_policy_round_trips(store: VerifyBackend) -> None:
         limits=(("failed_checks_per_ip", "3/900"), ("sends_per_ip", "2/3600")),
         flags=frozenset({"custom_code", "psd2"}),
     )
-    s = Service(id=new_id("VA"), name="strict", policy=policy, created_at=NOW)
-    await store.put_service(s)
-    assert await store.get_service(s.id) == s
-    assert await store.get_service_by_name("strict") == s
+    s = Tenant(id=new_id("VA"), name="strict", policy=policy, created_at=NOW)
+    await store.put_tenant(s)
+    assert await store.get_tenant(s.id) == s
+    assert await store.get_tenant_by_name("strict") == s
 
 
 async def test_deleting_a_service_drops_it_its_name_and_its_keys(store: VerifyBackend) -> None:
     gone, kept = service("gone"), service("kept")
-    await store.put_service(gone)
-    await store.put_service(kept)
+    await store.put_tenant(gone)
+    await store.put_tenant(kept)
     await store.add_api_key(ApiKey("SK1", gone.id, b"g" * 32, NOW))
     await store.add_api_key(ApiKey("SK2", kept.id, b"k" * 32, NOW))
-    assert await store.delete_service(gone.id) is True
-    assert await store.delete_service(gone.id) is False
-    assert await store.get_service(gone.id) is None
-    assert await store.get_service_by_name("gone") is None
+    assert await store.delete_tenant(gone.id) is True
+    assert await store.delete_tenant(gone.id) is False
+    assert await store.get_tenant(gone.id) is None
+    assert await store.get_tenant_by_name("gone") is None
     assert await store.key_for_hash(b"g" * 32) is None
     assert await store.key_for_hash(b"k" * 32) == (ApiKey("SK2", kept.id, b"k" * 32, NOW), kept)
-    assert [x.name for x in await store.list_services()] == ["kept"]
-    await store.put_service(service("gone"))  # the name is free again
+    assert [x.name for x in await store.list_tenants()] == ["kept"]
+    await store.put_tenant(service("gone"))  # the name is free again
 
 
-async def test_a_sends_payment_is_read_back(store: VerifyBackend, svc: Service) -> None:
+async def test_a_sends_payment_is_read_back(store: VerifyBackend, svc: Tenant) -> None:
     c = candidate(svc)
     options = {"amount": "€39.99", "payee": "Acme Books", "app_hash": "FA+9qCX9VSu"}
     await store.start(
@@ -556,7 +556,7 @@ async def test_a_sends_payment_is_read_back(store: VerifyBackend, svc: Service) 
     assert [s.payment for s in other.sends] == [None]
 
 
-async def test_a_custom_codes_longer_seed_round_trips(store: VerifyBackend, svc: Service) -> None:
+async def test_a_custom_codes_longer_seed_round_trips(store: VerifyBackend, svc: Tenant) -> None:
     c = candidate(svc)
     c = replace(c, code=replace(c.code, seed=bytes(range(26))))  # 16 random + 10 offset bytes
     await start(store, c)
@@ -573,7 +573,7 @@ async def test_redis_keys_from_before_life_cycles_are_adopted(redis_url: str) ->
     await old.open()
     try:
         s = service("legacy")
-        await old.put_service(s)
+        await old.put_tenant(s)
         raw = aioredis.Redis.from_url(redis_url)
         # As clave stored a key before keys had records: the hash naming its service.
         await raw.set(prefix + "key:" + (b"L" * 32).hex(), s.id)
@@ -585,7 +585,7 @@ async def test_redis_keys_from_before_life_cycles_are_adopted(redis_url: str) ->
             found = await new.key_for_hash(b"L" * 32)
             assert found is not None
             key, owner = found
-            assert (owner.id, key.service_id, key.revoked_at) == (s.id, s.id, None)
+            assert (owner.id, key.tenant_id, key.revoked_at) == (s.id, s.id, None)
             assert [k.id for k in await new.list_api_keys(s.id)] == [key.id]
             assert await new.revoke_api_key(key.id, now=NOW) is True
         finally:

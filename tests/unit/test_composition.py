@@ -90,7 +90,7 @@ async def test_the_admin_refuses_what_the_serving_processes_would(tmp_path: Path
             pass
     fine = Settings.load({"CLAVE_DATA_DIR": str(tmp_path), "CLAVE_DEV_INBOX": "true"})
     async with open_admin(fine.verify, fine.platform) as admin:
-        assert [s.name for s in await admin.tenants.list_services()] == ["default"]
+        assert [s.name for s in await admin.tenants.list_tenants()] == ["default"]
     assert {"verify.db", "limits.db", "inbox.db", "verify-hmac-keys"} <= {
         p.name for p in tmp_path.iterdir()
     }

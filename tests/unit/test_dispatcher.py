@@ -8,7 +8,7 @@ from clave.verify.models import Channel, Policy, SendStatus, Status
 from clave.verify.requests import StartRequest
 from clave.verify.service import VerifyService
 from clave.verify.store.memory import MemoryVerificationStore
-from clave.verify.tenants import TenantService
+from clave.verify.tenants import Tenants
 from tests.support import FakeClock
 
 PHONE = "+14155552671"
@@ -36,7 +36,7 @@ async def setup(clock: FakeClock, providers: list, policy: OutboxPolicy):
     store = MemoryVerificationStore()
     router = ProviderRouter({c: providers for c in Channel})
     hasher = CodeHasher({"k": b"k" * 32}, active_key_id="k")
-    service = await TenantService(store, clock).create_service("acme", Policy())
+    service = await Tenants(store, clock).create_tenant("acme", Policy())
     verify = VerifyService(store, hasher, router, clock)
     dispatcher = Dispatcher(store, hasher, router, clock, policy)
     return store, verify, dispatcher, service

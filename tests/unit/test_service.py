@@ -15,16 +15,16 @@ from clave.verify.errors import (
     MaxChecksReached,
     MaxSendsReached,
     RateLimited,
-    ServiceNameTaken,
+    TenantNameTaken,
     Unauthorized,
     VerificationNotFound,
     VerificationNotPending,
 )
-from clave.verify.models import Channel, Policy, Service, Status
+from clave.verify.models import Channel, Policy, Status, Tenant
 from clave.verify.requests import StartRequest
 from clave.verify.service import VerifyService
 from clave.verify.store.memory import MemoryVerificationStore
-from clave.verify.tenants import TenantService
+from clave.verify.tenants import Tenants
 from tests.support import FakeClock, code_in
 
 PHONE = "+14155552671"
@@ -36,9 +36,9 @@ class World:
     store: MemoryVerificationStore
     inbox: MemoryInboxStore
     verify: VerifyService
-    tenants: TenantService
+    tenants: Tenants
     dispatcher: Dispatcher
-    service: Service
+    service: Tenant
 
     async def code_for(self, to: str) -> str:
         await self.dispatcher.run_once()
@@ -58,8 +58,8 @@ async def make_world(
     providers = ProviderRouter({c: [InboxProvider(inbox)] for c in channels})
     hasher = CodeHasher({"k1": b"k" * 32}, active_key_id="k1")
     dispatcher = Dispatcher(store, hasher, providers, clock, OutboxPolicy())
-    tenants = TenantService(store, clock)
-    service = await tenants.create_service("acme", policy or Policy(friendly_name="Acme"))
+    tenants = Tenants(store, clock)
+    service = await tenants.create_tenant("acme", policy or Policy(friendly_name="Acme"))
     verify = VerifyService(store, hasher, providers, clock, on_queued=dispatcher.notify)
     return World(clock, store, inbox, verify, tenants, dispatcher, service)
 
@@ -192,7 +192,7 @@ async def test_cancel_stops_the_code(world: World) -> None:
 
 
 async def test_tenants_are_isolated(world: World) -> None:
-    other = await world.tenants.create_service("other", Policy())
+    other = await world.tenants.create_tenant("other", Policy())
     view, _ = await world.verify.start_verification(
         world.service, StartRequest(to=PHONE, channel=Channel.SMS)
     )
@@ -248,13 +248,13 @@ async def test_code_length_per_request(world: World) -> None:
 
 
 async def test_a_taken_service_name_is_a_409_with_a_stable_code(world: World) -> None:
-    with pytest.raises(ServiceNameTaken) as taken:
-        await world.tenants.create_service("acme", Policy())
+    with pytest.raises(TenantNameTaken) as taken:
+        await world.tenants.create_tenant("acme", Policy())
     assert (taken.value.status, taken.value.code) == (409, "service_name_taken")
     # Two creations racing past the name check: the store refuses the second, typed too.
     twin = replace(world.service, id="VA" + "0" * 32)
-    with pytest.raises(ServiceNameTaken):
-        await world.store.put_service(twin)
+    with pytest.raises(TenantNameTaken):
+        await world.store.put_tenant(twin)
 
 
 async def test_api_keys_authenticate_their_service_only(world: World) -> None:
@@ -385,7 +385,7 @@ async def test_control_characters_never_reach_a_message(clock: FakeClock) -> Non
                 world.service, StartRequest(to=PHONE, channel=Channel.SMS, friendly_name=name)
             )
         with pytest.raises(InvalidParameter, match="friendly name"):
-            await world.tenants.create_service("bank", Policy(friendly_name=name))
+            await world.tenants.create_tenant("bank", Policy(friendly_name=name))
     assert await world.store.pending_deliveries() == 0
 
 
@@ -393,9 +393,9 @@ async def test_a_policy_must_keep_the_guess_bound(world: World) -> None:
     with pytest.raises(
         InvalidParameter, match=r"15 failed checks .* 10,000 4-digit codes, 1 a day"
     ):
-        await world.tenants.create_service("short", Policy(code_length=4))
+        await world.tenants.create_tenant("short", Policy(code_length=4))
     with pytest.raises(InvalidParameter, match="unbounded"):
-        await world.tenants.create_service(
+        await world.tenants.create_tenant(
             "unbounded", Policy(limits=(("failed_checks_per_destination", "0/86400"),))
         )
     with pytest.raises(InvalidParameter, match=r"960 failed checks"):
@@ -404,14 +404,14 @@ async def test_a_policy_must_keep_the_guess_bound(world: World) -> None:
         )
     # A window longer than a day can be spent in one day: 1000 per 100 days is 1000 a day.
     with pytest.raises(InvalidParameter, match=r"1000 failed checks"):
-        await world.tenants.create_service(
+        await world.tenants.create_tenant(
             "slow", Policy(limits=(("failed_checks_per_destination", "1000/8640000"),))
         )
     # Within the bound: 4 digits with at most 1 failed check a day, 5 digits with 10.
-    await world.tenants.create_service(
+    await world.tenants.create_tenant(
         "short", Policy(code_length=4, limits=(("failed_checks_per_destination", "1/86400"),))
     )
-    await world.tenants.create_service(
+    await world.tenants.create_tenant(
         "five", Policy(code_length=5, limits=(("failed_checks_per_destination", "10/86400"),))
     )
 

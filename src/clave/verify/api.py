@@ -38,13 +38,13 @@ from clave.verify.models import (
     MIN_CODE_LENGTH,
     Channel,
     SendStatus,
-    Service,
     Status,
+    Tenant,
 )
 from clave.verify.requests import StartRequest
 from clave.verify.service import VerificationView, VerifyService
 from clave.verify.settings import VerifySettings
-from clave.verify.tenants import DEFAULT_SERVICE, TenantService
+from clave.verify.tenants import DEFAULT_TENANT, Tenants
 from clave.verify.twilio_api import twilio_router
 
 Destination = Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
@@ -91,6 +91,7 @@ class VerificationRead(msgspec.Struct):
     """A verification as the API returns it; the code never appears."""
 
     id: str
+    # The HTTP API keeps its name for the tenant: a "service" to its callers.
     service_id: str
     to: str
     channel: str
@@ -128,7 +129,7 @@ def render(view: VerificationView) -> VerificationRead:
     v = view.verification
     return VerificationRead(
         id=v.id,
-        service_id=v.service_id,
+        service_id=v.tenant_id,
         to=mask(v.to),
         channel=v.channel.value,
         status=view.status.value,
@@ -159,7 +160,7 @@ async def create_verification(
     request: Request[Any, Any, Any],
     data: JSONBody[StartVerification],
     verify: NamedDependency[VerifyService],
-    caller: NamedDependency[Service],
+    caller: NamedDependency[Tenant],
     client_ips: NamedDependency[ClientIps],
 ) -> Response[VerificationRead]:
     """Start a verification for `to` on `channel`; a pending one for `to` is re-sent."""
@@ -181,7 +182,7 @@ async def check_verification(
     request: Request[Any, Any, Any],
     data: JSONBody[CheckVerification],
     verify: NamedDependency[VerifyService],
-    caller: NamedDependency[Service],
+    caller: NamedDependency[Tenant],
     client_ips: NamedDependency[ClientIps],
 ) -> VerificationRead:
     """Check a code by verification id or destination; `status` says the result."""
@@ -199,7 +200,7 @@ async def check_verification(
 async def read_verification(
     verification_id: Annotated[str, PathParameter(max_length=64)],
     verify: NamedDependency[VerifyService],
-    caller: NamedDependency[Service],
+    caller: NamedDependency[Tenant],
 ) -> VerificationRead:
     """A verification with its send attempts."""
     return render(await verify.get(caller, verification_id))
@@ -209,7 +210,7 @@ async def read_verification(
 async def cancel_verification(
     verification_id: Annotated[str, PathParameter(max_length=64)],
     verify: NamedDependency[VerifyService],
-    caller: NamedDependency[Service],
+    caller: NamedDependency[Tenant],
 ) -> VerificationRead:
     """Cancel a pending verification."""
     return render(await verify.cancel(caller, verification_id))
@@ -220,7 +221,7 @@ async def send_code(
     request: Request[Any, Any, Any],
     data: JSONBody[SendCode],
     verify: NamedDependency[VerifyService],
-    caller: NamedDependency[Service],
+    caller: NamedDependency[Tenant],
     compat_channel: NamedDependency[Channel],
     client_ips: NamedDependency[ClientIps],
 ) -> dict[str, Any]:
@@ -235,7 +236,7 @@ async def verify_code(
     request: Request[Any, Any, Any],
     data: JSONBody[VerifyCode],
     verify: NamedDependency[VerifyService],
-    caller: NamedDependency[Service],
+    caller: NamedDependency[Tenant],
     client_ips: NamedDependency[ClientIps],
 ) -> dict[str, Any]:
     """Check a code by destination: `approved` or `pending`."""
@@ -408,7 +409,7 @@ def providers_router(verify: VerifyService, settings: ProviderSettings) -> Route
 
 def routers(
     verify: VerifyService,
-    tenants: TenantService,
+    tenants: Tenants,
     settings: VerifySettings,
     *,
     client_ips: ClientIps,
@@ -419,18 +420,18 @@ def routers(
     async def provide_verify() -> VerifyService:
         return verify
 
-    async def provide_tenants() -> TenantService:
+    async def provide_tenants() -> Tenants:
         return tenants
 
-    async def provide_caller(request: Request[Any, Any, Any]) -> Service:
+    async def provide_caller(request: Request[Any, Any, Any]) -> Tenant:
         return await tenants.authenticate(request.headers.get("authorization"))
 
-    async def provide_compat_caller(request: Request[Any, Any, Any]) -> Service:
+    async def provide_compat_caller(request: Request[Any, Any, Any]) -> Tenant:
         header = request.headers.get("authorization")
         if header is None and settings.compat_anonymous:
             # Explicitly allowed: the original routes had no authentication. Meant for a
             # deployment where a gateway in front authenticates callers.
-            return await tenants.get_service(DEFAULT_SERVICE)
+            return await tenants.get_tenant(DEFAULT_TENANT)
         return await tenants.authenticate(header)
 
     async def provide_compat_channel() -> Channel:

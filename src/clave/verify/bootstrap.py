@@ -1,4 +1,4 @@
-"""Composition of the verify domain: settings -> stores, hasher, providers, services; built
+"""Composition of the verify domain: settings -> stores, hasher, providers, tenants; built
 once, here, for the app (`verify_domain`) and for the commands that manage tenants
 (`open_admin`)."""
 
@@ -35,7 +35,7 @@ from clave.verify.delivery.settings import ProviderSettings
 from clave.verify.delivery.smtp import SmtpProvider
 from clave.verify.delivery.twilio import TwilioMessagingProvider, TwilioVoiceProvider
 from clave.verify.delivery.webhook import SignedWebhook, WebhookProvider
-from clave.verify.errors import ServiceNameTaken
+from clave.verify.errors import TenantNameTaken
 from clave.verify.fraud import FraudGuard
 from clave.verify.limits import RateLimiter
 from clave.verify.models import Channel, Policy
@@ -46,7 +46,7 @@ from clave.verify.store.counters import CounterStore, MemoryCounters, RedisCount
 from clave.verify.store.memory import MemoryVerificationStore
 from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore
-from clave.verify.tenants import DEFAULT_SERVICE, TenantService
+from clave.verify.tenants import DEFAULT_TENANT, Tenants
 from clave.verify.twilio_api import twilio_error_handler
 
 log = logging.getLogger("clave.verify")
@@ -183,10 +183,10 @@ def build_providers(settings: ProviderSettings, inbox: InboxStore | None) -> Pro
 
 def build_tenants(
     store: VerifyBackend, settings: VerifySettings, clock: Callable[[], float]
-) -> TenantService:
-    """Tenants and their keys, each service's policy held to the deployment's guess budget."""
+) -> Tenants:
+    """Tenants and their keys, each tenant's policy held to the deployment's guess budget."""
     budget = settings.limits.failed_checks_per_destination
-    return TenantService(
+    return Tenants(
         store,
         clock,
         cache_seconds=settings.key_cache_seconds,
@@ -194,13 +194,13 @@ def build_tenants(
     )
 
 
-async def ensure_default_service(tenants: TenantService, policy: Policy) -> None:
-    """Make sure the default service exists (with `policy` when it is created)."""
+async def ensure_default_tenant(tenants: Tenants, policy: Policy) -> None:
+    """Make sure the default tenant exists (with `policy` when it is created)."""
     try:
-        await tenants.ensure_service(DEFAULT_SERVICE, policy)
-    except ServiceNameTaken:
+        await tenants.ensure_tenant(DEFAULT_TENANT, policy)
+    except TenantNameTaken:
         # Another worker created it between our read and write; its row is the same.
-        await tenants.ensure_service(DEFAULT_SERVICE, policy)
+        await tenants.ensure_tenant(DEFAULT_TENANT, policy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +208,7 @@ class VerifyAdmin:
     """What the commands that manage tenants use: no providers, no dispatcher."""
 
     settings: VerifySettings
-    tenants: TenantService
+    tenants: Tenants
     guard: FraudGuard
 
 
@@ -216,7 +216,7 @@ class VerifyAdmin:
 async def open_admin(
     settings: VerifySettings, platform: PlatformSettings, *, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[VerifyAdmin]:
-    """Verify's stores, schemas created and connected, the default service there: for
+    """Verify's stores, schemas created and connected, the default tenant there: for
     `prepare` and the `clave apikey | service | fraud` commands."""
     data_dir = platform.data_dir
     # As the serving processes will, so that `clave serve` stops in its master, once, rather
@@ -234,7 +234,7 @@ async def open_admin(
     try:
         await counters.open()
         try:
-            await ensure_default_service(tenants, settings.default_policy)
+            await ensure_default_tenant(tenants, settings.default_policy)
             yield VerifyAdmin(settings, tenants, FraudGuard(counters, settings.guard, clock))
         finally:
             await counters.close()
@@ -255,17 +255,17 @@ class VerifyDomain:
     notifier: EventNotifier | None
     guard: FraudGuard
     verify: VerifyService
-    tenants: TenantService
+    tenants: Tenants
     client_ips: ClientIps
     name: str = field(default="verify", init=False)
 
     async def start(self) -> None:
-        """Connect, make sure the default service exists, and start delivering."""
+        """Connect, make sure the default tenant exists, and start delivering."""
         await self.store.open()
         await self.counters.open()
         if self.inbox is not None:
             await self.inbox.open()
-        await ensure_default_service(self.tenants, self.settings.default_policy)
+        await ensure_default_tenant(self.tenants, self.settings.default_policy)
         unserved = [c.value for c in Channel if not self.providers.available(c)]
         if unserved:
             log.info("no provider for channel(s) %s: sends there are refused", ", ".join(unserved))

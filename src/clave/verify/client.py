@@ -28,7 +28,7 @@ class VerifyClient:
         self, *, to: str, channel: str, client_ip: str | None = None
     ) -> RemoteVerification:
         """Send (or re-send) a code to `to`; `client_ip`, the end user's address, is counted
-        by verify's per-IP limits (verify itself sees only the calling service)."""
+        by verify's per-IP limits (verify itself sees only the calling tenant)."""
         body = {"to": to, "channel": channel}
         if client_ip is not None:
             body["client_ip"] = client_ip

@@ -21,14 +21,14 @@ class InvalidDestination(InvalidParameter):
 
 
 class ChannelNotAllowed(ClaveError):
-    """The service's policy does not allow this channel."""
+    """The tenant's policy does not allow this channel."""
 
     status = 422
     code = "channel_not_allowed"
 
 
 class SmsToLandline(ClaveError):
-    """An SMS to a fixed line, refused because the service skips them (skip_sms_to_landlines)."""
+    """An SMS to a fixed line, refused because the tenant skips them (skip_sms_to_landlines)."""
 
     status = 422
     code = "sms_to_landline"
@@ -103,15 +103,15 @@ class RateLimited(ClaveError):
         self.retry_after = seconds
 
 
-class ServiceNotFound(ClaveError):
-    """No such tenant service."""
+class TenantNotFound(ClaveError):
+    """No such tenant."""
 
     status = 404
     code = "service_not_found"
 
 
-class ServiceNameTaken(ClaveError):
-    """Another service already has that name (names are unique)."""
+class TenantNameTaken(ClaveError):
+    """Another tenant already has that name (names are unique)."""
 
     status = 409
     code = "service_name_taken"
@@ -139,7 +139,7 @@ class UnknownMessage(ClaveError):
 
 
 class CountryNotAllowed(ClaveError):
-    """The service does not send to the destination's country (geo permissions)."""
+    """The tenant does not send to the destination's country (geo permissions)."""
 
     status = 403
     code = "country_not_allowed"

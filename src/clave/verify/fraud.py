@@ -1,7 +1,7 @@
 """Fraud guard for phone channels: geo permissions, blocked prefixes, countries per client IP.
 
 SMS pumping (toll fraud) turns a verification endpoint into a machine that sends paid messages
-to numbers an attacker is paid for. The guard refuses sends to countries a service does not
+to numbers an attacker is paid for. The guard refuses sends to countries a tenant does not
 serve, to blocked number prefixes, and from a client IP that reaches for more distinct
 countries in a day than a person would. In `record_only` mode it logs what it would refuse and
 lets the send through, to tune the rules before enforcing them.
@@ -20,7 +20,7 @@ from typing import Protocol
 
 from clave.platform.contacts import mask, region_of
 from clave.verify.errors import CountryNotAllowed, DestinationBlocked, RateLimited
-from clave.verify.models import Channel, Service
+from clave.verify.models import Channel, Tenant
 from clave.verify.store.counters import CounterStore
 
 log = logging.getLogger("clave.verify.fraud")
@@ -65,16 +65,16 @@ class Guard(Protocol):
     """What the verify use cases ask of the fraud guard: a `FraudGuard`, or `NoGuard`."""
 
     async def screen(
-        self, service: Service, destination: str, channel: Channel, client_ip: str | None
+        self, tenant: Tenant, destination: str, channel: Channel, client_ip: str | None
     ) -> None:
         """Raise when the send must be refused."""
         ...
 
-    async def record_send(self, service: Service, destination: str, channel: Channel) -> None:
+    async def record_send(self, tenant: Tenant, destination: str, channel: Channel) -> None:
         """A send was accepted."""
         ...
 
-    async def record_verified(self, service: Service, destination: str) -> None:
+    async def record_verified(self, tenant: Tenant, destination: str) -> None:
         """A destination was proven."""
         ...
 
@@ -83,14 +83,14 @@ class NoGuard:
     """The `Guard` of a deployment without a fraud guard: every send passes, nothing counts."""
 
     async def screen(
-        self, service: Service, destination: str, channel: Channel, client_ip: str | None
+        self, tenant: Tenant, destination: str, channel: Channel, client_ip: str | None
     ) -> None:
         """Every send passes."""
 
-    async def record_send(self, service: Service, destination: str, channel: Channel) -> None:
+    async def record_send(self, tenant: Tenant, destination: str, channel: Channel) -> None:
         """Nothing recorded."""
 
-    async def record_verified(self, service: Service, destination: str) -> None:
+    async def record_verified(self, tenant: Tenant, destination: str) -> None:
         """Nothing recorded."""
 
 
@@ -117,14 +117,14 @@ class FraudGuard:
         self._unflushed: Counter[tuple[str, int]] = Counter()
         self._flusher: asyncio.Task[None] | None = None
 
-    async def _country_cap(self, service: Service, country: str, now: float) -> None:
+    async def _country_cap(self, tenant: Tenant, country: str, now: float) -> None:
         floor = self._settings.country_cap_floor
         if floor <= 0:
             return
         day = int(now // DAY)
         into_today = (now - day * DAY) / DAY
         # One read for both series, over the 14 days the rule looks at.
-        keys = [f"sends:{service.id}:{country}", f"verified:{service.id}:{country}"]
+        keys = [f"sends:{tenant.id}:{country}", f"verified:{tenant.id}:{country}"]
         sends, verified = await self._counters.daily(keys, day - 13, day)
         for series, key in ((sends, keys[0]), (verified, keys[1])):
             for offset in range(14):
@@ -141,24 +141,24 @@ class FraudGuard:
                 3600,
             )
 
-    async def blocked(self, service: Service, days: int) -> dict[str, list[int]]:
+    async def blocked(self, tenant: Tenant, days: int) -> dict[str, list[int]]:
         """Refusals (or would-be refusals) per reason over the last `days` days, oldest first."""
         today = int(self._clock() // DAY)
-        keys = [f"blocked:{service.id}:{reason}" for reason in REASONS]
+        keys = [f"blocked:{tenant.id}:{reason}" for reason in REASONS]
         counts = await self._counters.daily(keys, today - days + 1, today)
         return dict(zip(REASONS, counts, strict=True))
 
-    async def record_send(self, service: Service, destination: str, channel: Channel) -> None:
+    async def record_send(self, tenant: Tenant, destination: str, channel: Channel) -> None:
         """A phone send was accepted: count it for its country (flushed within a second)."""
         if channel.is_phone and self._settings.country_cap_floor > 0:
             country = region_of(destination) or "ZZ"
-            self._unflushed[(f"sends:{service.id}:{country}", int(self._clock() // DAY))] += 1
+            self._unflushed[(f"sends:{tenant.id}:{country}", int(self._clock() // DAY))] += 1
 
-    async def record_verified(self, service: Service, destination: str) -> None:
+    async def record_verified(self, tenant: Tenant, destination: str) -> None:
         """A phone number was proven: its country's real traffic raises the cap."""
         if "@" not in destination and self._settings.country_cap_floor > 0:
             country = region_of(destination) or "ZZ"
-            self._unflushed[(f"verified:{service.id}:{country}", int(self._clock() // DAY))] += 1
+            self._unflushed[(f"verified:{tenant.id}:{country}", int(self._clock() // DAY))] += 1
 
     async def flush(self) -> None:
         """Write this worker's accumulated daily counts to the shared counters."""
@@ -194,7 +194,7 @@ class FraudGuard:
             await self.flush()
 
     async def screen(
-        self, service: Service, destination: str, channel: Channel, client_ip: str | None
+        self, tenant: Tenant, destination: str, channel: Channel, client_ip: str | None
     ) -> None:
         """Raise when the send must be refused (unless recording only)."""
         if not channel.is_phone:
@@ -202,7 +202,7 @@ class FraudGuard:
         now = self._clock()
         country = region_of(destination) or "ZZ"
         try:
-            allowed = service.policy.countries
+            allowed = tenant.policy.countries
             if allowed and country not in allowed:
                 raise CountryNotAllowed(f"sends to {country} are not enabled for this service")
             for rule in self._settings.blocked:
@@ -211,7 +211,7 @@ class FraudGuard:
             if client_ip and self._settings.countries_per_ip > 0:
                 day_start = (now // DAY) * DAY
                 added = await self._counters.add_distinct(
-                    f"countries:{service.id}:{client_ip}:{int(now // DAY)}",
+                    f"countries:{tenant.id}:{client_ip}:{int(now // DAY)}",
                     country,
                     limit=self._settings.countries_per_ip,
                     expires_at=day_start + DAY,
@@ -224,15 +224,15 @@ class FraudGuard:
                         "client IP per day",
                         day_start + DAY - now,
                     )
-            await self._country_cap(service, country, now)
+            await self._country_cap(tenant, country, now)
         except (CountryNotAllowed, DestinationBlocked, RateLimited) as refusal:
-            # Counted per service, reason and day, shared by every worker (`clave fraud stats`).
-            await self._counters.add_daily(f"blocked:{service.id}:{refusal.code}", int(now // DAY))
+            # Counted per tenant, reason and day, shared by every worker (`clave fraud stats`).
+            await self._counters.add_daily(f"blocked:{tenant.id}:{refusal.code}", int(now // DAY))
             log.warning(
                 "fraud guard %s: %s service=%s to=%s country=%s ip=%s",
                 "would refuse" if self._settings.mode is GuardMode.RECORD_ONLY else "refused",
                 refusal.code,
-                service.name,
+                tenant.name,
                 mask(destination),
                 country,
                 client_ip or "-",

@@ -14,16 +14,16 @@ from clave.verify.store.counters import CounterStore, Hit, Limit
 @dataclass(frozen=True, slots=True)
 class Limits:
     """The limits in force (a count of 0 turns one off). Every one but the spend cap may be
-    set per service (models.SERVICE_LIMITS names them the same)."""
+    set per tenant (models.SERVICE_LIMITS names them the same)."""
 
     sends_per_ip: Limit
     sends_per_service: Limit
-    # Per service per day: one tenant cannot spend the others' share of the spend cap.
+    # Per tenant per day: one tenant cannot spend the others' share of the spend cap.
     sends_per_day: Limit
     failed_checks_per_ip: Limit
-    # The guess budget of one destination (per service), across its verifications.
+    # The guess budget of one destination (per tenant), across its verifications.
     failed_checks_per_destination: Limit
-    # Across every service: the operator's daily ceiling on what clave may spend.
+    # Across every tenant: the operator's daily ceiling on what clave may spend.
     spend_cap: Limit
 
 
@@ -49,7 +49,7 @@ class Limiter(Protocol):
     async def send(
         self,
         *,
-        service_id: str,
+        tenant_id: str,
         client_ip: str | None,
         destination: str,
         now: float,
@@ -61,7 +61,7 @@ class Limiter(Protocol):
     async def reserve_failed_check(
         self,
         *,
-        service_id: str,
+        tenant_id: str,
         client_ip: str | None = None,
         destination: str | None = None,
         now: float,
@@ -85,7 +85,7 @@ class NoLimits:
     async def send(
         self,
         *,
-        service_id: str,
+        tenant_id: str,
         client_ip: str | None,
         destination: str,
         now: float,
@@ -97,7 +97,7 @@ class NoLimits:
     async def reserve_failed_check(
         self,
         *,
-        service_id: str,
+        tenant_id: str,
         client_ip: str | None = None,
         destination: str | None = None,
         now: float,
@@ -129,7 +129,7 @@ class RateLimiter:
         return self._limits
 
     def limit(self, name: str, overrides: Sequence[tuple[str, str]] = ()) -> Limit:
-        """The deployment's limit `name`, or the service's own where it set one."""
+        """The deployment's limit `name`, or the tenant's own where it set one."""
         base: Limit = getattr(self._limits, name)
         for key, value in overrides:
             if key == name:
@@ -156,30 +156,30 @@ class RateLimiter:
     async def send(
         self,
         *,
-        service_id: str,
+        tenant_id: str,
         client_ip: str | None,
         destination: str,
         now: float,
         overrides: Sequence[tuple[str, str]] = (),
     ) -> Reservation:
-        """Count a send against the client's IP, the service (per minute and per day) and the
+        """Count a send against the client's IP, the tenant (per minute and per day) and the
         deployment's spend cap, all or none, so a send refused by one limit spends nothing of
         the others. A destination whose guess budget is spent gets no new code either (its
         budget is only looked at here, not spent). Release the reservation if the send is
         refused later: a refused send must not use up the caps."""
         wanted = [
-            (service_id, self.limit("sends_per_service", overrides), 1),
-            (service_id, self.limit("sends_per_day", overrides), 1),
+            (tenant_id, self.limit("sends_per_service", overrides), 1),
+            (tenant_id, self.limit("sends_per_day", overrides), 1),
             ("all", self._limits.spend_cap, 1),
             (
-                f"{service_id}:{destination}",
+                f"{tenant_id}:{destination}",
                 self.limit("failed_checks_per_destination", overrides),
                 0,
             ),
         ]
         if client_ip:
             per_ip = self.limit("sends_per_ip", overrides)
-            wanted.insert(0, (f"{service_id}:{client_ip}", per_ip, 1))
+            wanted.insert(0, (f"{tenant_id}:{client_ip}", per_ip, 1))
         hits = self._hits(wanted)
         await self._hit(hits, now)
         return Reservation(tuple(h for h in hits if h.cost), now)
@@ -187,7 +187,7 @@ class RateLimiter:
     async def reserve_failed_check(
         self,
         *,
-        service_id: str,
+        tenant_id: str,
         client_ip: str | None = None,
         destination: str | None = None,
         now: float,
@@ -200,10 +200,10 @@ class RateLimiter:
         wanted = []
         if client_ip:
             ip_limit = self.limit("failed_checks_per_ip", overrides)
-            wanted.append((f"{service_id}:{client_ip}", ip_limit, 1))
+            wanted.append((f"{tenant_id}:{client_ip}", ip_limit, 1))
         if destination:
             budget = self.limit("failed_checks_per_destination", overrides)
-            wanted.append((f"{service_id}:{destination}", budget, 1))
+            wanted.append((f"{tenant_id}:{destination}", budget, 1))
         hits = self._hits(wanted)
         await self._hit(hits, now)
         return Reservation(hits, now)

@@ -1,4 +1,4 @@
-"""Message templates per channel and locale, with the code, service name and expiry."""
+"""Message templates per channel and locale, with the code, tenant name and expiry."""
 
 from __future__ import annotations
 

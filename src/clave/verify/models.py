@@ -50,7 +50,7 @@ class SendStatus(StrEnum):
 
 
 ALL_CHANNELS = frozenset(Channel)
-# Limits a service may set for itself (the daily spend cap stays deployment-wide).
+# Limits a tenant may set for itself (the daily spend cap stays deployment-wide).
 SERVICE_LIMITS = (
     "sends_per_ip",
     "sends_per_service",
@@ -99,9 +99,9 @@ class Policy:
     channels: frozenset[Channel] = ALL_CHANNELS
     # Geo permissions: ISO country codes phone sends may go to; empty allows every country.
     countries: frozenset[str] = frozenset()
-    # Rate limits this service sets for itself, over the deployment's: name -> "count/seconds".
+    # Rate limits this tenant sets for itself, over the deployment's: name -> "count/seconds".
     limits: tuple[tuple[str, str], ...] = ()
-    # Optional behaviours, by name (POLICY_FLAGS): the Twilio-compatible API's service options.
+    # Optional behaviours, by name (POLICY_FLAGS): the Twilio-compatible API's tenant options.
     flags: frozenset[str] = frozenset()
 
     def problems(self) -> list[str]:
@@ -139,7 +139,7 @@ class Policy:
         return found
 
     def guess_budget(self, default: tuple[int, float]) -> tuple[int, float]:
-        """(count, seconds) of failed checks a destination may spend: the service's own
+        """(count, seconds) of failed checks a destination may spend: the tenant's own
         `failed_checks_per_destination`, else the deployment's `default`."""
         for name, value in self.limits:
             if name == "failed_checks_per_destination":
@@ -180,7 +180,7 @@ def valid_friendly_name(name: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Service:
+class Tenant:
     """A tenant: every verification and API key belongs to one."""
 
     id: str
@@ -197,7 +197,7 @@ class ApiKey:
     """An API key as stored: only its SHA-256, never the key itself."""
 
     id: str
-    service_id: str
+    tenant_id: str
     key_hash: bytes
     created_at: float
     name: str = ""
@@ -249,7 +249,7 @@ class Verification:
     """A request to prove control of a destination (`to`) with a one-time code."""
 
     id: str
-    service_id: str
+    tenant_id: str
     to: str
     channel: Channel
     locale: str | None
@@ -305,7 +305,7 @@ class Event:
     id: int | str
     type: str
     verification_id: str
-    service_id: str
+    tenant_id: str
     occurred_at: float
     tries: int
 

@@ -37,7 +37,7 @@ _LOCALE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}")
 class StartRequest:
     """A request to send a code, as every API hands it to `VerifyService.start_verification`.
 
-    Checked once, on construction, for everything that does not depend on the service's policy
+    Checked once, on construction, for everything that does not depend on the tenant's policy
     (the policy's rules apply in the use case): a bad value raises InvalidParameter
     (InvalidDestination for `to`). `to` is normalised for the channel.
     """
@@ -45,18 +45,18 @@ class StartRequest:
     to: str
     channel: Channel
     locale: str | None = None
-    # More digits than the service's codes (never fewer).
+    # More digits than the tenant's codes (never fewer).
     code_length: int | None = None
     # The end user's IP, for the per-IP limits (clave usually sees the caller's server).
     client_ip: str | None = None
     # SMS autofill: the Android SMS Retriever app hash, and the WebOTP origin (`@domain #code`).
     app_hash: str | None = None
     webotp_domain: str | None = None
-    # The code to send instead of a random one (services with the custom_code flag).
+    # The code to send instead of a random one (tenants with the custom_code flag).
     custom_code: str | None = None
-    # (amount, payee): required by psd2 services and bound to the code; ignored by others.
+    # (amount, payee): required by psd2 tenants and bound to the code; ignored by others.
     payment: tuple[str, str] | None = None
-    # The name this verification's messages show instead of the service's.
+    # The name this verification's messages show instead of the tenant's.
     friendly_name: str | None = None
     # What the per-IP limits count for `client_ip` (an IPv6 address by its /64).
     counted_ip: str | None = field(init=False, default=None)
@@ -85,12 +85,12 @@ class StartRequest:
 
 @dataclass(frozen=True, slots=True)
 class Terms:
-    """What a new code means under the service's policy."""
+    """What a new code means under the tenant's policy."""
 
     length: int
-    # The PSD2 (amount, payee) bound to the code; None unless the service is psd2.
+    # The PSD2 (amount, payee) bound to the code; None unless the tenant is psd2.
     payment: tuple[str, str] | None
-    # The name its messages show: fixed with the send (a later rename of the service neither
+    # The name its messages show: fixed with the send (a later rename of the tenant neither
     # changes a queued message nor re-sends a code under another name).
     name: str
 
@@ -123,8 +123,8 @@ def _code_length(policy: Policy, request: StartRequest) -> int:
 
 
 def bound_payment(policy: Policy, payment: tuple[str, str] | None) -> tuple[str, str] | None:
-    """The (amount, payee) a psd2 service binds to the code (PSD2 dynamic linking), trimmed
-    and validated; other services bind nothing and ignore a payment."""
+    """The (amount, payee) a psd2 tenant binds to the code (PSD2 dynamic linking), trimmed
+    and validated; other tenants bind nothing and ignore a payment."""
     if "psd2" not in policy.flags:
         return None
     if payment is None or not all(part.strip() for part in payment):

@@ -30,9 +30,9 @@ from clave.verify.models import (
     Policy,
     SealedCode,
     SendStatus,
-    Service,
     StartOutcome,
     Status,
+    Tenant,
     Verification,
     is_code,
     is_verification_id,
@@ -52,7 +52,7 @@ class VerificationView:
     verification: Verification
     status: Status
     sends_left: int
-    # The PSD2 (amount, payee) this request bound or checked: None unless the service is psd2
+    # The PSD2 (amount, payee) this request bound or checked: None unless the tenant is psd2
     # (echoing another's would vouch for terms nothing checked).
     payment: tuple[str, str] | None = None
 
@@ -95,7 +95,7 @@ class VerifyService:
         self._on_queued = on_queued
 
     async def start_verification(
-        self, service: Service, request: StartRequest
+        self, tenant: Tenant, request: StartRequest
     ) -> tuple[VerificationView, bool]:
         """Send a code to `request.to`, or re-send the pending one; returns (view, created).
 
@@ -104,30 +104,30 @@ class VerifyService:
         destination gets its fixed code and is never sent anything, so it costs nothing and
         is neither screened nor counted.
         """
-        test_code = self._test_destinations.get((service.name, request.to))
-        self._admit(service.policy, request, deliver=test_code is None)
-        terms = terms_of(service.policy, request)
+        test_code = self._test_destinations.get((tenant.name, request.to))
+        self._admit(tenant.policy, request, deliver=test_code is None)
+        terms = terms_of(tenant.policy, request)
         now = self._clock()
         counted = Reservation((), now)
         if test_code is None:
-            counted = await self._screen_and_count(service, request, now)
+            counted = await self._screen_and_count(tenant, request, now)
         outcome = await self._store.start(
-            self._candidate(service, request, terms, test_code, now),
+            self._candidate(tenant, request, terms, test_code, now),
             channel=request.channel,
             locale=request.locale,
             now=now,
-            window=service.policy.send_window,
-            max_sends=service.policy.max_sends,
+            window=tenant.policy.send_window,
+            max_sends=tenant.policy.max_sends,
             deliver=test_code is None,
             options=_send_options(request, terms),
         )
         if outcome.limited_until is not None:
             await self._limiter.release(counted)  # nothing was sent: the caps are not spent
-            raise _window_full(service, request.to, outcome.limited_until - now)
+            raise _window_full(tenant, request.to, outcome.limited_until - now)
         if test_code is None:
             self._on_queued()
-            await self._guard.record_send(service, request.to, request.channel)
-        view = self._started(service, request, outcome, now, terms.payment)
+            await self._guard.record_send(tenant, request.to, request.channel)
+        view = self._started(tenant, request, outcome, now, terms.payment)
         return view, outcome.created
 
     def _admit(self, policy: Policy, request: StartRequest, *, deliver: bool) -> None:
@@ -146,22 +146,22 @@ class VerifyService:
             )
 
     async def _screen_and_count(
-        self, service: Service, request: StartRequest, now: float
+        self, tenant: Tenant, request: StartRequest, now: float
     ) -> Reservation:
         """The fraud guard's screen, then the rate limits, in that order: a refused send
         spends no rate-limit budget. Release the reservation if the store refuses the send."""
-        await self._guard.screen(service, request.to, request.channel, request.counted_ip)
+        await self._guard.screen(tenant, request.to, request.channel, request.counted_ip)
         return await self._limiter.send(
-            service_id=service.id,
+            tenant_id=tenant.id,
             client_ip=request.counted_ip,
             destination=guess_key(request.to),
             now=now,
-            overrides=service.policy.limits,
+            overrides=tenant.policy.limits,
         )
 
     def _candidate(
         self,
-        service: Service,
+        tenant: Tenant,
         request: StartRequest,
         terms: Terms,
         test_code: str | None,
@@ -169,10 +169,10 @@ class VerifyService:
     ) -> Verification:
         """The verification a send starts unless a pending one means the same."""
         vid = new_id("VE")
-        policy = service.policy
+        policy = tenant.policy
         return Verification(
             id=vid,
-            service_id=service.id,
+            tenant_id=tenant.id,
             to=request.to,
             channel=request.channel,
             locale=request.locale,
@@ -207,7 +207,7 @@ class VerifyService:
 
     @staticmethod
     def _started(
-        service: Service,
+        tenant: Tenant,
         request: StartRequest,
         outcome: StartOutcome,
         now: float,
@@ -219,16 +219,16 @@ class VerifyService:
             "%s verification=%s service=%s channel=%s to=%s",
             "created" if outcome.created else "resent",
             v.id,
-            service.name,
+            tenant.name,
             request.channel,
             mask(v.to),
         )
-        sends_left = max(0, service.policy.max_sends - outcome.sends_in_window)
+        sends_left = max(0, tenant.policy.max_sends - outcome.sends_in_window)
         return VerificationView(v, v.effective_status(now), sends_left, payment)
 
     async def check_code(
         self,
-        service: Service,
+        tenant: Tenant,
         *,
         code: str,
         verification_id: str | None = None,
@@ -236,7 +236,7 @@ class VerifyService:
         client_ip: str | None = None,
         payment: tuple[str, str] | None = None,
     ) -> VerificationView:
-        """Check `code` for a verification (by id or by destination); psd2 services need the
+        """Check `code` for a verification (by id or by destination); psd2 tenants need the
         same `payment` (amount, payee) the verification was started with.
 
         The attempt is counted before the comparison, on the verification and as a failed
@@ -251,46 +251,46 @@ class VerifyService:
         if verification_id is not None and not is_verification_id(verification_id):
             raise VerificationNotFound("no pending verification found")
         destination = normalize_any(to) if to is not None else None
-        bound = bound_payment(service.policy, payment)
+        bound = bound_payment(tenant.policy, payment)
         now = self._clock()
         # By destination, both budgets in one reservation; by id, the destination is known
         # once the verification is found.
-        held = await self._reserve(service, now, counted_ip(client_ip), destination)
+        held = await self._reserve(tenant, now, counted_ip(client_ip), destination)
         try:
-            counted, sends_left = await self._count(service, now, verification_id, destination)
+            counted, sends_left = await self._count(tenant, now, verification_id, destination)
         except (VerificationNotFound, MaxChecksReached):
             # Nothing was compared: the destination's budget is not spent (else anyone could
             # lock a number out by checking codes it was never sent). The IP's stays spent.
             await self._limiter.release_guesses(held)
             raise
         if destination is None:
-            held += await self._reserve(service, now, None, counted.to)
+            held += await self._reserve(tenant, now, None, counted.to)
         if not self._hasher.matches(counted.id, counted.code, code + bound_terms(bound)):
-            return await self._wrong(service, counted, sends_left, now, bound)
-        return await self._approve(service, counted, sends_left, now, held, bound)
+            return await self._wrong(tenant, counted, sends_left, now, bound)
+        return await self._approve(tenant, counted, sends_left, now, held, bound)
 
     async def _reserve(
-        self, service: Service, now: float, client_ip: str | None, destination: str | None
+        self, tenant: Tenant, now: float, client_ip: str | None, destination: str | None
     ) -> Reservation:
         """Count a failed check against the IP's and the destination's budgets (a 429 when
         either is spent)."""
         return await self._limiter.reserve_failed_check(
-            service_id=service.id,
+            tenant_id=tenant.id,
             client_ip=client_ip,
             destination=guess_key(destination) if destination else None,
             now=now,
-            overrides=service.policy.limits,
+            overrides=tenant.policy.limits,
         )
 
     async def _count(
-        self, service: Service, now: float, verification_id: str | None, destination: str | None
+        self, tenant: Tenant, now: float, verification_id: str | None, destination: str | None
     ) -> tuple[Verification, int]:
         """Count one attempt on the pending verification: (it, sends left to its destination);
         VerificationNotFound or MaxChecksReached when there is nothing to compare."""
         outcome = await self._store.count_check(
-            service.id,
+            tenant.id,
             now=now,
-            window=service.policy.send_window,
+            window=tenant.policy.send_window,
             verification_id=verification_id,
             to=destination,
         )
@@ -300,11 +300,11 @@ class VerifyService:
             # No status write here: a concurrent request may hold the last counted attempt with
             # the right code. Only that holder, after a wrong comparison, locks the verification.
             raise MaxChecksReached("maximum check attempts reached for this verification")
-        return outcome.verification, max(0, service.policy.max_sends - outcome.sends_in_window)
+        return outcome.verification, max(0, tenant.policy.max_sends - outcome.sends_in_window)
 
     async def _approve(
         self,
-        service: Service,
+        tenant: Tenant,
         counted: Verification,
         sends_left: int,
         now: float,
@@ -320,13 +320,13 @@ class VerifyService:
             # Another request approved (or closed) it between our count and this write.
             raise VerificationNotFound("no pending verification found")
         await self._limiter.release(held)  # a right code: its hits go back
-        log.info("approved verification=%s service=%s", counted.id, service.name)
-        await self._guard.record_verified(service, counted.to)
+        log.info("approved verification=%s service=%s", counted.id, tenant.name)
+        await self._guard.record_verified(tenant, counted.to)
         return VerificationView(counted, Status.APPROVED, sends_left, payment)
 
     async def _wrong(
         self,
-        service: Service,
+        tenant: Tenant,
         counted: Verification,
         sends_left: int,
         now: float,
@@ -340,56 +340,56 @@ class VerifyService:
         await self._store.transition(
             counted.id, from_status=Status.PENDING, to_status=locked, now=now
         )
-        log.info("locked verification=%s service=%s", counted.id, service.name)
+        log.info("locked verification=%s service=%s", counted.id, tenant.name)
         return VerificationView(counted, locked, sends_left, payment)
 
-    async def get(self, service: Service, verification_id: str) -> VerificationView:
-        """A verification of the service, with effective status and counters."""
-        found = await self._find(service, verification_id)
+    async def get(self, tenant: Tenant, verification_id: str) -> VerificationView:
+        """A verification of the tenant, with effective status and counters."""
+        found = await self._find(tenant, verification_id)
         now = self._clock()
         return VerificationView(
-            found, found.effective_status(now), await self._sends_left(service, found, now)
+            found, found.effective_status(now), await self._sends_left(tenant, found, now)
         )
 
-    async def cancel(self, service: Service, verification_id: str) -> VerificationView:
+    async def cancel(self, tenant: Tenant, verification_id: str) -> VerificationView:
         """Cancel a pending verification; its code stops working at once."""
         now = self._clock()
-        found = await self._find(service, verification_id)
+        found = await self._find(tenant, verification_id)
         if found.effective_status(now) is not Status.PENDING or not await self._store.transition(
             found.id, from_status=Status.PENDING, to_status=Status.CANCELED, now=now
         ):
             raise VerificationNotPending("only a pending verification can be canceled")
-        log.info("canceled verification=%s service=%s", found.id, service.name)
-        return VerificationView(found, Status.CANCELED, await self._sends_left(service, found, now))
+        log.info("canceled verification=%s service=%s", found.id, tenant.name)
+        return VerificationView(found, Status.CANCELED, await self._sends_left(tenant, found, now))
 
-    async def approve(self, service: Service, verification_id: str) -> VerificationView:
+    async def approve(self, tenant: Tenant, verification_id: str) -> VerificationView:
         """Approve a pending verification without a code (the caller checked it itself, as
         with a custom code it verified elsewhere)."""
         now = self._clock()
-        found = await self._find(service, verification_id)
+        found = await self._find(tenant, verification_id)
         if found.effective_status(now) is not Status.PENDING or not await self._store.transition(
             found.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=now
         ):
             raise VerificationNotPending("only a pending verification can be approved")
-        log.info("approved (by update) verification=%s service=%s", found.id, service.name)
-        return VerificationView(found, Status.APPROVED, await self._sends_left(service, found, now))
+        log.info("approved (by update) verification=%s service=%s", found.id, tenant.name)
+        return VerificationView(found, Status.APPROVED, await self._sends_left(tenant, found, now))
 
-    async def _find(self, service: Service, verification_id: str) -> Verification:
-        """A verification of the service by id; an id of the wrong shape is not looked up."""
+    async def _find(self, tenant: Tenant, verification_id: str) -> Verification:
+        """A verification of the tenant by id; an id of the wrong shape is not looked up."""
         found = None
         if is_verification_id(verification_id):
-            found = await self._store.get(service.id, verification_id)
+            found = await self._store.get(tenant.id, verification_id)
         if found is None:
             raise VerificationNotFound("no such verification")
         return found
 
-    async def find_pending(self, service: Service, to: str) -> VerificationView:
+    async def find_pending(self, tenant: Tenant, to: str) -> VerificationView:
         """The pending verification of a destination (Twilio's paths accept `To` for a sid)."""
         now = self._clock()
-        found = await self._store.find_pending(service.id, normalize_any(to))
+        found = await self._store.find_pending(tenant.id, normalize_any(to))
         if found is None or found.effective_status(now) is not Status.PENDING:
             raise VerificationNotFound("no pending verification for that destination")
-        return VerificationView(found, Status.PENDING, await self._sends_left(service, found, now))
+        return VerificationView(found, Status.PENDING, await self._sends_left(tenant, found, now))
 
     async def report_delivery(
         self, provider: str, message_id: str, status: SendStatus, error: str | None = None
@@ -413,9 +413,9 @@ class VerifyService:
         )
         return applied
 
-    async def _sends_left(self, service: Service, verification: Verification, now: float) -> int:
-        policy = service.policy
-        used = await self._store.count_sends(service.id, verification.to, now - policy.send_window)
+    async def _sends_left(self, tenant: Tenant, verification: Verification, now: float) -> int:
+        policy = tenant.policy
+        used = await self._store.count_sends(tenant.id, verification.to, now - policy.send_window)
         return max(0, policy.max_sends - used)
 
 
@@ -431,10 +431,10 @@ def _send_options(request: StartRequest, terms: Terms) -> dict[str, str]:
     return options
 
 
-def _window_full(service: Service, destination: str, retry_after: float) -> MaxSendsReached:
+def _window_full(tenant: Tenant, destination: str, retry_after: float) -> MaxSendsReached:
     """The refusal of a send the destination's window has no room for."""
-    policy = service.policy
-    log.info("send refused, window full: service=%s to=%s", service.name, mask(destination))
+    policy = tenant.policy
+    log.info("send refused, window full: service=%s to=%s", tenant.name, mask(destination))
     return MaxSendsReached(
         f"at most {policy.max_sends} sends to this destination per {policy.send_window} seconds",
         retry_after=retry_after,

@@ -152,7 +152,7 @@ class VerifySettings:
     compat_anonymous: bool
     limit_peer_ip: bool
     key_cache_seconds: float
-    # (service name, normalised destination) -> fixed code; nothing is ever sent to them.
+    # (tenant name, normalised destination) -> fixed code; nothing is ever sent to them.
     test_destinations: dict[tuple[str, str], str]
 
     @classmethod
@@ -200,7 +200,7 @@ class VerifySettings:
 
 
 def _default_policy(env: Env) -> Policy:
-    """The default service's policy: `CLAVE_CHANNELS`, `CLAVE_COUNTRIES`, `CLAVE_CODE_*`, ..."""
+    """The default tenant's policy: `CLAVE_CHANNELS`, `CLAVE_COUNTRIES`, `CLAVE_CODE_*`, ..."""
     channel_names = env.items("CHANNELS", tuple(c.value for c in Channel))
     try:
         channels = frozenset(Channel(name) for name in channel_names)
@@ -299,8 +299,8 @@ def _test_destinations(env: Env) -> dict[tuple[str, str], str]:
     found = {}
     for item in env.items("TEST_DESTINATIONS", ()):
         where, sep, code = item.rpartition("=")
-        service, colon, destination = where.partition(":")
-        if not sep or not colon or not service or not destination:
+        tenant, colon, destination = where.partition(":")
+        if not sep or not colon or not tenant or not destination:
             raise SettingsError(
                 f"CLAVE_TEST_DESTINATIONS: {item!r} is not service:destination=code"
             )
@@ -315,7 +315,7 @@ def _test_destinations(env: Env) -> dict[tuple[str, str], str]:
             )
         except ValueError as exc:
             raise SettingsError(f"CLAVE_TEST_DESTINATIONS: {destination!r}: {exc}") from None
-        found[(service, normalized)] = code
+        found[(tenant, normalized)] = code
     return found
 
 

@@ -1,5 +1,5 @@
-"""Tenants: services with their policies, Twilio-compatible accounts, and API keys with a life
-cycle (named, expiring, revocable), stored only as hashes."""
+"""Tenants (a "service" to the CLI and the HTTP APIs) with their policies, Twilio-compatible
+accounts, and API keys with a life cycle (named, expiring, revocable), stored only as hashes."""
 
 from __future__ import annotations
 
@@ -14,17 +14,17 @@ from dataclasses import dataclass, replace
 from clave.verify.errors import (
     InvalidParameter,
     KeyNotFound,
-    ServiceNameTaken,
-    ServiceNotFound,
+    TenantNameTaken,
+    TenantNotFound,
     Unauthorized,
 )
-from clave.verify.models import DEFAULT_GUESS_BUDGET, ApiKey, Policy, Service, new_id
+from clave.verify.models import DEFAULT_GUESS_BUDGET, ApiKey, Policy, Tenant, new_id
 from clave.verify.store.base import TenantStore
 
-DEFAULT_SERVICE = "default"
+DEFAULT_TENANT = "default"
 # A Twilio-compatible account is a tenant row of its own: its id is the account sid (AC...),
 # its name "twilio-<account name>", its keys "<AC sid>:<auth token>" and "<SK sid>:<secret>".
-# It sees and manages only the services it created and those granted to it.
+# It sees and manages only the tenants it created and those granted to it.
 ACCOUNT_PREFIX = "twilio-"
 DEFAULT_ACCOUNT = "account"
 # The single account of clave before accounts had names (its credentials keep working).
@@ -32,7 +32,7 @@ TWILIO_ACCOUNT = ACCOUNT_PREFIX + DEFAULT_ACCOUNT
 KEY_PREFIX = "clave_"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 # The shape of `new_id("VA")`: another id is not looked up (nor used as a store key).
-_SERVICE_ID = re.compile(r"VA[0-9a-f]{32}")
+_TENANT_ID = re.compile(r"VA[0-9a-f]{32}")
 # How often a key's last use is written down: a worker looks a key up once per cache period,
 # and a write per lookup would cost more than the information is worth.
 _TOUCH_EVERY = 60.0
@@ -47,9 +47,10 @@ def hash_key(raw: str) -> bytes:
     return hashlib.sha256(raw.encode()).digest()
 
 
-def is_account(service: Service) -> bool:
-    """Whether a tenant row is a Twilio-compatible account rather than a service."""
-    return service.id.startswith("AC")
+def is_account(tenant: Tenant) -> bool:
+    """Whether a tenant row is a Twilio-compatible account (which owns tenants) rather than a
+    tenant that verifies."""
+    return tenant.id.startswith("AC")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ class KeyListing:
     """An API key as `clave apikey list` shows it (never the secret)."""
 
     key: ApiKey
-    owner: Service  # the service, or the account for /v2 credentials
+    owner: Tenant  # the tenant, or the account for /v2 credentials
 
     def status(self, now: float) -> str:
         """active, revoked or expired."""
@@ -66,8 +67,8 @@ class KeyListing:
         return "active" if self.key.valid_at(now) else "expired"
 
 
-class TenantService:
-    """Creates services, accounts and keys, and resolves a presented key to its tenant."""
+class Tenants:
+    """Creates tenants, accounts and keys, and resolves a presented key to its tenant."""
 
     def __init__(
         self,
@@ -81,25 +82,25 @@ class TenantService:
         self._store = store
         self._clock = clock
         self._cache_seconds = cache_seconds
-        self._cache: dict[bytes, tuple[float, Service]] = {}
-        self._by_id: dict[str, tuple[float, Service]] = {}
+        self._cache: dict[bytes, tuple[float, Tenant]] = {}
+        self._by_id: dict[str, tuple[float, Tenant]] = {}
 
     # -- authentication ---------------------------------------------------------------------
 
-    async def authenticate(self, authorization: str | None) -> Service:
-        """The service of `Authorization: Bearer <key>`; Unauthorized when missing or wrong."""
+    async def authenticate(self, authorization: str | None) -> Tenant:
+        """The tenant of `Authorization: Bearer <key>`; Unauthorized when missing or wrong."""
         if not authorization:
             raise Unauthorized("missing Authorization: Bearer <API key>")
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token or len(token) > 200:
             raise Unauthorized("use Authorization: Bearer <API key>")
-        service = await self.service_for_key(token)
-        if is_account(service):  # an account's credentials are for /v2 only
+        tenant = await self.tenant_for_key(token)
+        if is_account(tenant):  # an account's credentials are for /v2 only
             raise Unauthorized("the API key is not valid")
-        return service
+        return tenant
 
-    async def service_for_key(self, raw_key: str) -> Service:
+    async def tenant_for_key(self, raw_key: str) -> Tenant:
         """The tenant of a valid (neither revoked nor expired) key. Results are cached per
         worker for `cache_seconds` at most, never past the key's expiry: a revoked key stops
         working everywhere within that time."""
@@ -112,7 +113,7 @@ class TenantService:
         if found is None or not found[0].valid_at(now):
             self._cache.pop(digest, None)
             raise Unauthorized("the API key is not valid")
-        key, service = found
+        key, tenant = found
         if key.last_used_at is None or now - key.last_used_at >= _TOUCH_EVERY:
             await self._store.touch_api_key(key.id, now=now)
         if len(self._cache) > 10_000:
@@ -120,10 +121,10 @@ class TenantService:
         until = now + self._cache_seconds
         if key.expires_at is not None:
             until = min(until, key.expires_at)
-        self._cache[digest] = (until, service)
-        return service
+        self._cache[digest] = (until, tenant)
+        return tenant
 
-    async def authenticate_twilio(self, authorization: str | None) -> Service:
+    async def authenticate_twilio(self, authorization: str | None) -> Tenant:
         """The Twilio account of `Authorization: Basic base64(sid:secret)` (an account sid
         with its auth token, or an API key sid with its secret); Unauthorized otherwise."""
         scheme, _, encoded = (authorization or "").partition(" ")
@@ -139,76 +140,76 @@ class TenantService:
             raise Unauthorized("the Authorization header is not valid Basic credentials") from None
         if not sep or not user or not secret:
             raise Unauthorized("the Authorization header is not valid Basic credentials")
-        account = await self.service_for_key(f"{user}:{secret}")
+        account = await self.tenant_for_key(f"{user}:{secret}")
         if not is_account(account):
             raise Unauthorized("these are not Twilio-compatible API credentials")
         return account
 
-    # -- services ----------------------------------------------------------------------------
+    # -- tenants ----------------------------------------------------------------------------
 
-    async def ensure_service(self, name: str, policy: Policy) -> Service:
-        """Create the service if missing, else set its policy to `policy`."""
-        existing = await self._store.get_service_by_name(name)
+    async def ensure_tenant(self, name: str, policy: Policy) -> Tenant:
+        """Create the tenant if missing, else set its policy to `policy`."""
+        existing = await self._store.get_tenant_by_name(name)
         if existing is None:
-            return await self.create_service(name, policy)
+            return await self.create_tenant(name, policy)
         if existing.policy != policy:
             existing = replace(existing, policy=policy)
-            await self._store.put_service(existing)
+            await self._store.put_tenant(existing)
         return existing
 
-    async def get_service_by_id(self, service_id: str, *, account: Service) -> Service:
-        """A service by id (the Twilio API's sid), as `account` may see it: one it created or
+    async def get_tenant_by_id(self, tenant_id: str, *, account: Tenant) -> Tenant:
+        """A tenant by id (the Twilio API's sid), as `account` may see it: one it created or
         was granted; any other is not found, like one that does not exist. Cached per worker
         for as long as keys are."""
-        if not _SERVICE_ID.fullmatch(service_id):
-            raise ServiceNotFound(f"no service {service_id}")
+        if not _TENANT_ID.fullmatch(tenant_id):
+            raise TenantNotFound(f"no service {tenant_id}")
         now = self._clock()
-        cached = self._by_id.get(service_id)
+        cached = self._by_id.get(tenant_id)
         if cached is not None and cached[0] > now:
-            found: Service | None = cached[1]
+            found: Tenant | None = cached[1]
         else:
-            found = await self._store.get_service(service_id)
+            found = await self._store.get_tenant(tenant_id)
             if found is not None:
                 if len(self._by_id) > 10_000:
                     self._by_id.clear()
-                self._by_id[service_id] = (now + self._cache_seconds, found)
+                self._by_id[tenant_id] = (now + self._cache_seconds, found)
         if found is None or account.id not in found.accounts:
-            raise ServiceNotFound(f"no service {service_id}")
+            raise TenantNotFound(f"no service {tenant_id}")
         return found
 
-    async def create_service(
+    async def create_tenant(
         self,
         name: str,
         policy: Policy,
         *,
-        service_id: str | None = None,
-        account: Service | None = None,
-    ) -> Service:
-        """A new service (names are lowercase words), owned by `account` when one made it."""
+        tenant_id: str | None = None,
+        account: Tenant | None = None,
+    ) -> Tenant:
+        """A new tenant (names are lowercase words), owned by `account` when one made it."""
         if not _NAME.fullmatch(name) or name.startswith(ACCOUNT_PREFIX):
             raise InvalidParameter(
                 "service names are 1-63 of a-z, 0-9, '-' and '_', not starting with "
                 f"{ACCOUNT_PREFIX!r}"
             )
         self._validate(policy)
-        if await self._store.get_service_by_name(name) is not None:
-            raise ServiceNameTaken(f"service {name!r} already exists")
-        service = Service(
-            id=service_id or new_id("VA"),
+        if await self._store.get_tenant_by_name(name) is not None:
+            raise TenantNameTaken(f"service {name!r} already exists")
+        tenant = Tenant(
+            id=tenant_id or new_id("VA"),
             name=name,
             policy=policy,
             created_at=self._clock(),
             accounts=frozenset({account.id}) if account else frozenset(),
         )
-        await self._store.put_service(service)
-        return service
+        await self._store.put_tenant(tenant)
+        return tenant
 
-    async def update_policy(self, name: str, policy: Policy) -> Service:
-        """Replace a service's policy."""
+    async def update_policy(self, name: str, policy: Policy) -> Tenant:
+        """Replace a tenant's policy."""
         self._validate(policy)
-        existing = await self.get_service(name)
+        existing = await self.get_tenant(name)
         updated = replace(existing, policy=policy)
-        await self._store.put_service(updated)
+        await self._store.put_tenant(updated)
         self._forget()  # this worker sees the change at once; others within the TTL
         return updated
 
@@ -222,56 +223,56 @@ class TenantService:
             raise InvalidParameter("; ".join(problems))
 
     async def over_the_guess_bound(self) -> list[str]:
-        """The services whose policy breaks the guess bound under this deployment's budget,
+        """The tenants whose policy breaks the guess bound under this deployment's budget,
         each with why (a deployment budget raised after they were created)."""
         return [
             f"{s.name}: {problem}"
-            for s in await self.list_services()
+            for s in await self.list_tenants()
             if (problem := s.policy.guess_problem(self._guess_budget))
         ]
 
-    async def get_service(self, name: str) -> Service:
-        """A service by name."""
-        found = await self._store.get_service_by_name(name)
+    async def get_tenant(self, name: str) -> Tenant:
+        """A tenant by name."""
+        found = await self._store.get_tenant_by_name(name)
         if found is None or is_account(found):
-            raise ServiceNotFound(f"no service named {name!r}")
+            raise TenantNotFound(f"no service named {name!r}")
         return found
 
-    async def list_services(self, *, account: Service | None = None) -> list[Service]:
-        """Every service (accounts are not services); with `account`, those it may see."""
+    async def list_tenants(self, *, account: Tenant | None = None) -> list[Tenant]:
+        """Every tenant (accounts are not tenants); with `account`, those it may see."""
         return [
             s
-            for s in await self._store.list_services()
+            for s in await self._store.list_tenants()
             if not is_account(s) and (account is None or account.id in s.accounts)
         ]
 
-    async def delete_service(self, service: Service) -> None:
-        """Delete a service and its keys."""
-        if is_account(service):
+    async def delete_tenant(self, tenant: Tenant) -> None:
+        """Delete a tenant and its keys."""
+        if is_account(tenant):
             raise InvalidParameter("an account is not a service")
-        await self._store.delete_service(service.id)
+        await self._store.delete_tenant(tenant.id)
         self._forget()
 
-    async def grant(self, service_name: str, account_name: str, *, granted: bool = True) -> Service:
-        """Let an account see and manage a service through /v2 (or, `granted=False`, stop)."""
-        service = await self.get_service(service_name)
+    async def grant(self, tenant_name: str, account_name: str, *, granted: bool = True) -> Tenant:
+        """Let an account see and manage a tenant through /v2 (or, `granted=False`, stop)."""
+        tenant = await self.get_tenant(tenant_name)
         account = await self.get_account(account_name)
-        accounts = service.accounts | {account.id} if granted else service.accounts - {account.id}
-        updated = replace(service, accounts=accounts)
-        await self._store.put_service(updated)
+        accounts = tenant.accounts | {account.id} if granted else tenant.accounts - {account.id}
+        updated = replace(tenant, accounts=accounts)
+        await self._store.put_tenant(updated)
         self._forget()
         return updated
 
-    async def adopt_v2_services(self) -> int:
-        """Hand the services made through /v2 before accounts owned services (named after
+    async def adopt_v2_tenants(self) -> int:
+        """Hand the tenants made through /v2 before accounts owned tenants (named after
         their own sid) to the one account of that time; how many. Idempotent."""
-        legacy = await self._store.get_service_by_name(TWILIO_ACCOUNT)
+        legacy = await self._store.get_tenant_by_name(TWILIO_ACCOUNT)
         if legacy is None:
             return 0
         adopted = 0
-        for service in await self.list_services():
-            if not service.accounts and service.name == service.id.lower():
-                await self._store.put_service(replace(service, accounts=frozenset({legacy.id})))
+        for tenant in await self.list_tenants():
+            if not tenant.accounts and tenant.name == tenant.id.lower():
+                await self._store.put_tenant(replace(tenant, accounts=frozenset({legacy.id})))
                 adopted += 1
         return adopted
 
@@ -281,15 +282,15 @@ class TenantService:
 
     # -- accounts ----------------------------------------------------------------------------
 
-    async def list_accounts(self) -> list[Service]:
+    async def list_accounts(self) -> list[Tenant]:
         """Every Twilio-compatible account."""
-        return [s for s in await self._store.list_services() if is_account(s)]
+        return [s for s in await self._store.list_tenants() if is_account(s)]
 
-    async def get_account(self, name: str) -> Service:
+    async def get_account(self, name: str) -> Tenant:
         """A Twilio-compatible account by its name."""
-        found = await self._store.get_service_by_name(ACCOUNT_PREFIX + name)
+        found = await self._store.get_tenant_by_name(ACCOUNT_PREFIX + name)
         if found is None or not is_account(found):
-            raise ServiceNotFound(f"no account named {name!r}")
+            raise TenantNotFound(f"no account named {name!r}")
         return found
 
     async def create_twilio_credentials(
@@ -300,15 +301,15 @@ class TenantService:
         Only hashes are stored, so show them once."""
         if not _NAME.fullmatch(account):
             raise InvalidParameter("account names are 1-63 of a-z, 0-9, '-' and '_'")
-        owner = await self._store.get_service_by_name(ACCOUNT_PREFIX + account)
+        owner = await self._store.get_tenant_by_name(ACCOUNT_PREFIX + account)
         if owner is None:
-            owner = Service(
+            owner = Tenant(
                 id=new_id("AC"),
                 name=ACCOUNT_PREFIX + account,
                 policy=policy,
                 created_at=self._clock(),
             )
-            await self._store.put_service(owner)
+            await self._store.put_tenant(owner)
         token = secrets.token_hex(16)
         key_sid, key_secret = new_id("SK"), secrets.token_urlsafe(24)
         await self._add_key(
@@ -327,54 +328,54 @@ class TenantService:
 
     async def create_api_key(
         self,
-        service_name: str = DEFAULT_SERVICE,
+        tenant_name: str = DEFAULT_TENANT,
         *,
         name: str = "",
         expires_at: float | None = None,
     ) -> str:
-        """A new API key for the service; only its hash is stored, so show it once."""
-        service = await self.get_service(service_name)
+        """A new API key for the tenant; only its hash is stored, so show it once."""
+        tenant = await self.get_tenant(tenant_name)
         raw = KEY_PREFIX + secrets.token_urlsafe(32)
-        await self._add_key(service.id, raw, name=name, expires_at=expires_at)
+        await self._add_key(tenant.id, raw, name=name, expires_at=expires_at)
         return raw
 
-    async def install_api_key(self, service_name: str, raw: str, *, name: str) -> bool:
+    async def install_api_key(self, tenant_name: str, raw: str, *, name: str) -> bool:
         """Accept a key made elsewhere (a deployment's secret, installed under `name`) for the
-        service; False when it was already there. The keys installed under the same name
+        tenant; False when it was already there. The keys installed under the same name
         before are revoked: rotating the secret ends the old one. Only its hash is stored."""
         if len(raw) < 32 or len(raw) > 200 or not raw.isprintable() or " " in raw:
             raise InvalidParameter("an installed API key must be 32-200 printable characters")
-        service = await self.get_service(service_name)
+        tenant = await self.get_tenant(tenant_name)
         existing = await self._store.key_for_hash(hash_key(raw))
         now = self._clock()
-        if existing is not None and existing[1].id != service.id:
+        if existing is not None and existing[1].id != tenant.id:
             raise InvalidParameter("that API key belongs to another service")
         if existing is not None and existing[0].revoked_at is not None:
             raise InvalidParameter("that API key was revoked: install a new secret")
-        for key in await self._store.list_api_keys(service.id):
+        for key in await self._store.list_api_keys(tenant.id):
             if key.name == name and key.revoked_at is None and key.key_hash != hash_key(raw):
                 await self._store.revoke_api_key(key.id, now=now)
         if existing is not None:
             return False
-        await self._add_key(service.id, raw, name=name)
+        await self._add_key(tenant.id, raw, name=name)
         return True
 
     async def list_api_keys(
-        self, *, service: str | None = None, account: str | None = None, twilio: bool = False
+        self, *, tenant: str | None = None, account: str | None = None, twilio: bool = False
     ) -> list[KeyListing]:
-        """Keys with their owners: of one service, of one account, of every account
-        (`twilio`), or of every service."""
-        owners = {s.id: s for s in await self._store.list_services()}
-        if service is not None:
-            wanted = {(await self.get_service(service)).id}
+        """Keys with their owners: of one tenant, of one account, of every account
+        (`twilio`), or of every tenant."""
+        owners = {s.id: s for s in await self._store.list_tenants()}
+        if tenant is not None:
+            wanted = {(await self.get_tenant(tenant)).id}
         elif account is not None:
             wanted = {(await self.get_account(account)).id}
         else:
             wanted = {sid for sid, s in owners.items() if is_account(s) == twilio}
         return [
-            KeyListing(key, owners[key.service_id])
+            KeyListing(key, owners[key.tenant_id])
             for key in await self._store.list_api_keys()
-            if key.service_id in wanted
+            if key.tenant_id in wanted
         ]
 
     async def revoke_api_key(self, key_id: str) -> None:
@@ -385,20 +386,20 @@ class TenantService:
 
     async def _add_key(
         self,
-        service_id: str,
+        tenant_id: str,
         raw: str,
         *,
         key_id: str | None = None,
         name: str = "",
         expires_at: float | None = None,
     ) -> None:
-        """Store a key for the service: its hash only."""
+        """Store a key for the tenant: its hash only."""
         if expires_at is not None and expires_at <= self._clock():
             raise InvalidParameter("a key's expiry must be in the future")
         await self._store.add_api_key(
             ApiKey(
                 id=key_id or new_id("SK"),
-                service_id=service_id,
+                tenant_id=tenant_id,
                 key_hash=hash_key(raw),
                 created_at=self._clock(),
                 name=name,

@@ -35,13 +35,13 @@ from clave.verify.models import (
     MIN_CODE_LENGTH,
     Channel,
     Policy,
-    Service,
     Status,
+    Tenant,
     is_code,
 )
 from clave.verify.requests import StartRequest
 from clave.verify.service import VerificationView, VerifyService
-from clave.verify.tenants import TenantService
+from clave.verify.tenants import Tenants
 
 Sid = Annotated[str, PathParameter(max_length=64)]
 # A verification sid, or the To value Twilio also accepts in its place.
@@ -175,7 +175,7 @@ def _base(request: Request[Any, Any, Any]) -> str:
     return f"{request.url.scheme}://{request.url.netloc}/v2"
 
 
-def _service_json(service: Service, account: Service, base: str) -> dict[str, Any]:
+def _service_json(service: Tenant, account: Tenant, base: str) -> dict[str, Any]:
     p = service.policy
     url = f"{base}/Services/{service.id}"
     return {
@@ -205,13 +205,13 @@ def _service_json(service: Service, account: Service, base: str) -> dict[str, An
     }
 
 
-def _verification_json(view: VerificationView, account: Service, base: str) -> dict[str, Any]:
+def _verification_json(view: VerificationView, account: Tenant, base: str) -> dict[str, Any]:
     v = view.verification
     # The terms this request bound or checked (a psd2 service's only), else those sent.
     payment = view.payment or next((s.payment for s in v.sends if s.payment), None)
     return {
         "sid": v.id,
-        "service_sid": v.service_id,
+        "service_sid": v.tenant_id,
         "account_sid": account.id,
         "to": v.to,
         "channel": v.channel.value,
@@ -231,7 +231,7 @@ def _verification_json(view: VerificationView, account: Service, base: str) -> d
         "sna": None,
         "date_created": twilio_date(v.created_at),
         "date_updated": twilio_date(v.updated_at),
-        "url": f"{base}/Services/{v.service_id}/Verifications/{v.id}",
+        "url": f"{base}/Services/{v.tenant_id}/Verifications/{v.id}",
     }
 
 
@@ -256,31 +256,31 @@ def _policy(form: Form, base: Policy) -> Policy:
 
 
 @post("/Services", status_code=201, summary="Create a service (a clave tenant)")
-async def create_service(
+async def create_tenant(
     request: Request[Any, Any, Any],
-    tenants: NamedDependency[TenantService],
-    account: NamedDependency[Service],
+    tenants: NamedDependency[Tenants],
+    account: NamedDependency[Tenant],
     default_policy: NamedDependency[Policy],
 ) -> dict[str, Any]:
     form = await _form(request)
     form.text("FriendlyName", required=True, max_length=30)
     sid = "VA" + secrets.token_hex(16)
-    service = await tenants.create_service(
-        sid.lower(), _policy(form, default_policy), service_id=sid, account=account
+    service = await tenants.create_tenant(
+        sid.lower(), _policy(form, default_policy), tenant_id=sid, account=account
     )
     return _service_json(service, account, _base(request))
 
 
 @get("/Services", summary="List services, a page at a time")
-async def list_services(
+async def list_tenants(
     request: Request[Any, Any, Any],
-    tenants: NamedDependency[TenantService],
-    account: NamedDependency[Service],
+    tenants: NamedDependency[Tenants],
+    account: NamedDependency[Tenant],
 ) -> dict[str, Any]:
     query = Form(request.query_params)
     size = query.integer("PageSize", 1, 1000) or 50
     page = query.integer("Page", 0, 1_000_000) or 0
-    everything = await tenants.list_services(account=account)
+    everything = await tenants.list_tenants(account=account)
     chunk = everything[page * size : (page + 1) * size]
     base = _base(request)
 
@@ -304,8 +304,8 @@ async def list_services(
 @get("/Services/{sid:str}", summary="Fetch a service")
 async def fetch_service(
     request: Request[Any, Any, Any],
-    service: NamedDependency[Service],
-    account: NamedDependency[Service],
+    service: NamedDependency[Tenant],
+    account: NamedDependency[Tenant],
 ) -> dict[str, Any]:
     return _service_json(service, account, _base(request))
 
@@ -313,9 +313,9 @@ async def fetch_service(
 @post("/Services/{sid:str}", status_code=200, summary="Update a service")
 async def update_service(
     request: Request[Any, Any, Any],
-    service: NamedDependency[Service],
-    tenants: NamedDependency[TenantService],
-    account: NamedDependency[Service],
+    service: NamedDependency[Tenant],
+    tenants: NamedDependency[Tenants],
+    account: NamedDependency[Tenant],
 ) -> dict[str, Any]:
     policy = _policy(await _form(request), service.policy)
     updated = await tenants.update_policy(service.name, policy)
@@ -323,18 +323,18 @@ async def update_service(
 
 
 @delete("/Services/{sid:str}", status_code=204, summary="Delete a service")
-async def delete_service(
-    service: NamedDependency[Service], tenants: NamedDependency[TenantService]
+async def delete_tenant(
+    service: NamedDependency[Tenant], tenants: NamedDependency[Tenants]
 ) -> None:
-    await tenants.delete_service(service)
+    await tenants.delete_tenant(service)
 
 
 @post("/Services/{sid:str}/Verifications", status_code=201, summary="Send a code")
 async def create_verification(
     request: Request[Any, Any, Any],
     verify: NamedDependency[VerifyService],
-    service: NamedDependency[Service],
-    account: NamedDependency[Service],
+    service: NamedDependency[Tenant],
+    account: NamedDependency[Tenant],
     client_ips: NamedDependency[ClientIps],
 ) -> dict[str, Any]:
     form = await _form(request)
@@ -362,7 +362,7 @@ async def create_verification(
     return _verification_json(view, account, _base(request))
 
 
-async def _verification(verify: VerifyService, service: Service, ref: str) -> VerificationView:
+async def _verification(verify: VerifyService, service: Tenant, ref: str) -> VerificationView:
     """A verification by its sid, or (as Twilio allows) the pending one of a `To` value."""
     if ref.startswith("VE"):
         return await verify.get(service, ref)
@@ -374,8 +374,8 @@ async def fetch_verification(
     request: Request[Any, Any, Any],
     ref: Ref,
     verify: NamedDependency[VerifyService],
-    service: NamedDependency[Service],
-    account: NamedDependency[Service],
+    service: NamedDependency[Tenant],
+    account: NamedDependency[Tenant],
 ) -> dict[str, Any]:
     return _verification_json(await _verification(verify, service, ref), account, _base(request))
 
@@ -389,8 +389,8 @@ async def update_verification(
     request: Request[Any, Any, Any],
     ref: Ref,
     verify: NamedDependency[VerifyService],
-    service: NamedDependency[Service],
-    account: NamedDependency[Service],
+    service: NamedDependency[Tenant],
+    account: NamedDependency[Tenant],
 ) -> dict[str, Any]:
     status = (await _form(request)).text("Status", required=True, max_length=16)
     if status not in ("canceled", "approved"):
@@ -403,7 +403,7 @@ async def update_verification(
     return _verification_json(view, account, _base(request))
 
 
-async def _locked(verify: VerifyService, service: Service, vid: str) -> bool:
+async def _locked(verify: VerifyService, service: Tenant, vid: str) -> bool:
     try:
         view = await verify.get(service, vid)
     except VerificationNotFound:
@@ -415,8 +415,8 @@ async def _locked(verify: VerifyService, service: Service, vid: str) -> bool:
 async def check_verification(
     request: Request[Any, Any, Any],
     verify: NamedDependency[VerifyService],
-    service: NamedDependency[Service],
-    account: NamedDependency[Service],
+    service: NamedDependency[Tenant],
+    account: NamedDependency[Tenant],
     client_ips: NamedDependency[ClientIps],
 ) -> dict[str, Any]:
     form = await _form(request)
@@ -448,7 +448,7 @@ async def check_verification(
 
 
 def twilio_router(
-    verify: VerifyService, tenants: TenantService, default_policy: Policy, client_ips: ClientIps
+    verify: VerifyService, tenants: Tenants, default_policy: Policy, client_ips: ClientIps
 ) -> Router:
     """`/v2`: the Twilio Verify v2 API."""
 
@@ -458,28 +458,28 @@ def twilio_router(
     async def provide_verify() -> VerifyService:
         return verify
 
-    async def provide_tenants() -> TenantService:
+    async def provide_tenants() -> Tenants:
         return tenants
 
     async def provide_policy() -> Policy:
         return default_policy
 
-    async def provide_account(request: Request[Any, Any, Any]) -> Service:
+    async def provide_account(request: Request[Any, Any, Any]) -> Tenant:
         return await tenants.authenticate_twilio(request.headers.get("authorization"))
 
-    async def provide_service(sid: Sid, account: NamedDependency[Service]) -> Service:
+    async def provide_service(sid: Sid, account: NamedDependency[Tenant]) -> Tenant:
         # After the account: an unauthenticated caller learns nothing about which sids exist,
         # and an account nothing about the services of others (they are not found).
-        return await tenants.get_service_by_id(sid, account=account)
+        return await tenants.get_tenant_by_id(sid, account=account)
 
     return Router(
         path="/v2",
         route_handlers=[
-            create_service,
-            list_services,
+            create_tenant,
+            list_tenants,
             fetch_service,
             update_service,
-            delete_service,
+            delete_tenant,
             create_verification,
             fetch_verification,
             update_verification,

@@ -30,13 +30,13 @@ class AwsConfig:
     timeout: float = 10.0
 
 
-def _client(service: str, config: AwsConfig) -> Any:
+def _client(tenant: str, config: AwsConfig) -> Any:
     # boto3 costs ~20 MiB per worker: imported only when an AWS provider is configured.
     import boto3
     from botocore.config import Config
 
     return boto3.client(
-        service,
+        tenant,
         region_name=config.region,
         endpoint_url=config.endpoint_url,
         config=Config(

@@ -30,7 +30,7 @@ def payload(event: Event) -> dict[str, object]:
         "type": event.type,
         "id": f"evt_{event.id}",
         "occurred_at": occurred.replace("+00:00", "Z"),
-        "data": {"verification_id": event.verification_id, "service_id": event.service_id},
+        "data": {"verification_id": event.verification_id, "service_id": event.tenant_id},
     }
 
 

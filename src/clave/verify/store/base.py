@@ -19,48 +19,48 @@ from clave.verify.models import (
     Delivery,
     Event,
     SendStatus,
-    Service,
     StartOutcome,
     Status,
+    Tenant,
     Verification,
 )
 
 
 class TenantStore(Protocol):
-    """Services (tenants) and their API keys: what TenantService uses."""
+    """Tenants and their API keys: what `Tenants` (tenants.py) uses."""
 
-    async def put_service(self, service: Service) -> None:
-        """Insert or update a service (by id; names are unique)."""
+    async def put_tenant(self, tenant: Tenant) -> None:
+        """Insert or update a tenant (by id; names are unique)."""
         ...
 
-    async def get_service(self, service_id: str) -> Service | None:
-        """A service by id."""
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """A tenant by id."""
         ...
 
-    async def get_service_by_name(self, name: str) -> Service | None:
-        """A service by its unique name."""
+    async def get_tenant_by_name(self, name: str) -> Tenant | None:
+        """A tenant by its unique name."""
         ...
 
-    async def list_services(self) -> list[Service]:
-        """Every service, by name."""
+    async def list_tenants(self) -> list[Tenant]:
+        """Every tenant, by name."""
         ...
 
-    async def delete_service(self, service_id: str) -> bool:
-        """Delete a service and its API keys; False when there was none. Its verifications
+    async def delete_tenant(self, tenant_id: str) -> bool:
+        """Delete a tenant and its API keys; False when there was none. Its verifications
         are no longer reachable (they expire as usual)."""
         ...
 
     async def add_api_key(self, key: ApiKey) -> None:
-        """Store an API key (its hash and its life cycle) for its service."""
+        """Store an API key (its hash and its life cycle) for its tenant."""
         ...
 
-    async def key_for_hash(self, key_hash: bytes) -> tuple[ApiKey, Service] | None:
-        """The key with this SHA-256 and its service, revoked or expired ones included (the
-        caller decides); None when there is none or its service is gone."""
+    async def key_for_hash(self, key_hash: bytes) -> tuple[ApiKey, Tenant] | None:
+        """The key with this SHA-256 and its tenant, revoked or expired ones included (the
+        caller decides); None when there is none or its tenant is gone."""
         ...
 
-    async def list_api_keys(self, service_id: str | None = None) -> list[ApiKey]:
-        """The keys of a service (of every service with None), oldest first."""
+    async def list_api_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
+        """The keys of a tenant (of every tenant with None), oldest first."""
         ...
 
     async def revoke_api_key(self, key_id: str, *, now: float) -> bool:
@@ -107,7 +107,7 @@ class VerificationStore(Protocol):
         """Queue one send to `candidate.to`, atomically (with `deliver=False`, a test
         destination: the attempt is recorded as skipped and nothing enters the outbox).
 
-        A pending, unexpired verification for (service, to) with the candidate's `binding` is
+        A pending, unexpired verification for (tenant, to) with the candidate's `binding` is
         reused (same code, same expiry); one with another binding is canceled (its event
         raised) and `candidate` inserted in its place; a stale pending one is marked expired
         first; otherwise `candidate` is inserted. The send is refused (`limited_until` set,
@@ -117,21 +117,21 @@ class VerificationStore(Protocol):
         """
         ...
 
-    async def get(self, service_id: str, verification_id: str) -> Verification | None:
-        """A verification of the service, with its send attempts."""
+    async def get(self, tenant_id: str, verification_id: str) -> Verification | None:
+        """A verification of the tenant, with its send attempts."""
         ...
 
-    async def find_pending(self, service_id: str, to: str) -> Verification | None:
+    async def find_pending(self, tenant_id: str, to: str) -> Verification | None:
         """The pending verification for a destination, if any (expired or not)."""
         ...
 
-    async def count_sends(self, service_id: str, to: str, since: float) -> int:
+    async def count_sends(self, tenant_id: str, to: str, since: float) -> int:
         """Send attempts to a destination created after `since`."""
         ...
 
     async def count_check(
         self,
-        service_id: str,
+        tenant_id: str,
         *,
         now: float,
         window: float,

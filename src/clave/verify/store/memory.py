@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from clave.verify.errors import ServiceNameTaken
+from clave.verify.errors import TenantNameTaken
 from clave.verify.models import (
     ApiKey,
     Channel,
@@ -17,9 +17,9 @@ from clave.verify.models import (
     Event,
     SendAttempt,
     SendStatus,
-    Service,
     StartOutcome,
     Status,
+    Tenant,
     Verification,
     all_sends_failed,
     can_close,
@@ -35,7 +35,7 @@ from clave.verify.models import (
 class _Attempt:
     attempt: SendAttempt
     verification_id: str
-    service_id: str
+    tenant_id: str
     to: str
     locale: str | None
     options: dict[str, str] = field(default_factory=dict)
@@ -57,7 +57,7 @@ class MemoryVerificationStore:
     def __init__(self, *, events: bool = False) -> None:
         self._events_on = events
         self._events: dict[int, list[Any]] = {}  # id -> [Event, next_attempt_at, lease_until]
-        self._services: dict[str, Service] = {}
+        self._tenants: dict[str, Tenant] = {}
         self._keys: dict[bytes, ApiKey] = {}
         self._verifications: dict[str, Verification] = {}
         self._attempts: dict[int, _Attempt] = {}
@@ -73,30 +73,30 @@ class MemoryVerificationStore:
     async def ping(self) -> None:
         """Always answers."""
 
-    async def put_service(self, service: Service) -> None:
+    async def put_tenant(self, tenant: Tenant) -> None:
         """Insert or update by id."""
-        for other in self._services.values():
-            if other.name == service.name and other.id != service.id:
-                raise ServiceNameTaken(f"service name {service.name!r} is taken")
-        self._services[service.id] = service
+        for other in self._tenants.values():
+            if other.name == tenant.name and other.id != tenant.id:
+                raise TenantNameTaken(f"service name {tenant.name!r} is taken")
+        self._tenants[tenant.id] = tenant
 
-    async def get_service(self, service_id: str) -> Service | None:
-        """A service by id."""
-        return self._services.get(service_id)
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """A tenant by id."""
+        return self._tenants.get(tenant_id)
 
-    async def get_service_by_name(self, name: str) -> Service | None:
-        """A service by name."""
-        return next((s for s in self._services.values() if s.name == name), None)
+    async def get_tenant_by_name(self, name: str) -> Tenant | None:
+        """A tenant by name."""
+        return next((s for s in self._tenants.values() if s.name == name), None)
 
-    async def list_services(self) -> list[Service]:
-        """Every service, by name."""
-        return sorted(self._services.values(), key=lambda s: s.name)
+    async def list_tenants(self) -> list[Tenant]:
+        """Every tenant, by name."""
+        return sorted(self._tenants.values(), key=lambda s: s.name)
 
-    async def delete_service(self, service_id: str) -> bool:
-        """Delete a service and its API keys."""
-        if self._services.pop(service_id, None) is None:
+    async def delete_tenant(self, tenant_id: str) -> bool:
+        """Delete a tenant and its API keys."""
+        if self._tenants.pop(tenant_id, None) is None:
             return False
-        for digest in [d for d, k in self._keys.items() if k.service_id == service_id]:
+        for digest in [d for d, k in self._keys.items() if k.tenant_id == tenant_id]:
             del self._keys[digest]
         return True
 
@@ -104,15 +104,15 @@ class MemoryVerificationStore:
         """Store the key."""
         self._keys[key.key_hash] = key
 
-    async def key_for_hash(self, key_hash: bytes) -> tuple[ApiKey, Service] | None:
+    async def key_for_hash(self, key_hash: bytes) -> tuple[ApiKey, Tenant] | None:
         """See TenantStore.key_for_hash."""
         key = self._keys.get(key_hash)
-        service = self._services.get(key.service_id) if key else None
-        return (key, service) if key and service else None
+        tenant = self._tenants.get(key.tenant_id) if key else None
+        return (key, tenant) if key and tenant else None
 
-    async def list_api_keys(self, service_id: str | None = None) -> list[ApiKey]:
+    async def list_api_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
         """See TenantStore.list_api_keys."""
-        found = [k for k in self._keys.values() if service_id in (None, k.service_id)]
+        found = [k for k in self._keys.values() if tenant_id in (None, k.tenant_id)]
         return sorted(found, key=lambda k: (k.created_at, k.id))
 
     def _key_by_id(self, key_id: str) -> ApiKey | None:
@@ -138,12 +138,12 @@ class MemoryVerificationStore:
         )
         return replace(verification, sends=tuple(sorted(sends, key=lambda s: s.id)))
 
-    def _pending(self, service_id: str, to: str) -> Verification | None:
+    def _pending(self, tenant_id: str, to: str) -> Verification | None:
         return next(
             (
                 v
                 for v in self._verifications.values()
-                if v.service_id == service_id and v.to == to and v.status is Status.PENDING
+                if v.tenant_id == tenant_id and v.to == to and v.status is Status.PENDING
             ),
             None,
         )
@@ -157,7 +157,7 @@ class MemoryVerificationStore:
         kind = event_type(status)
         if self._events_on and kind is not None:
             eid = next(self._ids)
-            event = Event(eid, kind, verification.id, verification.service_id, now, 0)
+            event = Event(eid, kind, verification.id, verification.tenant_id, now, 0)
             self._events[eid] = [event, now, 0.0]
         return True
 
@@ -206,11 +206,11 @@ class MemoryVerificationStore:
         options: Mapping[str, str] | None = None,
     ) -> StartOutcome:
         """See VerificationStore.start."""
-        existing = self._pending(candidate.service_id, candidate.to)
+        existing = self._pending(candidate.tenant_id, candidate.to)
         recent = sorted(
             a.attempt.created_at
             for a in self._attempts.values()
-            if a.service_id == candidate.service_id
+            if a.tenant_id == candidate.tenant_id
             and a.to == candidate.to
             and a.attempt.created_at > now - window
         )
@@ -237,7 +237,7 @@ class MemoryVerificationStore:
         self._attempts[attempt_id] = _Attempt(
             SendAttempt(attempt_id, channel, status, now, now, payment=payment_of(options)),
             target.id,
-            target.service_id,
+            target.tenant_id,
             target.to,
             locale,
             dict(options or {}),
@@ -247,29 +247,29 @@ class MemoryVerificationStore:
         current = self._verifications[target.id]
         return StartOutcome(self._with_sends(current), target is candidate, len(recent) + 1)
 
-    async def get(self, service_id: str, verification_id: str) -> Verification | None:
-        """A verification of the service."""
+    async def get(self, tenant_id: str, verification_id: str) -> Verification | None:
+        """A verification of the tenant."""
         found = self._verifications.get(verification_id)
-        if found is None or found.service_id != service_id:
+        if found is None or found.tenant_id != tenant_id:
             return None
         return self._with_sends(found)
 
-    async def find_pending(self, service_id: str, to: str) -> Verification | None:
+    async def find_pending(self, tenant_id: str, to: str) -> Verification | None:
         """The pending verification for a destination."""
-        found = self._pending(service_id, to)
+        found = self._pending(tenant_id, to)
         return self._with_sends(found) if found else None
 
-    async def count_sends(self, service_id: str, to: str, since: float) -> int:
+    async def count_sends(self, tenant_id: str, to: str, since: float) -> int:
         """Send attempts to a destination since a time."""
         return sum(
             1
             for a in self._attempts.values()
-            if a.service_id == service_id and a.to == to and a.attempt.created_at > since
+            if a.tenant_id == tenant_id and a.to == to and a.attempt.created_at > since
         )
 
     async def count_check(
         self,
-        service_id: str,
+        tenant_id: str,
         *,
         now: float,
         window: float,
@@ -279,16 +279,16 @@ class MemoryVerificationStore:
         """See VerificationStore.count_check."""
         if verification_id is not None:
             found = self._verifications.get(verification_id)
-            if found is not None and found.service_id != service_id:
+            if found is not None and found.tenant_id != tenant_id:
                 found = None
         else:
-            found = self._pending(service_id, to or "")
+            found = self._pending(tenant_id, to or "")
         gate, close = decide_check(found, now)
         if found is None or gate is CheckGate.NOT_FOUND:
             if found is not None and close is not None:
                 self._close(found, close, now)
             return CheckOutcome(CheckGate.NOT_FOUND)
-        sends = await self.count_sends(service_id, found.to, now - window)
+        sends = await self.count_sends(tenant_id, found.to, now - window)
         if gate is CheckGate.COUNTED:
             found = replace(found, check_attempts=found.check_attempts + 1, updated_at=now)
             self._verifications[found.id] = found
@@ -317,7 +317,7 @@ class MemoryVerificationStore:
             entry.lease_until = lease_until
             record = self._attempts[entry.attempt_id]
             verification = self._verifications[record.verification_id]
-            service = self._services[record.service_id]
+            tenant = self._tenants[record.tenant_id]
             claimed.append(
                 Delivery(
                     outbox_id=entry.id,
@@ -327,7 +327,7 @@ class MemoryVerificationStore:
                     to=record.to,
                     locale=record.locale,
                     verification=self._with_sends(verification),
-                    friendly_name=service.policy.friendly_name,
+                    friendly_name=tenant.policy.friendly_name,
                     options=dict(record.options),
                 )
             )

@@ -84,7 +84,7 @@ class RedisVerificationStore(RedisTenants):
             "id",
             c.id,
             "service_id",
-            c.service_id,
+            c.tenant_id,
             "to",
             c.to,
             "channel",
@@ -128,26 +128,26 @@ class RedisVerificationStore(RedisTenants):
         )
         if codec.text(result[0]) == "limited":
             existing = codec.text(result[3])
-            current = (await self.get(c.service_id, existing)) if existing else None
+            current = (await self.get(c.tenant_id, existing)) if existing else None
             return StartOutcome(current or c, False, int(result[2]), float(result[1]))
         return StartOutcome(codec.verification(result[4]), bool(int(result[2])), int(result[3]))
 
-    async def get(self, service_id: str, verification_id: str) -> Verification | None:
-        """A verification of the service."""
-        loaded = await self._run("get", service_id, verification_id)
+    async def get(self, tenant_id: str, verification_id: str) -> Verification | None:
+        """A verification of the tenant."""
+        loaded = await self._run("get", tenant_id, verification_id)
         return codec.verification(loaded) if loaded else None
 
-    async def find_pending(self, service_id: str, to: str) -> Verification | None:
+    async def find_pending(self, tenant_id: str, to: str) -> Verification | None:
         """The pending verification for a destination."""
-        loaded = await self._run("find_pending", service_id, to)
+        loaded = await self._run("find_pending", tenant_id, to)
         return codec.verification(loaded) if loaded else None
 
-    async def count_sends(self, service_id: str, to: str, since: float) -> int:
+    async def count_sends(self, tenant_id: str, to: str, since: float) -> int:
         """Send attempts to a destination after `since`."""
         try:
             return int(
                 await self._r().zcount(
-                    self._prefix + f"sends:{service_id}:{to}", f"({since!r}", "+inf"
+                    self._prefix + f"sends:{tenant_id}:{to}", f"({since!r}", "+inf"
                 )
             )
         except (RedisError, OSError) as exc:
@@ -155,7 +155,7 @@ class RedisVerificationStore(RedisTenants):
 
     async def count_check(
         self,
-        service_id: str,
+        tenant_id: str,
         *,
         now: float,
         window: float,
@@ -165,7 +165,7 @@ class RedisVerificationStore(RedisTenants):
         """See VerificationStore.count_check; one round trip."""
         result = await self._run(
             "count_check",
-            service_id,
+            tenant_id,
             verification_id or "",
             to or "",
             repr(now),

@@ -13,8 +13,8 @@ from clave.verify.models import (
     SealedCode,
     SendAttempt,
     SendStatus,
-    Service,
     Status,
+    Tenant,
     Verification,
     payment_of,
 )
@@ -29,9 +29,9 @@ def pairs(flat: Sequence[Any]) -> dict[str, Any]:
     return {text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-def service(fields: dict[str, Any]) -> Service:
+def tenant(fields: dict[str, Any]) -> Tenant:
     """A tenant from its hash (`svc:<id>`, with "id" added)."""
-    return Service(
+    return Tenant(
         text(fields["id"]),
         text(fields["name"]),
         decode_policy(fields["policy"]),
@@ -65,7 +65,7 @@ def _optional_time(value: Any) -> float | None:
 def api_key(id_: str, fields: dict[str, Any]) -> ApiKey:
     return ApiKey(
         id=id_,
-        service_id=text(fields["service_id"]),
+        tenant_id=text(fields["service_id"]),
         key_hash=bytes.fromhex(text(fields["hash"])),
         created_at=float(fields["created_at"]),
         name=text(fields.get("name", b"")),
@@ -100,7 +100,7 @@ def verification(loaded: Sequence[Any]) -> Verification:
     locale = text(v.get("locale", b""))
     return Verification(
         id=text(v["id"]),
-        service_id=text(v["service_id"]),
+        tenant_id=text(v["service_id"]),
         to=text(v["to"]),
         channel=Channel(text(v["channel"])),
         locale=locale or None,

@@ -11,7 +11,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from clave.platform.errors import StoreError
 from clave.platform.urls import redacted
-from clave.verify.errors import ServiceNameTaken
+from clave.verify.errors import TenantNameTaken
 
 # Each operation is one Lua script (store/lua/), run as the listed files joined: shared
 # definitions first. Scripts that restate a rule of the state machine name the function of
@@ -102,7 +102,7 @@ class RedisConnection:
             return await self._scripts[script](args=[self._prefix, *args])
         except ResponseError as exc:
             if "service name taken" in str(exc):
-                raise ServiceNameTaken("service name is taken") from exc
+                raise TenantNameTaken("service name is taken") from exc
             raise StoreError(f"Redis: {exc}") from exc
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis unavailable: {exc}") from exc

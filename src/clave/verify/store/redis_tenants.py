@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from clave.platform.errors import StoreError
-from clave.verify.models import ApiKey, Service, new_id
+from clave.verify.models import ApiKey, Tenant, new_id
 from clave.verify.store import redis_codec as codec
 from clave.verify.store.encoding import encode_policy
 from clave.verify.store.redis_connection import RedisConnection
@@ -21,23 +21,23 @@ class RedisTenants(RedisConnection):
         """Adopt records written before key life cycles and the one policy encoding."""
         await super()._prepare(redis)
         await self._adopt_legacy_keys()
-        await self._adopt_legacy_services()
+        await self._adopt_legacy_tenants()
 
-    async def put_service(self, service: Service) -> None:
+    async def put_tenant(self, tenant: Tenant) -> None:
         """Insert or update by id; names are unique."""
         await self._run(
             "put_service",
-            service.id,
-            service.name,
+            tenant.id,
+            tenant.name,
             "policy",
-            encode_policy(service.policy),
+            encode_policy(tenant.policy),
             "created_at",
-            repr(service.created_at),
+            repr(tenant.created_at),
             "accounts",
-            ",".join(sorted(service.accounts)),
+            ",".join(sorted(tenant.accounts)),
         )
 
-    async def _adopt_legacy_services(self) -> None:
+    async def _adopt_legacy_tenants(self) -> None:
         """Re-encode tenants stored before Policy had one encoding: once per store, and
         idempotent (workers starting together rewrite the same record)."""
         r = self._r()
@@ -50,8 +50,8 @@ class RedisTenants(RedisConnection):
             if found and "policy" not in found:
                 policy = codec.legacy_policy(found)
                 accounts = codec.text(found.get("accounts", b"")).split(",")
-                await self.put_service(
-                    Service(
+                await self.put_tenant(
+                    Tenant(
                         codec.text(sid),
                         codec.text(name),
                         policy,
@@ -61,60 +61,58 @@ class RedisTenants(RedisConnection):
                 )
         await r.set(done, "1")
 
-    async def get_service(self, service_id: str) -> Service | None:
-        """A service by id."""
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """A tenant by id."""
         try:
-            fields = await self._r().hgetall(self._prefix + "svc:" + service_id)
+            fields = await self._r().hgetall(self._prefix + "svc:" + tenant_id)
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis unavailable: {exc}") from exc
         if not fields:
             return None
-        return codec.service({codec.text(k): v for k, v in fields.items()} | {"id": service_id})
+        return codec.tenant({codec.text(k): v for k, v in fields.items()} | {"id": tenant_id})
 
-    async def get_service_by_name(self, name: str) -> Service | None:
-        """A service by name."""
+    async def get_tenant_by_name(self, name: str) -> Tenant | None:
+        """A tenant by name."""
         try:
             sid = await self._r().hget(self._prefix + "svc-names", name)
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis unavailable: {exc}") from exc
-        return await self.get_service(codec.text(sid)) if sid else None
+        return await self.get_tenant(codec.text(sid)) if sid else None
 
-    async def list_services(self) -> list[Service]:
-        """Every service, by name."""
+    async def list_tenants(self) -> list[Tenant]:
+        """Every tenant, by name."""
         try:
             names = await self._r().hgetall(self._prefix + "svc-names")
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis unavailable: {exc}") from exc
-        found = [await self.get_service(codec.text(sid)) for _, sid in sorted(names.items())]
+        found = [await self.get_tenant(codec.text(sid)) for _, sid in sorted(names.items())]
         return [s for s in found if s is not None]
 
-    async def delete_service(self, service_id: str) -> bool:
-        """Delete a service; its keys stop resolving with it."""
-        return bool(await self._run("delete_service", service_id))
+    async def delete_tenant(self, tenant_id: str) -> bool:
+        """Delete a tenant; its keys stop resolving with it."""
+        return bool(await self._run("delete_service", tenant_id))
 
     async def add_api_key(self, key: ApiKey) -> None:
         """Store the key; one round trip."""
         await self._run(
             "add_key",
             key.id,
-            key.service_id,
+            key.tenant_id,
             key.key_hash.hex(),
             repr(key.created_at),
             key.name,
             repr(key.expires_at) if key.expires_at is not None else "",
         )
 
-    async def key_for_hash(self, key_hash: bytes) -> tuple[ApiKey, Service] | None:
+    async def key_for_hash(self, key_hash: bytes) -> tuple[ApiKey, Tenant] | None:
         """See TenantStore.key_for_hash; one round trip."""
         found = await self._run("key_for_hash", key_hash.hex())
         if not found:
             return None
-        key_fields, service_fields = codec.pairs(found[0]), codec.pairs(found[1])
-        return codec.api_key(codec.text(key_fields["id"]), key_fields), codec.service(
-            service_fields
-        )
+        key_fields, tenant_fields = codec.pairs(found[0]), codec.pairs(found[1])
+        return codec.api_key(codec.text(key_fields["id"]), key_fields), codec.tenant(tenant_fields)
 
-    async def list_api_keys(self, service_id: str | None = None) -> list[ApiKey]:
+    async def list_api_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
         """See TenantStore.list_api_keys."""
         try:
             r = self._r()
@@ -130,7 +128,7 @@ class RedisTenants(RedisConnection):
             for key_id, row in zip(ids, rows, strict=True)
             if row
         ]
-        return [k for k in keys if service_id in (None, k.service_id)]
+        return [k for k in keys if tenant_id in (None, k.tenant_id)]
 
     async def revoke_api_key(self, key_id: str, *, now: float) -> bool:
         """See TenantStore.revoke_api_key."""

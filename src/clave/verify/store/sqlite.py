@@ -73,7 +73,7 @@ def _verification(conn: sqlite3.Connection, row: Any) -> Verification | None:
         return None
     return Verification(
         id=row[0],
-        service_id=row[1],
+        tenant_id=row[1],
         to=row[2],
         channel=Channel(row[3]),
         locale=row[4],
@@ -90,19 +90,19 @@ def _verification(conn: sqlite3.Connection, row: Any) -> Verification | None:
     )
 
 
-def _pending_row(conn: sqlite3.Connection, service_id: str, to: str) -> Any:
+def _pending_row(conn: sqlite3.Connection, tenant_id: str, to: str) -> Any:
     return conn.execute(
         f"SELECT {_VERIFICATION_COLUMNS} FROM verifications "  # noqa: S608 - constant columns
         "WHERE service_id = ? AND to_addr = ? AND status = 'pending'",
-        (service_id, to),
+        (tenant_id, to),
     ).fetchone()
 
 
-def _count_sends(conn: sqlite3.Connection, service_id: str, to: str, since: float) -> int:
+def _count_sends(conn: sqlite3.Connection, tenant_id: str, to: str, since: float) -> int:
     row = conn.execute(
         "SELECT count(*) FROM send_attempts "
         "WHERE service_id = ? AND to_addr = ? AND created_at > ?",
-        (service_id, to, since),
+        (tenant_id, to, since),
     ).fetchone()
     return int(row[0])
 
@@ -146,11 +146,11 @@ class SqliteVerificationStore(SqliteTenants, SqliteEventLog):
         """See VerificationStore.start."""
 
         def run(conn: sqlite3.Connection) -> StartOutcome:
-            existing = _verification(conn, _pending_row(conn, candidate.service_id, candidate.to))
+            existing = _verification(conn, _pending_row(conn, candidate.tenant_id, candidate.to))
             count, oldest = conn.execute(
                 "SELECT count(*), min(created_at) FROM send_attempts "
                 "WHERE service_id = ? AND to_addr = ? AND created_at > ?",
-                (candidate.service_id, candidate.to, now - window),
+                (candidate.tenant_id, candidate.to, now - window),
             ).fetchone()
             decision = decide_start(
                 existing, candidate, sends_in_window=count, max_sends=max_sends, now=now
@@ -175,7 +175,7 @@ class SqliteVerificationStore(SqliteTenants, SqliteEventLog):
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         c.id,
-                        c.service_id,
+                        c.tenant_id,
                         c.to,
                         c.channel.value,
                         c.locale,
@@ -203,7 +203,7 @@ class SqliteVerificationStore(SqliteTenants, SqliteEventLog):
                 "locale, status, created_at, updated_at, options) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     target.id,
-                    target.service_id,
+                    target.tenant_id,
                     target.to,
                     channel.value,
                     locale,
@@ -218,39 +218,39 @@ class SqliteVerificationStore(SqliteTenants, SqliteEventLog):
                     "INSERT INTO outbox (attempt_id, next_attempt_at) VALUES (?, ?)",
                     (attempt_id, now),
                 )
-            current = self._get_sync(conn, target.service_id, target.id)
+            current = self._get_sync(conn, target.tenant_id, target.id)
             assert current is not None
             return StartOutcome(current, existing is None, count + 1)
 
         return await self._db.write(run)
 
     @staticmethod
-    def _get_sync(conn: sqlite3.Connection, service_id: str, vid: str) -> Verification | None:
+    def _get_sync(conn: sqlite3.Connection, tenant_id: str, vid: str) -> Verification | None:
         row = conn.execute(
             f"SELECT {_VERIFICATION_COLUMNS} FROM verifications "  # noqa: S608
             "WHERE id = ? AND service_id = ?",
-            (vid, service_id),
+            (vid, tenant_id),
         ).fetchone()
         return _verification(conn, row)
 
-    async def get(self, service_id: str, verification_id: str) -> Verification | None:
-        """A verification of the service."""
-        return await self._db.read(lambda conn: self._get_sync(conn, service_id, verification_id))
+    async def get(self, tenant_id: str, verification_id: str) -> Verification | None:
+        """A verification of the tenant."""
+        return await self._db.read(lambda conn: self._get_sync(conn, tenant_id, verification_id))
 
-    async def find_pending(self, service_id: str, to: str) -> Verification | None:
+    async def find_pending(self, tenant_id: str, to: str) -> Verification | None:
         """The pending verification for a destination."""
         return await self._db.read(
-            lambda conn: _verification(conn, _pending_row(conn, service_id, to))
+            lambda conn: _verification(conn, _pending_row(conn, tenant_id, to))
         )
 
-    async def count_sends(self, service_id: str, to: str, since: float) -> int:
+    async def count_sends(self, tenant_id: str, to: str, since: float) -> int:
         """Send attempts to a destination since a time."""
 
-        return await self._db.read(lambda conn: _count_sends(conn, service_id, to, since))
+        return await self._db.read(lambda conn: _count_sends(conn, tenant_id, to, since))
 
     async def count_check(
         self,
-        service_id: str,
+        tenant_id: str,
         *,
         now: float,
         window: float,
@@ -261,15 +261,15 @@ class SqliteVerificationStore(SqliteTenants, SqliteEventLog):
 
         def run(conn: sqlite3.Connection) -> CheckOutcome:
             if verification_id is not None:
-                found = self._get_sync(conn, service_id, verification_id)
+                found = self._get_sync(conn, tenant_id, verification_id)
             else:
-                found = _verification(conn, _pending_row(conn, service_id, to or ""))
+                found = _verification(conn, _pending_row(conn, tenant_id, to or ""))
             gate, close = decide_check(found, now)
             if found is None or gate is CheckGate.NOT_FOUND:
                 if found is not None and close is not None:
                     set_status(conn, found.id, found.status, close, now, events=self._events)
                 return CheckOutcome(CheckGate.NOT_FOUND)
-            sends = _count_sends(conn, service_id, found.to, now - window)
+            sends = _count_sends(conn, tenant_id, found.to, now - window)
             if gate is CheckGate.LOCKED:
                 return CheckOutcome(CheckGate.LOCKED, found, sends)
             # Counted inside the same IMMEDIATE transaction as the read: no other worker can

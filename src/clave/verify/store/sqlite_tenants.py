@@ -6,16 +6,16 @@ import sqlite3
 from typing import Any
 
 from clave.platform.sqlite import SqliteDatabase
-from clave.verify.errors import ServiceNameTaken
-from clave.verify.models import ApiKey, Service
+from clave.verify.errors import TenantNameTaken
+from clave.verify.models import ApiKey, Tenant
 from clave.verify.store.encoding import decode_policy, encode_policy
 
-_SERVICE_COLUMNS = "id, name, policy, created_at, accounts"
+_TENANT_COLUMNS = "id, name, policy, created_at, accounts"
 _KEY_COLUMNS = "id, service_id, key_hash, created_at, name, expires_at, revoked_at, last_used_at"
 
 
-def _service(row: Any) -> Service:
-    return Service(
+def _tenant(row: Any) -> Tenant:
+    return Tenant(
         id=row[0],
         name=row[1],
         policy=decode_policy(row[2]),
@@ -27,7 +27,7 @@ def _service(row: Any) -> Service:
 def _key(row: Any) -> ApiKey:
     return ApiKey(
         id=row[0],
-        service_id=row[1],
+        tenant_id=row[1],
         key_hash=bytes(row[2]),
         created_at=row[3],
         name=row[4],
@@ -42,20 +42,20 @@ class SqliteTenants:
 
     _db: SqliteDatabase
 
-    async def put_service(self, service: Service) -> None:
+    async def put_tenant(self, tenant: Tenant) -> None:
         """Insert or update by id."""
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO services ({_SERVICE_COLUMNS}) VALUES (?,?,?,?,?) "  # noqa: S608
+                f"INSERT INTO services ({_TENANT_COLUMNS}) VALUES (?,?,?,?,?) "  # noqa: S608
                 "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
                 "policy = excluded.policy, accounts = excluded.accounts",
                 (
-                    service.id,
-                    service.name,
-                    encode_policy(service.policy).decode(),
-                    service.created_at,
-                    ",".join(sorted(service.accounts)),
+                    tenant.id,
+                    tenant.name,
+                    encode_policy(tenant.policy).decode(),
+                    tenant.created_at,
+                    ",".join(sorted(tenant.accounts)),
                 ),
             )
 
@@ -63,30 +63,30 @@ class SqliteTenants:
             await self._db.write(run)
         except Exception as exc:
             if isinstance(exc.__cause__, sqlite3.IntegrityError):
-                raise ServiceNameTaken(f"service name {service.name!r} is taken") from exc
+                raise TenantNameTaken(f"service name {tenant.name!r} is taken") from exc
             raise
 
-    async def get_service(self, service_id: str) -> Service | None:
-        """A service by id."""
-        return await self._one_service("id", service_id)
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """A tenant by id."""
+        return await self._one_tenant("id", tenant_id)
 
-    async def get_service_by_name(self, name: str) -> Service | None:
-        """A service by name."""
-        return await self._one_service("name", name)
+    async def get_tenant_by_name(self, name: str) -> Tenant | None:
+        """A tenant by name."""
+        return await self._one_tenant("name", name)
 
-    async def _one_service(self, column: str, value: str) -> Service | None:
-        sql = f"SELECT {_SERVICE_COLUMNS} FROM services WHERE {column} = ?"  # noqa: S608
+    async def _one_tenant(self, column: str, value: str) -> Tenant | None:
+        sql = f"SELECT {_TENANT_COLUMNS} FROM services WHERE {column} = ?"  # noqa: S608
 
-        def run(conn: sqlite3.Connection) -> Service | None:
+        def run(conn: sqlite3.Connection) -> Tenant | None:
             row = conn.execute(sql, (value,)).fetchone()
-            return _service(row) if row else None
+            return _tenant(row) if row else None
 
         return await self._db.read(run)
 
-    async def list_services(self) -> list[Service]:
-        """Every service, by name."""
-        sql = f"SELECT {_SERVICE_COLUMNS} FROM services ORDER BY name"  # noqa: S608
-        return await self._db.read(lambda conn: [_service(r) for r in conn.execute(sql)])
+    async def list_tenants(self) -> list[Tenant]:
+        """Every tenant, by name."""
+        sql = f"SELECT {_TENANT_COLUMNS} FROM services ORDER BY name"  # noqa: S608
+        return await self._db.read(lambda conn: [_tenant(r) for r in conn.execute(sql)])
 
     async def add_api_key(self, key: ApiKey) -> None:
         """Store the key."""
@@ -95,7 +95,7 @@ class SqliteTenants:
                 f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",  # noqa: S608
                 (
                     key.id,
-                    key.service_id,
+                    key.tenant_id,
                     key.key_hash,
                     key.created_at,
                     key.name,
@@ -106,13 +106,13 @@ class SqliteTenants:
             )
         )
 
-    async def list_api_keys(self, service_id: str | None = None) -> list[ApiKey]:
+    async def list_api_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
         """See TenantStore.list_api_keys."""
         sql = f"SELECT {_KEY_COLUMNS} FROM api_keys"  # noqa: S608
-        if service_id is not None:
+        if tenant_id is not None:
             sql += " WHERE service_id = ?"
         sql += " ORDER BY created_at, id"
-        args = (service_id,) if service_id is not None else ()
+        args = (tenant_id,) if tenant_id is not None else ()
         return await self._db.read(lambda conn: [_key(r) for r in conn.execute(sql, args)])
 
     async def revoke_api_key(self, key_id: str, *, now: float) -> bool:
@@ -137,26 +137,26 @@ class SqliteTenants:
             )
         )
 
-    async def delete_service(self, service_id: str) -> bool:
-        """Delete a service; its keys and verifications go with it (ON DELETE CASCADE)."""
+    async def delete_tenant(self, tenant_id: str) -> bool:
+        """Delete a tenant; its keys and verifications go with it (ON DELETE CASCADE)."""
 
         def run(conn: sqlite3.Connection) -> bool:
-            return conn.execute("DELETE FROM services WHERE id = ?", (service_id,)).rowcount > 0
+            return conn.execute("DELETE FROM services WHERE id = ?", (tenant_id,)).rowcount > 0
 
         return await self._db.write(run)
 
-    async def key_for_hash(self, key_hash: bytes) -> tuple[ApiKey, Service] | None:
+    async def key_for_hash(self, key_hash: bytes) -> tuple[ApiKey, Tenant] | None:
         """See TenantStore.key_for_hash; one query."""
         key_columns = ", ".join("k." + c.strip() for c in _KEY_COLUMNS.split(","))
-        service_columns = ", ".join("s." + c.strip() for c in _SERVICE_COLUMNS.split(","))
+        tenant_columns = ", ".join("s." + c.strip() for c in _TENANT_COLUMNS.split(","))
         sql = (
-            f"SELECT {key_columns}, {service_columns} "  # noqa: S608
+            f"SELECT {key_columns}, {tenant_columns} "  # noqa: S608
             "FROM api_keys k JOIN services s ON s.id = k.service_id WHERE k.key_hash = ?"
         )
         width = len(_KEY_COLUMNS.split(","))
 
-        def run(conn: sqlite3.Connection) -> tuple[ApiKey, Service] | None:
+        def run(conn: sqlite3.Connection) -> tuple[ApiKey, Tenant] | None:
             row = conn.execute(sql, (key_hash,)).fetchone()
-            return (_key(row[:width]), _service(row[width:])) if row else None
+            return (_key(row[:width]), _tenant(row[width:])) if row else None
 
         return await self._db.read(run)
