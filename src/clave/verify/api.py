@@ -41,13 +41,20 @@ from clave.verify.models import (
     Status,
     Tenant,
 )
-from clave.verify.requests import StartRequest
+from clave.verify.requests import (
+    APP_HASH_LENGTH,
+    MAX_DESTINATION_LENGTH,
+    MAX_DOMAIN_LENGTH,
+    MAX_IP_LENGTH,
+    MAX_LOCALE_LENGTH,
+    StartRequest,
+)
 from clave.verify.service import VerificationView, VerifyService
 from clave.verify.settings import VerifySettings
 from clave.verify.tenants import DEFAULT_TENANT, Tenants
 from clave.verify.twilio_api import twilio_router
 
-Destination = Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
+Destination = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_DESTINATION_LENGTH)]
 CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 CodeLength = Annotated[int, msgspec.Meta(ge=MIN_CODE_LENGTH, le=MAX_CODE_LENGTH)]
 
@@ -57,13 +64,13 @@ class StartVerification(msgspec.Struct, forbid_unknown_fields=True):
 
     to: Destination
     channel: Channel
-    locale: Annotated[str, msgspec.Meta(max_length=35)] | None = None
+    locale: Annotated[str, msgspec.Meta(max_length=MAX_LOCALE_LENGTH)] | None = None
     code_length: CodeLength | None = None
     # The end user's IP, for the per-IP limits (clave usually sees the caller's server).
-    client_ip: Annotated[str, msgspec.Meta(max_length=45)] | None = None
+    client_ip: Annotated[str, msgspec.Meta(max_length=MAX_IP_LENGTH)] | None = None
     # SMS autofill: the Android SMS Retriever app hash, and the WebOTP origin (`@domain #code`).
-    app_hash: Annotated[str, msgspec.Meta(max_length=11)] | None = None
-    webotp_domain: Annotated[str, msgspec.Meta(max_length=253)] | None = None
+    app_hash: Annotated[str, msgspec.Meta(max_length=APP_HASH_LENGTH)] | None = None
+    webotp_domain: Annotated[str, msgspec.Meta(max_length=MAX_DOMAIN_LENGTH)] | None = None
 
 
 class CheckVerification(msgspec.Struct, forbid_unknown_fields=True):
@@ -72,7 +79,7 @@ class CheckVerification(msgspec.Struct, forbid_unknown_fields=True):
     code: CodeText
     to: Destination | None = None
     id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    client_ip: Annotated[str, msgspec.Meta(max_length=45)] | None = None
+    client_ip: Annotated[str, msgspec.Meta(max_length=MAX_IP_LENGTH)] | None = None
 
 
 class SendAttemptRead(msgspec.Struct):
@@ -313,7 +320,7 @@ def inbox_router(store: InboxStore, token: str | None = None) -> Router:
 
     @get("/messages", summary="Dev inbox messages, newest first", tags=["dev"])
     async def messages(
-        to: Annotated[str | None, QueryParameter(max_length=254)] = None,
+        to: Annotated[str | None, QueryParameter(max_length=MAX_DESTINATION_LENGTH)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
         """Messages the dev inbox received, optionally for one destination."""

@@ -28,7 +28,15 @@ from clave.verify.models import (
     valid_friendly_name,
 )
 
-_APP_HASH = re.compile(r"[A-Za-z0-9+/]{11}")
+# The longest value each API accepts for a field (the adapters' size guards; the patterns below
+# decide what is valid).
+MAX_DESTINATION_LENGTH = 254  # an email address (RFC 5321 path)
+MAX_LOCALE_LENGTH = 35  # a BCP 47 tag with extensions
+MAX_IP_LENGTH = 45  # an IPv6 address with an embedded IPv4 one
+APP_HASH_LENGTH = 11
+MAX_DOMAIN_LENGTH = 253
+
+_APP_HASH = re.compile(rf"[A-Za-z0-9+/]{{{APP_HASH_LENGTH}}}")
 _DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 _LOCALE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}")
 
@@ -75,7 +83,7 @@ class StartRequest:
             raise InvalidParameter("app_hash must be the 11-character Android app hash")
         if self.webotp_domain is not None:
             domain = self.webotp_domain.lower()
-            if len(domain) > 253 or not _DOMAIN.fullmatch(domain):
+            if len(domain) > MAX_DOMAIN_LENGTH or not _DOMAIN.fullmatch(domain):
                 raise InvalidParameter("webotp_domain must be a host name such as example.com")
             object.__setattr__(self, "webotp_domain", domain)
         if self.friendly_name is not None and not valid_friendly_name(self.friendly_name):

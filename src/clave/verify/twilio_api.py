@@ -13,15 +13,12 @@ guard of the native API.
 
 from __future__ import annotations
 
-import json
-import re
 import secrets
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import MediaType, Request, Response, Router, delete, get, post
-from litestar.datastructures import FormMultiDict, MultiDict
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter
 
@@ -29,9 +26,7 @@ from clave.platform.errors import classify, handlers
 from clave.verify.client_ips import ClientIps
 from clave.verify.errors import InvalidParameter, MaxChecksReached, VerificationNotFound
 from clave.verify.models import (
-    MAX_AMOUNT_LENGTH,
     MAX_CODE_LENGTH,
-    MAX_PAYEE_LENGTH,
     MIN_CODE_LENGTH,
     Channel,
     Policy,
@@ -39,13 +34,20 @@ from clave.verify.models import (
     Tenant,
     is_code,
 )
-from clave.verify.requests import StartRequest
+from clave.verify.requests import (
+    APP_HASH_LENGTH,
+    MAX_DESTINATION_LENGTH,
+    MAX_IP_LENGTH,
+    MAX_LOCALE_LENGTH,
+    StartRequest,
+)
 from clave.verify.service import VerificationView, VerifyService
 from clave.verify.tenants import Tenants
+from clave.verify.twilio_form import Form
 
 Sid = Annotated[str, PathParameter(max_length=64)]
 # A verification sid, or the To value Twilio also accepts in its place.
-Ref = Annotated[str, PathParameter(max_length=254)]
+Ref = Annotated[str, PathParameter(max_length=MAX_DESTINATION_LENGTH)]
 
 # clave's stable error codes -> (Twilio error code, HTTP status).
 _CODES: dict[str, tuple[int, int]] = {
@@ -72,7 +74,6 @@ _CODES: dict[str, tuple[int, int]] = {
     "method_not_allowed": (20004, 405),
 }
 _CHANNELS = {c.value: c for c in Channel}
-_INTEGER = re.compile(r"-?[0-9]{1,11}")
 _FLAGS = {
     "CustomCodeEnabled": "custom_code",
     "Psd2Enabled": "psd2",
@@ -110,61 +111,6 @@ def twilio_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Res
 def twilio_date(ts: float) -> str:
     """ISO 8601 in UTC to the second, as Twilio's v2 APIs write dates."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class Form:
-    """Typed reads of a form-encoded body; a bad value is Twilio's 60200 naming the parameter."""
-
-    def __init__(self, data: FormMultiDict | MultiDict[Any]) -> None:
-        self._data = data
-
-    def text(self, name: str, *, required: bool = False, max_length: int = 1024) -> str | None:
-        value = self._data.get(name)
-        if value is None or (isinstance(value, str) and value == ""):
-            if required:
-                raise InvalidParameter(f"Missing required parameter {name} in the post body")
-            return None
-        if not isinstance(value, str) or len(value) > max_length:
-            raise InvalidParameter(f"Invalid parameter: {name}")
-        return value
-
-    def integer(self, name: str, low: int, high: int) -> int | None:
-        value = self.text(name, max_length=12)
-        if value is None:
-            return None
-        # ASCII digits only: str.isdigit() admits "²", which int() refuses.
-        if not _INTEGER.fullmatch(value) or not low <= int(value) <= high:
-            raise InvalidParameter(f"Invalid parameter: {name}")
-        return int(value)
-
-    def flag(self, name: str) -> bool | None:
-        value = self.text(name, max_length=5)
-        if value is None:
-            return None
-        if value.lower() not in ("true", "false"):
-            raise InvalidParameter(f"Invalid parameter: {name}")
-        return value.lower() == "true"
-
-    def json_object(self, name: str) -> dict[str, Any] | None:
-        value = self.text(name, max_length=8192)
-        if value is None:
-            return None
-        try:
-            parsed = json.loads(value)
-        except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's
-            raise InvalidParameter(f"Invalid parameter: {name}") from None
-        if not isinstance(parsed, dict):
-            raise InvalidParameter(f"Invalid parameter: {name}")
-        return parsed
-
-    def payment(self) -> tuple[str, str] | None:
-        amount = self.text("Amount", max_length=MAX_AMOUNT_LENGTH)
-        payee = self.text("Payee", max_length=MAX_PAYEE_LENGTH)
-        if amount is None and payee is None:
-            return None
-        if amount is None or payee is None:
-            raise InvalidParameter(f"Invalid parameter: {'Amount' if amount is None else 'Payee'}")
-        return amount, payee
 
 
 async def _form(request: Request[Any, Any, Any]) -> Form:
@@ -338,12 +284,14 @@ async def create_verification(
     client_ips: NamedDependency[ClientIps],
 ) -> dict[str, Any]:
     form = await _form(request)
-    to = form.text("To", required=True, max_length=254)
+    to = form.text("To", required=True, max_length=MAX_DESTINATION_LENGTH)
     channel_name = form.text("Channel", required=True, max_length=16)
     channel = _CHANNELS.get(channel_name or "")
     if to is None or channel is None:
         raise InvalidParameter("Invalid parameter: Channel")
-    device_ip = client_ips.of(request, form.text("DeviceIp", max_length=45), name="DeviceIp")
+    device_ip = client_ips.of(
+        request, form.text("DeviceIp", max_length=MAX_IP_LENGTH), name="DeviceIp"
+    )
     # Accepted for compatibility and not acted on: clave's limits are its own (RateLimits),
     # email templates are clave's (ChannelConfiguration), and tags are not stored (Tags).
     for name in ("RateLimits", "ChannelConfiguration", "Tags"):
@@ -351,11 +299,11 @@ async def create_verification(
     start = StartRequest(
         to=to,
         channel=channel,
-        locale=form.text("Locale", max_length=35),
+        locale=form.text("Locale", max_length=MAX_LOCALE_LENGTH),
         custom_code=form.text("CustomCode", max_length=MAX_CODE_LENGTH),
         payment=form.payment(),
         friendly_name=form.text("CustomFriendlyName", max_length=30),
-        app_hash=form.text("AppHash", max_length=11),
+        app_hash=form.text("AppHash", max_length=APP_HASH_LENGTH),
         client_ip=device_ip,
     )
     view, _created = await verify.start_verification(service, start)

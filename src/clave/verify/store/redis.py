@@ -16,7 +16,6 @@ import os
 import secrets
 import socket
 from collections.abc import Mapping
-from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
@@ -80,40 +79,6 @@ class RedisVerificationStore(RedisTenants):
     ) -> StartOutcome:
         """See VerificationStore.start; one round trip."""
         c = candidate
-        fields: list[Any] = [
-            "id",
-            c.id,
-            "service_id",
-            c.tenant_id,
-            "to",
-            c.to,
-            "channel",
-            c.channel.value,
-            "locale",
-            c.locale or "",
-            "code_length",
-            c.code_length,
-            "key_id",
-            c.code.key_id,
-            "seed",
-            c.code.seed,
-            "digest",
-            c.code.digest,
-            "status",
-            c.status.value,
-            "check_attempts",
-            c.check_attempts,
-            "max_checks",
-            c.max_checks,
-            "created_at",
-            repr(c.created_at),
-            "updated_at",
-            repr(c.updated_at),
-            "expires_at",
-            repr(c.expires_at),
-            "binding",
-            c.binding,
-        ]
         result = await self._run(
             "start",
             repr(now),
@@ -124,7 +89,7 @@ class RedisVerificationStore(RedisTenants):
             repr(self._retention),
             "1" if deliver else "0",
             json.dumps(dict(options)) if options else "",
-            *fields,
+            *codec.verification_fields(c),
         )
         if codec.text(result[0]) == "limited":
             existing = codec.text(result[3])

@@ -115,3 +115,15 @@ def verification(loaded: Sequence[Any]) -> Verification:
         sends=tuple(sorted(sends, key=lambda s: s.id)),
         binding=bytes(v.get("binding", b"")),
     )
+
+
+def verification_fields(c: Verification) -> list[Any]:
+    """A new verification's hash (`v:<id>`) as name/value pairs; `verification` reads it."""
+    return [
+        *("id", c.id, "service_id", c.tenant_id, "to", c.to, "channel", c.channel.value),
+        *("locale", c.locale or "", "code_length", c.code_length, "key_id", c.code.key_id),
+        *("seed", c.code.seed, "digest", c.code.digest, "status", c.status.value),
+        *("check_attempts", c.check_attempts, "max_checks", c.max_checks),
+        *("created_at", repr(c.created_at), "updated_at", repr(c.updated_at)),
+        *("expires_at", repr(c.expires_at), "binding", c.binding),
+    ]

@@ -107,6 +107,65 @@ def _count_sends(conn: sqlite3.Connection, tenant_id: str, to: str, since: float
     return int(row[0])
 
 
+def _insert(conn: sqlite3.Connection, c: Verification) -> None:
+    """A new verification row (its send attempts are rows of their own)."""
+    conn.execute(
+        f"INSERT INTO verifications ({_VERIFICATION_COLUMNS}) "  # noqa: S608
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            c.id,
+            c.tenant_id,
+            c.to,
+            c.channel.value,
+            c.locale,
+            c.code_length,
+            c.code.key_id,
+            c.code.seed,
+            c.code.digest,
+            c.status.value,
+            c.check_attempts,
+            c.max_checks,
+            c.created_at,
+            c.updated_at,
+            c.expires_at,
+            c.binding,
+        ),
+    )
+
+
+def _add_attempt(
+    conn: sqlite3.Connection,
+    target: Verification,
+    channel: Channel,
+    locale: str | None,
+    now: float,
+    *,
+    deliver: bool,
+    options: Mapping[str, str] | None,
+) -> None:
+    """A send attempt for `target`, and its outbox entry when it is to be delivered (in the
+    caller's transaction: a send is never accepted without its entry)."""
+    attempt_id = conn.execute(
+        "INSERT INTO send_attempts (verification_id, service_id, to_addr, channel, "
+        "locale, status, created_at, updated_at, options) VALUES (?,?,?,?,?,?,?,?,?)",
+        (
+            target.id,
+            target.tenant_id,
+            target.to,
+            channel.value,
+            locale,
+            (SendStatus.QUEUED if deliver else SendStatus.SKIPPED).value,
+            now,
+            now,
+            json.dumps(dict(options)) if options else None,
+        ),
+    ).lastrowid
+    if deliver:
+        conn.execute(
+            "INSERT INTO outbox (attempt_id, next_attempt_at) VALUES (?, ?)", (attempt_id, now)
+        )
+
+
 class SqliteVerificationStore(SqliteTenants, SqliteEventLog):
     """Verify's tables in one SQLite file (`verify.db` under CLAVE_DATA_DIR by default)."""
 
@@ -169,55 +228,14 @@ class SqliteVerificationStore(SqliteTenants, SqliteEventLog):
                 return StartOutcome(existing or candidate, False, count, oldest + window)
             if existing is None:
                 target = candidate
-                c = candidate
-                conn.execute(
-                    f"INSERT INTO verifications ({_VERIFICATION_COLUMNS}) "  # noqa: S608
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        c.id,
-                        c.tenant_id,
-                        c.to,
-                        c.channel.value,
-                        c.locale,
-                        c.code_length,
-                        c.code.key_id,
-                        c.code.seed,
-                        c.code.digest,
-                        c.status.value,
-                        c.check_attempts,
-                        c.max_checks,
-                        c.created_at,
-                        c.updated_at,
-                        c.expires_at,
-                        c.binding,
-                    ),
-                )
+                _insert(conn, candidate)
             else:
                 target = existing
                 conn.execute(
                     "UPDATE verifications SET channel = ?, updated_at = ? WHERE id = ?",
                     (channel.value, now, existing.id),
                 )
-            attempt_id = conn.execute(
-                "INSERT INTO send_attempts (verification_id, service_id, to_addr, channel, "
-                "locale, status, created_at, updated_at, options) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    target.id,
-                    target.tenant_id,
-                    target.to,
-                    channel.value,
-                    locale,
-                    "queued" if deliver else "skipped",
-                    now,
-                    now,
-                    json.dumps(dict(options)) if options else None,
-                ),
-            ).lastrowid
-            if deliver:
-                conn.execute(
-                    "INSERT INTO outbox (attempt_id, next_attempt_at) VALUES (?, ?)",
-                    (attempt_id, now),
-                )
+            _add_attempt(conn, target, channel, locale, now, deliver=deliver, options=options)
             current = self._get_sync(conn, target.tenant_id, target.id)
             assert current is not None
             return StartOutcome(current, existing is None, count + 1)
