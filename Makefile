@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench install install-test clean
+.PHONY: run test test-fast lint bench install install-test clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "clave needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -32,8 +32,16 @@ lint: install-test
 	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/mypy
 
+# Everything, with line coverage of src/clave across every process the tests start (floor in
+# [tool.coverage.report]); coverage's data files are kept in a temporary directory.
 test: install-test lint
-	$(BIN)/python -m pytest
+	data=$$(mktemp -d) && trap 'rm -rf "$$data"' EXIT && \
+	COVERAGE_FILE="$$data/coverage" $(BIN)/python -m pytest --cov
+
+# The fast path: the static checks, then every test that needs no server and no other process
+# (no Redis, PostgreSQL, haproxy, moto, Docker or `clave serve`).
+test-fast: install-test lint
+	$(BIN)/python -m pytest -m "not e2e and not deploy"
 
 bench: install-test
 	$(BIN)/python scripts/bench.py

@@ -3,10 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.support import FakeClock, SmtpServer, smtp_server
+
+# The fixtures below that find or start a real server; a test that uses one is `e2e`.
+SERVER_FIXTURES = frozenset({"postgres_url", "redis_url", "haproxy_bin", "moto_url"})
+_HERE = Path(__file__).parent
+_SERVERS_SELECTED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what needs more than this process: all of tests/deploy `deploy`; all of tests/e2e,
+    and every test using a server fixture, `e2e`. A parametrization that asks for a server by
+    name (`request.getfixturevalue`) carries the mark itself (`pytest.param(..., marks=...)`)."""
+    for item in items:
+        if _HERE / "deploy" in item.path.parents:
+            item.add_marker(pytest.mark.deploy)
+        uses = set(item.fixturenames) if isinstance(item, pytest.Function) else set()
+        if _HERE / "e2e" in item.path.parents or uses & SERVER_FIXTURES:
+            item.add_marker(pytest.mark.e2e)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Remember whether this run selected any test allowed a real server."""
+    session.config.stash[_SERVERS_SELECTED] = any(
+        item.get_closest_marker("e2e") or item.get_closest_marker("deploy")
+        for item in session.items
+    )
+
+
+def _servers_allowed(request: pytest.FixtureRequest) -> None:
+    """Fail, rather than start a server, in a run that selected no e2e test (the fast path):
+    the test that asked is missing its mark."""
+    if not request.config.stash.get(_SERVERS_SELECTED, True):
+        pytest.fail(
+            f"{request.fixturename} starts a real server, in a run of no e2e test: mark the "
+            "test (or its parametrization) e2e",
+            pytrace=False,
+        )
 
 
 @pytest.fixture
@@ -20,8 +58,9 @@ def smtp() -> Iterator[SmtpServer]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A PostgreSQL server that answers (found or started); the suite fails without one."""
+    _servers_allowed(request)
     from tests.services import postgres
 
     url, private = postgres()
@@ -31,16 +70,18 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def haproxy_bin() -> str:
+def haproxy_bin(request: pytest.FixtureRequest) -> str:
     """The haproxy binary (found or installed); the suite fails without one."""
+    _servers_allowed(request)
     from tests.services import haproxy
 
     return haproxy()
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A Redis server that answers (found or started); the suite fails without one."""
+    _servers_allowed(request)
     from tests.services import redis_server
 
     url, private = redis_server()
@@ -50,8 +91,9 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
+def moto_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A real moto_server on loopback standing in for AWS (SNS, SES)."""
+    _servers_allowed(request)
     import shutil
     import subprocess
     import sys

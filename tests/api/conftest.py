@@ -57,7 +57,7 @@ class Api:
         return code_in((await self.inbox(to, count))[0]["text"])
 
 
-def settings_for(tmp_path: Path, smtp: SmtpServer | None = None, **extra: str) -> Settings:
+def settings_for(tmp_path: Path, smtp: SmtpServer | None = None, /, **extra: str) -> Settings:
     env = {
         "CLAVE_DATA_DIR": str(tmp_path),
         "CLAVE_DEV_INBOX": "true",
@@ -98,7 +98,8 @@ async def open_api(
         waiting.cancel()
         task.result()  # start-up failed: raise its error
     try:
-        transport = httpx.ASGITransport(app=app)
+        # Litestar types its ASGI scopes and events more narrowly than httpx's generic app.
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://clave.test") as client:
             key = await domain.tenants.create_api_key("default")
             yield Api(client, domain, key)

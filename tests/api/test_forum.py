@@ -389,8 +389,7 @@ async def test_rotation_revokes_the_old_token_at_once(api: Client) -> None:
         ("POST", "/api/threads", {"title": "x", "createdBy": user["id"]}),
         ("POST", "/api/posts", {"thread": 1, "text": "x", "user": user["id"]}),
     ):
-        kw = {"json": body} if body is not None else {}
-        r = await api.request(method, path, headers=bearer(old), **kw)
+        r = await api.request(method, path, headers=bearer(old), json=body)
         assert r.status_code == 401, (path, r.text)
     assert (await api.get("/api/users/me", headers=bearer(new))).json()["id"] == user["id"]
     r = await api.post("/api/threads", json={"title": "x", "createdBy": 5}, headers=bearer(new))
@@ -447,8 +446,7 @@ async def test_a_malformed_authorization_is_401_on_every_domain(api: Client, hea
         ("POST", "/api/posts", {"thread": 1, "text": "x", "user": 1}),
         ("DELETE", "/api/posts/1", None),
     ):
-        kw = {"json": body} if body is not None else {}
-        r = await api.request(method, path, headers={"Authorization": header}, **kw)
+        r = await api.request(method, path, headers={b"Authorization": header}, json=body)
         assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized"), (path, r.text)
         assert r.headers["www-authenticate"] == 'Bearer realm="clave"'
 
@@ -464,8 +462,7 @@ async def test_the_tokens_user_acts_only_on_its_own(api: Client) -> None:
         ("DELETE", "/api/posts/1", None),
         ("DELETE", "/api/users/99", None),
     ):
-        kw = {"json": body} if body is not None else {}
-        r = await api.request(method, path, headers=auth, **kw)
+        r = await api.request(method, path, headers=auth, json=body)
         assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden"), path
     assert (await api.get("/api/threads/1")).json()["title"] == "What's up with the Lich?"
     assert (await api.get("/api/posts/1")).json()["text"] == (

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from clave.verify.store.base import VerificationStore
+from clave.verify.store.base import VerifyBackend
 from clave.verify.store.memory import MemoryVerificationStore
 from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore
 
-BACKENDS: dict[str, Callable[[Path], VerificationStore]] = {
+BACKENDS: dict[str, Callable[[Path], VerifyBackend]] = {
     "memory": lambda _: MemoryVerificationStore(),
     "sqlite": lambda tmp: SqliteVerificationStore(tmp / "verify.db"),
 }
@@ -28,12 +28,12 @@ async def drop_prefix(url: str, prefix: str) -> None:
     await client.aclose()
 
 
-@pytest.fixture(params=[*sorted(BACKENDS), "redis"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VerificationStore]:
+@pytest.fixture(params=[*sorted(BACKENDS), pytest.param("redis", marks=pytest.mark.e2e)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VerifyBackend]:
     prefix = f"t{secrets.token_hex(4)}:"
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
-        backend: VerificationStore = RedisVerificationStore(url, prefix=prefix)
+        backend: VerifyBackend = RedisVerificationStore(url, prefix=prefix)
     else:
         backend = BACKENDS[request.param](tmp_path)
     await backend.open()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from clave.verify.models import SendStatus, Service, Status
-from clave.verify.store.base import VerificationStore
+from clave.verify.models import SendStatus, Status, Tenant
+from clave.verify.store.base import VerifyBackend
 from clave.verify.store.memory import MemoryVerificationStore
 from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore
@@ -19,12 +19,12 @@ from tests.contract.conftest import drop_prefix
 from tests.contract.test_verification_store import NOW, candidate, service, start
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VerificationStore]:
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.e2e)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VerifyBackend]:
     prefix = f"t{secrets.token_hex(4)}:"
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
-        backend: VerificationStore = RedisVerificationStore(url, prefix=prefix, events=True)
+        backend: VerifyBackend = RedisVerificationStore(url, prefix=prefix, events=True)
     elif request.param == "sqlite":
         backend = SqliteVerificationStore(tmp_path / "verify.db", events=True)
     else:
@@ -37,18 +37,18 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 @pytest.fixture
-async def svc(store: VerificationStore) -> Service:
+async def svc(store: VerifyBackend) -> Tenant:
     s = service()
-    await store.put_service(s)
+    await store.put_tenant(s)
     return s
 
 
-async def claim(store: VerificationStore, now: float = NOW) -> list[tuple[str, str, int]]:
+async def claim(store: VerifyBackend, now: float = NOW) -> list[tuple[str, str, int]]:
     events = await store.claim_events(now, lease_until=now + 30, limit=50)
     return [(e.type, e.verification_id, e.tries) for e in events]
 
 
-async def test_each_final_status_raises_one_event(store: VerificationStore, svc: Service) -> None:
+async def test_each_final_status_raises_one_event(store: VerifyBackend, svc: Tenant) -> None:
     approved, canceled, locked = (candidate(svc, f"+1415555271{i}") for i in range(3))
     for c in (approved, canceled, locked):
         await start(store, c)
@@ -74,7 +74,7 @@ async def test_each_final_status_raises_one_event(store: VerificationStore, svc:
 
 
 async def test_a_rebinding_send_raises_the_old_verifications_canceled_event(
-    store: VerificationStore, svc: Service
+    store: VerifyBackend, svc: Tenant
 ) -> None:
     old, new = candidate(svc), candidate(svc)
     await start(store, replace(old, binding=b"A" * 32))
@@ -82,7 +82,7 @@ async def test_a_rebinding_send_raises_the_old_verifications_canceled_event(
     assert await claim(store, NOW + 1) == [("verification.canceled", old.id, 1)]
 
 
-async def test_failed_and_swept_expiry(store: VerificationStore, svc: Service) -> None:
+async def test_failed_and_swept_expiry(store: VerifyBackend, svc: Tenant) -> None:
     failing, stale = candidate(svc, "+14155552720"), candidate(svc, "+14155552721", ttl=60)
     await start(store, failing)
     await start(store, stale)
@@ -101,12 +101,12 @@ async def test_failed_and_swept_expiry(store: VerificationStore, svc: Service) -
     ]
 
 
-async def test_leases_retries_and_finishing(store: VerificationStore, svc: Service) -> None:
+async def test_leases_retries_and_finishing(store: VerifyBackend, svc: Tenant) -> None:
     c = candidate(svc)
     await start(store, c)
     await store.transition(c.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=NOW)
     [event] = await store.claim_events(NOW, lease_until=NOW + 30, limit=10)
-    assert (event.type, event.service_id, event.tries) == ("verification.approved", svc.id, 1)
+    assert (event.type, event.tenant_id, event.tries) == ("verification.approved", svc.id, 1)
     assert await store.claim_events(NOW + 10, lease_until=NOW + 40, limit=10) == []  # leased
     await store.retry_event(event, next_attempt_at=NOW + 100)
     assert await store.claim_events(NOW + 99, lease_until=NOW + 130, limit=10) == []
@@ -121,7 +121,7 @@ async def test_no_events_unless_asked(tmp_path: Path) -> None:
     await quiet.open()
     try:
         s = service()
-        await quiet.put_service(s)
+        await quiet.put_tenant(s)
         c = candidate(s)
         await start(quiet, c)
         await quiet.transition(c.id, from_status=Status.PENDING, to_status=Status.APPROVED, now=NOW)

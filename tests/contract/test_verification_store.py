@@ -18,6 +18,7 @@ from clave.verify.models import (
     Policy,
     SealedCode,
     SendStatus,
+    StartOutcome,
     Status,
     Tenant,
     Verification,
@@ -55,7 +56,9 @@ def candidate(svc: Tenant, to: str = TO, *, ttl: float = 600, max_checks: int = 
     )
 
 
-async def start(store: VerifyBackend, c: Verification, now: float = NOW, max_sends: int = 5):
+async def start(
+    store: VerifyBackend, c: Verification, now: float = NOW, max_sends: int = 5
+) -> StartOutcome:
     return await store.start(
         c, channel=Channel.SMS, locale="en", now=now, window=600, max_sends=max_sends
     )

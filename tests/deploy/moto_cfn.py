@@ -61,7 +61,7 @@ def _apply_with_outputs(self: models.ChangeSet) -> None:
     # A stack made by a change set is given no view of the other stacks' exports.
     stack.resource_map.cross_stack_resources = backend.exports
     _apply(self)
-    stack.output_map = models.OutputMap(stack.resource_map, self.template_dict, stack.stack_id)
+    stack.output_map = parsing.OutputMap(stack.resource_map, self.template_dict, stack.stack_id)
     for export in stack.exports:
         backend.exports[export.name] = export
 
@@ -138,10 +138,12 @@ def _create_change_set_even_if_empty(self: responses.CloudFormationResponse) -> 
     _check_rules(self)
     unchanged = False
 
-    def detect(*args: Any) -> None:
+    def detect(
+        incoming_params: list[dict[str, Any]] | None, stack_body: str, old_stack: models.Stack
+    ) -> None:
         nonlocal unchanged
         try:
-            _validate_different_update(self, *args)
+            _validate_different_update(self, incoming_params, stack_body, old_stack)
         except ValidationError:
             unchanged = True
 
@@ -151,6 +153,7 @@ def _create_change_set_even_if_empty(self: responses.CloudFormationResponse) -> 
         change_set = self.cloudformation_backend.describe_change_set(
             change_set_name=self._get_param("ChangeSetName")
         )
+        assert change_set is not None  # just created
         change_set.status = "FAILED"
         change_set.execution_status = "UNAVAILABLE"
         change_set.status_reason = NO_CHANGES
@@ -188,7 +191,7 @@ class Secret(CloudFormationModel):
         return attr == "Id"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -231,7 +234,7 @@ class CacheSubnetGroup(CloudFormationModel):
         return "AWS::ElastiCache::SubnetGroup"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -258,7 +261,10 @@ def _resolve(value: str, account_id: str, region_name: str) -> str:
 
     def secret(match: re.Match[str]) -> str:
         backend = secretsmanager_backends[account_id][region_name]
-        text = backend.get_secret_value(match["id"], None, None)["SecretString"]
+        # moto annotates the version id and stage as str; None (the current version) is what
+        # its own GetSecretValue passes when the request names neither.
+        found = backend.get_secret_value(match["id"], None, None)  # type: ignore[arg-type]
+        text: str = found["SecretString"]
         return json.loads(text)[match["key"]] if match["key"] else text
 
     return _DYNAMIC_SECRET.sub(secret, value)
@@ -285,7 +291,7 @@ class ReplicationGroup(CloudFormationModel):
         return attr in ("PrimaryEndPoint.Address", "PrimaryEndPoint.Port")
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -376,4 +382,4 @@ models.ChangeSet.apply = _apply_with_outputs  # type: ignore[method-assign]
 responses.CloudFormationResponse.create_change_set = _create_change_set_even_if_empty  # type: ignore[method-assign]
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])

@@ -5,9 +5,14 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from tests.deploy.conftest import Docker
 from tests.services import wait_until
+
+# The first test's setup may install and start a Docker engine and build the base image and
+# clave's (about 30 s when the base image is kept, several minutes on a new machine).
+pytestmark = pytest.mark.timeout(1800)
 
 
 def test_monolith_container_answers_as_a_non_root_user(run_container, docker: Docker) -> None:  # type: ignore[no-untyped-def]

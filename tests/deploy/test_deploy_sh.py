@@ -241,7 +241,7 @@ def test_listener_rules_are_the_routing_table(deployed: Deployer) -> None:
         wanted = props["Actions"][0]["ForwardConfig"]["TargetGroups"]
         assert [g["Weight"] for g in groups] == [g["Weight"] for g in wanted]
         assert groups[0]["TargetGroupArn"] == monolith_tg
-        service_tg = _stack_outputs(deployed, f"demo-{expected['Tenant']}")["TargetGroupArn"]
+        service_tg = _stack_outputs(deployed, f"demo-{expected['Service']}")["TargetGroupArn"]
         assert groups[1]["TargetGroupArn"] == service_tg
 
 

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -375,33 +375,39 @@ def test_one_tenant_cannot_starve_the_others(attacked: Attacked) -> None:
     assert attacked.send("+14155550310").status_code == 201  # every other service keeps sending
 
 
+def as_bytes(headers: Mapping[str, str | bytes]) -> list[tuple[bytes, bytes]]:
+    """Headers as they go on the wire, the bytes ones (not valid text) sent as they are."""
+    return [(k.encode(), v if isinstance(v, bytes) else v.encode()) for k, v in headers.items()]
+
+
 def test_malformed_headers_are_a_clear_4xx(attacked: Attacked) -> None:
     twilio = attacked.http.post(
         "/api/providers/twilio/status",
         data={"MessageSid": "SM1", "MessageStatus": "delivered"},
-        headers={"X-Twilio-Signature": "é¿ñ".encode()},
+        headers={b"X-Twilio-Signature": "é¿ñ".encode()},
     )
     assert (twilio.status_code, twilio.json()["error"]["code"]) == (403, "bad_signature")
     body = json.dumps({"message_id": "m1", "status": "delivered"}).encode()
     now = str(int(time.time()))
-    for headers in (
+    malformed: list[dict[str, str | bytes]] = [
         {"webhook-id": "msg_1", "webhook-timestamp": "²".encode(), "webhook-signature": "v1,x"},
         {"webhook-id": "msg_1", "webhook-timestamp": now, "webhook-signature": "v1,ü".encode()},
         {"webhook-id": "msg_ñ".encode(), "webhook-timestamp": now, "webhook-signature": "v1,x"},
-    ):
+    ]
+    for headers in malformed:
         r = attacked.http.post(
             "/api/providers/webhook/status",
             content=body,
-            headers={**headers, "Content-Type": "application/json"},
+            headers=as_bytes({**headers, "Content-Type": "application/json"}),
         )
         assert (r.status_code, r.json()["error"]["code"]) == (403, "bad_signature"), headers
     basic = b"Basic " + base64.b64encode("AC\u00e9:token".encode()) + "ñ".encode()
-    r = attacked.http.get("/v2/Services", headers={"Authorization": basic})
+    r = attacked.http.get("/v2/Services", headers={b"Authorization": basic})
     assert (r.status_code, r.json()["code"]) == (401, 20003)
-    r = attacked.http.get("/v2/Services", headers={"Authorization": "Basic ñ".encode("latin-1")})
+    r = attacked.http.get("/v2/Services", headers={b"Authorization": "Basic ñ".encode("latin-1")})
     assert (r.status_code, r.json()["code"]) == (401, 20003)
     r = attacked.http.get(
-        "/api/verifications/VE" + "0" * 32, headers={"Authorization": "Bearer ü".encode()}
+        "/api/verifications/VE" + "0" * 32, headers={b"Authorization": "Bearer ü".encode()}
     )
     assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized")
     # Malformed /v2 parameters: digits int() refuses, JSON nested deeper than Python goes.

@@ -14,7 +14,7 @@ One stack serves the module; each test connects from its own loopback address (h
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +83,10 @@ def test_nobody_but_the_user_points_its_phone_anywhere_or_sends_to_it(stack: Cla
     with client_from(stack, "127.0.0.2") as client:
         victim, victim_auth = sign_up(client, "victim", phone=victim_phone, email=victim_email)
         _, mallory = sign_up(client, "mallory")
-        strangers = [
+        strangers: list[tuple[Mapping[str, str] | Mapping[bytes, bytes], int, str]] = [
             ({}, 401, "unauthorized"),
             ({"Authorization": "Bearer clave_user_" + "A" * 43}, 401, "unauthorized"),
-            ({"Authorization": b"Bearer clave_user_\xff\xfe"}, 401, "unauthorized"),
+            ({b"Authorization": b"Bearer clave_user_\xff\xfe"}, 401, "unauthorized"),
             ({"Authorization": "Basic dmljdGltOnZpY3RpbQ=="}, 401, "unauthorized"),
             (mallory, 403, "forbidden"),
         ]

@@ -8,6 +8,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -53,7 +54,7 @@ class Silent:
 
 
 @pytest.fixture
-def redis_env(redis_url: str) -> dict[str, str]:
+def redis_env(redis_url: str) -> Iterator[dict[str, str]]:
     prefix = f"e2e{secrets.token_hex(4)}:"
     yield {"CLAVE_VERIFY_STORE": redis_url, "CLAVE_REDIS_PREFIX": prefix}
     client = redis.Redis.from_url(redis_url)

@@ -295,7 +295,7 @@ def test_kill_one_service_others_keep_answering_and_nothing_is_lost(clave_up: An
         r = client.get("/api/users/1")
         assert r.status_code == 503
         assert time.monotonic() - killed_at < 2
-        statuses = collections.Counter()
+        statuses: collections.Counter[int] = collections.Counter()
         while time.monotonic() - killed_at < 3:
             started = time.monotonic()
             statuses[client.get("/api/users/1").status_code] += 1
@@ -351,7 +351,7 @@ def test_gradual_migration_weighted_scaled_and_reloaded_without_drops(clave_up: 
 
     failures: list[str] = []
     done = threading.Event()
-    counted = collections.Counter()
+    counted: collections.Counter[tuple[int, int]] = collections.Counter()
 
     def hammer() -> None:
         # New connections and a keep-alive one, through every reload below.

@@ -15,10 +15,12 @@ from twilio.rest import Client
 
 from tests.e2e.conftest import ClaveProcess, inbox_code, twilio_credentials
 
+pytestmark = pytest.mark.e2e
+
 TO = "+14155552671"
 
 
-class ClaveHttpClient(TwilioHttpClient):
+class ClaveHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no types
     """The SDK's own HTTP client, sending what it would send to Twilio to clave instead."""
 
     def __init__(self, base_url: str) -> None:

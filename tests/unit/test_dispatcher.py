@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 from clave.verify.codes import CodeHasher
-from clave.verify.delivery.base import DeliveryError, OutgoingMessage, ProviderRouter
+from clave.verify.delivery.base import DeliveryError, OutgoingMessage, Provider, ProviderRouter
 from clave.verify.delivery.dispatcher import Dispatcher, OutboxPolicy
 from clave.verify.delivery.inbox import InboxProvider, MemoryInboxStore
-from clave.verify.models import Channel, Policy, SendStatus, Status
+from clave.verify.models import Channel, Policy, SendStatus, Status, Tenant
 from clave.verify.requests import StartRequest
 from clave.verify.service import VerifyService
 from clave.verify.store.memory import MemoryVerificationStore
@@ -32,7 +32,9 @@ class Refusing:
         pass
 
 
-async def setup(clock: FakeClock, providers: list, policy: OutboxPolicy):
+async def setup(
+    clock: FakeClock, providers: list[Provider], policy: OutboxPolicy
+) -> tuple[MemoryVerificationStore, VerifyService, Dispatcher, Tenant]:
     store = MemoryVerificationStore()
     router = ProviderRouter({c: providers for c in Channel})
     hasher = CodeHasher({"k": b"k" * 32}, active_key_id="k")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
 import pytest
@@ -51,7 +52,7 @@ class World:
 
 
 async def make_world(
-    clock: FakeClock, policy: Policy | None = None, channels=tuple(Channel)
+    clock: FakeClock, policy: Policy | None = None, channels: Iterable[Channel] = tuple(Channel)
 ) -> World:
     store = MemoryVerificationStore()
     inbox = MemoryInboxStore()
@@ -359,7 +360,12 @@ async def test_an_id_of_the_wrong_shape_never_reaches_the_store(world: World) ->
     for name in ("get", "count_check", "transition"):
         real = getattr(world.store, name)
 
-        async def spy(*args: object, _real=real, _name=name, **kwargs: object) -> object:
+        async def spy(
+            *args: object,
+            _real: Callable[..., Awaitable[object]] = real,
+            _name: str = name,
+            **kwargs: object,
+        ) -> object:
             calls.append(_name)
             return await _real(*args, **kwargs)
 
@@ -445,8 +451,12 @@ async def test_right_codes_never_spend_the_guess_budget(clock: FakeClock) -> Non
                 world.service, StartRequest(to=PHONE, channel=Channel.SMS)
             )
             code = await world.code_for(PHONE)
-            target = {"verification_id": view.verification.id} if by_id else {"to": PHONE}
-            result = await verify.check_code(world.service, code=code, **target)
+            result = await verify.check_code(
+                world.service,
+                code=code,
+                verification_id=view.verification.id if by_id else None,
+                to=None if by_id else PHONE,
+            )
             assert result.status is Status.APPROVED
             clock.advance(130)  # out of the send window's way
     view, _ = await verify.start_verification(
