@@ -1,17 +1,20 @@
-"""Stores written by an earlier clave open under this one with nothing lost: tenants whose
-policy was stored field by field read back with the same policy in its one encoding."""
+"""Stores written by an earlier clave open under this one with nothing lost, and the two run
+side by side (a rolling deploy, a rollback): tenants whose policy was stored field by field read
+back with the same policy; this clave still writes those fields, and a change an earlier clave
+makes to them afterwards wins (store/encoding.py)."""
 
 from __future__ import annotations
 
 import secrets
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from clave.platform.sqlite import migrate
-from clave.verify.models import Channel, Policy
+from clave.verify.models import Channel, Policy, Tenant
 from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore
 from clave.verify.store.sqlite_schema import MIGRATIONS
@@ -75,17 +78,38 @@ async def test_sqlite_moves_policy_columns_into_one_encoding(tmp_path: Path) -> 
     finally:
         await store.close()
     columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(services)")}
-    assert columns == {"id", "name", "created_at", "accounts", "policy"}
+    assert columns == {"id", "name", "created_at", "accounts", "policy", *LEGACY}
+
+
+async def test_sqlite_keeps_an_earlier_clave_reading_and_writing(tmp_path: Path) -> None:
+    store = SqliteVerificationStore(tmp_path / "verify.db")
+    await store.open()
+    try:
+        await store.put_tenant(Tenant("VAnew", "acme", POLICY, 1.5))
+        # What an earlier clave reads (a rollback): the old columns hold the policy.
+        old = sqlite3.connect(tmp_path / "verify.db")
+        row = old.execute(f"SELECT {', '.join(LEGACY)} FROM services").fetchone()
+        assert dict(zip(LEGACY, map(str, row), strict=True)) == LEGACY
+        # An earlier clave changes the policy its way: this one reads the change.
+        old.execute("UPDATE services SET code_length = 9, flags = '' WHERE id = 'VAnew'")
+        old.commit()
+        old.close()
+        found = await store.get_tenant("VAnew")
+        assert found is not None
+        assert found.policy == replace(POLICY, code_length=9, flags=frozenset())
+    finally:
+        await store.close()
 
 
 @pytest.mark.e2e
-async def test_redis_adopts_tenants_stored_field_by_field(redis_url: str) -> None:
+async def test_redis_reads_tenants_stored_field_by_field(redis_url: str) -> None:
     prefix = f"t{secrets.token_hex(4)}:"
     client = aioredis.Redis.from_url(redis_url)
     await client.hset(
         prefix + "svc:VAold", mapping={"name": "acme", "created_at": "1.5", "accounts": "ACx"}
     )
-    await client.hset(prefix + "svc:VAold", mapping=LEGACY)
+    # A fresh dict typed as redis-py's mapping (a dict[str, str] is not one: keys are invariant).
+    await client.hset(prefix + "svc:VAold", mapping={k: v for k, v in LEGACY.items()})
     await client.hset(prefix + "svc-names", "acme", "VAold")
     await client.aclose()
     store = RedisVerificationStore(redis_url, prefix=prefix)
@@ -97,5 +121,25 @@ async def test_redis_adopts_tenants_stored_field_by_field(redis_url: str) -> Non
         assert (found.name, found.created_at, found.accounts) == ("acme", 1.5, frozenset({"ACx"}))
         assert await store.get_tenant_by_name("acme") == found
     finally:
+        await store.close()
+        await drop_prefix(redis_url, prefix)
+
+
+@pytest.mark.e2e
+async def test_redis_keeps_an_earlier_clave_reading_and_writing(redis_url: str) -> None:
+    prefix = f"t{secrets.token_hex(4)}:"
+    store = RedisVerificationStore(redis_url, prefix=prefix)
+    await store.open()
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await store.put_tenant(Tenant("VAnew", "acme", POLICY, 1.5))
+        stored = await client.hgetall(prefix + "svc:VAnew")
+        assert {k: stored[k] for k in LEGACY} == LEGACY  # what an earlier clave reads
+        await client.hset(prefix + "svc:VAnew", mapping={"code_length": "9", "flags": ""})
+        found = await store.get_tenant("VAnew")
+        assert found is not None
+        assert found.policy == replace(POLICY, code_length=9, flags=frozenset())
+    finally:
+        await client.aclose()
         await store.close()
         await drop_prefix(redis_url, prefix)

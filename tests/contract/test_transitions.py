@@ -9,6 +9,8 @@ in one place and not the others fails here.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import replace
 
 import pytest
@@ -295,3 +297,35 @@ async def test_delivery_reports(
     assert await status_of(store, svc, made.id) == (Status.FAILED if fails else before)
     assert await drain(store) == ([("verification.failed", made.id)] if fails else [])
     assert await store.report_delivery("test", "unknown", reported, error=None, now=AT) is None
+
+
+async def test_a_send_exactly_one_window_ago_is_outside_it(
+    store: VerifyBackend, svc: Tenant
+) -> None:
+    made = candidate(svc)
+    await start(store, made, now=NOW, max_sends=1)
+    # The window holds sends after now - window: the first one no longer counts.
+    again = await start(store, candidate(svc), now=NOW + 600, max_sends=1)
+    assert again.limited_until is None
+    assert again.sends_in_window == 1
+
+
+async def test_a_stale_verification_is_closed_by_its_next_use_on_the_wall_clock(
+    store: VerifyBackend, svc: Tenant
+) -> None:
+    """On a real clock too (where Redis expires keys by itself), a check after the expiry
+    finds the verification, closes it as expired and raises its event (decide_check)."""
+    now = time.time()
+    made = replace(candidate(svc, ttl=1), created_at=now, updated_at=now, expires_at=now + 1)
+    await start(store, made, now=now)
+    await drain(store)
+    await asyncio.sleep(1.2)
+    later = time.time()
+    assert decide_check(made, later) == (CheckGate.NOT_FOUND, Status.EXPIRED)
+
+    outcome = await store.count_check(svc.id, now=later, window=600, to=TO)
+
+    assert outcome.gate is CheckGate.NOT_FOUND
+    assert await status_of(store, svc, made.id) is Status.EXPIRED
+    events = await store.claim_events(later + 1, lease_until=later + 60, limit=10)
+    assert [(e.type, e.verification_id) for e in events] == [("verification.expired", made.id)]

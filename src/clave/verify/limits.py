@@ -14,7 +14,7 @@ from clave.verify.store.counters import CounterStore, Hit, Limit
 @dataclass(frozen=True, slots=True)
 class Limits:
     """The limits in force (a count of 0 turns one off). Every one but the spend cap may be
-    set per tenant (models.SERVICE_LIMITS names them the same)."""
+    set per tenant (models.TENANT_LIMITS names them the same)."""
 
     sends_per_ip: Limit
     sends_per_service: Limit

@@ -51,7 +51,7 @@ class SendStatus(StrEnum):
 
 ALL_CHANNELS = frozenset(Channel)
 # Limits a tenant may set for itself (the daily spend cap stays deployment-wide).
-SERVICE_LIMITS = (
+TENANT_LIMITS = (
     "sends_per_ip",
     "sends_per_service",
     "sends_per_day",
@@ -121,8 +121,8 @@ class Policy:
             found.append("channels must name at least one channel")
         for name, value in self.limits:
             count, sep, seconds = value.partition("/")
-            if name not in SERVICE_LIMITS:
-                found.append(f"limit {name!r} is not one of {', '.join(SERVICE_LIMITS)}")
+            if name not in TENANT_LIMITS:
+                found.append(f"limit {name!r} is not one of {', '.join(TENANT_LIMITS)}")
             elif not (
                 sep
                 and count.isdigit()

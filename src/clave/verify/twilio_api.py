@@ -46,6 +46,8 @@ from clave.verify.tenants import Tenants
 from clave.verify.twilio_form import Form
 
 Sid = Annotated[str, PathParameter(max_length=64)]
+# Twilio's own limit on FriendlyName and CustomFriendlyName (clave's rule allows 64).
+TWILIO_NAME_LENGTH = 30
 # A verification sid, or the To value Twilio also accepts in its place.
 Ref = Annotated[str, PathParameter(max_length=MAX_DESTINATION_LENGTH)]
 
@@ -182,7 +184,7 @@ def _verification_json(view: VerificationView, account: Tenant, base: str) -> di
 
 
 def _policy(form: Form, base: Policy) -> Policy:
-    friendly = form.text("FriendlyName", max_length=30)
+    friendly = form.text("FriendlyName", max_length=TWILIO_NAME_LENGTH)
     length = form.integer("CodeLength", MIN_CODE_LENGTH, MAX_CODE_LENGTH)
     flags = set(base.flags)
     for param, flag in _FLAGS.items():
@@ -202,14 +204,14 @@ def _policy(form: Form, base: Policy) -> Policy:
 
 
 @post("/Services", status_code=201, summary="Create a service (a clave tenant)")
-async def create_tenant(
+async def create_service(
     request: Request[Any, Any, Any],
     tenants: NamedDependency[Tenants],
     account: NamedDependency[Tenant],
     default_policy: NamedDependency[Policy],
 ) -> dict[str, Any]:
     form = await _form(request)
-    form.text("FriendlyName", required=True, max_length=30)
+    form.text("FriendlyName", required=True, max_length=TWILIO_NAME_LENGTH)
     sid = "VA" + secrets.token_hex(16)
     service = await tenants.create_tenant(
         sid.lower(), _policy(form, default_policy), tenant_id=sid, account=account
@@ -218,7 +220,7 @@ async def create_tenant(
 
 
 @get("/Services", summary="List services, a page at a time")
-async def list_tenants(
+async def list_services(
     request: Request[Any, Any, Any],
     tenants: NamedDependency[Tenants],
     account: NamedDependency[Tenant],
@@ -269,7 +271,7 @@ async def update_service(
 
 
 @delete("/Services/{sid:str}", status_code=204, summary="Delete a service")
-async def delete_tenant(
+async def delete_service(
     service: NamedDependency[Tenant], tenants: NamedDependency[Tenants]
 ) -> None:
     await tenants.delete_tenant(service)
@@ -302,7 +304,7 @@ async def create_verification(
         locale=form.text("Locale", max_length=MAX_LOCALE_LENGTH),
         custom_code=form.text("CustomCode", max_length=MAX_CODE_LENGTH),
         payment=form.payment(),
-        friendly_name=form.text("CustomFriendlyName", max_length=30),
+        friendly_name=form.text("CustomFriendlyName", max_length=TWILIO_NAME_LENGTH),
         app_hash=form.text("AppHash", max_length=APP_HASH_LENGTH),
         client_ip=device_ip,
     )
@@ -369,7 +371,10 @@ async def check_verification(
 ) -> dict[str, Any]:
     form = await _form(request)
     code = form.text("Code", required=True, max_length=MAX_CODE_LENGTH)
-    to, vid = form.text("To", max_length=254), form.text("VerificationSid", max_length=34)
+    to, vid = (
+        form.text("To", max_length=MAX_DESTINATION_LENGTH),
+        form.text("VerificationSid", max_length=34),
+    )
     if (to is None) == (vid is None) or code is None:
         raise InvalidParameter("Invalid parameter: give exactly one of To and VerificationSid")
     if not is_code(code):
@@ -423,11 +428,11 @@ def twilio_router(
     return Router(
         path="/v2",
         route_handlers=[
-            create_tenant,
-            list_tenants,
+            create_service,
+            list_services,
             fetch_service,
             update_service,
-            delete_tenant,
+            delete_service,
             create_verification,
             fetch_verification,
             update_verification,

@@ -1,7 +1,7 @@
 """The ports of verify's storage, one per consumer; every method is atomic.
 
 Each component is given only the port it uses (kratos' per-consumer dependencies):
-`TenantService` a `TenantStore`, `VerifyService` a `VerificationStore`, the `Dispatcher` an
+`Tenants` a `TenantStore`, `VerifyService` a `VerificationStore`, the `Dispatcher` an
 `Outbox`, the `EventNotifier` an `EventLog`. One backend class (memory, SQLite, Redis)
 implements them all, as `VerifyBackend`, so the outbox entry and the event of a change are
 written in the same transaction as the change.

@@ -26,6 +26,7 @@ from clave.verify.models import (
     decide_check,
     decide_start,
     event_type,
+    is_stale,
     payment_of,
     reportable,
 )
@@ -162,16 +163,12 @@ class MemoryVerificationStore:
         return True
 
     async def expire_due(self, now: float, *, limit: int) -> int:
-        """See VerificationStore.expire_due."""
-        due = [
-            v
-            for v in self._verifications.values()
-            if v.status is Status.PENDING and v.expires_at <= now
-        ][:limit]
+        """See EventLog.expire_due."""
+        due = [v for v in self._verifications.values() if is_stale(v, now)][:limit]
         return sum(self._close(v, Status.EXPIRED, now) for v in due)
 
     async def claim_events(self, now: float, *, lease_until: float, limit: int) -> list[Event]:
-        """See VerificationStore.claim_events."""
+        """See EventLog.claim_events."""
         claimed: list[Event] = []
         for entry in sorted(self._events.values(), key=lambda e: e[1]):
             if len(claimed) >= limit:
@@ -184,11 +181,11 @@ class MemoryVerificationStore:
         return claimed
 
     async def finish_event(self, event: Event) -> None:
-        """See VerificationStore.finish_event."""
+        """See EventLog.finish_event."""
         self._events.pop(int(event.id), None)
 
     async def retry_event(self, event: Event, *, next_attempt_at: float) -> None:
-        """See VerificationStore.retry_event."""
+        """See EventLog.retry_event."""
         entry = self._events.get(int(event.id))
         if entry is not None:
             entry[1], entry[2] = next_attempt_at, 0.0

@@ -227,11 +227,11 @@ class RedisVerificationStore(RedisTenants):
         )
 
     async def expire_due(self, now: float, *, limit: int) -> int:
-        """See VerificationStore.expire_due; one round trip."""
+        """See EventLog.expire_due; one round trip."""
         return int(await self._run("expire_due", repr(now), limit))
 
     async def claim_events(self, now: float, *, lease_until: float, limit: int) -> list[Event]:
-        """See VerificationStore.claim_events; one round trip."""
+        """See EventLog.claim_events; one round trip."""
         rows = await self._run("claim_events", self._consumer, repr(now), repr(lease_until), limit)
         return [
             Event(codec.text(i), codec.text(t), codec.text(v), codec.text(s), float(a), int(n))
@@ -239,11 +239,11 @@ class RedisVerificationStore(RedisTenants):
         ]
 
     async def finish_event(self, event: Event) -> None:
-        """See VerificationStore.finish_event."""
+        """See EventLog.finish_event."""
         await self._run("finish_event", str(event.id))
 
     async def retry_event(self, event: Event, *, next_attempt_at: float) -> None:
-        """See VerificationStore.retry_event: the lease runs until the next try."""
+        """See EventLog.retry_event: the lease runs until the next try."""
         try:
             await self._r().zadd(self._prefix + "events:leases", {str(event.id): next_attempt_at})
         except (RedisError, OSError) as exc:

@@ -9,7 +9,6 @@ from typing import Any
 from clave.verify.models import (
     ApiKey,
     Channel,
-    Policy,
     SealedCode,
     SendAttempt,
     SendStatus,
@@ -18,7 +17,7 @@ from clave.verify.models import (
     Verification,
     payment_of,
 )
-from clave.verify.store.encoding import decode_policy
+from clave.verify.store.encoding import current_policy
 
 
 def text(value: Any) -> str:
@@ -34,26 +33,9 @@ def tenant(fields: dict[str, Any]) -> Tenant:
     return Tenant(
         text(fields["id"]),
         text(fields["name"]),
-        decode_policy(fields["policy"]),
+        current_policy(fields.get("policy"), fields),
         float(fields["created_at"]),
         accounts=frozenset(a for a in text(fields.get("accounts", b"")).split(",") if a),
-    )
-
-
-def legacy_policy(fields: dict[str, Any]) -> Policy:
-    """A policy as tenant hashes held it before Policy had one encoding (for adoption only)."""
-    limits = (item.partition("=") for item in text(fields.get("limits", b"")).split(","))
-    return Policy(
-        friendly_name=text(fields["friendly_name"]),
-        code_length=int(fields["code_length"]),
-        code_ttl=int(fields["code_ttl"]),
-        max_checks=int(fields["max_checks"]),
-        max_sends=int(fields["max_sends"]),
-        send_window=int(fields["send_window"]),
-        channels=frozenset(Channel(c) for c in text(fields["channels"]).split(",") if c),
-        countries=frozenset(c for c in text(fields.get("countries", b"")).split(",") if c),
-        flags=frozenset(f for f in text(fields.get("flags", b"")).split(",") if f),
-        limits=tuple(sorted((k, v) for k, sep, v in limits if sep)),
     )
 
 

@@ -46,7 +46,10 @@ _SCRIPTS = {
 def script(name: str) -> str:
     """The Lua source of one operation, from the package's `lua/` files."""
     folder = resources.files("clave.verify.store") / "lua"
-    return "\n".join((folder / f"{part}.lua").read_text() for part in _SCRIPTS[name])
+    try:
+        return "\n".join((folder / f"{part}.lua").read_text() for part in _SCRIPTS[name])
+    except FileNotFoundError as exc:  # a packaging mistake: say so rather than fail later
+        raise StoreError(f"clave's Lua script {exc.filename} is not installed") from exc
 
 
 class RedisConnection:
@@ -67,19 +70,27 @@ class RedisConnection:
         """Connect, register the scripts, and prepare the keys (`_prepare`)."""
         if self._redis is not None:
             return
-        self._redis = aioredis.Redis.from_url(
+        client = aioredis.Redis.from_url(
             self._url,
             decode_responses=False,
             socket_timeout=5,
             socket_connect_timeout=5,
             health_check_interval=30,
         )
-        for name in _SCRIPTS:
-            self._scripts[name] = self._redis.register_script(script(name))
+        self._redis = client
         try:
-            await self._prepare(self._redis)
-        except (RedisError, OSError) as exc:
-            raise StoreError(f"cannot reach Redis at {redacted(self._url)}: {exc}") from exc
+            for name in _SCRIPTS:
+                self._scripts[name] = client.register_script(script(name))
+            await self._prepare(client)
+        except BaseException as exc:
+            # Half open is never left behind: the next open() starts again.
+            self._redis, self._scripts = None, {}
+            await client.aclose()
+            if isinstance(exc, ResponseError):
+                raise StoreError(f"Redis: {exc}") from exc
+            if isinstance(exc, RedisError | OSError):
+                raise StoreError(f"cannot reach Redis at {redacted(self._url)}: {exc}") from exc
+            raise
 
     async def _prepare(self, redis: aioredis.Redis) -> None:
         """What a store needs in place before its first operation (nothing here)."""

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 from clave.platform.errors import StoreError
 from clave.verify.models import ApiKey, Tenant, new_id
 from clave.verify.store import redis_codec as codec
-from clave.verify.store.encoding import encode_policy
+from clave.verify.store.encoding import encode_policy, legacy_fields
 from clave.verify.store.redis_connection import RedisConnection
 
 
@@ -18,10 +18,9 @@ class RedisTenants(RedisConnection):
     """TenantStore: `svc:<id>` hashes, `svc-names`, `apikey:<id>` and `key:<hash>`."""
 
     async def _prepare(self, redis: aioredis.Redis) -> None:
-        """Adopt records written before key life cycles and the one policy encoding."""
+        """Adopt keys stored before key life cycles."""
         await super()._prepare(redis)
         await self._adopt_legacy_keys()
-        await self._adopt_legacy_tenants()
 
     async def put_tenant(self, tenant: Tenant) -> None:
         """Insert or update by id; names are unique."""
@@ -35,31 +34,8 @@ class RedisTenants(RedisConnection):
             repr(tenant.created_at),
             "accounts",
             ",".join(sorted(tenant.accounts)),
+            *(item for pair in legacy_fields(tenant.policy).items() for item in pair),
         )
-
-    async def _adopt_legacy_tenants(self) -> None:
-        """Re-encode tenants stored before Policy had one encoding: once per store, and
-        idempotent (workers starting together rewrite the same record)."""
-        r = self._r()
-        done = self._prefix + "services-adopted"
-        if await r.exists(done):
-            return
-        for name, sid in (await r.hgetall(self._prefix + "svc-names")).items():
-            fields = await r.hgetall(self._prefix + "svc:" + codec.text(sid))
-            found = {codec.text(k): v for k, v in fields.items()}
-            if found and "policy" not in found:
-                policy = codec.legacy_policy(found)
-                accounts = codec.text(found.get("accounts", b"")).split(",")
-                await self.put_tenant(
-                    Tenant(
-                        codec.text(sid),
-                        codec.text(name),
-                        policy,
-                        float(found["created_at"]),
-                        frozenset(a for a in accounts if a),
-                    )
-                )
-        await r.set(done, "1")
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         """A tenant by id."""

@@ -37,8 +37,9 @@ class SqliteEventLog:
     _events: bool
 
     async def expire_due(self, now: float, *, limit: int) -> int:
-        """See VerificationStore.expire_due."""
+        """See EventLog.expire_due."""
 
+        # models.is_stale, as a query: pending, and expires_at <= now.
         def due(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
                 "SELECT 1 FROM verifications WHERE status = 'pending' AND expires_at <= ? LIMIT 1",
@@ -65,7 +66,7 @@ class SqliteEventLog:
         return await self._db.write(run)
 
     async def claim_events(self, now: float, *, lease_until: float, limit: int) -> list[Event]:
-        """See VerificationStore.claim_events."""
+        """See EventLog.claim_events."""
 
         def due(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
@@ -94,13 +95,13 @@ class SqliteEventLog:
         return await self._db.write(run)
 
     async def finish_event(self, event: Event) -> None:
-        """See VerificationStore.finish_event."""
+        """See EventLog.finish_event."""
         await self._db.write(
             lambda conn: conn.execute("DELETE FROM events WHERE id = ?", (event.id,))
         )
 
     async def retry_event(self, event: Event, *, next_attempt_at: float) -> None:
-        """See VerificationStore.retry_event."""
+        """See EventLog.retry_event."""
         await self._db.write(
             lambda conn: conn.execute(
                 "UPDATE events SET next_attempt_at = ?, lease_until = 0 WHERE id = ?",

@@ -3,58 +3,22 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 from clave.platform.sqlite import Migration
-from clave.verify.models import Channel, Policy
-from clave.verify.store.encoding import encode_policy
-
-# The policy columns before Policy had one encoding (store/encoding.py).
-_LEGACY_POLICY_COLUMNS = (
-    "friendly_name",
-    "code_length",
-    "code_ttl",
-    "max_checks",
-    "max_sends",
-    "send_window",
-    "channels",
-    "countries",
-    "limits",
-    "flags",
-)
-
-
-def _legacy_policy(row: Any) -> Policy:
-    """A policy as the columns `_LEGACY_POLICY_COLUMNS` held it (only for the migration)."""
-    pairs = (item.split("=", 1) for item in row[8].split(",") if "=" in item)
-    return Policy(
-        friendly_name=row[0],
-        code_length=row[1],
-        code_ttl=row[2],
-        max_checks=row[3],
-        max_sends=row[4],
-        send_window=row[5],
-        channels=frozenset(Channel(c) for c in row[6].split(",") if c),
-        countries=frozenset(c for c in row[7].split(",") if c),
-        limits=tuple(sorted((k, v) for k, v in pairs)),
-        flags=frozenset(f for f in row[9].split(",") if f),
-    )
+from clave.verify.store.encoding import LEGACY_FIELDS, encode_policy, legacy_policy
 
 
 def _policy_column(conn: sqlite3.Connection) -> None:
-    """Move each tenant's policy from its columns into one `policy` column (encoded once)."""
-    if sqlite3.sqlite_version_info < (3, 35, 0):
-        raise sqlite3.NotSupportedError(
-            f"clave needs SQLite >= 3.35 (DROP COLUMN); this Python has {sqlite3.sqlite_version}"
-        )
+    """Give each tenant its policy in one encoded `policy` column. The old columns stay (and
+    are still written) for one release: see store/encoding.py."""
     conn.execute("ALTER TABLE services ADD COLUMN policy TEXT NOT NULL DEFAULT '{}'")
-    columns = ", ".join(_LEGACY_POLICY_COLUMNS)
+    columns = ", ".join(LEGACY_FIELDS)
     rows = conn.execute(f"SELECT id, {columns} FROM services").fetchall()  # noqa: S608
     for row in rows:
-        policy = encode_policy(_legacy_policy(row[1:])).decode()
-        conn.execute("UPDATE services SET policy = ? WHERE id = ?", (policy, row[0]))
-    for column in _LEGACY_POLICY_COLUMNS:
-        conn.execute(f"ALTER TABLE services DROP COLUMN {column}")
+        policy = legacy_policy(dict(zip(LEGACY_FIELDS, row[1:], strict=True)))
+        conn.execute(
+            "UPDATE services SET policy = ? WHERE id = ?", (encode_policy(policy).decode(), row[0])
+        )
 
 
 MIGRATIONS: tuple[Migration, ...] = (

@@ -8,9 +8,14 @@ from typing import Any
 from clave.platform.sqlite import SqliteDatabase
 from clave.verify.errors import TenantNameTaken
 from clave.verify.models import ApiKey, Tenant
-from clave.verify.store.encoding import decode_policy, encode_policy
+from clave.verify.store.encoding import (
+    LEGACY_FIELDS,
+    current_policy,
+    encode_policy,
+    legacy_fields,
+)
 
-_TENANT_COLUMNS = "id, name, policy, created_at, accounts"
+_TENANT_COLUMNS = "id, name, policy, created_at, accounts, " + ", ".join(LEGACY_FIELDS)
 _KEY_COLUMNS = "id, service_id, key_hash, created_at, name, expires_at, revoked_at, last_used_at"
 
 
@@ -18,7 +23,7 @@ def _tenant(row: Any) -> Tenant:
     return Tenant(
         id=row[0],
         name=row[1],
-        policy=decode_policy(row[2]),
+        policy=current_policy(row[2], dict(zip(LEGACY_FIELDS, row[5:], strict=True))),
         created_at=row[3],
         accounts=frozenset(a for a in row[4].split(",") if a),
     )
@@ -46,16 +51,20 @@ class SqliteTenants:
         """Insert or update by id."""
 
         def run(conn: sqlite3.Connection) -> None:
+            legacy = legacy_fields(tenant.policy)
+            marks = ",".join("?" * (5 + len(LEGACY_FIELDS)))
+            updates = ", ".join(f"{c} = excluded.{c}" for c in ("policy", *LEGACY_FIELDS))
             conn.execute(
-                f"INSERT INTO services ({_TENANT_COLUMNS}) VALUES (?,?,?,?,?) "  # noqa: S608
+                f"INSERT INTO services ({_TENANT_COLUMNS}) VALUES ({marks}) "  # noqa: S608
                 "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
-                "policy = excluded.policy, accounts = excluded.accounts",
+                f"accounts = excluded.accounts, {updates}",
                 (
                     tenant.id,
                     tenant.name,
                     encode_policy(tenant.policy).decode(),
                     tenant.created_at,
                     ",".join(sorted(tenant.accounts)),
+                    *(legacy[c] for c in LEGACY_FIELDS),
                 ),
             )
 

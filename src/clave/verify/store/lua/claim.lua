@@ -23,8 +23,8 @@ for _, e in ipairs(entries) do
     redis.call('ZADD', leases, lease_until, id)
     local tries = redis.call('HINCRBY', ak, 'tries', 1)
     local a = redis.call('HMGET', ak, 'channel', 'to', 'locale', 'options')
-    local policy = redis.call('HGET', P .. 'svc:' .. field(vid, 'service_id'), 'policy')
-    local name = policy and cjson.decode(policy).friendly_name or ''
+    -- The name as every clave of the move writes it (store/encoding.py: legacy_fields).
+    local name = redis.call('HGET', P .. 'svc:' .. field(vid, 'service_id'), 'friendly_name') or ''
     table.insert(out, {id, aid, tries, a[1], a[2], a[3], name, load(vid), a[4] or ''})
   end
 end

@@ -1,4 +1,4 @@
--- TenantStore.delete_service.
+-- TenantStore.delete_tenant.
 -- ARGV: prefix, tenant id. API keys point at their tenant; a key whose tenant is gone stops
 -- resolving (key_for_hash finds no tenant), so only the tenant and its name go here.
 local P, id = ARGV[1], ARGV[2]

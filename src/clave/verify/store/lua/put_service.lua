@@ -1,4 +1,4 @@
--- TenantStore.put_service: names are unique.
+-- TenantStore.put_tenant: names are unique.
 -- ARGV: prefix, id, name, then field/value pairs
 local P, id, name = ARGV[1], ARGV[2], ARGV[3]
 local owner = redis.call('HGET', P .. 'svc-names', name)
@@ -7,8 +7,6 @@ local old = redis.call('HGET', P .. 'svc:' .. id, 'name')
 if old and old ~= name then redis.call('HDEL', P .. 'svc-names', old) end
 local fields = {}
 for i = 4, #ARGV do table.insert(fields, ARGV[i]) end
--- Every field is given each time: what an older version stored does not linger.
-redis.call('DEL', P .. 'svc:' .. id)
 redis.call('HSET', P .. 'svc:' .. id, 'name', name, unpack(fields))
 redis.call('HSET', P .. 'svc-names', name, id)
 return 1

@@ -18,7 +18,8 @@ if vid then
   end
 end
 local zk = P .. 'sends:' .. c.service_id .. ':' .. c.to
-redis.call('ZREMRANGEBYSCORE', zk, '-inf', '(' .. tostring(now - window))
+-- In the window: sent after now - window (as count_check and the other backends count).
+redis.call('ZREMRANGEBYSCORE', zk, '-inf', tostring(now - window))
 local count = redis.call('ZCARD', zk)
 if count >= max_sends then
   local oldest = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')
@@ -38,7 +39,9 @@ if not vid then
   local fields = {}
   for k, v in pairs(c) do table.insert(fields, k); table.insert(fields, v) end
   redis.call('HSET', vkey(vid), unpack(fields))
-  redis.call('SET', pk, vid, 'PXAT', math.floor(expires_at * 1000))
+  -- Kept past the expiry (as long as the verification's keys): the next start or check on
+  -- the destination finds a stale one and closes it as expired (models.decide_start).
+  redis.call('SET', pk, vid, 'PXAT', math.floor((expires_at + retention) * 1000))
   redis.call('ZADD', P .. 'expiring', expires_at, vid)
 else
   expires_at = tonumber(field(vid, 'expires_at'))
