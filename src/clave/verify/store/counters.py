@@ -213,6 +213,9 @@ class SqliteCounters:
 
     def __init__(self, path: Path | str) -> None:
         self._db = SqliteDatabase(path, _COUNTER_SCHEMA)
+        # key -> the slot below which this process last pruned it: a key's old slots are
+        # deleted once per new slot, not on every hit (two statements fewer per check).
+        self._pruned: dict[str, int] = {}
 
     async def add_daily(self, key: str, day: int, amount: int = 1) -> None:
         """See CounterStore.add_daily."""
@@ -304,10 +307,14 @@ class SqliteCounters:
                     "ON CONFLICT (key, window) DO UPDATE SET count = count + excluded.count",
                     (h.key, index, h.cost),
                 )
-                conn.execute(
-                    "DELETE FROM rate_counters WHERE key = ? AND window < ?",
-                    (h.key, index - _span(h.limit)),
-                )
+                oldest = index - _span(h.limit)
+                if self._pruned.get(h.key) != oldest:
+                    conn.execute(
+                        "DELETE FROM rate_counters WHERE key = ? AND window < ?", (h.key, oldest)
+                    )
+                    if len(self._pruned) > 100_000:
+                        self._pruned.clear()
+                    self._pruned[h.key] = oldest
             return None
 
         return await self._db.write(run)
