@@ -44,7 +44,7 @@ test-fast: install-test lint
 	$(BIN)/python -m pytest -m "not e2e and not deploy"
 
 bench: install-test
-	$(BIN)/python scripts/bench.py
+	PYTHONPATH=scripts $(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""`make bench`: clave and the Node anchors side by side (see __main__)."""
