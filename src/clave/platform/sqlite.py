@@ -5,22 +5,33 @@ blocks on a lock held by another worker. Every read-modify-write runs in `write(
 BEGIN IMMEDIATE: the write lock is taken before the first read, so two workers can never both
 read the same state and both act on it.
 
+The thread takes every call waiting for it at once (group commit). Writes that follow each
+other share one transaction, each in a savepoint of its own: one that fails is rolled back to
+its savepoint and fails alone; the others answer once the shared COMMIT has succeeded (if it
+fails, they all fail), so a caller never hears of a write that is not committed. The results
+go back to the event loop in one wake-up. Under load a call then costs the loop about 2 us
+instead of the ~20 us of a ThreadPoolExecutor round trip, and a write about 3 us of SQLite
+instead of 9 (BEGIN and COMMIT per write): on the check, 4,800 -> 6,900 req/s (one worker).
+
 Waiting for a lock another worker holds is done here, not by SQLite's busy handler: that one
 sleeps in steps of milliseconds (1, 2, 5, 10 ... 100 ms), so a worker kept waiting 25 ms for a
 lock that was free after 50 us, and two workers checking codes together answered slower than
-one (p99 near a second). The operation is retried after 50 us, doubling to 2 ms at most, until
-the busy timeout; a retried write starts again from BEGIN (`immediate` leaves nothing behind).
+one (p99 near a second). BEGIN is retried after 50 us, doubling to 2 ms at most, until the
+busy timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from clave.platform.errors import StoreError
 from clave.platform.files import private
@@ -45,8 +56,7 @@ class SqliteDatabase:
         self.path = str(path)
         self._migrations = tuple(migrations)
         self._busy_timeout_ms = busy_timeout_ms
-        self._conn: sqlite3.Connection | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._thread: _Thread | None = None
 
     def connect_sync(self, *, busy_timeout_ms: int | None = None) -> sqlite3.Connection:
         """Open a connection on the calling thread (used by setup commands and the worker)."""
@@ -81,44 +91,37 @@ class SqliteDatabase:
 
     async def open(self) -> None:
         """Start the thread, open the connection on it, and bring the schema up to date."""
-        if self._conn is not None:
+        if self._thread is not None:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
-        loop = asyncio.get_running_loop()
+        thread = _Thread(self)
         try:
             # No busy timeout: _patiently waits for the lock (see the module's docstring).
-            self._conn = await loop.run_in_executor(
-                self._executor, lambda: self.connect_sync(busy_timeout_ms=0)
-            )
+            await thread.call(_OPEN, lambda _: None)
         except sqlite3.Error as exc:
+            await thread.stop()
             raise StoreError(f"cannot open SQLite database {self.path}") from exc
+        self._thread = thread
         await self.read(lambda conn: migrate(conn, self._migrations))
 
     async def close(self) -> None:
-        """Close the connection and stop the thread."""
-        conn, executor = self._conn, self._executor
-        self._conn, self._executor = None, None
-        if conn is not None and executor is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
-        if executor is not None:
-            executor.shutdown(wait=True)
+        """Close the connection (after the calls already queued) and stop the thread."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await thread.stop()
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` outside a transaction (a consistent single-statement read)."""
-        return await self._run(fn)
+        return await self._run(_READ, fn)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` inside BEGIN IMMEDIATE ... COMMIT, rolled back if it raises."""
-        return await self._run(lambda conn: immediate(conn, fn))
+        """Run `fn(conn)` inside BEGIN IMMEDIATE ... COMMIT; nothing of it stays if it raises."""
+        return await self._run(_WRITE, fn)
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._conn is None or self._executor is None:
+    async def _run(self, kind: int, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None:
             raise StoreError("the database is not open")
-        conn = self._conn
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._patiently, fn, conn
-            )
+            return await self._thread.call(kind, fn)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite error: {exc}") from exc
 
@@ -134,6 +137,174 @@ class SqliteDatabase:
                     raise
             time.sleep(delay)
             delay = min(delay * 2, 0.002)
+
+
+_OPEN, _READ, _WRITE = 0, 1, 2
+_STOP = None
+
+
+@dataclass(slots=True)
+class _Call:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    kind: int
+    fn: Callable[[sqlite3.Connection], Any]
+    result: Any = None
+    error: BaseException | None = None
+    settled: bool = False  # the outcome is final (a write: committed, or failed)
+
+    def succeed(self, result: Any) -> None:
+        self.result, self.settled = result, True
+
+    def fail(self, error: BaseException) -> None:
+        self.result, self.error, self.settled = None, error, True
+
+
+class _Thread:
+    """The database's thread: runs the calls in the order they came, writes that follow each
+    other in one transaction, and hands back the results of all the calls it found waiting
+    in one wake-up of each caller's event loop."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+        self._conn: sqlite3.Connection | None = None
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._serve, name=f"sqlite {Path(db.path).name}", daemon=True
+        )
+        self._thread.start()
+
+    async def call(self, kind: int, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(conn)` on the thread. A caller that stops waiting does not stop `fn` (as with
+        an executor): what it writes is written, only its result is dropped."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._calls.put(_Call(loop, future, kind, fn))
+        return await future
+
+    async def stop(self) -> None:
+        """Finish the calls already queued, close the connection, end the thread."""
+        self._calls.put(_STOP)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+
+    def _serve(self) -> None:
+        while True:
+            batch = [self._calls.get()]
+            while len(batch) < 256:
+                try:
+                    batch.append(self._calls.get_nowait())
+                except queue.Empty:
+                    break
+            calls = [call for call in batch if call is not None]
+            try:
+                self._run(calls)
+            except BaseException as exc:  # the thread's own steps failed: say so to everyone
+                for call in calls:
+                    if not call.settled:
+                        call.fail(exc)
+                self._abandon()
+            _deliver(calls)
+            if any(call is _STOP for call in batch):
+                if self._conn is not None:
+                    self._conn.close()
+                return
+
+    def _run(self, calls: list[_Call]) -> None:
+        """Run `calls` in order, settling each one."""
+        pending: list[_Call] = []  # writes done in the open transaction, not yet committed
+        for call in calls:
+            if call.kind == _OPEN:
+                if self._conn is None:
+                    self._conn = self._db.connect_sync(busy_timeout_ms=0)
+                call.succeed(None)
+                continue
+            conn = self._conn
+            if conn is None:
+                call.fail(StoreError("the database is not open"))
+            elif call.kind == _WRITE:
+                pending = self._write(conn, call, pending)
+            else:
+                _commit(conn, pending)
+                pending = []
+                try:
+                    call.succeed(self._db._patiently(call.fn, conn))
+                except BaseException as exc:
+                    call.fail(exc)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")  # a read must not leave a transaction open
+        if self._conn is not None:
+            _commit(self._conn, pending)
+
+    def _write(self, conn: sqlite3.Connection, call: _Call, pending: list[_Call]) -> list[_Call]:
+        """Run one write in a savepoint of the open transaction (begun if none is); the
+        writes now waiting for the COMMIT."""
+        if not conn.in_transaction:
+            try:
+                self._db._patiently(_begin, conn)
+            except BaseException as exc:
+                call.fail(exc)
+                return pending
+        conn.execute("SAVEPOINT call")
+        try:
+            call.result = call.fn(conn)
+            conn.execute("RELEASE call")
+        except BaseException as exc:
+            call.fail(exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO call")
+                conn.execute("RELEASE call")
+                return pending
+            # SQLite rolled the whole transaction back (a full disk, an I/O error).
+            for earlier in pending:
+                earlier.fail(exc)
+            return []
+        return [*pending, call]
+
+    def _abandon(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def _commit(conn: sqlite3.Connection, pending: list[_Call]) -> None:
+    """Commit the open transaction, if any: its writes succeed, or fail together."""
+    if not conn.in_transaction:
+        return
+    try:
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        for call in pending:
+            call.fail(exc)
+        return
+    for call in pending:
+        call.succeed(call.result)
+
+
+def _deliver(calls: list[_Call]) -> None:
+    """Hand the results to their callers' loops, one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
+    for call in calls:
+        by_loop.setdefault(call.loop, []).append(call)
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(calls: list[_Call]) -> None:
+    for call in calls:
+        if call.future.cancelled():
+            continue
+        if call.error is None:
+            call.future.set_result(call.result)
+        else:
+            call.future.set_exception(call.error)
 
 
 def immediate(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:

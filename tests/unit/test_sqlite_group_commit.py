@@ -1,0 +1,131 @@
+"""The SQLite thread's group commit: writes that queue up together share one transaction, yet
+each succeeds or fails on its own, and none is reported before it is committed."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from clave.platform.errors import StoreError
+from clave.platform.sqlite import SqliteDatabase
+
+SCHEMA = (
+    "CREATE TABLE n (id INTEGER PRIMARY KEY, value INTEGER NOT NULL UNIQUE);"
+    "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+    "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent (id) "
+    "DEFERRABLE INITIALLY DEFERRED)",
+)
+
+
+def insert(value: int, *, then_fail: bool = False):  # type: ignore[no-untyped-def]
+    def run(conn: sqlite3.Connection) -> int:
+        conn.execute("INSERT INTO n (value) VALUES (?)", (value,))
+        if then_fail:
+            raise ValueError(f"refused {value}")
+        return value
+
+    return run
+
+
+def values(conn: sqlite3.Connection) -> list[int]:
+    return [row[0] for row in conn.execute("SELECT value FROM n ORDER BY value")]
+
+
+@pytest.fixture
+async def db(tmp_path: Path):  # type: ignore[no-untyped-def]
+    database = SqliteDatabase(tmp_path / "n.db", SCHEMA)
+    await database.open()
+    yield database
+    await database.close()
+
+
+async def test_a_failing_write_fails_alone_and_leaves_nothing(db: SqliteDatabase) -> None:
+    writes = [db.write(insert(v, then_fail=v % 7 == 3)) for v in range(100)]
+    outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    failed = [v for v, o in zip(range(100), outcomes, strict=True) if isinstance(o, ValueError)]
+    assert failed == [v for v in range(100) if v % 7 == 3]
+    assert [o for o in outcomes if not isinstance(o, Exception)] == [
+        v for v in range(100) if v % 7 != 3
+    ]
+    # The failed ones' rows were rolled back with them; every other one is there.
+    assert await db.read(values) == [v for v in range(100) if v % 7 != 3]
+
+
+async def test_a_constraint_violation_fails_that_write_only(db: SqliteDatabase) -> None:
+    outcomes = await asyncio.gather(
+        db.write(insert(1)), db.write(insert(1)), db.write(insert(2)), return_exceptions=True
+    )
+    assert outcomes[0] == 1
+    assert outcomes[2] == 2
+    assert isinstance(outcomes[1], StoreError)
+    assert isinstance(outcomes[1].__cause__, sqlite3.IntegrityError)
+    assert await db.read(values) == [1, 2]
+
+
+async def test_reads_see_the_writes_queued_before_them(db: SqliteDatabase) -> None:
+    calls = [db.write(insert(1)), db.read(values), db.write(insert(2)), db.read(values)]
+    outcomes = await asyncio.gather(*calls)
+    assert outcomes == [1, [1], 2, [1, 2]]
+
+
+async def test_a_failed_commit_fails_every_write_it_carried(db: SqliteDatabase) -> None:
+    """A deferred foreign key is checked at COMMIT: the shared transaction cannot commit, so
+    no write in it may be reported as done, and none of them stays."""
+
+    def orphan(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO child (parent) VALUES (42)")
+
+    outcomes = await asyncio.gather(
+        db.write(insert(1)), db.write(orphan), db.write(insert(2)), return_exceptions=True
+    )
+    assert all(isinstance(o, StoreError) for o in outcomes), outcomes
+    assert await db.read(values) == []
+    # The connection is usable afterwards.
+    assert await db.write(insert(3)) == 3
+
+
+async def test_a_write_that_loses_the_transaction_fails_the_ones_before_it(
+    db: SqliteDatabase,
+) -> None:
+    """When SQLite rolls the whole transaction back (a full disk, an I/O error), the writes
+    done in it before are gone too: they fail rather than being reported."""
+
+    def lose_everything(conn: sqlite3.Connection) -> None:
+        conn.execute("ROLLBACK")
+        raise sqlite3.OperationalError("disk I/O error")
+
+    outcomes = await asyncio.gather(
+        db.write(insert(1)),
+        db.write(lose_everything),
+        db.write(insert(2)),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], StoreError)
+    assert isinstance(outcomes[1], StoreError)
+    assert outcomes[2] == 2
+    assert await db.read(values) == [2]
+
+
+async def test_a_caller_that_stops_waiting_does_not_undo_its_write(db: SqliteDatabase) -> None:
+    task = asyncio.ensure_future(db.write(insert(5)))
+    await asyncio.sleep(0)
+    task.cancel()
+    assert await db.read(values) == [5]
+
+
+async def test_calls_after_close_are_refused(tmp_path: Path) -> None:
+    database = SqliteDatabase(tmp_path / "c.db", SCHEMA)
+    await database.open()
+    await database.write(insert(1))
+    await database.close()
+    with pytest.raises(StoreError, match="not open"):
+        await database.read(values)
+    # Reopened, it has what was committed.
+    await database.open()
+    try:
+        assert await database.read(values) == [1]
+    finally:
+        await database.close()
