@@ -16,13 +16,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
-from litestar import Litestar
 
 from clave.platform.app import build_app
 from clave.platform.client import AppRef, ServiceClient, http_client
 from clave.platform.client_ip import is_loopback
 from clave.platform.domain import Domain
 from clave.platform.files import secure_data_dir
+from clave.platform.lean import LeanApp
 from clave.platform.logs import configure_logging
 from clave.platform.settings import Env, PlatformSettings, SettingsError, database_url
 from clave.posts.bootstrap import PostsDomain
@@ -277,7 +277,7 @@ def prepare(settings: Settings, domains: tuple[str, ...] | None = None) -> None:
     asyncio.run(prepare_async(settings, domains))
 
 
-def create_app() -> Litestar:
+def create_app() -> LeanApp:
     """ASGI app factory for a worker process (granian calls it in each worker)."""
     settings = Settings.load()
     configure_logging(settings.platform.log_level)

@@ -14,6 +14,7 @@ import pytest
 
 from clave.bootstrap import Settings
 from clave.platform.app import build_app
+from clave.platform.lean import LeanApp
 from clave.verify.bootstrap import VerifyDomain, verify_domain
 from tests.support import HMAC_KEYS, SmtpServer, code_in
 
@@ -23,6 +24,9 @@ class Api:
     client: httpx.AsyncClient
     domain: VerifyDomain
     key: str
+    # The same app without its lean routes: Litestar answers every request (tests/api/test_lean).
+    framework: httpx.AsyncClient
+    app: LeanApp
 
     @property
     def auth(self) -> dict[str, str]:
@@ -87,7 +91,7 @@ async def open_api(
     ready, stop = asyncio.Event(), asyncio.Event()
 
     async def lifespan() -> None:
-        async with app.lifespan():
+        async with app.framework.lifespan():
             ready.set()
             await stop.wait()
 
@@ -98,11 +102,14 @@ async def open_api(
         waiting.cancel()
         task.result()  # start-up failed: raise its error
     try:
-        # Litestar types its ASGI scopes and events more narrowly than httpx's generic app.
-        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://clave.test") as client:
+        transport = httpx.ASGITransport(app=app)
+        bare = httpx.ASGITransport(app=app.framework)
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://clave.test") as client,
+            httpx.AsyncClient(transport=bare, base_url="http://clave.test") as framework,
+        ):
             key = await domain.tenants.create_api_key("default")
-            yield Api(client, domain, key)
+            yield Api(client, domain, key, framework, app)
     finally:
         stop.set()
         await task

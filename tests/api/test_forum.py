@@ -75,7 +75,8 @@ async def open_client(
     ref = AppRef()
     app = build_app(settings.platform, build_domains(settings, ref, clock=clock))
     ref.app = app
-    async with AsyncTestClient(app, base_url="http://clave.test") as client:
+    # Litestar's test client (it runs the lifespan) serves any ASGI app, not only its own.
+    async with AsyncTestClient(app, base_url="http://clave.test") as client:  # type: ignore[type-var]
         yield client
 
 

@@ -18,6 +18,7 @@ from clave.platform.domain import Domain
 from clave.platform.errors import ExceptionHandler, handlers, native_error_handler
 from clave.platform.health import health_router
 from clave.platform.http import json_bodies_only
+from clave.platform.lean import LeanApp
 from clave.platform.settings import PlatformSettings
 
 log = logging.getLogger("clave.app")
@@ -29,8 +30,9 @@ async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return request.app.openapi_schema.to_schema()
 
 
-def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> Litestar:
-    """An ASGI app serving `domains` plus the health routes, starting them with the worker."""
+def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> LeanApp:
+    """An ASGI app serving `domains` plus the health routes, starting them with the worker:
+    the domains' lean routes answered directly, everything else by Litestar (`.framework`)."""
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -63,7 +65,7 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> Litestar
                 return renderer(request, exc)
         return native_error_handler(request, exc)
 
-    return Litestar(
+    framework = Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],
         exception_handlers=handlers(render_error),
@@ -92,3 +94,5 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> Litestar
         ),
         debug=False,
     )
+    lean = [route for domain in domains for route in domain.lean_routes()]
+    return LeanApp(framework, lean, max_body=settings.max_body_bytes)

@@ -7,6 +7,8 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 
+from clave.platform.lean import LeanRequest
+
 # An IPv6 subscriber usually gets a whole /64 (RFC 6177): counting single addresses would give
 # one client 2^64 fresh budgets.
 IPV6_PREFIX = 64
@@ -39,9 +41,25 @@ def ip_bucket(ip: str) -> str:
     return str(address)
 
 
-def end_user_ip(connection: ASGIConnection[Any, Any, Any, Any], proxy_hops: int) -> str | None:
-    """The address of whoever sent the request: the peer, or with `proxy_hops` trusted proxies
-    in front, the entry the outermost of them appended to X-Forwarded-For.
+def end_user_ip(
+    connection: ASGIConnection[Any, Any, Any, Any] | LeanRequest, proxy_hops: int
+) -> str | None:
+    """`end_user_address` of a request (Litestar's or a lean route's)."""
+    if isinstance(connection, LeanRequest):
+        lines = connection.header_lines(b"x-forwarded-for")
+        return end_user_address(lines, connection.peer, proxy_hops)
+    client = connection.client
+    return end_user_address(
+        connection.headers.getall("x-forwarded-for", []),
+        client.host if client is not None else None,
+        proxy_hops,
+    )
+
+
+def end_user_address(forwarded_for: list[str], peer: str | None, proxy_hops: int) -> str | None:
+    """The address of whoever sent a request: the `peer`, or with `proxy_hops` trusted proxies
+    in front, the entry the outermost of them appended to X-Forwarded-For (`forwarded_for`:
+    every line of the header, in order).
 
     Entries further left were written by the client and are never trusted. A header with too
     few entries, or an entry that is not an address, means the request did not come through
@@ -50,17 +68,16 @@ def end_user_ip(connection: ASGIConnection[Any, Any, Any, Any], proxy_hops: int)
     if proxy_hops:
         # Every X-Forwarded-For line, in order: haproxy's `option forwardfor` adds a line of
         # its own after the client's instead of appending to it.
-        header = ",".join(connection.headers.getall("x-forwarded-for", []))
+        header = ",".join(forwarded_for)
         forwarded = [part.strip() for part in header.split(",") if part.strip()]
         if len(forwarded) >= proxy_hops:
             try:
                 return parse_ip(forwarded[-proxy_hops])
             except ValueError:
                 pass
-    client = connection.client
-    if client is None:
+    if peer is None:
         return None
     try:
-        return parse_ip(client.host)
+        return parse_ip(peer)
     except ValueError:
         return None  # a Unix socket or a test transport's placeholder name

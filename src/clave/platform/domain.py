@@ -8,6 +8,7 @@ from typing import Protocol
 from litestar.types import ControllerRouterHandler
 
 from clave.platform.errors import ExceptionHandler
+from clave.platform.lean import LeanRoute
 
 
 class Domain(Protocol):
@@ -17,6 +18,11 @@ class Domain(Protocol):
 
     def route_handlers(self) -> Sequence[ControllerRouterHandler]:
         """The routers and handlers this domain serves."""
+        ...
+
+    def lean_routes(self) -> Sequence[LeanRoute]:
+        """The hot routes this domain also answers without the framework (platform/lean.py);
+        each is among `route_handlers` too, which document it."""
         ...
 
     @property

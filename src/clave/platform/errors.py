@@ -98,15 +98,17 @@ def classify(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
     return 500, "internal_error", "internal error", {}
 
 
-def native_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Render `{"error": {"code", "message"}}`, the native API's one error shape."""
+def native_error(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, body, headers) of `exc` in the native API's one error shape,
+    `{"error": {"code", "message"}}`."""
     status, code, message, headers = classify(exc)
-    return Response(
-        {"error": {"code": code, "message": message}},
-        status_code=status,
-        headers=headers,
-        media_type=MediaType.JSON,
-    )
+    return status, {"error": {"code": code, "message": message}}, headers
+
+
+def native_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Render `exc` as `native_error`."""
+    status, body, headers = native_error(exc)
+    return Response(body, status_code=status, headers=headers, media_type=MediaType.JSON)
 
 
 def message_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

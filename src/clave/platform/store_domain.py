@@ -11,6 +11,7 @@ from typing import Any, Protocol, TypeVar
 from litestar.types import ControllerRouterHandler
 
 from clave.platform.errors import ExceptionHandler
+from clave.platform.lean import LeanRoute
 from clave.platform.sql import Migrations, SqlDatabase, open_database
 
 T = TypeVar("T")
@@ -87,6 +88,10 @@ class StoreDomain:
     def route_handlers(self) -> Sequence[ControllerRouterHandler]:
         """The domain's routes."""
         raise NotImplementedError
+
+    def lean_routes(self) -> Sequence[LeanRoute]:
+        """None by default: every route goes through the framework."""
+        return ()
 
     @property
     def error_renderers(self) -> Mapping[str, ExceptionHandler]:

@@ -11,13 +11,22 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from clave.platform.client_ip import end_user_ip
 from clave.platform.contacts import mask
-from clave.platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, next_link, split_page
+from clave.platform.lean import Handover, LeanRequest, LeanResponse, LeanRoute, native_errors
+from clave.platform.pagination import (
+    DEFAULT_LIMIT,
+    MAX_AFTER,
+    MAX_LIMIT,
+    link_after,
+    next_link,
+    plain_page_query,
+    split_page,
+)
 from clave.users.models import Caller, User
 from clave.users.service import UsersService
 
 UserId = Annotated[int, PathParameter(ge=1, le=2**53)]
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)]
-After = Annotated[int, QueryParameter(ge=0, le=2**53)]
+After = Annotated[int, QueryParameter(ge=0, le=MAX_AFTER)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Bio = Annotated[str, msgspec.Meta(max_length=1000)]
 ContactText = Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
@@ -125,6 +134,22 @@ async def list_users(
     """Users by id; `Link` names the next page."""
     page, more = split_page(await users.list_users(after=after, limit=limit + 1), limit)
     return Response([render(u) for u in page], headers=next_link(request, more, limit))
+
+
+def lean_routes(service: UsersService) -> list[LeanRoute]:
+    """GET /api/users as a lean route (platform/lean.py): list_users's steps without the
+    framework's per-request work, for the plain query (`limit`, `after`, nothing else)."""
+
+    async def users(request: LeanRequest) -> LeanResponse:
+        query = plain_page_query(request.query)
+        if query is None:
+            raise Handover
+        limit, after = query
+        page, more = split_page(await service.list_users(after=after, limit=limit + 1), limit)
+        headers = link_after(request.scope["path"], (), more, limit)
+        return LeanResponse([render(u) for u in page], headers=headers)
+
+    return [LeanRoute("GET", "/api/users", users, native_errors)]
 
 
 @get("/{user_id:int}", summary="Read a user")

@@ -17,6 +17,7 @@ from pathlib import Path
 from litestar.types import ControllerRouterHandler
 
 from clave.platform.errors import ExceptionHandler
+from clave.platform.lean import LeanRoute
 from clave.platform.settings import PlatformSettings, SettingsError
 from clave.verify import api
 from clave.verify.client_ips import ClientIps
@@ -304,6 +305,11 @@ class VerifyDomain:
             client_ips=self.client_ips,
             inbox=self.inbox,
         )
+
+    def lean_routes(self) -> Sequence[LeanRoute]:
+        """The native send and check, answered without the framework's per-request work."""
+        context = api.verify_context(self.verify, self.tenants, self.settings, self.client_ips)
+        return api.lean_routes(context)
 
     @property
     def error_renderers(self) -> Mapping[str, ExceptionHandler]:

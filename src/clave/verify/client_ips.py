@@ -8,6 +8,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 
 from clave.platform.client_ip import end_user_ip, parse_ip
+from clave.platform.lean import LeanRequest
 from clave.verify.errors import InvalidParameter
 
 
@@ -21,7 +22,7 @@ class ClientIps:
 
     def of(
         self,
-        request: ASGIConnection[Any, Any, Any, Any],
+        request: ASGIConnection[Any, Any, Any, Any] | LeanRequest,
         declared: str | None,
         *,
         name: str = "client_ip",
