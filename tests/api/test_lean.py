@@ -33,6 +33,8 @@ def shape(response: httpx.Response) -> tuple[int, dict[str, str], Any]:
 
     def blank(value: Any) -> Any:
         if isinstance(value, dict):
+            if "send_attempts" in value:  # delivery runs beside the request: its own pace
+                value = {**value, "send_attempts": [a["channel"] for a in value["send_attempts"]]}
             return {k: "*" if k in VOLATILE else blank(v) for k, v in value.items()}
         if isinstance(value, list):
             return [blank(v) for v in value]

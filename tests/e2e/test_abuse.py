@@ -495,7 +495,10 @@ def test_storage_failures_say_what_not_how(tmp_path: Path) -> None:
         # timing falls) are in the log, for the operator: on the request's own error line
         # (the dispatcher's failing poll may log them too, or not yet).
         wait_until(
-            lambda: re.search(r"storage_unavailable: Redis unavailable: \S", server.log()),
+            lambda: re.search(
+                r"storage_unavailable: (Redis unavailable|cannot reach Redis at \S+): \S",
+                server.log(),
+            ),
             timeout=10,
         )
     finally:

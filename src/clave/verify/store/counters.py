@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from clave.platform.errors import StoreError
+from clave.platform.redis_scripts import ScriptConnection, ScriptError
 from clave.platform.sqlite import SqliteDatabase
 from clave.verify.errors import RateLimited
 from clave.verify.store.redis_connection import script
@@ -340,16 +341,21 @@ class RedisCounters:
         self._url = url
         self._prefix = prefix + "rate:"
         self._redis: aioredis.Redis | None = None
-        self._script: Any = None
-        self._release: Any = None
-        self._distinct: Any = None
+        self._scripts: ScriptConnection | None = None
 
     async def open(self) -> None:
-        """Connect."""
+        """Connect (the scripts on a pipelined connection, platform/redis_scripts)."""
         self._redis = aioredis.Redis.from_url(self._url, socket_timeout=5, socket_connect_timeout=5)
-        self._script = self._redis.register_script(script("counters_hit"))
-        self._release = self._redis.register_script(script("counters_release"))
-        self._distinct = self._redis.register_script(script("counters_distinct"))
+        names = ("counters_hit", "counters_release", "counters_distinct")
+        self._scripts = ScriptConnection(self._url, {name: script(name) for name in names})
+
+    async def _call(self, name: str, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
+        if self._scripts is None:
+            raise StoreError("the rate-limit store is not open")
+        try:
+            return await self._scripts.call(name, keys, args)
+        except ScriptError as exc:
+            raise StoreError(f"Redis: {exc}") from exc
 
     async def add_daily(self, key: str, day: int, amount: int = 1) -> None:
         """See CounterStore.add_daily; a pipeline, one round trip."""
@@ -381,14 +387,9 @@ class RedisCounters:
         self, key: str, member: str, *, limit: int, expires_at: float, now: float
     ) -> bool:
         """See CounterStore.add_distinct; one round trip."""
-        try:
-            if self._distinct is None:
-                raise StoreError("the rate-limit store is not open")
-            added = await self._distinct(
-                keys=[self._prefix + "set:" + key], args=[member, limit, repr(expires_at)]
-            )
-        except (RedisError, OSError) as exc:
-            raise StoreError(f"Redis unavailable: {exc}") from exc
+        added = await self._call(
+            "counters_distinct", [self._prefix + "set:" + key], [member, limit, repr(expires_at)]
+        )
         return bool(int(added))
 
     async def close(self) -> None:
@@ -396,31 +397,24 @@ class RedisCounters:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+        if self._scripts is not None:
+            await self._scripts.close()
+            self._scripts = None
 
     async def hit(self, hits: Sequence[Hit], now: float) -> tuple[Limit, float] | None:
         """See CounterStore.hit; one round trip for all the keys."""
-        if self._script is None:
-            raise StoreError("the rate-limit store is not open")
-        args: list[object] = [repr(now)]
+        args: list[str | int | float] = [repr(now)]
         for h in hits:
             span = _span(h.limit) if h.limit.strict else 0
             args += [repr(_slot(h.limit)), h.limit.count, h.cost, span]
-        try:
-            refused = await self._script(keys=[self._prefix + h.key for h in hits], args=args)
-        except (RedisError, OSError) as exc:
-            raise StoreError(f"Redis unavailable: {exc}") from exc
+        refused = await self._call("counters_hit", [self._prefix + h.key for h in hits], args)
         if not refused:
             return None
         return hits[int(refused[0]) - 1].limit, float(refused[1])
 
     async def release(self, hits: Sequence[Hit], at: float) -> None:
         """See CounterStore.release; one round trip."""
-        if self._release is None:
-            raise StoreError("the rate-limit store is not open")
-        args: list[object] = [repr(at)]
+        args: list[str | int | float] = [repr(at)]
         for h in hits:
             args += [repr(_slot(h.limit)), h.cost]
-        try:
-            await self._release(keys=[self._prefix + h.key for h in hits], args=args)
-        except (RedisError, OSError) as exc:
-            raise StoreError(f"Redis unavailable: {exc}") from exc
+        await self._call("counters_release", [self._prefix + h.key for h in hits], args)

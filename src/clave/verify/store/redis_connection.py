@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from clave.platform.errors import StoreError
+from clave.platform.redis_scripts import ScriptConnection, ScriptError
 from clave.platform.urls import redacted
 from clave.verify.errors import TenantNameTaken
 
@@ -53,13 +54,14 @@ def script(name: str) -> str:
 
 
 class RedisConnection:
-    """One client, the scripts registered on it, and `_run` to call one in a round trip."""
+    """A client for the few plain commands, and `_run` to call one of the scripts, in one
+    round trip on the pipelined connection every operation shares (platform/redis_scripts)."""
 
     def __init__(self, url: str, *, prefix: str = "clave:") -> None:
         self._url = url
         self._prefix = prefix
         self._redis: aioredis.Redis | None = None
-        self._scripts: dict[str, Any] = {}
+        self._scripts: ScriptConnection | None = None
 
     def _r(self) -> aioredis.Redis:
         if self._redis is None:
@@ -79,13 +81,14 @@ class RedisConnection:
         )
         self._redis = client
         try:
-            for name in _SCRIPTS:
-                self._scripts[name] = client.register_script(script(name))
+            self._scripts = ScriptConnection(self._url, {name: script(name) for name in _SCRIPTS})
             await self._prepare(client)
         except BaseException as exc:
             # Half open is never left behind: the next open() starts again.
-            self._redis, self._scripts = None, {}
+            scripts, self._redis, self._scripts = self._scripts, None, None
             await client.aclose()
+            if scripts is not None:
+                await scripts.close()
             if isinstance(exc, ResponseError):
                 raise StoreError(f"Redis: {exc}") from exc
             if isinstance(exc, RedisError | OSError):
@@ -98,8 +101,11 @@ class RedisConnection:
     async def close(self) -> None:
         """Disconnect."""
         client, self._redis = self._redis, None
+        scripts, self._scripts = self._scripts, None
         if client is not None:
             await client.aclose()
+        if scripts is not None:
+            await scripts.close()
 
     async def ping(self) -> None:
         """PING."""
@@ -109,13 +115,11 @@ class RedisConnection:
             raise StoreError(f"Redis unavailable: {exc}") from exc
 
     async def _run(self, script: str, *args: Any) -> Any:
+        if self._scripts is None:
+            raise StoreError("the Redis store is not open")
         try:
-            return await self._scripts[script](args=[self._prefix, *args])
-        except ResponseError as exc:
+            return await self._scripts.call(script, (), (self._prefix, *args))
+        except ScriptError as exc:
             if "service name taken" in str(exc):
                 raise TenantNameTaken("service name is taken") from exc
             raise StoreError(f"Redis: {exc}") from exc
-        except (RedisError, OSError) as exc:
-            raise StoreError(f"Redis unavailable: {exc}") from exc
-        except KeyError:
-            raise StoreError("the Redis store is not open") from None
