@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -46,6 +47,9 @@ def mask(destination: str) -> str:
     return destination[:3] + "*" * (len(destination) - 6) + destination[-3:]
 
 
+# A send asks for a number's country several times (the fraud guard's caps, the message's
+# language): libphonenumber parses it once. Bounded, and keyed by the number alone.
+@functools.lru_cache(maxsize=4096)
 def region_of(destination: str) -> str | None:
     """The ISO country code of a phone number, None for email or unknown."""
     if "@" in destination:
