@@ -232,3 +232,44 @@ async def test_users_list_answers_as_the_framework(
             'after=2&limit=2>; rel="next"'
             in (await client.get("/api/users?limit=2")).headers["link"]
         )
+
+
+async def test_a_length_no_server_could_read_is_the_frameworks_to_answer(api: Api) -> None:
+    """Content-Length of 5,001 digits (zeros first, which the HTTP server lets through):
+    the framework's 400, never a 500 from reading it as a number."""
+
+    async def asgi(app: Any) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+        scope = {
+            "type": "http",
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/api/verifications/check",
+            "raw_path": b"/api/verifications/check",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [
+                (b"host", b"clave.test"),
+                (b"content-type", b"application/json"),
+                (b"authorization", f"Bearer {api.key}".encode()),
+                (b"content-length", b"0" * 5000 + b"2"),
+            ],
+            "client": ("127.0.0.1", 5000),
+            "server": ("clave.test", 80),
+        }
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return sent
+
+    handed = who_answers(api.app)
+    through_app = await asgi(api.app)
+    assert handed == ["/api/verifications/check"]
+    through_framework = await asgi(api.app.framework)
+    assert through_app[0]["status"] == through_framework[0]["status"] == 400

@@ -163,6 +163,33 @@ async def test_a_server_that_hangs_up_fails_the_calls_and_the_next_reconnects() 
         await hanging.stop(server)
 
 
+async def test_closing_fails_the_waiting_calls_at_once() -> None:
+    silent = Silent()
+    server, port = await silent.serve()
+    scripts = ScriptConnection(f"redis://127.0.0.1:{port}", SCRIPTS, timeout=30)
+    try:
+        waiting = asyncio.ensure_future(scripts.call("echo", (), ("x",)))
+        await asyncio.sleep(0.1)
+        await scripts.close()
+        with pytest.raises(StoreError, match="closed"):
+            await asyncio.wait_for(waiting, timeout=2)
+        with pytest.raises(StoreError, match="not open"):
+            await scripts.call("echo", (), ("after",))
+    finally:
+        await silent.stop(server)
+
+
+async def test_closed_while_connecting_stays_closed(redis_url: str) -> None:
+    scripts = ScriptConnection(redis_url, SCRIPTS)
+    first = asyncio.ensure_future(scripts.call("echo", (), ("x",)))
+    await asyncio.sleep(0)  # it is opening the connection
+    await scripts.close()
+    with pytest.raises(StoreError, match="not open"):
+        await first
+    with pytest.raises(StoreError, match="not open"):
+        await scripts.call("echo", (), ("y",))
+
+
 async def test_nothing_listening_is_a_store_error_naming_the_redacted_url() -> None:
     url = f"redis://:secret@127.0.0.1:{free_port()}/0"
     scripts = ScriptConnection(url, SCRIPTS, connect_timeout=2)
@@ -212,6 +239,7 @@ def locked_redis(redis_binary: str) -> Iterator[int]:
         "--requirepass",
         "pa55",
         *("--user", "clave", "on", ">s3cret", "~*", "+@all"),
+        *("--user", "fenced", "on", "nopass", "~fenced:*", "+@all"),
     )
     try:
         wait_until(lambda: _answers(f"redis://:pa55@127.0.0.1:{port}/0"), timeout=15)
@@ -241,6 +269,18 @@ async def test_password_user_and_database_from_the_url(locked_redis: int, creden
     with redis.Redis.from_url(url) as three, redis.Redis.from_url(url[:-2] + "/0") as zero:
         assert three.get("clave-test:db") == credentials.encode()
         assert zero.get("clave-test:db") is None
+
+
+async def test_a_user_without_a_password_is_that_user(locked_redis: int) -> None:
+    """An ACL user with `nopass` logs in as itself (as redis-py does), so its key patterns
+    hold: not as the default user."""
+    scripts = ScriptConnection(f"redis://fenced@127.0.0.1:{locked_redis}/0", SCRIPTS)
+    try:
+        assert await scripts.call("set", ("fenced:k",), ("mine",)) == b"mine"
+        with pytest.raises(ScriptError, match="NOPERM"):
+            await scripts.call("set", ("elsewhere:k",), ("not mine",))
+    finally:
+        await scripts.close()
 
 
 async def test_a_wrong_password_is_a_store_error(locked_redis: int) -> None:

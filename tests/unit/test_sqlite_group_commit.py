@@ -129,3 +129,47 @@ async def test_calls_after_close_are_refused(tmp_path: Path) -> None:
         assert await database.read(values) == [1]
     finally:
         await database.close()
+
+
+async def test_a_call_raising_stop_iteration_hangs_no_one(db: SqliteDatabase) -> None:
+    """A future refuses StopIteration: the call fails with a RuntimeError instead, and the
+    calls handed back with it are answered."""
+
+    def first_row_of_nothing(conn: sqlite3.Connection) -> int:
+        return int(next(iter(conn.execute("SELECT value FROM n WHERE value < 0")))[0])
+
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(
+            db.write(insert(1)),
+            db.write(first_row_of_nothing),
+            db.write(insert(2)),
+            db.read(values),
+            return_exceptions=True,
+        ),
+        timeout=5,
+    )
+    assert outcomes[0] == 1
+    assert isinstance(outcomes[1], RuntimeError)
+    assert outcomes[2] == 2
+    assert outcomes[3] == [1, 2]
+
+
+async def test_a_database_that_cannot_be_opened_leaves_no_thread(tmp_path: Path) -> None:
+    import threading
+
+    (tmp_path / "file").write_text("not a directory")
+    database = SqliteDatabase(tmp_path / "file" / "unopenable.db", SCHEMA)
+    with pytest.raises(OSError, match="file"):
+        await database.open()
+    assert not [t for t in threading.enumerate() if "unopenable" in t.name]
+
+
+def test_no_schema_defers_a_constraint_to_commit() -> None:
+    """A constraint checked at COMMIT would fail every write sharing the transaction."""
+    source = Path(__file__).parents[2] / "src" / "clave"
+    offenders = [
+        str(path.relative_to(source))
+        for path in source.rglob("*.py")
+        if path.name != "sqlite.py" and "deferrable" in path.read_text().lower()
+    ]
+    assert offenders == []

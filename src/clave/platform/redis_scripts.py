@@ -97,12 +97,12 @@ class _Pipe(asyncio.Protocol):
             try:
                 reply = self._reader.gets()
             except hiredis.ProtocolError as exc:
-                self._abort(f"Redis sent something that is not RESP: {exc}")
+                self.abort(f"Redis sent something that is not RESP: {exc}")
                 return
             if reply is False:
                 return
             if not self._waiting:
-                self._abort("Redis answered a call nobody made")
+                self.abort("Redis answered a call nobody made")
                 return
             future = self._waiting.popleft()
             if future.done():  # its caller stopped waiting
@@ -134,20 +134,16 @@ class _Pipe(asyncio.Protocol):
         if not self.alive:
             return
         if self._waiting and asyncio.get_running_loop().time() - self._heard > self._timeout:
-            self._abort(f"Redis did not answer for {self._timeout:g} s")
+            self.abort(f"Redis did not answer for {self._timeout:g} s")
             return
         self._arm()
 
-    def _abort(self, reason: str) -> None:
+    def abort(self, reason: str) -> None:
+        """Drop the connection now: the calls waiting fail with `reason`."""
         self.alive = False
         self._fail(StoreError(reason))
         if self._transport is not None:
             self._transport.abort()
-
-    def close(self) -> None:
-        self.alive = False
-        if self._transport is not None:
-            self._transport.close()
 
 
 class ScriptConnection:
@@ -179,7 +175,7 @@ class ScriptConnection:
         """The reply of script `name` run with `keys` and `args`; ScriptError for an error
         reply, StoreError when Redis cannot be reached or does not answer."""
         pipe = self._pipe
-        if pipe is None or not pipe.alive:
+        if pipe is None or not pipe.alive or self._closed:
             pipe = await self._connect()
         try:
             try:
@@ -194,15 +190,15 @@ class ScriptConnection:
             if str(exc).startswith("READONLY"):
                 # A replica now (a failover demoted the primary): the next call connects
                 # again, resolving the name anew, to whichever node is the primary.
-                pipe.close()
+                pipe.abort("Redis turned into a read-only replica")
             raise
 
     async def close(self) -> None:
-        """Close the connection; calls after this fail."""
+        """Close the connection, failing the calls still waiting; calls after this fail."""
         self._closed = True
         pipe, self._pipe = self._pipe, None
         if pipe is not None:
-            pipe.close()
+            pipe.abort("the Redis store was closed")
 
     async def _connect(self) -> _Pipe:
         async with self._opening:
@@ -210,8 +206,12 @@ class ScriptConnection:
                 raise StoreError("the Redis store is not open")
             if self._pipe is not None and self._pipe.alive:
                 return self._pipe
-            self._pipe = await self._open()
-            return self._pipe
+            pipe = await self._open()
+            if self._closed:  # closed while it was opening
+                pipe.abort("the Redis store was closed")
+                raise StoreError("the Redis store is not open")
+            self._pipe = pipe
+            return pipe
 
     async def _open(self) -> _Pipe:
         loop = asyncio.get_running_loop()
@@ -230,13 +230,16 @@ class ScriptConnection:
                         ssl=context,
                         server_hostname=options["host"] if context is not None else None,
                     )
-                if "password" in options:
-                    user = [options["username"]] if options.get("username") else []
-                    await pipe.send(encode(b"AUTH", *user, options["password"]))
+                # As redis-py: a user without a password still logs in (an ACL user with
+                # `nopass`), with an empty one.
+                user, password = options.get("username"), options.get("password")
+                if user or password:
+                    credentials = (user, password or "") if user else (password,)
+                    await pipe.send(encode(b"AUTH", *credentials))
                 if options.get("db"):
                     await pipe.send(encode(b"SELECT", options["db"]))
         except (OSError, TimeoutError, ScriptError, StoreError) as exc:
-            pipe.close()
+            pipe.abort("could not connect")
             raise StoreError(f"cannot reach Redis at {redacted(self._url)}: {exc}") from exc
         return pipe
 

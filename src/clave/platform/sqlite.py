@@ -97,9 +97,11 @@ class SqliteDatabase:
         try:
             # No busy timeout: _patiently waits for the lock (see the module's docstring).
             await thread.call(_OPEN, lambda _: None)
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             await thread.stop()
-            raise StoreError(f"cannot open SQLite database {self.path}") from exc
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open SQLite database {self.path}") from exc
+            raise
         self._thread = thread
         await self.read(lambda conn: migrate(conn, self._migrations))
 
@@ -114,7 +116,12 @@ class SqliteDatabase:
         return await self._run(_READ, fn)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` inside BEGIN IMMEDIATE ... COMMIT; nothing of it stays if it raises."""
+        """Run `fn(conn)` inside BEGIN IMMEDIATE ... COMMIT; nothing of it stays if it raises.
+
+        The transaction may carry other writes too (group commit): `fn` must never end it
+        itself (no COMMIT, ROLLBACK, `conn.commit()`, `executescript`), and no table may have
+        a DEFERRABLE constraint (checked at COMMIT, it would fail the other writes with it).
+        """
         return await self._run(_WRITE, fn)
 
     async def _run(self, kind: int, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -157,6 +164,8 @@ class _Call:
         self.result, self.settled = result, True
 
     def fail(self, error: BaseException) -> None:
+        if isinstance(error, StopIteration):  # a future refuses it (PEP 479)
+            error = RuntimeError(f"StopIteration raised in a SQLite call: {error!r}")
         self.result, self.error, self.settled = None, error, True
 
 
@@ -299,7 +308,7 @@ def _deliver(calls: list[_Call]) -> None:
 
 def _settle(calls: list[_Call]) -> None:
     for call in calls:
-        if call.future.cancelled():
+        if call.future.done():  # its caller stopped waiting
             continue
         if call.error is None:
             call.future.set_result(call.result)
