@@ -43,8 +43,19 @@ test: install-test lint
 test-fast: install-test lint
 	$(BIN)/python -m pytest -m "not e2e and not deploy"
 
-bench: install-test
-	PYTHONPATH=scripts $(BIN)/python -m bench
+# clave under load runs from a venv of its own with the runtime dependencies only, as `make run`
+# and the image install it: the test tools' packages (pydantic, which Litestar loads whenever it
+# is importable) would add ~9 MiB to every worker.
+BENCH_VENV ?= .venv-bench
+
+$(BENCH_VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -e .
+	@touch $@
+
+bench: install-test $(BENCH_VENV)/.installed
+	CLAVE_BENCH_PYTHON=$(BENCH_VENV)/bin/python PYTHONPATH=scripts $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) var .pytest_cache .mypy_cache .ruff_cache

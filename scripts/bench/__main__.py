@@ -207,6 +207,12 @@ def main() -> None:
         f"wrk -t1 -c{CONNECTIONS} pinned to core 0; {DURATION} s a run; {os.cpu_count()} cores"
     )
     print(render(lines))
+    python = os.environ.get("CLAVE_BENCH_PYTHON")
+    print(
+        f"clave ran from {python} (runtime dependencies only)"
+        if python
+        else f"clave ran from {sys.executable} (with the test tools: more memory than deployed)"
+    )
     print(
         "others: the CPU that went to anything but the server, its Redis and the load generator "
         "during the run, as a share of one core (the machine may be shared)"

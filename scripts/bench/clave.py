@@ -162,7 +162,8 @@ class Clave:
             "CLAVE_COUNTRY_CAP_FLOOR": "10000000",
             **store_env,
         }
-        self.clave = [sys.executable, "-m", "clave"]
+        # The runtime-only install `make bench` prepares (what `make run` and the image have).
+        self.clave = [os.environ.get("CLAVE_BENCH_PYTHON", sys.executable), "-m", "clave"]
         key = subprocess.run(
             [*self.clave, "apikey", "create"],
             env=self.env,
