@@ -345,6 +345,8 @@ class RedisCounters:
 
     async def open(self) -> None:
         """Connect (the scripts on a pipelined connection, platform/redis_scripts)."""
+        if self._redis is not None:
+            return
         self._redis = aioredis.Redis.from_url(self._url, socket_timeout=5, socket_connect_timeout=5)
         names = ("counters_hit", "counters_release", "counters_distinct")
         self._scripts = ScriptConnection(self._url, {name: script(name) for name in names})
