@@ -131,10 +131,12 @@ async def test_send_check_fetch_and_cancel(v2: V2) -> None:
         f"/Services/{sid}/VerificationCheck", {"VerificationSid": sent["sid"], "Code": code}
     )
     assert (ok.json()["status"], ok.json()["valid"]) == ("approved", True)
-    assert (await v2.get(f"/Services/{sid}/Verifications/{sent['sid']}")).json()["status"] == (
-        "approved"
+    # Approved: gone, as Twilio deletes it then, for a fetch, an update and a new check.
+    twilio_error(await v2.get(f"/Services/{sid}/Verifications/{sent['sid']}"), 20404, 404)
+    approve_again = await v2.post(
+        f"/Services/{sid}/Verifications/{sent['sid']}", {"Status": "approved"}
     )
-    # Approved: gone for a new check, as on Twilio.
+    twilio_error(approve_again, 20404, 404)
     again = await v2.post(f"/Services/{sid}/VerificationCheck", {"To": TO, "Code": code})
     twilio_error(again, 20404, 404)
     other = "+14155552672"
@@ -143,9 +145,7 @@ async def test_send_check_fetch_and_cancel(v2: V2) -> None:
     ).json()
     canceled = await v2.post(f"/Services/{sid}/Verifications/{other}", {"Status": "canceled"})
     assert canceled.json()["status"] == "canceled"
-    assert (await v2.get(f"/Services/{sid}/Verifications/{pending['sid']}")).json()["status"] == (
-        "canceled"
-    )
+    twilio_error(await v2.get(f"/Services/{sid}/Verifications/{pending['sid']}"), 20404, 404)
 
 
 async def test_api_key_credentials_work_and_bad_ones_get_20003(v2: V2) -> None:
@@ -179,13 +179,16 @@ async def test_invalid_parameters_are_60200(v2: V2) -> None:
         (f"/Services/{sid}/Verifications", {"To": "not a number", "Channel": "sms"}),
         (f"/Services/{sid}/Verifications", {"Channel": "sms"}),
         (f"/Services/{sid}/Verifications", {"To": TO, "Channel": "sms", "CustomCode": "1234"}),
-        (f"/Services/{sid}/VerificationCheck", {"Code": "1234"}),
+        (f"/Services/{sid}/VerificationCheck", {"To": TO, "VerificationSid": "VE1", "Code": "1"}),
         (f"/Services/{sid}/VerificationCheck", {"To": TO, "Code": "12ab"}),
         (f"/Services/{sid}/Verifications/{TO}", {"Status": "done"}),
     ]
     for path, data in cases:
         twilio_error(await v2.post(path, data), 60200, 400)
     assert "Channel" in (await v2.post(cases[3][0], cases[3][1])).json()["message"]
+    # Neither To nor VerificationSid: Twilio's own code for it.
+    no_target = await v2.post(f"/Services/{sid}/VerificationCheck", {"Code": "1234"})
+    twilio_error(no_target, 60221, 400)
 
 
 async def test_unknown_service_and_verification_are_20404(v2: V2) -> None:
@@ -268,8 +271,7 @@ async def test_psd2_binds_amount_and_payee_to_the_code(v2: V2) -> None:
         {"To": TO, "Code": code, "Amount": "€39.99", "Payee": "Acme Books"},
     )
     assert (right.json()["status"], right.json()["amount"]) == ("approved", "€39.99")
-    fetched = (await v2.get(f"/Services/{sid}/Verifications/{sent.json()['sid']}")).json()
-    assert (fetched["amount"], fetched["payee"]) == ("€39.99", "Acme Books")
+    assert right.json()["payee"] == "Acme Books"
     # A separator smuggled into a part is refused, not hashed into another (amount, payee).
     smuggled = await v2.post(
         f"/Services/{sid}/Verifications",
@@ -321,3 +323,77 @@ async def test_unknown_paths_and_methods_under_v2_answer_in_twilios_shape(v2: V2
     # Elsewhere, the native shape as before.
     native = await v2.api.client.get("/api/nope")
     assert native.json()["error"]["code"] == "not_found"
+
+
+async def test_service_objects_carry_every_key_twilio_returns(v2: V2) -> None:
+    """Clients index these objects (`service.totp["issuer"]`): every key is there, null when
+    unset, and all seven links; a linked resource clave does not serve is Twilio's 20404."""
+    service = (await v2.post("/Services", {"FriendlyName": "Keys"})).json()
+    assert service["totp"] == {"issuer": None, "time_step": None, "code_length": None, "skew": None}
+    assert service["push"] == {
+        "include_date": None,
+        "apn_credential_sid": None,
+        "fcm_credential_sid": None,
+    }
+    assert service["whatsapp"] == {"msg_service_sid": None, "from": None}
+    assert set(service["passkeys"]) == {
+        "relying_party",
+        "authenticator_attachment",
+        "discoverable_credentials",
+        "user_verification",
+    }
+    links = service["links"]
+    assert set(links) == {
+        "verification_checks",
+        "verifications",
+        "rate_limits",
+        "messaging_configurations",
+        "entities",
+        "webhooks",
+        "access_tokens",
+    }
+    assert all(link.startswith(service["url"] + "/") for link in links.values())
+    unserved = await v2.api.client.get(links["webhooks"], headers=v2.basic)
+    twilio_error(unserved, 20404, 404)
+
+
+async def test_a_401_challenges_for_basic_credentials(v2: V2) -> None:
+    """Java's Authenticator and .NET's NetworkCredential send credentials only after a Basic
+    challenge."""
+    for headers in ({}, basic(v2.account_sid, "wrong"), {"Authorization": "Bearer x"}):
+        r = await v2.get("/Services", headers=headers)
+        twilio_error(r, 20003, 401)
+        assert r.headers["www-authenticate"] == 'Basic realm="Twilio API"'
+    # The native API keeps its Bearer challenge.
+    native = await v2.api.client.get("/api/verifications/VE" + "0" * 32)
+    assert native.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_a_verification_reads_as_twilio_writes_it(v2: V2) -> None:
+    sid = await v2.service()
+    first = (await v2.post(f"/Services/{sid}/Verifications", {"To": TO, "Channel": "sms"})).json()
+    assert first["lookup"] == {}  # Lookup off, as Twilio shows it
+    resent = (await v2.post(f"/Services/{sid}/Verifications", {"To": TO, "Channel": "sms"})).json()
+    other = (
+        await v2.post(f"/Services/{sid}/Verifications", {"To": "+14155552673", "Channel": "sms"})
+    ).json()
+    attempts = [a["attempt_sid"] for a in resent["send_code_attempts"]]
+    attempts.append(other["send_code_attempts"][0]["attempt_sid"])
+    assert all(re.fullmatch(r"VL[0-9a-f]{32}", a) for a in attempts), attempts
+    assert len(set(attempts)) == 3
+    # Random to the caller (not a counter that tells the send volume), the same at each read.
+    assert not any(a.startswith("VL0000") for a in attempts)
+    assert attempts[0] == first["send_code_attempts"][0]["attempt_sid"]
+    fetched = (await v2.get(f"/Services/{sid}/Verifications/{first['sid']}")).json()
+    assert [a["attempt_sid"] for a in fetched["send_code_attempts"]] == attempts[:2]
+
+
+async def test_a_channel_the_service_does_not_allow_is_60223(tmp_path: Path) -> None:
+    async for api in open_api(settings_for(tmp_path, CLAVE_CHANNELS="sms")):
+        sid_, token, _, _ = await api.domain.tenants.create_twilio_credentials(
+            api.domain.settings.default_policy
+        )
+        v2 = V2(api, sid_, basic(sid_, token), basic(sid_, token))
+        sid = await v2.service()
+        r = await v2.post(f"/Services/{sid}/Verifications", {"To": TO, "Channel": "call"})
+        twilio_error(r, 60223, 400)

@@ -14,6 +14,12 @@ class InvalidParameter(ClaveError):
     code = "invalid_parameter"
 
 
+class NoTargetVerification(InvalidParameter):
+    """A check that names neither the verification nor its destination (Twilio's 60221)."""
+
+    code = "no_target_verification"
+
+
 class InvalidDestination(InvalidParameter):
     """`to` is not a valid phone number or email address for the channel."""
 

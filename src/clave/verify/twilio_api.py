@@ -13,6 +13,7 @@ guard of the native API.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -24,7 +25,12 @@ from litestar.params import PathParameter
 
 from clave.platform.errors import classify, handlers
 from clave.verify.client_ips import ClientIps
-from clave.verify.errors import InvalidParameter, MaxChecksReached, VerificationNotFound
+from clave.verify.errors import (
+    InvalidParameter,
+    MaxChecksReached,
+    NoTargetVerification,
+    VerificationNotFound,
+)
 from clave.verify.models import (
     MAX_CODE_LENGTH,
     MIN_CODE_LENGTH,
@@ -32,6 +38,7 @@ from clave.verify.models import (
     Policy,
     Status,
     Tenant,
+    Verification,
     is_code,
 )
 from clave.verify.requests import (
@@ -58,8 +65,8 @@ _CODES: dict[str, tuple[int, int]] = {
     "invalid_request": (60200, 400),
     "request_too_large": (60200, 400),
     "unsupported_media_type": (60200, 400),
-    "channel_not_allowed": (60200, 400),
-    "channel_unavailable": (60200, 400),
+    "channel_not_allowed": (60223, 400),
+    "channel_unavailable": (60223, 400),
     "unauthorized": (20003, 401),
     "not_found": (20404, 404),
     "service_not_found": (20404, 404),
@@ -74,6 +81,7 @@ _CODES: dict[str, tuple[int, int]] = {
     "too_many_countries_from_ip": (60410, 403),
     "country_daily_cap_reached": (60410, 403),
     "method_not_allowed": (20004, 405),
+    "no_target_verification": (60221, 400),
 }
 _CHANNELS = {c.value: c for c in Channel}
 _FLAGS = {
@@ -97,6 +105,9 @@ def twilio_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Res
         message = f"The requested resource {request.url.path} was not found"
     elif twilio_code == 20003:
         message = "Authenticate"
+        # Twilio's challenge: clients that send credentials only when challenged (Java's
+        # Authenticator, .NET's NetworkCredential) answer a Basic one, never a Bearer one.
+        headers = {**headers, "WWW-Authenticate": 'Basic realm="Twilio API"'}
     return Response(
         {
             "code": twilio_code,
@@ -138,17 +149,30 @@ def _service_json(service: Tenant, account: Tenant, base: str) -> dict[str, Any]
         "tts_name": None,
         "do_not_share_warning_enabled": "do_not_share_warning" in p.flags,
         "custom_code_enabled": "custom_code" in p.flags,
-        "push": {},
-        "totp": {},
+        # Twilio returns every key of these objects, null when unset: clients index them.
+        "push": {"include_date": None, "apn_credential_sid": None, "fcm_credential_sid": None},
+        "totp": {"issuer": None, "time_step": None, "code_length": None, "skew": None},
         "default_template_sid": None,
-        "whatsapp": {},
+        "whatsapp": {"msg_service_sid": None, "from": None},
+        "passkeys": {
+            "relying_party": None,
+            "authenticator_attachment": None,
+            "discoverable_credentials": None,
+            "user_verification": None,
+        },
         "verify_event_subscription_enabled": False,
         "date_created": twilio_date(service.created_at),
         "date_updated": twilio_date(service.created_at),
         "url": url,
+        # Every sub-resource Twilio links; the ones clave does not serve answer 20404.
         "links": {
-            "verifications": f"{url}/Verifications",
             "verification_checks": f"{url}/VerificationCheck",
+            "verifications": f"{url}/Verifications",
+            "rate_limits": f"{url}/RateLimits",
+            "messaging_configurations": f"{url}/MessagingConfigurations",
+            "entities": f"{url}/Entities",
+            "webhooks": f"{url}/Webhooks",
+            "access_tokens": f"{url}/AccessTokens",
         },
     }
 
@@ -165,22 +189,31 @@ def _verification_json(view: VerificationView, account: Tenant, base: str) -> di
         "channel": v.channel.value,
         "status": view.status.value,
         "valid": view.valid,
-        "lookup": {"carrier": None},
+        "lookup": {},  # what Twilio sends when Lookup is off (clave has none)
         "amount": payment[0] if payment else None,
         "payee": payment[1] if payment else None,
         "send_code_attempts": [
             {
-                "attempt_sid": f"VL{s.id:032x}",
+                "attempt_sid": attempt_sid(v, number),
                 "channel": s.channel.value,
                 "time": twilio_date(s.created_at),
             }
-            for s in v.sends
+            for number, s in enumerate(v.sends)
         ],
         "sna": None,
         "date_created": twilio_date(v.created_at),
         "date_updated": twilio_date(v.updated_at),
         "url": f"{base}/Services/{v.tenant_id}/Verifications/{v.id}",
     }
+
+
+def attempt_sid(verification: Verification, number: int) -> str:
+    """The sid of a verification's `number`-th send: `VL` and 32 hex digits, random to anyone
+    without the verification's secret seed (a counter would tell clave's send volume), and
+    the same at every read."""
+    seed = verification.code.seed
+    digest = hashlib.sha256(b"clave attempt sid\0" + seed + b"\0" + str(number).encode())
+    return "VL" + digest.hexdigest()[:32]
 
 
 def _policy(form: Form, base: Policy) -> Policy:
@@ -313,10 +346,14 @@ async def create_verification(
 
 
 async def _verification(verify: VerifyService, service: Tenant, ref: str) -> VerificationView:
-    """A verification by its sid, or (as Twilio allows) the pending one of a `To` value."""
-    if ref.startswith("VE"):
-        return await verify.get(service, ref)
-    return await verify.find_pending(service, ref)
+    """A pending verification by its sid, or (as Twilio allows) by its `To` value. Twilio
+    deletes a verification once it is approved, canceled, expired or locked: 20404 then."""
+    if not ref.startswith("VE"):
+        return await verify.find_pending(service, ref)
+    view = await verify.get(service, ref)
+    if view.status is not Status.PENDING:
+        raise VerificationNotFound("no pending verification found")
+    return view
 
 
 @get("/Services/{sid:str}/Verifications/{ref:str}", summary="Fetch a verification")
@@ -375,6 +412,8 @@ async def check_verification(
         form.text("To", max_length=MAX_DESTINATION_LENGTH),
         form.text("VerificationSid", max_length=34),
     )
+    if to is None and vid is None:
+        raise NoTargetVerification("Either a To or VerificationSid must be provided")
     if (to is None) == (vid is None) or code is None:
         raise InvalidParameter("Invalid parameter: give exactly one of To and VerificationSid")
     if not is_code(code):
