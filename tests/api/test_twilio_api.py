@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import Api, open_api, settings_for
+from tests.support import FakeClock
 
 DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 TO = "+14155552671"
@@ -397,3 +399,33 @@ async def test_a_channel_the_service_does_not_allow_is_60223(tmp_path: Path) -> 
         sid = await v2.service()
         r = await v2.post(f"/Services/{sid}/Verifications", {"To": TO, "Channel": "call"})
         twilio_error(r, 60223, 400)
+
+
+async def test_a_lock_is_60202_by_sid_and_by_to_until_it_expires(tmp_path: Path) -> None:
+    clock = FakeClock(time.time())
+    settings = settings_for(tmp_path, CLAVE_MAX_CHECKS="2", CLAVE_CODE_TTL="600")
+    async for api in open_api(settings, clock=clock):
+        sid_, token, _, _ = await api.domain.tenants.create_twilio_credentials(
+            api.domain.settings.default_policy
+        )
+        v2 = V2(api, sid_, basic(sid_, token), basic(sid_, token))
+        sid = await v2.service()
+        sent = (
+            await v2.post(f"/Services/{sid}/Verifications", {"To": TO, "Channel": "sms"})
+        ).json()
+        code = await v2.api.code(TO)
+        wrong = "0" * len(code) if code != "0" * len(code) else "1" * len(code)
+        for _ in range(2):
+            await v2.post(f"/Services/{sid}/VerificationCheck", {"To": TO, "Code": wrong})
+        for target in ({"To": TO}, {"VerificationSid": sent["sid"]}):
+            locked = await v2.post(f"/Services/{sid}/VerificationCheck", {**target, "Code": code})
+            twilio_error(locked, 60202, 429)
+        # Another destination never had one: 20404, not 60202.
+        other = await v2.post(
+            f"/Services/{sid}/VerificationCheck", {"To": "+14155552672", "Code": code}
+        )
+        twilio_error(other, 20404, 404)
+        clock.advance(601)  # expired: gone, as on Twilio
+        for target in ({"To": TO}, {"VerificationSid": sent["sid"]}):
+            gone = await v2.post(f"/Services/{sid}/VerificationCheck", {**target, "Code": code})
+            twilio_error(gone, 20404, 404)

@@ -596,3 +596,30 @@ async def test_redis_keys_from_before_life_cycles_are_adopted(redis_url: str) ->
     finally:
         await old.close()
         await drop_prefix(redis_url, prefix)
+
+
+async def test_latest_sent_finds_how_the_last_attempt_to_a_destination_ended(
+    store: VerifyBackend, svc: Tenant
+) -> None:
+    assert await store.latest_sent(svc.id, TO, NOW - 600) is None
+    first = await start(store, candidate(svc))
+    await store.transition(
+        first.verification.id,
+        from_status=Status.PENDING,
+        to_status=Status.MAX_ATTEMPTS_REACHED,
+        now=NOW + 1,
+    )
+    locked = await store.latest_sent(svc.id, TO, NOW - 600)
+    assert locked is not None
+    assert (locked.id, locked.status) == (first.verification.id, Status.MAX_ATTEMPTS_REACHED)
+    # A newer verification to the destination is the latest, closed or not.
+    second = await start(store, candidate(svc), now=NOW + 10)
+    latest = await store.latest_sent(svc.id, TO, NOW - 600)
+    assert latest is not None
+    assert (latest.id, latest.status) == (second.verification.id, Status.PENDING)
+    # Only sends after `since` count; another destination or tenant sees nothing.
+    assert await store.latest_sent(svc.id, TO, NOW + 10) is None
+    assert await store.latest_sent(svc.id, "+14155552672", NOW - 600) is None
+    other = service("other")
+    await store.put_tenant(other)
+    assert await store.latest_sent(other.id, TO, NOW - 600) is None

@@ -391,6 +391,25 @@ class VerifyService:
             raise VerificationNotFound("no pending verification for that destination")
         return VerificationView(found, Status.PENDING, await self._sends_left(tenant, found, now))
 
+    async def locked(
+        self, tenant: Tenant, *, verification_id: str | None = None, to: str | None = None
+    ) -> bool:
+        """Whether what a check addressed (a verification, or the last one sent to `to`) was
+        locked by wrong codes and has not expired: Twilio answers such a check 60202, not
+        20404."""
+        now = self._clock()
+        found = None
+        if verification_id is not None and is_verification_id(verification_id):
+            found = await self._store.get(tenant.id, verification_id)
+        elif to is not None:
+            since = now - max(tenant.policy.send_window, tenant.policy.code_ttl)
+            found = await self._store.latest_sent(tenant.id, normalize_any(to), since)
+        if found is None or now >= found.expires_at:
+            return False
+        return found.status is Status.MAX_ATTEMPTS_REACHED or (
+            found.status is Status.PENDING and found.check_attempts_left == 0
+        )
+
     async def report_delivery(
         self, provider: str, message_id: str, status: SendStatus, error: str | None = None
     ) -> bool:

@@ -390,14 +390,6 @@ async def update_verification(
     return _verification_json(view, account, _base(request))
 
 
-async def _locked(verify: VerifyService, service: Tenant, vid: str) -> bool:
-    try:
-        view = await verify.get(service, vid)
-    except VerificationNotFound:
-        return False
-    return view.status is Status.MAX_ATTEMPTS_REACHED
-
-
 @post("/Services/{sid:str}/VerificationCheck", status_code=200, summary="Check a code")
 async def check_verification(
     request: Request[Any, Any, Any],
@@ -428,10 +420,15 @@ async def check_verification(
             client_ip=client_ips.of(request, None),
         )
     except VerificationNotFound:
-        # Twilio answers a check on a verification locked by wrong codes with 60202.
-        locked = vid is not None and await _locked(verify, service, vid)
-        if locked:
+        # Twilio answers a check on a verification locked by wrong codes with 60202, whether
+        # it names the verification or its destination...
+        if await verify.locked(service, verification_id=vid, to=to):
             raise MaxChecksReached("Max check attempts reached") from None
+        raise
+    except MaxChecksReached:
+        # ... until it expires: then it is gone (20404), as every verification that is.
+        if not await verify.locked(service, verification_id=vid, to=to):
+            raise VerificationNotFound("no pending verification found") from None
         raise
     body = _verification_json(view, account, _base(request))
     del body["send_code_attempts"], body["lookup"], body["url"], body["sna"]

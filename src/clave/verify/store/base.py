@@ -125,6 +125,11 @@ class VerificationStore(Protocol):
         """The pending verification for a destination, if any (expired or not)."""
         ...
 
+    async def latest_sent(self, tenant_id: str, to: str, since: float) -> Verification | None:
+        """The verification of the latest send to a destination after `since`, whatever its
+        status (how the last attempt to reach it ended)."""
+        ...
+
     async def count_sends(self, tenant_id: str, to: str, since: float) -> int:
         """Send attempts to a destination created after `since`."""
         ...

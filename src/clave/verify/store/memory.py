@@ -256,6 +256,18 @@ class MemoryVerificationStore:
         found = self._pending(tenant_id, to)
         return self._with_sends(found) if found else None
 
+    async def latest_sent(self, tenant_id: str, to: str, since: float) -> Verification | None:
+        """The verification of the latest send to a destination after `since`."""
+        sent = [
+            a
+            for a in self._attempts.values()
+            if a.tenant_id == tenant_id and a.to == to and a.attempt.created_at > since
+        ]
+        if not sent:
+            return None
+        latest = max(sent, key=lambda a: (a.attempt.created_at, a.attempt.id))
+        return self._with_sends(self._verifications[latest.verification_id])
+
     async def count_sends(self, tenant_id: str, to: str, since: float) -> int:
         """Send attempts to a destination since a time."""
         return sum(

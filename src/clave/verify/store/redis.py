@@ -107,6 +107,11 @@ class RedisVerificationStore(RedisTenants):
         loaded = await self._run("find_pending", tenant_id, to)
         return codec.verification(loaded) if loaded else None
 
+    async def latest_sent(self, tenant_id: str, to: str, since: float) -> Verification | None:
+        """The verification of the latest send to a destination after `since`."""
+        loaded = await self._run("latest_sent", tenant_id, to, repr(since))
+        return codec.verification(loaded) if loaded else None
+
     async def count_sends(self, tenant_id: str, to: str, since: float) -> int:
         """Send attempts to a destination after `since`."""
         try:

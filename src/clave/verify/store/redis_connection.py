@@ -23,6 +23,7 @@ _SCRIPTS = {
     "transition": ("prelude", "transition"),
     "get": ("prelude", "get"),
     "find_pending": ("prelude", "find_pending"),
+    "latest_sent": ("prelude", "latest_sent"),
     "claim": ("prelude", "take", "claim"),
     "finish": ("prelude", "fail_if_all_failed", "finish"),
     "report": ("prelude", "fail_if_all_failed", "report"),

@@ -261,6 +261,20 @@ class SqliteVerificationStore(SqliteTenants, SqliteEventLog):
             lambda conn: _verification(conn, _pending_row(conn, tenant_id, to))
         )
 
+    async def latest_sent(self, tenant_id: str, to: str, since: float) -> Verification | None:
+        """The verification of the latest send to a destination after `since`."""
+
+        def run(conn: sqlite3.Connection) -> Verification | None:
+            row = conn.execute(
+                "SELECT verification_id FROM send_attempts "
+                "WHERE service_id = ? AND to_addr = ? AND created_at > ? "
+                "ORDER BY created_at DESC, id DESC LIMIT 1",
+                (tenant_id, to, since),
+            ).fetchone()
+            return None if row is None else self._get_sync(conn, tenant_id, row[0])
+
+        return await self._db.read(run)
+
     async def count_sends(self, tenant_id: str, to: str, since: float) -> int:
         """Send attempts to a destination since a time."""
 
