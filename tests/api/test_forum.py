@@ -169,12 +169,24 @@ async def test_unknown_ids_are_404_with_the_error_shape(api: Client, path: str, 
 async def test_pagination_with_link_header(api: Client) -> None:
     first = await api.get("/api/posts", params={"limit": 4})
     assert [p["id"] for p in first.json()] == [1, 2, 3, 4]
-    assert first.headers["link"] == '</api/posts?after=4&limit=4>; rel="next"'
+    assert first.headers["link"] == '<http://clave.test/api/posts?after=4&limit=4>; rel="next"'
     second = await api.get("/api/posts?after=4&limit=4")
     assert [p["id"] for p in second.json()] == [5, 6]
     assert "link" not in second.headers
     r = await api.get("/api/users", params={"limit": 0})
     assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_request")
+
+
+async def test_link_headers_carry_the_public_origin_behind_a_proxy(tmp_path: Path) -> None:
+    """The next page's link is https:// when the trusted proxy says the client used HTTPS,
+    from the framework's routes and the lean one (GET /api/users) alike."""
+    async for api in api_with(tmp_path, CLAVE_PROXY_HOPS="1"):
+        https = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "forum.example"}
+        posts = await api.get("/api/posts", params={"limit": 2}, headers=https)
+        users = await api.get("/api/users", params={"limit": 2}, headers=https)
+        for r, path in ((posts, "/api/posts"), (users, "/api/users")):
+            expected = f'<https://forum.example{path}?after=2&limit=2>; rel="next"'
+            assert r.headers["link"] == expected
 
 
 async def test_sign_up_shows_the_token_once_and_keeps_only_its_hash(

@@ -429,3 +429,47 @@ async def test_a_lock_is_60202_by_sid_and_by_to_until_it_expires(tmp_path: Path)
         for target in ({"To": TO}, {"VerificationSid": sent["sid"]}):
             gone = await v2.post(f"/Services/{sid}/VerificationCheck", {**target, "Code": code})
             twilio_error(gone, 20404, 404)
+
+
+def every_url(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [u for v in value.values() for u in every_url(v)]
+    if isinstance(value, list):
+        return [u for v in value for u in every_url(v)]
+    return (
+        [value] if isinstance(value, str) and "://" in value and "twilio.com" not in value else []
+    )
+
+
+async def v2_urls(v2: V2, **headers: str) -> list[str]:
+    h = {**v2.basic, **headers}
+    sid = (await v2.post("/Services", {"FriendlyName": "Urls"}, headers=h)).json()["sid"]
+    await v2.post("/Services", {"FriendlyName": "More"}, headers=h)
+    sent = await v2.post(f"/Services/{sid}/Verifications", {"To": TO, "Channel": "sms"}, headers=h)
+    listed = await v2.get("/Services", params={"PageSize": "1", "Page": "1"}, headers=h)
+    urls = every_url([sent.json(), listed.json()])
+    assert len(urls) > 10
+    return urls
+
+
+@pytest.mark.parametrize(
+    ("env", "headers", "origin"),
+    [
+        ({"CLAVE_PUBLIC_URL": "https://verify.example.com"}, {}, "https://verify.example.com"),
+        ({"CLAVE_PROXY_HOPS": "1"}, {"X-Forwarded-Proto": "https"}, "https://clave.test"),
+        # No trusted proxy: the header is anyone's, and not believed.
+        ({}, {"X-Forwarded-Proto": "https"}, "http://clave.test"),
+    ],
+)
+async def test_urls_carry_the_public_origin(
+    tmp_path: Path, env: dict[str, str], headers: dict[str, str], origin: str
+) -> None:
+    """Behind a TLS-terminating load balancer, the urls, links and paging URLs an SDK follows
+    (with Basic credentials) are https:// at the public host."""
+    async for api in open_api(settings_for(tmp_path, **env)):
+        sid_, token, _, _ = await api.domain.tenants.create_twilio_credentials(
+            api.domain.settings.default_policy
+        )
+        v2 = V2(api, sid_, basic(sid_, token), basic(sid_, token))
+        urls = await v2_urls(v2, **headers)
+        assert all(u.startswith(origin + "/v2/") for u in urls), urls

@@ -190,3 +190,39 @@ def test_custom_code_and_psd2_through_the_sdk(server: ClaveProcess) -> None:
         to=other, code=code, amount="€12.00", payee="Acme"
     )
     assert (right.status, right.valid) == ("approved", True)
+
+
+class ForwardedHttpsClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no types
+    """The SDK's HTTP client behind a TLS-terminating proxy: Twilio's URLs go to the proxy
+    (here haproxy, on plain HTTP), which is told the client used HTTPS."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.base_url = base_url
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        url = re.sub(r"^https://[^/]+", self.base_url, url)
+        kwargs["headers"] = {**(kwargs.get("headers") or {}), "X-Forwarded-Proto": "https"}
+        return super().request(method, url, *args, **kwargs)
+
+
+def test_urls_are_https_behind_haproxy_and_a_tls_proxy(clave_up: Any) -> None:
+    """The urls and paging URLs the SDK follows, with the account's Basic credentials, are
+    https:// when the proxy in front says the client came over HTTPS."""
+    stack = clave_up("monolith")
+    printed = stack.cli("apikey", "create", "--twilio").stdout
+    creds = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+    client = Client(
+        creds["TWILIO_ACCOUNT_SID"],
+        creds["TWILIO_AUTH_TOKEN"],
+        http_client=ForwardedHttpsClient(stack.url),
+    )
+    host = stack.url.split("://", 1)[1]
+    service = client.verify.v2.services.create(friendly_name="Behind TLS")
+    client.verify.v2.services.create(friendly_name="Second")
+    assert service.url == f"https://{host}/v2/Services/{service.sid}"
+    assert all(link.startswith(f"https://{host}/") for link in service.links.values())
+    page = client.verify.v2.services.page(page_size=1)
+    assert page.next_page_url.startswith(f"https://{host}/v2/Services?")
+    sent = client.verify.v2.services(service.sid).verifications.create(to=TO, channel="sms")
+    assert sent.url.startswith(f"https://{host}/v2/")

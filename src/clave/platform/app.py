@@ -19,6 +19,7 @@ from clave.platform.errors import ExceptionHandler, handlers, native_error_handl
 from clave.platform.health import health_router
 from clave.platform.http import json_bodies_only
 from clave.platform.lean import LeanApp
+from clave.platform.origin import PublicOrigin
 from clave.platform.settings import PlatformSettings
 
 log = logging.getLogger("clave.app")
@@ -95,4 +96,5 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> LeanApp:
         debug=False,
     )
     lean = [route for domain in domains for route in domain.lean_routes()]
-    return LeanApp(framework, lean, max_body=settings.max_body_bytes)
+    origin = PublicOrigin(public_url=settings.public_url, proxy_hops=settings.proxy_hops)
+    return LeanApp(framework, lean, max_body=settings.max_body_bytes, origin=origin)

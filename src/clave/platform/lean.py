@@ -28,6 +28,7 @@ import msgspec
 
 from clave.platform.errors import native_error
 from clave.platform.http import is_json_media_type
+from clave.platform.origin import PublicOrigin
 
 T = TypeVar("T")
 # ASGI, loosely typed: Litestar's TypedDicts are for its own apps.
@@ -115,12 +116,22 @@ def native_errors(exc: Exception) -> LeanResponse:
 class LeanApp:
     """ASGI: the lean routes answered here, every other request passed to `app` (Litestar)."""
 
-    def __init__(self, app: Any, routes: Iterable[LeanRoute], *, max_body: int) -> None:
+    def __init__(
+        self,
+        app: Any,
+        routes: Iterable[LeanRoute],
+        *,
+        max_body: int,
+        origin: PublicOrigin | None = None,
+    ) -> None:
         self.framework = app
         self._routes = {(r.method, r.path): r for r in routes}
         self._max_body = max_body
+        self._origin = origin if origin is not None and origin.active else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._origin is not None:  # the public scheme and host, for every route
+            scope = self._origin.settle(scope)
         route = (
             self._routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
         )

@@ -8,25 +8,29 @@ from urllib.parse import urlencode
 
 from litestar import Request
 
+from clave.platform.origin import origin_of
+
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 50
 MAX_AFTER = 2**53  # a JSON-safe integer
 
 
 def next_link(request: Request[Any, Any, Any], after: int | None, limit: int) -> dict[str, str]:
-    """The RFC 8288 `Link` header to the next page, or no header on the last page."""
-    return link_after(request.url.path, request.query_params.items(), after, limit)
+    """The RFC 8288 `Link` header to the next page (at the public origin), or no header on
+    the last page."""
+    url = origin_of(request.scope) + request.url.path
+    return link_after(url, request.query_params.items(), after, limit)
 
 
 def link_after(
-    path: str, query: Iterable[tuple[str, str]], after: int | None, limit: int
+    url: str, query: Iterable[tuple[str, str]], after: int | None, limit: int
 ) -> dict[str, str]:
-    """`next_link` of a request for `path` with `query`."""
+    """`next_link` of a request for `url` (origin and path) with `query`."""
     if after is None:
         return {}
     params = {k: v for k, v in query if k not in ("after", "limit")}
     params |= {"after": str(after), "limit": str(limit)}
-    return {"Link": f'<{path}?{urlencode(params)}>; rel="next"'}
+    return {"Link": f'<{url}?{urlencode(params)}>; rel="next"'}
 
 
 def plain_page_query(query: bytes) -> tuple[int, int] | None:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from clave.platform.origin import parse_public_url
+
 PREFIX = "CLAVE_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -122,6 +124,8 @@ class PlatformSettings:
     # Trusted proxies in front (haproxy, an ALB): the end user's address is the entry the
     # outermost one appended to X-Forwarded-For.
     proxy_hops: int
+    # Where clients reach clave (platform/origin.py), when not what the request says.
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> PlatformSettings:
@@ -139,7 +143,18 @@ class PlatformSettings:
             shutdown_grace=env.integer("SHUTDOWN_GRACE", 30, low=1, high=600),
             routes=env.path("ROUTES", "routes.toml"),
             proxy_hops=env.integer("PROXY_HOPS", 0, low=0, high=10),
+            public_url=_public_url(env.optional("PUBLIC_URL")),
         )
+
+
+def _public_url(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        scheme, host = parse_public_url(value)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return f"{scheme}://{host}"
 
 
 def export(overrides: Mapping[str, str | int | None]) -> None:

@@ -12,6 +12,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from clave.platform.client_ip import end_user_ip
 from clave.platform.contacts import mask
 from clave.platform.lean import Handover, LeanRequest, LeanResponse, LeanRoute, native_errors
+from clave.platform.origin import origin_of
 from clave.platform.pagination import (
     DEFAULT_LIMIT,
     MAX_AFTER,
@@ -146,7 +147,7 @@ def lean_routes(service: UsersService) -> list[LeanRoute]:
             raise Handover
         limit, after = query
         page, more = split_page(await service.list_users(after=after, limit=limit + 1), limit)
-        headers = link_after(request.scope["path"], (), more, limit)
+        headers = link_after(origin_of(request.scope) + request.scope["path"], (), more, limit)
         return LeanResponse([render(u) for u in page], headers=headers)
 
     return [LeanRoute("GET", "/api/users", users, native_errors)]

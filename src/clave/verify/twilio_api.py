@@ -24,6 +24,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter
 
 from clave.platform.errors import classify, handlers
+from clave.platform.origin import origin_of
 from clave.verify.client_ips import ClientIps
 from clave.verify.errors import (
     InvalidParameter,
@@ -131,7 +132,8 @@ async def _form(request: Request[Any, Any, Any]) -> Form:
 
 
 def _base(request: Request[Any, Any, Any]) -> str:
-    return f"{request.url.scheme}://{request.url.netloc}/v2"
+    """The public base of the API's URLs (platform/origin.py: https:// behind a proxy)."""
+    return origin_of(request.scope) + "/v2"
 
 
 def _service_json(service: Tenant, account: Tenant, base: str) -> dict[str, Any]:
