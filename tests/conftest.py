@@ -10,7 +10,9 @@ import pytest
 from tests.support import FakeClock, SmtpServer, smtp_server
 
 # The fixtures below that find or start a real server; a test that uses one is `e2e`.
-SERVER_FIXTURES = frozenset({"postgres_url", "redis_url", "haproxy_bin", "moto_url"})
+SERVER_FIXTURES = frozenset(
+    {"postgres_url", "redis_url", "haproxy_bin", "moto_url", "chromium_bin"}
+)
 _HERE = Path(__file__).parent
 _SERVERS_SELECTED = pytest.StashKey[bool]()
 
@@ -67,6 +69,15 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     yield url
     if private is not None:
         private.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium_bin(request: pytest.FixtureRequest) -> str:
+    """A headless browser (Debian's chromium, found or installed); the suite fails without."""
+    _servers_allowed(request)
+    from tests.services import chromium
+
+    return chromium()
 
 
 @pytest.fixture(scope="session")

@@ -210,6 +210,20 @@ def haproxy() -> str:
     return found
 
 
+def chromium() -> str:
+    """Debian's chromium, installed with apt-get if missing and possible."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None and _apt_install("chromium"):
+        found = shutil.which("chromium") or "/usr/bin/chromium"
+    if found is None:
+        pytest.fail(
+            "chromium is needed to render the docs page: install it (Debian: apt-get install "
+            "chromium) and put it on PATH",
+            pytrace=False,
+        )
+    return found
+
+
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
     """Poll `predicate` until it returns something truthy."""
     deadline = time.monotonic() + timeout

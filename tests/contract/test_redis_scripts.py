@@ -25,6 +25,9 @@ from clave.platform.redis_scripts import ScriptConnection, ScriptError, encode
 from tests.services import wait_until
 from tests.support import free_port
 
+# Every test here talks to a redis-server or a TCP server of its own.
+pytestmark = pytest.mark.e2e
+
 SCRIPTS = {
     "echo": "return ARGV[1]",
     "set": "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])",

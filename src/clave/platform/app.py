@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import gc
+import importlib.util
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response, get
+from litestar.datastructures import CacheControlHeader
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
 
 from clave import __version__
 from clave.platform.domain import Domain
@@ -23,12 +27,34 @@ from clave.platform.origin import PublicOrigin
 from clave.platform.settings import PlatformSettings
 
 log = logging.getLogger("clave.app")
+DOCS_ASSETS = "/docs/assets"
 
 
 @get("/openapi.json", include_in_schema=False, media_type=MediaType.JSON)
 async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of this process's routes."""
     return request.app.openapi_schema.to_schema()
+
+
+def swagger_ui_files() -> Path:
+    """Swagger UI's files, as the swagger-ui-py package ships them (found without importing
+    it: only its static files are used)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the swagger-ui-py package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
+def docs_page() -> SwaggerRenderPlugin:
+    """/docs/: Swagger UI from clave itself (DOCS_ASSETS), never from a CDN, so it renders
+    where the browser cannot reach the internet."""
+    return SwaggerRenderPlugin(
+        path="/",
+        js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS}/favicon-32x32.png'>",
+    )
 
 
 def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> LeanApp:
@@ -48,7 +74,17 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> LeanApp:
             log.info("worker ready: %s", ", ".join(d.name for d in domains))
             yield
 
-    route_handlers: list[Any] = [health_router(domains), openapi_json]
+    route_handlers: list[Any] = [
+        health_router(domains),
+        openapi_json,
+        create_static_files_router(
+            path=DOCS_ASSETS,
+            directories=[swagger_ui_files()],
+            include_in_schema=False,
+            # Assets change only with the package: a browser may keep them a day.
+            cache_control=CacheControlHeader(max_age=86400),
+        ),
+    ]
     for domain in domains:
         route_handlers.extend(domain.route_handlers())
     # A domain may render the errors under a path prefix its own way (verify's /v2 answers as
@@ -80,7 +116,7 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> LeanApp:
             version=__version__,
             description="Send one-time verification codes and check them.",
             path="/docs",
-            render_plugins=[SwaggerRenderPlugin(path="/")],
+            render_plugins=[docs_page()],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", description="API key"),
