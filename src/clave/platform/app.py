@@ -23,6 +23,7 @@ from clave.platform.errors import ExceptionHandler, handlers, native_error_handl
 from clave.platform.health import health_router
 from clave.platform.http import json_bodies_only
 from clave.platform.lean import LeanApp
+from clave.platform.openapi_errors import document_errors
 from clave.platform.origin import PublicOrigin
 from clave.platform.settings import PlatformSettings
 
@@ -130,6 +131,11 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> LeanApp:
             ),
         ),
         debug=False,
+    )
+    document_errors(
+        framework.openapi_schema,
+        {k: v for domain in domains for k, v in domain.openapi_errors.items()},
+        {k: v for domain in domains for k, v in domain.openapi_forms.items()},
     )
     lean = [route for domain in domains for route in domain.lean_routes()]
     origin = PublicOrigin(public_url=settings.public_url, proxy_hops=settings.proxy_hops)

@@ -9,6 +9,7 @@ from litestar.types import ControllerRouterHandler
 
 from clave.platform.errors import ExceptionHandler
 from clave.platform.lean import LeanRoute
+from clave.platform.openapi_errors import ErrorTable, FormTable
 
 
 class Domain(Protocol):
@@ -23,6 +24,17 @@ class Domain(Protocol):
     def lean_routes(self) -> Sequence[LeanRoute]:
         """The hot routes this domain also answers without the framework (platform/lean.py);
         each is among `route_handlers` too, which document it."""
+        ...
+
+    @property
+    def openapi_errors(self) -> ErrorTable:
+        """(method, path) -> the error statuses a route answers beyond the rules of
+        platform/openapi_errors.py (403, 409, 422, 429 ...), for /openapi.json."""
+        ...
+
+    @property
+    def openapi_forms(self) -> FormTable:
+        """(method, path) -> the form body of a route that reads one itself (Twilio's)."""
         ...
 
     @property

@@ -129,6 +129,24 @@ class LeanApp:
         self._max_body = max_body
         self._origin = origin if origin is not None and origin.active else None
 
+    async def _framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Litestar, without the OPTIONS it would answer on its own: clave grants no CORS
+        preflight, and Litestar's automatic answer named only some of a path's methods. An
+        OPTIONS request is a method the path does not take (405), and no 405 offers OPTIONS
+        in `Allow`, which then lists what /openapi.json documents."""
+        if scope["type"] != "http":
+            await self.framework(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
+            scope = {**scope, "method": "TRACE"}  # a method no route takes: Litestar's 405
+
+        async def allow_without_options(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                message = {**message, "headers": [_drop_options(h) for h in message["headers"]]}
+            await send(message)
+
+        await self.framework(scope, receive, allow_without_options)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._origin is not None:  # the public scheme and host, for every route
             scope = self._origin.settle(scope)
@@ -136,7 +154,7 @@ class LeanApp:
             self._routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
         )
         if route is None:
-            await self.framework(scope, receive, send)
+            await self._framework(scope, receive, send)
             return
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
@@ -147,7 +165,7 @@ class LeanApp:
         if length is not None and (
             not length.isdigit() or len(length) > 19 or int(length) > self._max_body
         ):
-            await self.framework(scope, receive, send)  # Litestar answers 413 (or 400)
+            await self._framework(scope, receive, send)  # Litestar answers 413 (or 400)
             return
         chunks: list[bytes] = []
         size, more = 0, True
@@ -163,13 +181,13 @@ class LeanApp:
                 break
         body = b"".join(chunks)
         if size > self._max_body:  # Litestar answers 413
-            await self.framework(scope, _replay(body, receive, more=more), send)
+            await self._framework(scope, _replay(body, receive, more=more), send)
             return
         request = LeanRequest(scope, body, headers)
         try:
             response = await route.handler(request)
         except Handover:
-            await self.framework(scope, _replay(body, receive, more=False), send)
+            await self._framework(scope, _replay(body, receive, more=False), send)
             return
         except Exception as exc:  # rendered as the framework's handler renders it
             response = route.errors(exc)
@@ -184,6 +202,14 @@ async def respond(send: Send, response: LeanResponse) -> None:
         head.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     await send({"type": "http.response.start", "status": response.status, "headers": head})
     await send({"type": "http.response.body", "body": content})
+
+
+def _drop_options(header: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+    name, value = header
+    if name.lower() != b"allow":
+        return header
+    methods = [m.strip() for m in value.split(b",") if m.strip() and m.strip() != b"OPTIONS"]
+    return name, b", ".join(methods)
 
 
 def _replay(body: bytes, receive: Receive, *, more: bool) -> Receive:

@@ -12,6 +12,7 @@ from litestar.types import ControllerRouterHandler
 
 from clave.platform.errors import ExceptionHandler
 from clave.platform.lean import LeanRoute
+from clave.platform.openapi_errors import ErrorTable, FormTable
 from clave.platform.sql import Migrations, SqlDatabase, open_database
 
 T = TypeVar("T")
@@ -92,6 +93,16 @@ class StoreDomain:
     def lean_routes(self) -> Sequence[LeanRoute]:
         """None by default: every route goes through the framework."""
         return ()
+
+    @property
+    def openapi_errors(self) -> ErrorTable:
+        """None beyond the rules."""
+        return {}
+
+    @property
+    def openapi_forms(self) -> FormTable:
+        """No form bodies."""
+        return {}
 
     @property
     def error_renderers(self) -> Mapping[str, ExceptionHandler]:

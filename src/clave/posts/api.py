@@ -20,6 +20,14 @@ Text = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
 Ref = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
 
 
+# The statuses each route answers beyond the rules of platform/openapi_errors.py.
+OPENAPI_ERRORS = {
+    ("POST", "/api/posts"): (403, 422),
+    ("PATCH", "/api/posts/{post_id}"): (403,),
+    ("DELETE", "/api/posts/{post_id}"): (403,),
+}
+
+
 class PostRead(msgspec.Struct):
     """A post, in the original sample's shape plus its id."""
 

@@ -9,6 +9,7 @@ from typing import cast
 
 from litestar.types import ControllerRouterHandler
 
+from clave.platform.openapi_errors import ErrorTable
 from clave.platform.store_domain import StoreDomain, choose_store, prepare_seeded
 from clave.posts import api
 from clave.posts.models import SEED
@@ -52,6 +53,11 @@ class PostsDomain(StoreDomain):
     def route_handlers(self) -> Sequence[ControllerRouterHandler]:
         """The posts routes."""
         return [api.router(self.service)]
+
+    @property
+    def openapi_errors(self) -> ErrorTable:
+        """The statuses its routes answer beyond the rules (for /openapi.json)."""
+        return api.OPENAPI_ERRORS
 
 
 async def prepare_store(url: str, data_dir: Path, *, seed: bool) -> None:

@@ -19,6 +19,14 @@ After = Annotated[int, QueryParameter(ge=0, le=2**53)]
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
+# The statuses each route answers beyond the rules of platform/openapi_errors.py.
+OPENAPI_ERRORS = {
+    ("POST", "/api/threads"): (403,),
+    ("PATCH", "/api/threads/{thread_id}"): (403,),
+    ("DELETE", "/api/threads/{thread_id}"): (403,),
+}
+
+
 class ThreadRead(msgspec.Struct, rename="camel"):
     """A thread, in the original sample's shape."""
 

@@ -9,6 +9,7 @@ from typing import cast
 
 from litestar.types import ControllerRouterHandler
 
+from clave.platform.openapi_errors import ErrorTable
 from clave.platform.store_domain import StoreDomain, choose_store, prepare_seeded
 from clave.threads import api
 from clave.threads.models import SEED
@@ -50,6 +51,11 @@ class ThreadsDomain(StoreDomain):
     def route_handlers(self) -> Sequence[ControllerRouterHandler]:
         """The threads routes."""
         return [api.router(self.service)]
+
+    @property
+    def openapi_errors(self) -> ErrorTable:
+        """The statuses its routes answer beyond the rules (for /openapi.json)."""
+        return api.OPENAPI_ERRORS
 
 
 async def prepare_store(url: str, data_dir: Path, *, seed: bool) -> None:

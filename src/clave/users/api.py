@@ -34,6 +34,17 @@ ContactText = Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
 Channel = Annotated[str, msgspec.Meta(pattern="^(sms|whatsapp|call|email)$")]
 
 
+# The statuses each route answers beyond the rules of platform/openapi_errors.py.
+OPENAPI_ERRORS = {
+    ("POST", "/api/users"): (409,),
+    ("PATCH", "/api/users/{user_id}"): (403, 409),
+    ("DELETE", "/api/users/{user_id}"): (403,),
+    ("POST", "/api/users/{user_id}/token"): (403,),
+    ("POST", "/api/users/{user_id}/verification"): (403, 422, 429),
+    ("POST", "/api/users/{user_id}/verification/check"): (403, 409, 429),
+}
+
+
 class UserRead(msgspec.Struct, rename="camel"):
     """A user; contacts are masked, as anyone may read this."""
 

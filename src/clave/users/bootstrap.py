@@ -10,6 +10,7 @@ from typing import cast
 from litestar.types import ControllerRouterHandler
 
 from clave.platform.lean import LeanRoute
+from clave.platform.openapi_errors import ErrorTable
 from clave.platform.settings import SettingsError
 from clave.platform.store_domain import StoreDomain, choose_store, prepare_seeded
 from clave.users import api
@@ -60,6 +61,11 @@ class UsersDomain(StoreDomain):
     def route_handlers(self) -> Sequence[ControllerRouterHandler]:
         """The users routes."""
         return [api.router(self.service, proxy_hops=self._proxy_hops)]
+
+    @property
+    def openapi_errors(self) -> ErrorTable:
+        """The statuses its routes answer beyond the rules (for /openapi.json)."""
+        return api.OPENAPI_ERRORS
 
     def lean_routes(self) -> Sequence[LeanRoute]:
         """The users list, answered without the framework's per-request work."""

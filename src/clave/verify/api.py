@@ -61,6 +61,19 @@ CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 CodeLength = Annotated[int, msgspec.Meta(ge=MIN_CODE_LENGTH, le=MAX_CODE_LENGTH)]
 
 
+# The statuses each route answers beyond the rules of platform/openapi_errors.py.
+OPENAPI_ERRORS = {
+    ("POST", "/api/verifications"): (403, 422, 429),
+    ("POST", "/api/verifications/check"): (404, 429),
+    ("POST", "/api/verifications/{verification_id}/cancel"): (409,),
+    ("POST", "/api/messages/send-code"): (429,),
+    ("POST", "/api/messages/verify-code"): (429,),
+    ("GET", "/dev/inbox/messages"): (401, 403),
+    ("POST", "/api/providers/twilio/status"): (403, 404),
+    ("POST", "/api/providers/webhook/status"): (403, 404),
+}
+
+
 class StartVerification(msgspec.Struct, forbid_unknown_fields=True):
     """Body of POST /api/verifications."""
 

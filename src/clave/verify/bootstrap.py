@@ -18,8 +18,9 @@ from litestar.types import ControllerRouterHandler
 
 from clave.platform.errors import ExceptionHandler
 from clave.platform.lean import LeanRoute
+from clave.platform.openapi_errors import ErrorTable, FormTable
 from clave.platform.settings import PlatformSettings, SettingsError
-from clave.verify import api
+from clave.verify import api, twilio_api
 from clave.verify.client_ips import ClientIps
 from clave.verify.codes import CodeHasher
 from clave.verify.delivery.aws import SesEmailProvider, SnsSmsProvider
@@ -310,6 +311,16 @@ class VerifyDomain:
         """The native send and check, answered without the framework's per-request work."""
         context = api.verify_context(self.verify, self.tenants, self.settings, self.client_ips)
         return api.lean_routes(context)
+
+    @property
+    def openapi_errors(self) -> ErrorTable:
+        """The statuses its routes answer beyond the rules (for /openapi.json)."""
+        return {**api.OPENAPI_ERRORS, **twilio_api.OPENAPI_ERRORS}
+
+    @property
+    def openapi_forms(self) -> FormTable:
+        """The Twilio-compatible API's form bodies."""
+        return twilio_api.OPENAPI_FORMS
 
     @property
     def error_renderers(self) -> Mapping[str, ExceptionHandler]:

@@ -21,12 +21,14 @@ from typing import Annotated, Any
 
 from litestar import MediaType, Request, Response, Router, delete, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import PathParameter
 
 from clave.platform.errors import classify, handlers
 from clave.platform.origin import origin_of
 from clave.verify.client_ips import ClientIps
 from clave.verify.errors import (
+    InvalidDestination,
     InvalidParameter,
     MaxChecksReached,
     NoTargetVerification,
@@ -93,6 +95,65 @@ _FLAGS = {
 }
 # Accepted for compatibility; clave has no use for them (its voice and lookups are its own).
 _IGNORED_SERVICE_PARAMS = ("LookupEnabled", "DtmfInputRequired", "TtsName", "DefaultTemplateSid")
+
+
+_TEXT = Schema(type=OpenAPIType.STRING)
+_FLAG = Schema(type=OpenAPIType.BOOLEAN)
+
+
+def _text(max_length: int) -> Schema:
+    return Schema(type=OpenAPIType.STRING, max_length=max_length)
+
+
+_SERVICE_FIELDS: dict[str, tuple[Schema, bool]] = {
+    "FriendlyName": (_text(TWILIO_NAME_LENGTH), False),
+    "CodeLength": (
+        Schema(type=OpenAPIType.INTEGER, minimum=MIN_CODE_LENGTH, maximum=MAX_CODE_LENGTH),
+        False,
+    ),
+    **{flag: (_FLAG, False) for flag in (*_FLAGS, "LookupEnabled", "DtmfInputRequired")},
+    "TtsName": (_TEXT, False),
+    "DefaultTemplateSid": (_TEXT, False),
+}
+_PAYMENT_FIELDS: dict[str, tuple[Schema, bool]] = {
+    "Amount": (_TEXT, False),
+    "Payee": (_TEXT, False),
+}
+# The form bodies /openapi.json documents (these routes read their forms themselves).
+OPENAPI_FORMS: dict[tuple[str, str], dict[str, tuple[Schema, bool]]] = {
+    ("POST", "/v2/Services"): {
+        **_SERVICE_FIELDS,
+        "FriendlyName": (_text(TWILIO_NAME_LENGTH), True),
+    },
+    ("POST", "/v2/Services/{sid}"): _SERVICE_FIELDS,
+    ("POST", "/v2/Services/{sid}/Verifications"): {
+        "To": (_text(MAX_DESTINATION_LENGTH), True),
+        "Channel": (Schema(type=OpenAPIType.STRING, enum=sorted(_CHANNELS)), True),
+        "Locale": (_text(MAX_LOCALE_LENGTH), False),
+        "CustomCode": (_text(MAX_CODE_LENGTH), False),
+        "CustomFriendlyName": (_text(TWILIO_NAME_LENGTH), False),
+        "AppHash": (_text(APP_HASH_LENGTH), False),
+        "DeviceIp": (_text(MAX_IP_LENGTH), False),
+        **{name: (_TEXT, False) for name in ("RateLimits", "ChannelConfiguration", "Tags")},
+        **_PAYMENT_FIELDS,
+    },
+    ("POST", "/v2/Services/{sid}/Verifications/{ref}"): {
+        "Status": (Schema(type=OpenAPIType.STRING, enum=["canceled", "approved"]), True),
+    },
+    ("POST", "/v2/Services/{sid}/VerificationCheck"): {
+        "Code": (_text(MAX_CODE_LENGTH), True),
+        "To": (_text(MAX_DESTINATION_LENGTH), False),
+        "VerificationSid": (_text(34), False),
+        **_PAYMENT_FIELDS,
+    },
+}
+# The statuses beyond the rules of platform/openapi_errors.py (Twilio's, after translation).
+OPENAPI_ERRORS = {
+    ("POST", "/v2/Services"): (400,),
+    ("GET", "/v2/Services"): (400,),
+    ("POST", "/v2/Services/{sid}/Verifications"): (403, 429),
+    ("POST", "/v2/Services/{sid}/VerificationCheck"): (404, 429),
+}
 
 
 def twilio_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -351,7 +412,10 @@ async def _verification(verify: VerifyService, service: Tenant, ref: str) -> Ver
     """A pending verification by its sid, or (as Twilio allows) by its `To` value. Twilio
     deletes a verification once it is approved, canceled, expired or locked: 20404 then."""
     if not ref.startswith("VE"):
-        return await verify.find_pending(service, ref)
+        try:
+            return await verify.find_pending(service, ref)
+        except InvalidDestination:  # neither a sid nor a destination: no such resource
+            raise VerificationNotFound("no such verification") from None
     view = await verify.get(service, ref)
     if view.status is not Status.PENDING:
         raise VerificationNotFound("no pending verification found")
