@@ -473,3 +473,20 @@ async def test_urls_carry_the_public_origin(
         v2 = V2(api, sid_, basic(sid_, token), basic(sid_, token))
         urls = await v2_urls(v2, **headers)
         assert all(u.startswith(origin + "/v2/") for u in urls), urls
+
+
+async def test_date_updated_moves_when_the_service_changes(tmp_path: Path) -> None:
+    clock = FakeClock(time.time())
+    async for api in open_api(settings_for(tmp_path), clock=clock):
+        sid_, token, _, _ = await api.domain.tenants.create_twilio_credentials(
+            api.domain.settings.default_policy
+        )
+        v2 = V2(api, sid_, basic(sid_, token), basic(sid_, token))
+        created = (await v2.post("/Services", {"FriendlyName": "Dated"})).json()
+        assert created["date_updated"] == created["date_created"]
+        clock.advance(3600)
+        updated = (await v2.post(f"/Services/{created['sid']}", {"CodeLength": "7"})).json()
+        assert updated["date_created"] == created["date_created"]
+        assert updated["date_updated"] > created["date_updated"]
+        fetched = (await v2.get(f"/Services/{created['sid']}")).json()
+        assert fetched["date_updated"] == updated["date_updated"]

@@ -78,7 +78,8 @@ async def test_sqlite_moves_policy_columns_into_one_encoding(tmp_path: Path) -> 
     finally:
         await store.close()
     columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(services)")}
-    assert columns == {"id", "name", "created_at", "accounts", "policy", *LEGACY}
+    # Expand only: a column added (updated_at), none dropped.
+    assert columns == {"id", "name", "created_at", "accounts", "policy", "updated_at", *LEGACY}
 
 
 async def test_sqlite_keeps_an_earlier_clave_reading_and_writing(tmp_path: Path) -> None:

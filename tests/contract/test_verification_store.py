@@ -623,3 +623,15 @@ async def test_latest_sent_finds_how_the_last_attempt_to_a_destination_ended(
     other = service("other")
     await store.put_tenant(other)
     assert await store.latest_sent(other.id, TO, NOW - 600) is None
+
+
+async def test_a_tenant_keeps_when_its_policy_last_changed(store: VerifyBackend) -> None:
+    s = service("dated")
+    await store.put_tenant(s)
+    stored = await store.get_tenant(s.id)
+    assert stored is not None
+    assert stored.updated_at is None  # never changed since created
+    changed = replace(s, policy=replace(s.policy, code_length=8), updated_at=NOW + 60)
+    await store.put_tenant(changed)
+    assert await store.get_tenant(s.id) == changed
+    assert await store.get_tenant_by_name("dated") == changed

@@ -190,6 +190,8 @@ class Tenant:
     # The Twilio-compatible accounts (AC... ids) that may see and manage it through /v2: the one
     # that created it, and those an operator granted it to. Empty: no account may.
     accounts: frozenset[str] = frozenset()
+    # When its policy last changed (None: never since it was created).
+    updated_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

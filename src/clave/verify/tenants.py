@@ -208,7 +208,7 @@ class Tenants:
         """Replace a tenant's policy."""
         self._validate(policy)
         existing = await self.get_tenant(name)
-        updated = replace(existing, policy=policy)
+        updated = replace(existing, policy=policy, updated_at=self._clock())
         await self._store.put_tenant(updated)
         self._forget()  # this worker sees the change at once; others within the TTL
         return updated

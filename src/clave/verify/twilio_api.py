@@ -225,7 +225,7 @@ def _service_json(service: Tenant, account: Tenant, base: str) -> dict[str, Any]
         },
         "verify_event_subscription_enabled": False,
         "date_created": twilio_date(service.created_at),
-        "date_updated": twilio_date(service.created_at),
+        "date_updated": twilio_date(service.updated_at or service.created_at),
         "url": url,
         # Every sub-resource Twilio links; the ones clave does not serve answer 20404.
         "links": {

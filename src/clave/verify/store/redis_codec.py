@@ -36,6 +36,7 @@ def tenant(fields: dict[str, Any]) -> Tenant:
         current_policy(fields.get("policy"), fields),
         float(fields["created_at"]),
         accounts=frozenset(a for a in text(fields.get("accounts", b"")).split(",") if a),
+        updated_at=_optional_time(fields.get("updated_at")),
     )
 
 

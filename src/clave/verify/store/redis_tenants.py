@@ -34,6 +34,8 @@ class RedisTenants(RedisConnection):
             repr(tenant.created_at),
             "accounts",
             ",".join(sorted(tenant.accounts)),
+            "updated_at",
+            repr(tenant.updated_at) if tenant.updated_at is not None else "",
             *(item for pair in legacy_fields(tenant.policy).items() for item in pair),
         )
 

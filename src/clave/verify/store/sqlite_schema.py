@@ -127,4 +127,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ALTER TABLE services ADD COLUMN accounts TEXT NOT NULL DEFAULT ''
     """,
     _policy_column,
+    """
+    ALTER TABLE services ADD COLUMN updated_at REAL
+    """,
 )

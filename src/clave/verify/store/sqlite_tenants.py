@@ -15,7 +15,7 @@ from clave.verify.store.encoding import (
     legacy_fields,
 )
 
-_TENANT_COLUMNS = "id, name, policy, created_at, accounts, " + ", ".join(LEGACY_FIELDS)
+_TENANT_COLUMNS = "id, name, policy, created_at, accounts, updated_at, " + ", ".join(LEGACY_FIELDS)
 _KEY_COLUMNS = "id, service_id, key_hash, created_at, name, expires_at, revoked_at, last_used_at"
 
 
@@ -23,9 +23,10 @@ def _tenant(row: Any) -> Tenant:
     return Tenant(
         id=row[0],
         name=row[1],
-        policy=current_policy(row[2], dict(zip(LEGACY_FIELDS, row[5:], strict=True))),
+        policy=current_policy(row[2], dict(zip(LEGACY_FIELDS, row[6:], strict=True))),
         created_at=row[3],
         accounts=frozenset(a for a in row[4].split(",") if a),
+        updated_at=row[5],
     )
 
 
@@ -52,8 +53,9 @@ class SqliteTenants:
 
         def run(conn: sqlite3.Connection) -> None:
             legacy = legacy_fields(tenant.policy)
-            marks = ",".join("?" * (5 + len(LEGACY_FIELDS)))
-            updates = ", ".join(f"{c} = excluded.{c}" for c in ("policy", *LEGACY_FIELDS))
+            marks = ",".join("?" * (6 + len(LEGACY_FIELDS)))
+            changed = ("policy", "updated_at", *LEGACY_FIELDS)
+            updates = ", ".join(f"{c} = excluded.{c}" for c in changed)
             conn.execute(
                 f"INSERT INTO services ({_TENANT_COLUMNS}) VALUES ({marks}) "  # noqa: S608
                 "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
@@ -64,6 +66,7 @@ class SqliteTenants:
                     encode_policy(tenant.policy).decode(),
                     tenant.created_at,
                     ",".join(sorted(tenant.accounts)),
+                    tenant.updated_at,
                     *(legacy[c] for c in LEGACY_FIELDS),
                 ),
             )
