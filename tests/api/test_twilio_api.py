@@ -490,3 +490,30 @@ async def test_date_updated_moves_when_the_service_changes(tmp_path: Path) -> No
         assert updated["date_updated"] > created["date_updated"]
         fetched = (await v2.get(f"/Services/{created['sid']}")).json()
         assert fetched["date_updated"] == updated["date_updated"]
+
+
+async def test_do_not_share_warning_follows_the_service_option(v2: V2) -> None:
+    """Twilio's default is off: a service created without the option sends no warning; on,
+    it does; an update switches it."""
+    plain = (await v2.post("/Services", {"FriendlyName": "Plain"})).json()
+    warned = (
+        await v2.post("/Services", {"FriendlyName": "Warned", "DoNotShareWarningEnabled": "true"})
+    ).json()
+    assert plain["do_not_share_warning_enabled"] is False
+    assert warned["do_not_share_warning_enabled"] is True
+    for service, to in ((plain, "+14155552681"), (warned, "+14155552682")):
+        sent = await v2.post(
+            f"/Services/{service['sid']}/Verifications", {"To": to, "Channel": "sms"}
+        )
+        assert sent.status_code == 201
+    assert "Do not share" not in (await v2.api.inbox("+14155552681"))[0]["text"]
+    assert "Do not share" in (await v2.api.inbox("+14155552682"))[0]["text"]
+    on = await v2.post(f"/Services/{plain['sid']}", {"DoNotShareWarningEnabled": "true"})
+    assert on.json()["do_not_share_warning_enabled"] is True
+    await v2.post(
+        f"/Services/{plain['sid']}/Verifications", {"To": "+14155552683", "Channel": "sms"}
+    )
+    assert "Do not share" in (await v2.api.inbox("+14155552683"))[0]["text"]
+    # The native API's tenants keep the warning, as they always had it.
+    await v2.api.send("+14155552684")
+    assert "Do not share" in (await v2.api.inbox("+14155552684"))[0]["text"]

@@ -58,3 +58,18 @@ def test_sms_autofill_lines_webotp_last() -> None:
         Channel.CALL, "en", name="Acme", code="482913", minutes=10, webotp_domain="acme.example"
     )
     assert "@acme.example" not in call.text
+
+
+def test_the_warning_goes_when_the_tenant_turns_it_off() -> None:
+    for lang, sentence in (("en", "Do not share"), ("es", "No compartas")):
+        for channel in (Channel.SMS, Channel.WHATSAPP, Channel.CALL, Channel.EMAIL):
+            kept = render(channel, lang, name="Acme", code="123456", minutes=10)
+            gone = render(channel, lang, name="Acme", code="123456", minutes=10, warning=False)
+            assert sentence in kept.text
+            assert sentence not in gone.text
+            assert "123456" in gone.text
+            if channel is Channel.EMAIL:
+                assert kept.html is not None
+                assert gone.html is not None
+                assert sentence in kept.html
+                assert sentence not in gone.html

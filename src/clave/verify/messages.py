@@ -28,14 +28,12 @@ class RenderedMessage:
 
 
 _TEXT = {
-    "en": (
-        "Your {name} verification code is {code}. It expires in {minutes} minutes. "
-        "Do not share this code with anyone."
-    ),
-    "es": (
-        "Tu código de verificación de {name} es {code}. Caduca en {minutes} minutos. "
-        "No compartas este código con nadie."
-    ),
+    "en": "Your {name} verification code is {code}. It expires in {minutes} minutes.",
+    "es": "Tu código de verificación de {name} es {code}. Caduca en {minutes} minutos.",
+}
+_WARNING = {
+    "en": "Do not share this code with anyone.",
+    "es": "No compartas este código con nadie.",
 }
 _PAYMENT = {
     "en": "It authorises a payment of {amount} to {payee}.",
@@ -54,20 +52,11 @@ _HTML = """<!doctype html>
 <p>{intro}</p>
 <p style="font-size:28px;letter-spacing:6px;font-weight:bold">{code}</p>
 <p>{expiry}</p>
-<p><strong>{warning}</strong></p>
-</body></html>
+{warning}</body></html>
 """
 _HTML_PARTS = {
-    "en": (
-        "Your {name} verification code is:",
-        "It expires in {minutes} minutes.",
-        "Do not share this code with anyone.",
-    ),
-    "es": (
-        "Tu código de verificación de {name} es:",
-        "Caduca en {minutes} minutos.",
-        "No compartas este código con nadie.",
-    ),
+    "en": ("Your {name} verification code is:", "It expires in {minutes} minutes."),
+    "es": ("Tu código de verificación de {name} es:", "Caduca en {minutes} minutos."),
 }
 
 
@@ -92,6 +81,7 @@ def render(
     app_hash: str | None = None,
     webotp_domain: str | None = None,
     payment: tuple[str, str] | None = None,
+    warning: bool = True,
 ) -> RenderedMessage:
     """Render the message for `channel` in `locale` (one of SUPPORTED_LOCALES).
 
@@ -100,6 +90,8 @@ def render(
     """
     lang = locale if locale in SUPPORTED_LOCALES else DEFAULT_LOCALE
     text = _TEXT[lang].format(name=name, code=code, minutes=minutes)
+    if warning:  # unless the tenant turned it off (no_share_warning)
+        text = f"{text} {_WARNING[lang]}"
     # PSD2 dynamic linking: the person sees what the code authorises.
     authorises = _PAYMENT[lang].format(amount=payment[0], payee=payment[1]) if payment else ""
     if authorises:
@@ -114,13 +106,13 @@ def render(
         speech = _SPEECH[lang].format(name=name, digits=digits)
         return RenderedMessage(text=text, speech=f"{speech} {authorises}".strip())
     if channel is Channel.EMAIL:
-        intro, expiry, warning = _HTML_PARTS[lang]
+        intro, expiry = _HTML_PARTS[lang]
         body = _HTML.format(
             lang=lang,
             intro=html.escape(intro.format(name=name)),
             code=html.escape(code),
             expiry=html.escape(f"{expiry.format(minutes=minutes)} {authorises}".strip()),
-            warning=html.escape(warning),
+            warning=f"<p><strong>{html.escape(_WARNING[lang])}</strong></p>\n" if warning else "",
         )
         return RenderedMessage(text=text, subject=_SUBJECT[lang].format(name=name), html=body)
     return RenderedMessage(text=text)

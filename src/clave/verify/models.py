@@ -65,9 +65,13 @@ DAY = 86400.0
 # CLAVE_LIMIT_FAILED_CHECKS_PER_DESTINATION's default: 15 per rolling 24 h.
 DEFAULT_GUESS_BUDGET = (15, DAY)
 # custom_code: the caller may supply the code; psd2: every verification names an amount and a
-# payee that a check must repeat; do_not_share_warning: messages add "do not share this code";
-# skip_sms_to_landlines: an SMS to a fixed line is refused instead of sent.
-POLICY_FLAGS = frozenset({"custom_code", "psd2", "do_not_share_warning", "skip_sms_to_landlines"})
+# payee that a check must repeat; no_share_warning: messages leave out "do not share this code"
+# (which they carry by default; Twilio's DoNotShareWarningEnabled=false); skip_sms_to_landlines:
+# an SMS to a fixed line is refused instead of sent. do_not_share_warning is what an earlier
+# release stored for DoNotShareWarningEnabled=true (the warning was always sent): still read.
+POLICY_FLAGS = frozenset(
+    {"custom_code", "psd2", "no_share_warning", "do_not_share_warning", "skip_sms_to_landlines"}
+)
 # Codes are 4 to 10 digits, whoever sets the length (a policy, a request, a custom code):
 # fewer would be guessed, more are not typed. Every adapter takes its bounds from here.
 MIN_CODE_LENGTH = 4

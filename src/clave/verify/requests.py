@@ -101,6 +101,8 @@ class Terms:
     # The name its messages show: fixed with the send (a later rename of the tenant neither
     # changes a queued message nor re-sends a code under another name).
     name: str
+    # Whether its messages carry "do not share this code" (unless the tenant turned it off).
+    share_warning: bool = True
 
 
 def terms_of(policy: Policy, request: StartRequest) -> Terms:
@@ -109,6 +111,7 @@ def terms_of(policy: Policy, request: StartRequest) -> Terms:
         length=_code_length(policy, request),
         payment=bound_payment(policy, request.payment),
         name=request.friendly_name or policy.friendly_name,
+        share_warning="no_share_warning" not in policy.flags,
     )
 
 

@@ -447,6 +447,8 @@ def _send_options(request: StartRequest, terms: Terms) -> dict[str, str]:
         options["webotp_domain"] = request.webotp_domain
     if terms.payment is not None:
         options["amount"], options["payee"] = terms.payment
+    if terms.share_warning is False:
+        options["share_warning"] = "off"
     return options
 
 

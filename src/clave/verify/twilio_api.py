@@ -90,9 +90,12 @@ _CHANNELS = {c.value: c for c in Channel}
 _FLAGS = {
     "CustomCodeEnabled": "custom_code",
     "Psd2Enabled": "psd2",
-    "DoNotShareWarningEnabled": "do_not_share_warning",
     "SkipSmsToLandlines": "skip_sms_to_landlines",
 }
+# DoNotShareWarningEnabled is the opposite of clave's flag: messages carry the warning unless
+# the tenant has no_share_warning. Twilio's default is off, so a service /v2 creates without
+# the parameter has the flag.
+_SHARE_WARNING = "DoNotShareWarningEnabled"
 # Accepted for compatibility; clave has no use for them (its voice and lookups are its own).
 _IGNORED_SERVICE_PARAMS = ("LookupEnabled", "DtmfInputRequired", "TtsName", "DefaultTemplateSid")
 
@@ -111,7 +114,10 @@ _SERVICE_FIELDS: dict[str, tuple[Schema, bool]] = {
         Schema(type=OpenAPIType.INTEGER, minimum=MIN_CODE_LENGTH, maximum=MAX_CODE_LENGTH),
         False,
     ),
-    **{flag: (_FLAG, False) for flag in (*_FLAGS, "LookupEnabled", "DtmfInputRequired")},
+    **{
+        flag: (_FLAG, False)
+        for flag in (*_FLAGS, _SHARE_WARNING, "LookupEnabled", "DtmfInputRequired")
+    },
     "TtsName": (_TEXT, False),
     "DefaultTemplateSid": (_TEXT, False),
 }
@@ -210,7 +216,7 @@ def _service_json(service: Tenant, account: Tenant, base: str) -> dict[str, Any]
         "skip_sms_to_landlines": "skip_sms_to_landlines" in p.flags,
         "dtmf_input_required": False,
         "tts_name": None,
-        "do_not_share_warning_enabled": "do_not_share_warning" in p.flags,
+        "do_not_share_warning_enabled": "no_share_warning" not in p.flags,
         "custom_code_enabled": "custom_code" in p.flags,
         # Twilio returns every key of these objects, null when unset: clients index them.
         "push": {"include_date": None, "apn_credential_sid": None, "fcm_credential_sid": None},
@@ -289,6 +295,13 @@ def _policy(form: Form, base: Policy) -> Policy:
             flags.add(flag)
         elif value is False:
             flags.discard(flag)
+    warning = form.flag(_SHARE_WARNING)
+    if warning is not None:
+        flags.discard("do_not_share_warning")  # an earlier release's name for it
+        if warning:
+            flags.discard("no_share_warning")
+        else:
+            flags.add("no_share_warning")
     for param in _IGNORED_SERVICE_PARAMS:
         form.text(param)
     return replace(
@@ -309,8 +322,10 @@ async def create_service(
     form = await _form(request)
     form.text("FriendlyName", required=True, max_length=TWILIO_NAME_LENGTH)
     sid = "VA" + secrets.token_hex(16)
+    # Twilio's defaults where they differ from clave's: no "do not share" sentence.
+    twilio_default = replace(default_policy, flags=default_policy.flags | {"no_share_warning"})
     service = await tenants.create_tenant(
-        sid.lower(), _policy(form, default_policy), tenant_id=sid, account=account
+        sid.lower(), _policy(form, twilio_default), tenant_id=sid, account=account
     )
     return _service_json(service, account, _base(request))
 

@@ -191,6 +191,7 @@ class Dispatcher:
                 app_hash=delivery.options.get("app_hash"),
                 webotp_domain=delivery.options.get("webotp_domain"),
                 payment=payment_of(delivery.options),
+                warning=delivery.options.get("share_warning") != "off",
             ),
             verification_id=verification.id,
             attempt_id=delivery.attempt_id,
