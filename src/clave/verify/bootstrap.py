@@ -40,6 +40,7 @@ from clave.verify.delivery.webhook import SignedWebhook, WebhookProvider
 from clave.verify.errors import TenantNameTaken
 from clave.verify.fraud import FraudGuard
 from clave.verify.limits import RateLimiter
+from clave.verify.line_types import LineTypes, NumberMetadata, TwilioLookup
 from clave.verify.models import Channel, Policy
 from clave.verify.service import VerifyService
 from clave.verify.settings import StoreSettings, VerifySettings, parse_hmac_keys
@@ -259,6 +260,7 @@ class VerifyDomain:
     verify: VerifyService
     tenants: Tenants
     client_ips: ClientIps
+    line_types: LineTypes = field(default_factory=NumberMetadata)
     name: str = field(default="verify", init=False)
 
     async def start(self) -> None:
@@ -288,6 +290,7 @@ class VerifyDomain:
                 await self.notifier.stop()
         for provider in self.providers.all():
             await provider.close()
+        await self.line_types.close()
         if self.inbox is not None:
             await self.inbox.close()
         await self.counters.close()
@@ -353,6 +356,18 @@ def _compose(
         notifier = EventNotifier(store, hook, clock, settings.outbox)
     counters = build_counters(settings.store, data_dir)
     guard = FraudGuard(counters, settings.guard, clock)
+    twilio = settings.providers.twilio
+    line_types: LineTypes = (
+        TwilioLookup(
+            twilio.account_sid,
+            twilio.auth_token,
+            base_url=twilio.lookup_url,
+            timeout=min(twilio.timeout, 5.0),
+            clock=clock,
+        )
+        if twilio is not None
+        else NumberMetadata()
+    )
     verify = VerifyService(
         store,
         hasher,
@@ -362,6 +377,7 @@ def _compose(
         limiter=RateLimiter(counters, settings.limits),
         guard=guard,
         test_destinations=settings.test_destinations,
+        line_types=line_types,
     )
     return VerifyDomain(
         settings=settings,
@@ -375,4 +391,5 @@ def _compose(
         verify=verify,
         tenants=build_tenants(store, settings, clock),
         client_ips=ClientIps(settings.limit_peer_ip, platform.proxy_hops),
+        line_types=line_types,
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from clave.platform.contacts import mask_text
 from clave.verify.codes import CodeHasher, bound_terms
 from clave.verify.delivery.base import ProviderRouter
-from clave.verify.destinations import guess_key, is_landline, mask, normalize_any
+from clave.verify.destinations import guess_key, mask, normalize_any
 from clave.verify.errors import (
     ChannelNotAllowed,
     ChannelUnavailable,
@@ -23,6 +23,7 @@ from clave.verify.errors import (
 )
 from clave.verify.fraud import NO_GUARD, Guard
 from clave.verify.limits import NO_LIMITS, Limiter, Reservation
+from clave.verify.line_types import LineTypes, NumberMetadata
 from clave.verify.models import (
     CODE_DIGITS,
     Channel,
@@ -84,7 +85,9 @@ class VerifyService:
         limiter: Limiter = NO_LIMITS,
         guard: Guard = NO_GUARD,
         test_destinations: Mapping[tuple[str, str], str] | None = None,
+        line_types: LineTypes | None = None,
     ) -> None:
+        self._line_types = line_types or NumberMetadata()
         self._test_destinations = dict(test_destinations or {})
         self._limiter = limiter
         self._guard = guard
@@ -106,6 +109,12 @@ class VerifyService:
         """
         test_code = self._test_destinations.get((tenant.name, request.to))
         self._admit(tenant.policy, request, deliver=test_code is None)
+        if (
+            request.channel is Channel.SMS
+            and "skip_sms_to_landlines" in tenant.policy.flags
+            and await self._line_types.is_landline(request.to)
+        ):
+            raise SmsToLandline("SMS is not supported by landline phone number")
         terms = terms_of(tenant.policy, request)
         now = self._clock()
         counted = Reservation((), now)
@@ -134,12 +143,6 @@ class VerifyService:
         """Refuse a send the policy forbids, or that no provider could deliver."""
         if request.channel not in policy.channels:
             raise ChannelNotAllowed(f"channel {request.channel} is not allowed for this service")
-        if (
-            request.channel is Channel.SMS
-            and "skip_sms_to_landlines" in policy.flags
-            and is_landline(request.to)
-        ):
-            raise SmsToLandline("SMS is not supported by landline phone number")
         if deliver and not self._providers.available(request.channel):
             raise ChannelUnavailable(
                 f"no delivery provider is configured for channel {request.channel}"

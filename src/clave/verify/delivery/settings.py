@@ -132,6 +132,7 @@ def _twilio(env: Env) -> TwilioConfig | None:
         base_url=env.text("TWILIO_BASE_URL", "https://api.twilio.com"),
         status_callback=env.optional("TWILIO_STATUS_CALLBACK"),
         timeout=env.number("TWILIO_TIMEOUT", 10.0, low=0.1, high=120),
+        lookup_url=env.text("TWILIO_LOOKUP_URL", "https://lookups.twilio.com"),
     )
 
 

@@ -30,6 +30,8 @@ class TwilioConfig:
     base_url: str = "https://api.twilio.com"
     status_callback: str | None = None
     timeout: float = 10.0
+    # Twilio Lookup v2, for SkipSmsToLandlines (verify/line_types.py).
+    lookup_url: str = "https://lookups.twilio.com"
 
 
 def request_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
