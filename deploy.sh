@@ -11,7 +11,9 @@
 #
 # Environment: CERTIFICATE_ARN (ACM certificate in <region>: HTTPS on 443, HTTP redirected;
 # required for a deploy unless ALLOW_PLAIN_HTTP=true, which serves plain HTTP on 80 instead),
-# SES_FROM (the address verify emails from through SES; unset: no SES), IMAGE_TAG (default:
+# SES_FROM (the address verify emails from through SES; unset: no SES), PUBLIC_URL (the origin
+# clients reach clave at, e.g. https://verify.example.com, when a name of yours points at the
+# load balancer; unset: the protocol and host the load balancer passes on), IMAGE_TAG (default:
 # the git commit), ROUTES (routing table, default routes.toml), CLAVE (the clave CLI, default
 # .venv/bin/clave), AWS and DOCKER (the commands), DOCKER_BUILD_ARGS (extra build arguments,
 # e.g. "--build-arg PYTHON_IMAGE=...").
@@ -49,6 +51,7 @@ fi
 CERTIFICATE_ARN=${CERTIFICATE_ARN:-}
 ALLOW_PLAIN_HTTP=${ALLOW_PLAIN_HTTP:-false}
 SES_FROM=${SES_FROM:-}
+PUBLIC_URL=${PUBLIC_URL:-}
 
 # What the shared stack's rule (HttpsNeedsACertificate) and parameter patterns would refuse,
 # refused here first, before anything is built or pushed.
@@ -76,6 +79,12 @@ check_deploy_settings() {
                 "request or import the certificate in ACM in $REGION" >&2
             exit 2
         fi
+    fi
+    local origin='^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$'
+    if [[ -n "$PUBLIC_URL" && ! "$PUBLIC_URL" =~ $origin ]]; then
+        echo "deploy.sh: PUBLIC_URL must be an origin such as https://verify.example.com, got" \
+            "'$PUBLIC_URL'" >&2
+        exit 2
     fi
     local address='^[^@[:space:]<>"]+@[^@[:space:]<>"]+$'
     if [[ -n "$SES_FROM" && ! "$SES_FROM" =~ $address ]]; then
@@ -183,11 +192,12 @@ deploy_all() {
 
     echo "deploy.sh: monolith" >&2
     deploy_stack "$STACK-monolith" infrastructure/service.yml SharedStack="$STACK" \
-        Role=monolith ImageUri="$registry/$STACK/monolith:$tag" SesFrom="$SES_FROM"
+        Role=monolith ImageUri="$registry/$STACK/monolith:$tag" SesFrom="$SES_FROM" \
+        PublicUrl="$PUBLIC_URL"
     local service priority weight retired paths
     while IFS=$'\t' read -r service priority weight retired paths; do
         deploy_service "$service" "$priority" "$weight" "$retired" "$paths" \
-            "$registry/$STACK/$service:$tag" SesFrom="$SES_FROM"
+            "$registry/$STACK/$service:$tag" SesFrom="$SES_FROM" PublicUrl="$PUBLIC_URL"
     done < <(routes)
 
     local url

@@ -42,6 +42,7 @@ REGION = "us-east-1"
 ROLES = ("monolith", "verify", "users", "threads", "posts")
 VERIFY_ROLES = ("monolith", "verify")
 SES_FROM = "codes@mail.example.com"
+PUBLIC_URL = "https://verify.example.com"
 FAKE_DOCKER = """#!/usr/bin/env bash
 printf '%s\\n' "$*" >> "$DOCKER_CALLS"
 if [[ "$1" == login ]]; then cat > "$DOCKER_CALLS.password"; fi
@@ -135,6 +136,7 @@ def deployed(moto: str, tmp_path_factory: pytest.TempPathFactory) -> Deployer:
     certificate = deployer.client("acm").request_certificate(DomainName="clave.example.com")
     deployer.env["CERTIFICATE_ARN"] = certificate["CertificateArn"]
     deployer.env["SES_FROM"] = SES_FROM
+    deployer.env["PUBLIC_URL"] = PUBLIC_URL
     result = deployer("us-east-1", "demo")
     assert result.returncode == 0, result.stdout + result.stderr
     deployer.first = result  # type: ignore[attr-defined]
@@ -289,6 +291,8 @@ def test_each_role_runs_its_command_with_only_its_secrets(deployed: Deployer) ->
         assert container["logConfiguration"]["options"]["awslogs-group"] == f"/clave/demo/{role}"
         secrets = {s["name"]: s["valueFrom"] for s in container.get("secrets", [])}
         env = {e["name"]: e["value"] for e in container["environment"]}
+        # Every URL a component writes starts with the public origin.
+        assert env["CLAVE_PUBLIC_URL"] == PUBLIC_URL
         if role in VERIFY_ROLES:
             assert env["CLAVE_VERIFY_STORE"] == _stack_outputs(deployed, "demo")["RedisUrl"]
             # TLS, and no password in the URL: the AUTH token comes from its own secret.
@@ -521,3 +525,14 @@ def test_bad_arguments_are_refused(deployed: Deployer, args: tuple[str, ...]) ->
     result = deployed(*args)
     assert result.returncode == 2
     assert result.stderr
+
+
+def test_a_public_url_that_is_not_an_origin_is_refused_before_aws(deployed: Deployer) -> None:
+    saved = deployed.env["PUBLIC_URL"]
+    deployed.env["PUBLIC_URL"] = "https://verify.example.com/api"
+    try:
+        result = deployed("us-east-1", "demo")
+    finally:
+        deployed.env["PUBLIC_URL"] = saved
+    assert result.returncode == 2
+    assert "PUBLIC_URL must be an origin" in result.stderr
