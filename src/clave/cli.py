@@ -23,7 +23,9 @@ from clave.topology.table import MONOLITH, RoutingTable, Topology
 from clave.topology.up import Stack
 from clave.users.bootstrap import issue_user_token
 from clave.verify.bootstrap import open_admin
-from clave.verify.models import Channel, Policy
+from clave.verify.errors import InvalidParameter
+from clave.verify.models import EVERY_ACCOUNT, Channel, Policy
+from clave.verify.safe_list import SafeNumbers
 from clave.verify.tenants import ACCOUNT_PREFIX, DEFAULT_ACCOUNT, DEFAULT_TENANT
 
 
@@ -47,6 +49,23 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
         "failed_checks_per_ip, failed_checks_per_destination; sends_per_day=N means N/86400); "
         "NAME=default drops it; repeatable",
     )
+
+
+async def _safelist(safe: SafeNumbers, verb: str, number: str | None) -> str:
+    """`clave fraud safelist add|remove|list`: the operator's entries (every tenant's)."""
+    if verb == "list":
+        listed = await safe.list(EVERY_ACCOUNT)
+        return "\n".join(f"{e.number}  {e.sid}  added {_when(e.created_at)}" for e in listed) or (
+            "the safe list is empty"
+        )
+    if number is None:
+        raise InvalidParameter(f"clave fraud safelist {verb} needs a phone number")
+    if verb == "add":
+        entry = await safe.add(EVERY_ACCOUNT, number)
+        return f"{entry.number} is on the safe list ({entry.sid})"
+    if not await safe.remove(EVERY_ACCOUNT, number):
+        raise InvalidParameter(f"{number} is not on the safe list")
+    return f"{number} is off the safe list"
 
 
 def _apply_policy(base: Policy, args: argparse.Namespace) -> Policy:
@@ -167,6 +186,11 @@ def parser() -> argparse.ArgumentParser:
     stats = fraud_cmds.add_parser("stats", help="sends the guard refused, per reason and day")
     stats.add_argument("--service", default=DEFAULT_TENANT)
     stats.add_argument("--days", type=int, default=7)
+    safelist = fraud_cmds.add_parser(
+        "safelist", help="numbers the guard never blocks, for every service (Twilio's Safe List)"
+    )
+    safelist.add_argument("verb", choices=["add", "remove", "list"])
+    safelist.add_argument("number", nargs="?", help="an E.164 phone number (add, remove)")
 
     up = commands.add_parser("up", help="the whole topology on this machine, behind haproxy")
     up.add_argument("--port", type=int, default=8080, help="the load balancer's port (8080)")
@@ -294,6 +318,8 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
                 for reason, per_day in counts.items()
             ]
             return "\n".join(rows)
+        if action == "fraud-safelist":
+            return await _safelist(admin.safe_numbers, args.verb, args.number)
         if action in ("service-grant", "service-ungrant"):
             tenant = await tenants.grant(args.name, args.account, granted=action == "service-grant")
         elif action == "service-create":

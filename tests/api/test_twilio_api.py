@@ -517,3 +517,57 @@ async def test_do_not_share_warning_follows_the_service_option(v2: V2) -> None:
     # The native API's tenants keep the warning, as they always had it.
     await v2.api.send("+14155552684")
     assert "Do not share" in (await v2.api.inbox("+14155552684"))[0]["text"]
+
+
+async def test_the_safe_list_lets_an_accounts_numbers_past_the_guard(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, CLAVE_COUNTRIES="US,GB", CLAVE_BLOCKED_PREFIXES="+1415555")
+    async for api in open_api(settings):
+        default = api.domain.settings.default_policy
+        sid_, token, _, _ = await api.domain.tenants.create_twilio_credentials(default)
+        other_sid, other_token, _, _ = await api.domain.tenants.create_twilio_credentials(
+            default, account="other"
+        )
+        v2 = V2(api, sid_, basic(sid_, token), {})
+        other = V2(api, other_sid, basic(other_sid, other_token), {})
+        sid = await v2.service()
+        blocked = await v2.post(f"/Services/{sid}/Verifications", {"To": TO, "Channel": "sms"})
+        twilio_error(blocked, 60410, 403)
+        added = await v2.post("/SafeList/Numbers", {"PhoneNumber": TO})
+        assert added.status_code == 201, added.text
+        entry = added.json()
+        assert re.fullmatch(r"GN[0-9a-f]{32}", entry["sid"])
+        assert entry["phone_number"] == TO
+        assert entry["url"].endswith("/v2/SafeList/Numbers/%2B14155552671")
+        assert (await v2.get("/SafeList/Numbers/" + TO)).json() == entry
+        # Listed: neither the blocked prefix nor geo permissions stop it.
+        sent = await v2.post(f"/Services/{sid}/Verifications", {"To": TO, "Channel": "sms"})
+        assert sent.status_code == 201, sent.text
+        spain = "+34612345678"
+        twilio_error(
+            await v2.post(f"/Services/{sid}/Verifications", {"To": spain, "Channel": "sms"}),
+            60605,
+            403,
+        )
+        await v2.post("/SafeList/Numbers", {"PhoneNumber": spain})
+        passed = await v2.post(f"/Services/{sid}/Verifications", {"To": spain, "Channel": "sms"})
+        assert passed.status_code == 201, passed.text
+        # Another account's list is its own: it does not cover this account's services, nor
+        # does this one's cover the other's.
+        twilio_error(await other.get("/SafeList/Numbers/" + TO), 20404, 404)
+        other_service = await other.service()
+        twilio_error(
+            await other.post(
+                f"/Services/{other_service}/Verifications", {"To": TO, "Channel": "sms"}
+            ),
+            60410,
+            403,
+        )
+        # Removed: blocked again.
+        removed = await v2.api.client.delete("/v2/SafeList/Numbers/" + TO, headers=v2.basic)
+        assert removed.status_code == 204
+        twilio_error(await v2.get("/SafeList/Numbers/" + TO), 20404, 404)
+        again = await v2.post(
+            f"/Services/{sid}/Verifications", {"To": "+14155552699", "Channel": "sms"}
+        )
+        twilio_error(again, 60410, 403)
+        twilio_error(await v2.post("/SafeList/Numbers", {"PhoneNumber": "nope"}), 60200, 400)

@@ -12,10 +12,12 @@ import pytest
 
 from clave.verify.errors import TenantNameTaken
 from clave.verify.models import (
+    EVERY_ACCOUNT,
     ApiKey,
     Channel,
     CheckGate,
     Policy,
+    SafeNumber,
     SealedCode,
     SendStatus,
     StartOutcome,
@@ -635,3 +637,23 @@ async def test_a_tenant_keeps_when_its_policy_last_changed(store: VerifyBackend)
     await store.put_tenant(changed)
     assert await store.get_tenant(s.id) == changed
     assert await store.get_tenant_by_name("dated") == changed
+
+
+async def test_the_safe_list_keeps_each_owners_numbers(store: VerifyBackend) -> None:
+    first = SafeNumber("GN" + "1" * 32, "ACone", TO, NOW)
+    assert await store.add_safe_number(first) == first
+    # Listed again: the first listing stays.
+    again = await store.add_safe_number(SafeNumber("GN" + "2" * 32, "ACone", TO, NOW + 5))
+    assert again == first
+    other = SafeNumber("GN" + "3" * 32, EVERY_ACCOUNT, "+14155552672", NOW)
+    await store.add_safe_number(other)
+    assert await store.get_safe_number("ACone", TO) == first
+    assert await store.get_safe_number("ACtwo", TO) is None
+    assert await store.list_safe_numbers("ACone") == [first]
+    assert await store.is_safe({"ACone"}, TO)
+    assert not await store.is_safe({"ACtwo", EVERY_ACCOUNT}, TO)
+    assert await store.is_safe({"ACtwo", EVERY_ACCOUNT}, "+14155552672")
+    assert not await store.is_safe(set(), TO)
+    assert await store.remove_safe_number("ACone", TO)
+    assert not await store.remove_safe_number("ACone", TO)
+    assert not await store.is_safe({"ACone"}, TO)

@@ -226,3 +226,39 @@ def test_urls_are_https_behind_haproxy_and_a_tls_proxy(clave_up: Any) -> None:
     assert page.next_page_url.startswith(f"https://{host}/v2/Services?")
     sent = client.verify.v2.services(service.sid).verifications.create(to=TO, channel="sms")
     assert sent.url.startswith(f"https://{host}/v2/")
+
+
+def test_the_safe_list_through_the_sdk_and_the_cli(
+    tmp_path: Path, serve: type[ClaveProcess]
+) -> None:
+    """A listed number passes a blocked prefix: the account's list through the SDK, the
+    operator's through `clave fraud safelist`."""
+    server = serve(tmp_path, env={"CLAVE_BLOCKED_PREFIXES": "+1415555"}).start()
+    creds = twilio_credentials(server)
+    client = Client(creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
+    client.verify.base_url = server.url
+    service = client.verify.v2.services.create(friendly_name="Safe")
+    verifications = client.verify.v2.services(service.sid).verifications
+    with pytest.raises(TwilioRestException) as blocked:
+        verifications.create(to=TO, channel="sms")
+    assert (blocked.value.status, blocked.value.code) == (403, 60410)
+    listed = client.verify.v2.safelist.create(phone_number=TO)
+    assert listed.phone_number == TO
+    assert listed.sid.startswith("GN")
+    assert client.verify.v2.safelist(TO).fetch().sid == listed.sid
+    assert verifications.create(to=TO, channel="sms").status == "pending"
+    assert client.verify.v2.safelist(TO).delete() is True
+    with pytest.raises(TwilioRestException) as gone:
+        client.verify.v2.safelist(TO).fetch()
+    assert (gone.value.status, gone.value.code) == (404, 20404)
+    # The operator's list covers every service.
+    other = "+14155552672"
+    with pytest.raises(TwilioRestException):
+        verifications.create(to=other, channel="sms")
+    assert "is on the safe list" in server.cli("fraud", "safelist", "add", other).stdout
+    assert other in server.cli("fraud", "safelist", "list").stdout
+    assert verifications.create(to=other, channel="sms").status == "pending"
+    assert "is off the safe list" in server.cli("fraud", "safelist", "remove", other).stdout
+    refused = server.cli("fraud", "safelist", "remove", other, check=False)
+    assert refused.returncode == 1
+    assert "not on the safe list" in refused.stderr

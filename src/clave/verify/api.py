@@ -51,6 +51,7 @@ from clave.verify.requests import (
     MAX_LOCALE_LENGTH,
     StartRequest,
 )
+from clave.verify.safe_list import SafeNumbers
 from clave.verify.service import VerificationView, VerifyService
 from clave.verify.settings import VerifySettings
 from clave.verify.tenants import DEFAULT_TENANT, Tenants
@@ -507,6 +508,7 @@ def routers(
     *,
     client_ips: ClientIps,
     inbox: InboxStore | None,
+    safe_numbers: SafeNumbers,
 ) -> list[Router]:
     """The verify domain's routers, wired to its services."""
 
@@ -551,7 +553,8 @@ def routers(
         security=[{"bearer": []}],
         tags=["compatible"],
     )
-    result = [native, compat, twilio_router(verify, tenants, settings.default_policy, client_ips)]
+    twilio = twilio_router(verify, tenants, settings.default_policy, client_ips, safe_numbers)
+    result = [native, compat, twilio]
     callbacks = providers_router(verify, settings.providers)
     if callbacks is not None:
         result.append(callbacks)

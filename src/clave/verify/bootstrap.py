@@ -42,6 +42,7 @@ from clave.verify.fraud import FraudGuard
 from clave.verify.limits import RateLimiter
 from clave.verify.line_types import LineTypes, NumberMetadata, TwilioLookup
 from clave.verify.models import Channel, Policy
+from clave.verify.safe_list import SafeNumbers
 from clave.verify.service import VerifyService
 from clave.verify.settings import StoreSettings, VerifySettings, parse_hmac_keys
 from clave.verify.store.base import VerifyBackend
@@ -213,6 +214,7 @@ class VerifyAdmin:
     settings: VerifySettings
     tenants: Tenants
     guard: FraudGuard
+    safe_numbers: SafeNumbers
 
 
 @contextlib.asynccontextmanager
@@ -238,7 +240,8 @@ async def open_admin(
         await counters.open()
         try:
             await ensure_default_tenant(tenants, settings.default_policy)
-            yield VerifyAdmin(settings, tenants, FraudGuard(counters, settings.guard, clock))
+            guard = FraudGuard(counters, settings.guard, clock, safe_list=store)
+            yield VerifyAdmin(settings, tenants, guard, SafeNumbers(store, clock))
         finally:
             await counters.close()
     finally:
@@ -308,6 +311,7 @@ class VerifyDomain:
             self.settings,
             client_ips=self.client_ips,
             inbox=self.inbox,
+            safe_numbers=SafeNumbers(self.store),
         )
 
     def lean_routes(self) -> Sequence[LeanRoute]:
@@ -355,7 +359,7 @@ def _compose(
         hook = SignedWebhook(settings.events.url, settings.events.secret)
         notifier = EventNotifier(store, hook, clock, settings.outbox)
     counters = build_counters(settings.store, data_dir)
-    guard = FraudGuard(counters, settings.guard, clock)
+    guard = FraudGuard(counters, settings.guard, clock, safe_list=store)
     twilio = settings.providers.twilio
     line_types: LineTypes = (
         TwilioLookup(

@@ -20,7 +20,8 @@ from typing import Protocol
 
 from clave.platform.contacts import mask, region_of
 from clave.verify.errors import CountryNotAllowed, DestinationBlocked, RateLimited
-from clave.verify.models import Channel, Tenant
+from clave.verify.models import EVERY_ACCOUNT, Channel, Tenant
+from clave.verify.store.base import SafeList
 from clave.verify.store.counters import CounterStore
 
 log = logging.getLogger("clave.verify.fraud")
@@ -107,9 +108,14 @@ class FraudGuard:
     """
 
     def __init__(
-        self, counters: CounterStore, settings: GuardSettings, clock: Callable[[], float]
+        self,
+        counters: CounterStore,
+        settings: GuardSettings,
+        clock: Callable[[], float],
+        safe_list: SafeList | None = None,
     ) -> None:
         self._counters = counters
+        self._safe_list = safe_list
         self._settings = settings
         self._clock = clock
         # Daily counts are a heuristic: accumulated per worker and flushed each second, so a
@@ -226,6 +232,17 @@ class FraudGuard:
                     )
             await self._country_cap(tenant, country, now)
         except (CountryNotAllowed, DestinationBlocked, RateLimited) as refusal:
+            # A number on the safe list (the operator's, or an account's that sees the tenant)
+            # is never blocked: asked only now, so a send that passes costs no lookup.
+            owners = {EVERY_ACCOUNT, *tenant.accounts}
+            if self._safe_list is not None and await self._safe_list.is_safe(owners, destination):
+                log.info(
+                    "fraud guard: %s passes on the safe list service=%s to=%s",
+                    refusal.code,
+                    tenant.name,
+                    mask(destination),
+                )
+                return
             # Counted per tenant, reason and day, shared by every worker (`clave fraud stats`).
             await self._counters.add_daily(f"blocked:{tenant.id}:{refusal.code}", int(now // DAY))
             log.warning(

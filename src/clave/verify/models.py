@@ -198,6 +198,21 @@ class Tenant:
     updated_at: float | None = None
 
 
+# The owner of a safe-list entry an operator made (`clave fraud safelist`): every tenant's.
+EVERY_ACCOUNT = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class SafeNumber:
+    """A phone number the fraud guard and geo permissions never block (Twilio's Safe List)."""
+
+    sid: str  # GN and 32 hex digits
+    # The /v2 account whose services it covers, or EVERY_ACCOUNT (an operator's: every tenant).
+    owner: str
+    number: str
+    created_at: float
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     """An API key as stored: only its SHA-256, never the key itself."""

@@ -18,6 +18,7 @@ import secrets
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from litestar import MediaType, Request, Response, Router, delete, get, post
 from litestar.di import NamedDependency, Provide
@@ -39,6 +40,7 @@ from clave.verify.models import (
     MIN_CODE_LENGTH,
     Channel,
     Policy,
+    SafeNumber,
     Status,
     Tenant,
     Verification,
@@ -51,6 +53,7 @@ from clave.verify.requests import (
     MAX_LOCALE_LENGTH,
     StartRequest,
 )
+from clave.verify.safe_list import SafeNumbers
 from clave.verify.service import VerificationView, VerifyService
 from clave.verify.tenants import Tenants
 from clave.verify.twilio_form import Form
@@ -146,6 +149,7 @@ OPENAPI_FORMS: dict[tuple[str, str], dict[str, tuple[Schema, bool]]] = {
     ("POST", "/v2/Services/{sid}/Verifications/{ref}"): {
         "Status": (Schema(type=OpenAPIType.STRING, enum=["canceled", "approved"]), True),
     },
+    ("POST", "/v2/SafeList/Numbers"): {"PhoneNumber": (_text(MAX_DESTINATION_LENGTH), True)},
     ("POST", "/v2/Services/{sid}/VerificationCheck"): {
         "Code": (_text(MAX_CODE_LENGTH), True),
         "To": (_text(MAX_DESTINATION_LENGTH), False),
@@ -517,10 +521,58 @@ async def check_verification(
     return body
 
 
+def _safe_json(entry: SafeNumber, base: str) -> dict[str, Any]:
+    return {
+        "sid": entry.sid,
+        "phone_number": entry.number,
+        "url": f"{base}/SafeList/Numbers/{quote(entry.number, safe='')}",
+    }
+
+
+@post("/SafeList/Numbers", status_code=201, summary="Add a number to the account's safe list")
+async def add_safe_number(
+    request: Request[Any, Any, Any],
+    safe_numbers: NamedDependency[SafeNumbers],
+    account: NamedDependency[Tenant],
+) -> dict[str, Any]:
+    form = await _form(request)
+    number = form.text("PhoneNumber", required=True, max_length=MAX_DESTINATION_LENGTH)
+    entry = await safe_numbers.add(account.id, number or "")
+    return _safe_json(entry, _base(request))
+
+
+@get("/SafeList/Numbers/{number:str}", summary="Check a number on the account's safe list")
+async def fetch_safe_number(
+    request: Request[Any, Any, Any],
+    number: Ref,
+    safe_numbers: NamedDependency[SafeNumbers],
+    account: NamedDependency[Tenant],
+) -> dict[str, Any]:
+    entry = await safe_numbers.get(account.id, number)
+    if entry is None:
+        raise VerificationNotFound("the number is not on the safe list")
+    return _safe_json(entry, _base(request))
+
+
+@delete("/SafeList/Numbers/{number:str}", status_code=204, summary="Remove a safe-listed number")
+async def remove_safe_number(
+    number: Ref, safe_numbers: NamedDependency[SafeNumbers], account: NamedDependency[Tenant]
+) -> None:
+    if not await safe_numbers.remove(account.id, number):
+        raise VerificationNotFound("the number is not on the safe list")
+
+
 def twilio_router(
-    verify: VerifyService, tenants: Tenants, default_policy: Policy, client_ips: ClientIps
+    verify: VerifyService,
+    tenants: Tenants,
+    default_policy: Policy,
+    client_ips: ClientIps,
+    safe_numbers: SafeNumbers,
 ) -> Router:
     """`/v2`: the Twilio Verify v2 API."""
+
+    async def provide_safe_numbers() -> SafeNumbers:
+        return safe_numbers
 
     async def provide_client_ips() -> ClientIps:
         return client_ips
@@ -554,8 +606,12 @@ def twilio_router(
             fetch_verification,
             update_verification,
             check_verification,
+            add_safe_number,
+            fetch_safe_number,
+            remove_safe_number,
         ],
         dependencies={
+            "safe_numbers": Provide(provide_safe_numbers),
             "verify": Provide(provide_verify),
             "tenants": Provide(provide_tenants),
             "client_ips": Provide(provide_client_ips),

@@ -9,7 +9,7 @@ written in the same transaction as the change.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Protocol
 
 from clave.verify.models import (
@@ -18,6 +18,7 @@ from clave.verify.models import (
     CheckOutcome,
     Delivery,
     Event,
+    SafeNumber,
     SendStatus,
     StartOutcome,
     Status,
@@ -237,5 +238,31 @@ class EventLog(Protocol):
         ...
 
 
-class VerifyBackend(Connection, TenantStore, VerificationStore, Outbox, EventLog, Protocol):
+class SafeList(Protocol):
+    """Numbers the fraud guard never blocks: what FraudGuard and the safe-list routes use."""
+
+    async def add_safe_number(self, entry: SafeNumber) -> SafeNumber:
+        """List `entry` unless its owner listed the number already; the entry listed."""
+        ...
+
+    async def get_safe_number(self, owner: str, number: str) -> SafeNumber | None:
+        """The owner's entry for a number."""
+        ...
+
+    async def remove_safe_number(self, owner: str, number: str) -> bool:
+        """Unlist a number for its owner; False when it was not listed."""
+        ...
+
+    async def list_safe_numbers(self, owner: str) -> list[SafeNumber]:
+        """An owner's entries, by number."""
+        ...
+
+    async def is_safe(self, owners: Collection[str], number: str) -> bool:
+        """Whether any of `owners` listed the number."""
+        ...
+
+
+class VerifyBackend(
+    Connection, TenantStore, VerificationStore, Outbox, EventLog, SafeList, Protocol
+):
     """Every port at once: what one backend class implements and the composition root holds."""

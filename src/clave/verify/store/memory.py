@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -15,6 +15,7 @@ from clave.verify.models import (
     CheckOutcome,
     Delivery,
     Event,
+    SafeNumber,
     SendAttempt,
     SendStatus,
     StartOutcome,
@@ -59,6 +60,7 @@ class MemoryVerificationStore:
         self._events_on = events
         self._events: dict[int, list[Any]] = {}  # id -> [Event, next_attempt_at, lease_until]
         self._tenants: dict[str, Tenant] = {}
+        self._safe: dict[tuple[str, str], SafeNumber] = {}
         self._keys: dict[bytes, ApiKey] = {}
         self._verifications: dict[str, Verification] = {}
         self._attempts: dict[int, _Attempt] = {}
@@ -267,6 +269,26 @@ class MemoryVerificationStore:
             return None
         latest = max(sent, key=lambda a: (a.attempt.created_at, a.attempt.id))
         return self._with_sends(self._verifications[latest.verification_id])
+
+    async def add_safe_number(self, entry: SafeNumber) -> SafeNumber:
+        """See SafeList.add_safe_number."""
+        return self._safe.setdefault((entry.owner, entry.number), entry)
+
+    async def get_safe_number(self, owner: str, number: str) -> SafeNumber | None:
+        """See SafeList.get_safe_number."""
+        return self._safe.get((owner, number))
+
+    async def remove_safe_number(self, owner: str, number: str) -> bool:
+        """See SafeList.remove_safe_number."""
+        return self._safe.pop((owner, number), None) is not None
+
+    async def list_safe_numbers(self, owner: str) -> list[SafeNumber]:
+        """See SafeList.list_safe_numbers."""
+        return sorted((e for e in self._safe.values() if e.owner == owner), key=lambda e: e.number)
+
+    async def is_safe(self, owners: Collection[str], number: str) -> bool:
+        """See SafeList.is_safe."""
+        return any((owner, number) in self._safe for owner in owners)
 
     async def count_sends(self, tenant_id: str, to: str, since: float) -> int:
         """Send attempts to a destination since a time."""

@@ -1,14 +1,17 @@
-"""Tenants and their API keys in Redis: the TenantStore half of RedisVerificationStore."""
+"""Tenants, their API keys and the safe list in Redis: the TenantStore and SafeList half of
+RedisVerificationStore."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from clave.platform.errors import StoreError
-from clave.verify.models import ApiKey, Tenant, new_id
+from clave.verify.models import ApiKey, SafeNumber, Tenant, new_id
 from clave.verify.store import redis_codec as codec
 from clave.verify.store.encoding import encode_policy, legacy_fields
 from clave.verify.store.redis_connection import RedisConnection
@@ -127,3 +130,56 @@ class RedisTenants(RedisConnection):
             key_hash = codec.text(name).removeprefix(self._prefix + "key:")
             await self._run("adopt_legacy_key", key_hash, new_id("SK"), repr(time.time()))
         await r.set(done, "1")
+
+    def _safe_key(self, owner: str) -> str:
+        return f"{self._prefix}safe:{owner}"
+
+    async def add_safe_number(self, entry: SafeNumber) -> SafeNumber:
+        """See SafeList.add_safe_number (HSETNX: the first listing stays)."""
+        value = f"{entry.sid}|{entry.created_at!r}"
+        try:
+            await self._r().hsetnx(self._safe_key(entry.owner), entry.number, value)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        listed = await self.get_safe_number(entry.owner, entry.number)
+        return listed if listed is not None else entry
+
+    async def get_safe_number(self, owner: str, number: str) -> SafeNumber | None:
+        """See SafeList.get_safe_number."""
+        try:
+            value = await self._r().hget(self._safe_key(owner), number)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        return None if value is None else _safe_number(owner, number, value)
+
+    async def remove_safe_number(self, owner: str, number: str) -> bool:
+        """See SafeList.remove_safe_number."""
+        try:
+            return bool(await self._r().hdel(self._safe_key(owner), number))
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+
+    async def list_safe_numbers(self, owner: str) -> list[SafeNumber]:
+        """See SafeList.list_safe_numbers."""
+        try:
+            entries = await self._r().hgetall(self._safe_key(owner))
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        found = [_safe_number(owner, codec.text(n), v) for n, v in entries.items()]
+        return sorted(found, key=lambda e: e.number)
+
+    async def is_safe(self, owners: Collection[str], number: str) -> bool:
+        """See SafeList.is_safe: one round trip for every owner."""
+        try:
+            async with self._r().pipeline(transaction=False) as pipe:
+                for owner in owners:
+                    pipe.hexists(self._safe_key(owner), number)
+                found = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        return any(found)
+
+
+def _safe_number(owner: str, number: str, value: Any) -> SafeNumber:
+    sid, _, created = codec.text(value).partition("|")
+    return SafeNumber(sid=sid, owner=owner, number=number, created_at=float(created))

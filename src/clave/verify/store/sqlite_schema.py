@@ -130,4 +130,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     """
     ALTER TABLE services ADD COLUMN updated_at REAL
     """,
+    """
+    CREATE TABLE safe_numbers (
+        owner TEXT NOT NULL,
+        number TEXT NOT NULL,
+        sid TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (owner, number)
+    );
+    CREATE INDEX safe_numbers_by_number ON safe_numbers (number)
+    """,
 )

@@ -1,13 +1,15 @@
-"""Tenants and their API keys in SQLite: the TenantStore half of SqliteVerificationStore."""
+"""Tenants, their API keys and the safe list in SQLite: the TenantStore and SafeList half of
+SqliteVerificationStore."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 from typing import Any
 
 from clave.platform.sqlite import SqliteDatabase
 from clave.verify.errors import TenantNameTaken
-from clave.verify.models import ApiKey, Tenant
+from clave.verify.models import ApiKey, SafeNumber, Tenant
 from clave.verify.store.encoding import (
     LEGACY_FIELDS,
     current_policy,
@@ -172,3 +174,73 @@ class SqliteTenants:
             return (_key(row[:width]), _tenant(row[width:])) if row else None
 
         return await self._db.read(run)
+
+    async def add_safe_number(self, entry: SafeNumber) -> SafeNumber:
+        """See SafeList.add_safe_number."""
+
+        def run(conn: sqlite3.Connection) -> SafeNumber:
+            conn.execute(
+                "INSERT OR IGNORE INTO safe_numbers (owner, number, sid, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (entry.owner, entry.number, entry.sid, entry.created_at),
+            )
+            return _safe_number(
+                conn.execute(
+                    f"SELECT {_SAFE_COLUMNS} FROM safe_numbers WHERE owner = ? AND number = ?",  # noqa: S608
+                    (entry.owner, entry.number),
+                ).fetchone()
+            )
+
+        return await self._db.write(run)
+
+    async def get_safe_number(self, owner: str, number: str) -> SafeNumber | None:
+        """See SafeList.get_safe_number."""
+        row = await self._db.read(
+            lambda conn: conn.execute(
+                f"SELECT {_SAFE_COLUMNS} FROM safe_numbers WHERE owner = ? AND number = ?",  # noqa: S608
+                (owner, number),
+            ).fetchone()
+        )
+        return None if row is None else _safe_number(row)
+
+    async def remove_safe_number(self, owner: str, number: str) -> bool:
+        """See SafeList.remove_safe_number."""
+        removed = await self._db.write(
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM safe_numbers WHERE owner = ? AND number = ?", (owner, number)
+                ).rowcount
+            )
+        )
+        return bool(removed)
+
+    async def list_safe_numbers(self, owner: str) -> list[SafeNumber]:
+        """See SafeList.list_safe_numbers."""
+        rows = await self._db.read(
+            lambda conn: conn.execute(
+                f"SELECT {_SAFE_COLUMNS} FROM safe_numbers WHERE owner = ? ORDER BY number",  # noqa: S608
+                (owner,),
+            ).fetchall()
+        )
+        return [_safe_number(row) for row in rows]
+
+    async def is_safe(self, owners: Collection[str], number: str) -> bool:
+        """See SafeList.is_safe."""
+        owners = list(owners)
+        if not owners:
+            return False
+        marks = ",".join("?" * len(owners))
+        row = await self._db.read(
+            lambda conn: conn.execute(
+                f"SELECT 1 FROM safe_numbers WHERE number = ? AND owner IN ({marks})",  # noqa: S608
+                (number, *owners),
+            ).fetchone()
+        )
+        return row is not None
+
+
+_SAFE_COLUMNS = "sid, owner, number, created_at"
+
+
+def _safe_number(row: Any) -> SafeNumber:
+    return SafeNumber(sid=row[0], owner=row[1], number=row[2], created_at=row[3])
