@@ -548,7 +548,10 @@ async def fetch_safe_number(
     safe_numbers: NamedDependency[SafeNumbers],
     account: NamedDependency[Tenant],
 ) -> dict[str, Any]:
-    entry = await safe_numbers.get(account.id, number)
+    try:
+        entry = await safe_numbers.get(account.id, number)
+    except InvalidParameter:  # not a phone number: not on any list
+        entry = None
     if entry is None:
         raise VerificationNotFound("the number is not on the safe list")
     return _safe_json(entry, _base(request))
@@ -558,7 +561,11 @@ async def fetch_safe_number(
 async def remove_safe_number(
     number: Ref, safe_numbers: NamedDependency[SafeNumbers], account: NamedDependency[Tenant]
 ) -> None:
-    if not await safe_numbers.remove(account.id, number):
+    try:
+        removed = await safe_numbers.remove(account.id, number)
+    except InvalidParameter:  # not a phone number: not on any list
+        removed = False
+    if not removed:
         raise VerificationNotFound("the number is not on the safe list")
 
 
