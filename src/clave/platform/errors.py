@@ -90,7 +90,12 @@ def classify(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
     if isinstance(exc, NotFoundException):
         return 404, "not_found", "no such resource", {}
     if isinstance(exc, MethodNotAllowedException):
-        return 405, "method_not_allowed", "method not allowed on this path", dict(exc.headers or {})
+        headers = {}
+        for name, value in (exc.headers or {}).items():
+            if name.lower() == "allow":  # OPTIONS is not offered (platform/lean.py)
+                value = ", ".join(m.strip() for m in value.split(",") if m.strip() != "OPTIONS")
+            headers[name] = value
+        return 405, "method_not_allowed", "method not allowed on this path", headers
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         code = _HTTP_CODES.get(exc.status_code, "invalid_request")
         return exc.status_code, code, str(exc.detail), dict(exc.headers or {})

@@ -132,20 +132,11 @@ class LeanApp:
     async def _framework(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Litestar, without the OPTIONS it would answer on its own: clave grants no CORS
         preflight, and Litestar's automatic answer named only some of a path's methods. An
-        OPTIONS request is a method the path does not take (405), and no 405 offers OPTIONS
-        in `Allow`, which then lists what /openapi.json documents."""
-        if scope["type"] != "http":
-            await self.framework(scope, receive, send)
-            return
-        if scope["method"] == "OPTIONS":
+        OPTIONS request is a method the path does not take (405); errors.classify keeps
+        OPTIONS out of a 405's `Allow`, which then lists what /openapi.json documents."""
+        if scope["type"] == "http" and scope["method"] == "OPTIONS":
             scope = {**scope, "method": "TRACE"}  # a method no route takes: Litestar's 405
-
-        async def allow_without_options(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 405:
-                message = {**message, "headers": [_drop_options(h) for h in message["headers"]]}
-            await send(message)
-
-        await self.framework(scope, receive, allow_without_options)
+        await self.framework(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._origin is not None:  # the public scheme and host, for every route
@@ -202,14 +193,6 @@ async def respond(send: Send, response: LeanResponse) -> None:
         head.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     await send({"type": "http.response.start", "status": response.status, "headers": head})
     await send({"type": "http.response.body", "body": content})
-
-
-def _drop_options(header: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
-    name, value = header
-    if name.lower() != b"allow":
-        return header
-    methods = [m.strip() for m in value.split(b",") if m.strip() and m.strip() != b"OPTIONS"]
-    return name, b", ".join(methods)
 
 
 def _replay(body: bytes, receive: Receive, *, more: bool) -> Receive:
