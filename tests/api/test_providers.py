@@ -457,3 +457,67 @@ async def test_webhook_status_callback_is_signed(tmp_path: Path, hook: Recording
         assert (
             await api.client.post("/api/providers/webhook/status", content=body, headers=headers)
         ).status_code == 400
+
+
+async def test_a_messaging_configuration_sends_a_countrys_sms_through_its_service(
+    tmp_path: Path, twilio: RecordingServer
+) -> None:
+    """Twilio's Messaging Configurations: SMS to the configured country go out through that
+    Messaging Service; other countries as before (From)."""
+    service_sid = "MG" + "ab" * 16
+    async for api in open_api(settings_for(tmp_path, **twilio_env(twilio))):
+        account, token, _, _ = await api.domain.tenants.create_twilio_credentials(
+            api.domain.settings.default_policy
+        )
+        auth = basic_header(account, token)
+        created = await api.client.post("/v2/Services", data={"FriendlyName": "Shop"}, headers=auth)
+        sid = created.json()["sid"]
+        base = f"/v2/Services/{sid}/MessagingConfigurations"
+        made = await api.client.post(
+            base, data={"Country": "gb", "MessagingServiceSid": service_sid}, headers=auth
+        )
+        assert made.status_code == 201, made.text
+        entry = made.json()
+        assert (entry["country"], entry["messaging_service_sid"]) == ("GB", service_sid)
+        assert entry["url"].endswith(f"{base}/GB")
+        twice = await api.client.post(
+            base, data={"Country": "GB", "MessagingServiceSid": service_sid}, headers=auth
+        )
+        assert (twice.status_code, twice.json().get("code")) == (400, 60200), twice.text
+        bad = await api.client.post(
+            base, data={"Country": "GB1", "MessagingServiceSid": "MG1"}, headers=auth
+        )
+        assert (bad.status_code, bad.json()["code"]) == (400, 60200)
+        await api.client.post(
+            base, data={"Country": "FR", "MessagingServiceSid": "MG" + "cd" * 16}, headers=auth
+        )
+        listed = (await api.client.get(base, params={"PageSize": "1"}, headers=auth)).json()
+        assert [c["country"] for c in listed["messaging_configurations"]] == ["FR"]
+        assert listed["meta"]["key"] == "messaging_configurations"
+        assert listed["meta"]["next_page_url"].endswith("PageSize=1&Page=1")
+        for to in ("+447400123456", "+14155552671"):
+            sent = await api.client.post(
+                f"/v2/Services/{sid}/Verifications", data={"To": to, "Channel": "sms"}, headers=auth
+            )
+            assert sent.status_code == 201, sent.text
+        requests = await wait_for(twilio, 2)
+        by_to = {form(r)["To"]: form(r) for r in requests}
+        assert by_to["+447400123456"]["MessagingServiceSid"] == service_sid
+        assert "From" not in by_to["+447400123456"]
+        assert by_to["+14155552671"]["From"] == "+15005550006"
+        # Changed, then removed: GB's SMS go out as before.
+        other = "MG" + "ef" * 16
+        changed = await api.client.post(
+            f"{base}/GB", data={"MessagingServiceSid": other}, headers=auth
+        )
+        assert changed.json()["messaging_service_sid"] == other
+        assert (await api.client.get(f"{base}/gb", headers=auth)).json()[
+            "messaging_service_sid"
+        ] == (other)
+        assert (await api.client.delete(f"{base}/GB", headers=auth)).status_code == 204
+        gone = await api.client.get(f"{base}/GB", headers=auth)
+        assert (gone.status_code, gone.json()["code"]) == (404, 20404)
+
+
+def basic_header(user: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}

@@ -4,7 +4,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from clave.verify.api import iso
+from clave.verify.timestamps import iso
 from tests.api.conftest import Api, open_api, settings_for
 from tests.support import FakeClock, SmtpServer, code_in, html_part, text_part
 

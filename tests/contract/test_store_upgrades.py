@@ -144,3 +144,24 @@ async def test_redis_keeps_an_earlier_clave_reading_and_writing(redis_url: str) 
         await client.aclose()
         await store.close()
         await drop_prefix(redis_url, prefix)
+
+
+async def test_an_earlier_claves_change_keeps_what_only_the_encoding_holds(
+    tmp_path: Path,
+) -> None:
+    """A field Policy gained since (the messaging configurations) is not in the old columns:
+    when an earlier clave changes those, its values win and the newer field stays."""
+    store = SqliteVerificationStore(tmp_path / "verify.db")
+    await store.open()
+    try:
+        messaging = (("GB", "MG" + "ab" * 16, 1.0, 2.0),)
+        tenant = Tenant("VA" + "1" * 32, "acme", replace(POLICY, messaging=messaging), 1.5)
+        await store.put_tenant(tenant)
+        with sqlite3.connect(tmp_path / "verify.db") as conn:  # an earlier clave's update
+            conn.execute("UPDATE services SET friendly_name = 'Acme Books' WHERE name = 'acme'")
+        found = await store.get_tenant(tenant.id)
+        assert found is not None
+        assert found.policy.friendly_name == "Acme Books"
+        assert found.policy.messaging == messaging
+    finally:
+        await store.close()

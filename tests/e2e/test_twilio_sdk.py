@@ -262,3 +262,32 @@ def test_the_safe_list_through_the_sdk_and_the_cli(
     refused = server.cli("fraud", "safelist", "remove", other, check=False)
     assert refused.returncode == 1
     assert "not on the safe list" in refused.stderr
+
+
+def test_messaging_configurations_through_the_sdk(server: ClaveProcess) -> None:
+    creds = twilio_credentials(server)
+    client = Client(creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
+    client.verify.base_url = server.url
+    service = client.verify.v2.services.create(friendly_name="Configured")
+    configurations = client.verify.v2.services(service.sid).messaging_configurations
+    first, second = "MG" + "ab" * 16, "MG" + "cd" * 16
+    made = configurations.create(country="GB", messaging_service_sid=first)
+    assert (made.country, made.messaging_service_sid, made.service_sid) == (
+        "GB",
+        first,
+        service.sid,
+    )
+    configurations.create(country="FR", messaging_service_sid=first)
+    assert sorted(c.country for c in configurations.list(page_size=1)) == ["FR", "GB"]
+    changed = (
+        client.verify.v2.services(service.sid)
+        .messaging_configurations("GB")
+        .update(messaging_service_sid=second)
+    )
+    assert changed.messaging_service_sid == second
+    fetched = client.verify.v2.services(service.sid).messaging_configurations("GB").fetch()
+    assert fetched.messaging_service_sid == second
+    assert client.verify.v2.services(service.sid).messaging_configurations("GB").delete() is True
+    with pytest.raises(TwilioRestException) as gone:
+        client.verify.v2.services(service.sid).messaging_configurations("GB").fetch()
+    assert (gone.value.status, gone.value.code) == (404, 20404)

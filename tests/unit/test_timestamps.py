@@ -1,4 +1,4 @@
-"""The API's timestamps: verify.api.iso prints what datetime prints, faster."""
+"""The API's timestamps: verify.timestamps.iso prints what datetime prints, faster."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from clave.verify.api import iso
+from clave.verify.timestamps import iso
 
 
 def reference(ts: float) -> str:

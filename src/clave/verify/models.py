@@ -107,6 +107,13 @@ class Policy:
     limits: tuple[tuple[str, str], ...] = ()
     # Optional behaviours, by name (POLICY_FLAGS): the Twilio-compatible API's tenant options.
     flags: frozenset[str] = frozenset()
+    # Per destination country, the Twilio Messaging Service an SMS goes out through (Twilio's
+    # Messaging Configurations): (country, MG sid, created_at, updated_at).
+    messaging: tuple[tuple[str, str, float, float], ...] = ()
+
+    def messaging_service(self, country: str | None) -> str | None:
+        """The Messaging Service for SMS to `country`, if one is configured."""
+        return next((sid for c, sid, _, _ in self.messaging if c == country), None)
 
     def problems(self) -> list[str]:
         """Human-readable reasons this policy is invalid; empty when valid."""
@@ -123,6 +130,13 @@ class Policy:
             found.append("send_window must be between 1 and 86400 seconds")
         if not self.channels:
             found.append("channels must name at least one channel")
+        for country, sid, _, _ in self.messaging:
+            if not _COUNTRY.fullmatch(country):
+                found.append(f"messaging country {country!r} is not an ISO 3166 alpha-2 code")
+            if not _MESSAGING_SERVICE.fullmatch(sid):
+                found.append(f"{sid!r} is not a Messaging Service sid (MG and 32 hex digits)")
+        if len({c for c, _, _, _ in self.messaging}) != len(self.messaging):
+            found.append("one messaging configuration per country")
         for name, value in self.limits:
             count, sep, seconds = value.partition("/")
             if name not in TENANT_LIMITS:
@@ -363,6 +377,8 @@ def new_id(prefix: str) -> str:
 
 
 _VERIFICATION_ID = re.compile(r"VE[0-9a-f]{32}")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_MESSAGING_SERVICE = re.compile(r"MG[0-9a-fA-F]{32}")
 
 
 def is_verification_id(text: str) -> bool:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from clave.platform.client_ip import ip_bucket
+from clave.platform.contacts import region_of
 from clave.platform.text import is_single_line
 from clave.verify.destinations import normalize
 from clave.verify.errors import InvalidParameter
@@ -103,6 +104,8 @@ class Terms:
     name: str
     # Whether its messages carry "do not share this code" (unless the tenant turned it off).
     share_warning: bool = True
+    # The Twilio Messaging Service for an SMS to the destination's country, if configured.
+    messaging_service_sid: str | None = None
 
 
 def terms_of(policy: Policy, request: StartRequest) -> Terms:
@@ -112,6 +115,11 @@ def terms_of(policy: Policy, request: StartRequest) -> Terms:
         payment=bound_payment(policy, request.payment),
         name=request.friendly_name or policy.friendly_name,
         share_warning="no_share_warning" not in policy.flags,
+        messaging_service_sid=(
+            policy.messaging_service(region_of(request.to))
+            if request.channel is Channel.SMS and policy.messaging
+            else None
+        ),
     )
 
 

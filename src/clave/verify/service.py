@@ -452,6 +452,8 @@ def _send_options(request: StartRequest, terms: Terms) -> dict[str, str]:
         options["amount"], options["payee"] = terms.payment
     if terms.share_warning is False:
         options["share_warning"] = "off"
+    if terms.messaging_service_sid is not None:
+        options["messaging_service_sid"] = terms.messaging_service_sid
     return options
 
 

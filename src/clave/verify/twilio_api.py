@@ -14,19 +14,13 @@ guard of the native API.
 from __future__ import annotations
 
 import hashlib
-import secrets
-from dataclasses import replace
-from datetime import UTC, datetime
-from typing import Annotated, Any
-from urllib.parse import quote
+from typing import Any
 
-from litestar import MediaType, Request, Response, Router, delete, get, post
+from litestar import MediaType, Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import OpenAPIType, Schema
-from litestar.params import PathParameter
 
 from clave.platform.errors import classify, handlers
-from clave.platform.origin import origin_of
 from clave.verify.client_ips import ClientIps
 from clave.verify.errors import (
     InvalidDestination,
@@ -37,10 +31,8 @@ from clave.verify.errors import (
 )
 from clave.verify.models import (
     MAX_CODE_LENGTH,
-    MIN_CODE_LENGTH,
     Channel,
     Policy,
-    SafeNumber,
     Status,
     Tenant,
     Verification,
@@ -56,13 +48,15 @@ from clave.verify.requests import (
 from clave.verify.safe_list import SafeNumbers
 from clave.verify.service import VerificationView, VerifyService
 from clave.verify.tenants import Tenants
-from clave.verify.twilio_form import Form
-
-Sid = Annotated[str, PathParameter(max_length=64)]
-# Twilio's own limit on FriendlyName and CustomFriendlyName (clave's rule allows 64).
-TWILIO_NAME_LENGTH = 30
-# A verification sid, or the To value Twilio also accepts in its place.
-Ref = Annotated[str, PathParameter(max_length=MAX_DESTINATION_LENGTH)]
+from clave.verify.twilio_form import Ref, Sid, api_base, read_form, twilio_date
+from clave.verify.twilio_resources import RESOURCE_FORMS, RESOURCE_HANDLERS
+from clave.verify.twilio_services import (
+    SERVICE_FORMS,
+    SERVICE_HANDLERS,
+    TEXT_SCHEMA,
+    TWILIO_NAME_LENGTH,
+    text_schema,
+)
 
 # clave's stable error codes -> (Twilio error code, HTTP status).
 _CODES: dict[str, tuple[int, int]] = {
@@ -90,73 +84,35 @@ _CODES: dict[str, tuple[int, int]] = {
     "no_target_verification": (60221, 400),
 }
 _CHANNELS = {c.value: c for c in Channel}
-_FLAGS = {
-    "CustomCodeEnabled": "custom_code",
-    "Psd2Enabled": "psd2",
-    "SkipSmsToLandlines": "skip_sms_to_landlines",
-}
-# DoNotShareWarningEnabled is the opposite of clave's flag: messages carry the warning unless
-# the tenant has no_share_warning. Twilio's default is off, so a service /v2 creates without
-# the parameter has the flag.
-_SHARE_WARNING = "DoNotShareWarningEnabled"
-# Accepted for compatibility; clave has no use for them (its voice and lookups are its own).
-_IGNORED_SERVICE_PARAMS = ("LookupEnabled", "DtmfInputRequired", "TtsName", "DefaultTemplateSid")
-
-
-_TEXT = Schema(type=OpenAPIType.STRING)
-_FLAG = Schema(type=OpenAPIType.BOOLEAN)
-
-
-def _text(max_length: int) -> Schema:
-    return Schema(type=OpenAPIType.STRING, max_length=max_length)
-
-
-_SERVICE_FIELDS: dict[str, tuple[Schema, bool]] = {
-    "FriendlyName": (_text(TWILIO_NAME_LENGTH), False),
-    "CodeLength": (
-        Schema(type=OpenAPIType.INTEGER, minimum=MIN_CODE_LENGTH, maximum=MAX_CODE_LENGTH),
-        False,
-    ),
-    **{
-        flag: (_FLAG, False)
-        for flag in (*_FLAGS, _SHARE_WARNING, "LookupEnabled", "DtmfInputRequired")
-    },
-    "TtsName": (_TEXT, False),
-    "DefaultTemplateSid": (_TEXT, False),
-}
 _PAYMENT_FIELDS: dict[str, tuple[Schema, bool]] = {
-    "Amount": (_TEXT, False),
-    "Payee": (_TEXT, False),
+    "Amount": (TEXT_SCHEMA, False),
+    "Payee": (TEXT_SCHEMA, False),
 }
 # The form bodies /openapi.json documents (these routes read their forms themselves).
 OPENAPI_FORMS: dict[tuple[str, str], dict[str, tuple[Schema, bool]]] = {
-    ("POST", "/v2/Services"): {
-        **_SERVICE_FIELDS,
-        "FriendlyName": (_text(TWILIO_NAME_LENGTH), True),
-    },
-    ("POST", "/v2/Services/{sid}"): _SERVICE_FIELDS,
     ("POST", "/v2/Services/{sid}/Verifications"): {
-        "To": (_text(MAX_DESTINATION_LENGTH), True),
+        "To": (text_schema(MAX_DESTINATION_LENGTH), True),
         "Channel": (Schema(type=OpenAPIType.STRING, enum=sorted(_CHANNELS)), True),
-        "Locale": (_text(MAX_LOCALE_LENGTH), False),
-        "CustomCode": (_text(MAX_CODE_LENGTH), False),
-        "CustomFriendlyName": (_text(TWILIO_NAME_LENGTH), False),
-        "AppHash": (_text(APP_HASH_LENGTH), False),
-        "DeviceIp": (_text(MAX_IP_LENGTH), False),
-        **{name: (_TEXT, False) for name in ("RateLimits", "ChannelConfiguration", "Tags")},
+        "Locale": (text_schema(MAX_LOCALE_LENGTH), False),
+        "CustomCode": (text_schema(MAX_CODE_LENGTH), False),
+        "CustomFriendlyName": (text_schema(TWILIO_NAME_LENGTH), False),
+        "AppHash": (text_schema(APP_HASH_LENGTH), False),
+        "DeviceIp": (text_schema(MAX_IP_LENGTH), False),
+        **{name: (TEXT_SCHEMA, False) for name in ("RateLimits", "ChannelConfiguration", "Tags")},
         **_PAYMENT_FIELDS,
     },
     ("POST", "/v2/Services/{sid}/Verifications/{ref}"): {
         "Status": (Schema(type=OpenAPIType.STRING, enum=["canceled", "approved"]), True),
     },
-    ("POST", "/v2/SafeList/Numbers"): {"PhoneNumber": (_text(MAX_DESTINATION_LENGTH), True)},
     ("POST", "/v2/Services/{sid}/VerificationCheck"): {
-        "Code": (_text(MAX_CODE_LENGTH), True),
-        "To": (_text(MAX_DESTINATION_LENGTH), False),
-        "VerificationSid": (_text(34), False),
+        "Code": (text_schema(MAX_CODE_LENGTH), True),
+        "To": (text_schema(MAX_DESTINATION_LENGTH), False),
+        "VerificationSid": (text_schema(34), False),
         **_PAYMENT_FIELDS,
     },
 }
+OPENAPI_FORMS.update(RESOURCE_FORMS)
+OPENAPI_FORMS.update(SERVICE_FORMS)
 # The statuses beyond the rules of platform/openapi_errors.py (Twilio's, after translation).
 OPENAPI_ERRORS = {
     ("POST", "/v2/Services"): (400,),
@@ -191,63 +147,6 @@ def twilio_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Res
         headers=headers,
         media_type=MediaType.JSON,
     )
-
-
-def twilio_date(ts: float) -> str:
-    """ISO 8601 in UTC to the second, as Twilio's v2 APIs write dates."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-async def _form(request: Request[Any, Any, Any]) -> Form:
-    return Form(await request.form())
-
-
-def _base(request: Request[Any, Any, Any]) -> str:
-    """The public base of the API's URLs (platform/origin.py: https:// behind a proxy)."""
-    return origin_of(request.scope) + "/v2"
-
-
-def _service_json(service: Tenant, account: Tenant, base: str) -> dict[str, Any]:
-    p = service.policy
-    url = f"{base}/Services/{service.id}"
-    return {
-        "sid": service.id,
-        "account_sid": account.id,
-        "friendly_name": p.friendly_name,
-        "code_length": p.code_length,
-        "lookup_enabled": False,
-        "psd2_enabled": "psd2" in p.flags,
-        "skip_sms_to_landlines": "skip_sms_to_landlines" in p.flags,
-        "dtmf_input_required": False,
-        "tts_name": None,
-        "do_not_share_warning_enabled": "no_share_warning" not in p.flags,
-        "custom_code_enabled": "custom_code" in p.flags,
-        # Twilio returns every key of these objects, null when unset: clients index them.
-        "push": {"include_date": None, "apn_credential_sid": None, "fcm_credential_sid": None},
-        "totp": {"issuer": None, "time_step": None, "code_length": None, "skew": None},
-        "default_template_sid": None,
-        "whatsapp": {"msg_service_sid": None, "from": None},
-        "passkeys": {
-            "relying_party": None,
-            "authenticator_attachment": None,
-            "discoverable_credentials": None,
-            "user_verification": None,
-        },
-        "verify_event_subscription_enabled": False,
-        "date_created": twilio_date(service.created_at),
-        "date_updated": twilio_date(service.updated_at or service.created_at),
-        "url": url,
-        # Every sub-resource Twilio links; the ones clave does not serve answer 20404.
-        "links": {
-            "verification_checks": f"{url}/VerificationCheck",
-            "verifications": f"{url}/Verifications",
-            "rate_limits": f"{url}/RateLimits",
-            "messaging_configurations": f"{url}/MessagingConfigurations",
-            "entities": f"{url}/Entities",
-            "webhooks": f"{url}/Webhooks",
-            "access_tokens": f"{url}/AccessTokens",
-        },
-    }
 
 
 def _verification_json(view: VerificationView, account: Tenant, base: str) -> dict[str, Any]:
@@ -289,109 +188,6 @@ def attempt_sid(verification: Verification, number: int) -> str:
     return "VL" + digest.hexdigest()[:32]
 
 
-def _policy(form: Form, base: Policy) -> Policy:
-    friendly = form.text("FriendlyName", max_length=TWILIO_NAME_LENGTH)
-    length = form.integer("CodeLength", MIN_CODE_LENGTH, MAX_CODE_LENGTH)
-    flags = set(base.flags)
-    for param, flag in _FLAGS.items():
-        value = form.flag(param)
-        if value is True:
-            flags.add(flag)
-        elif value is False:
-            flags.discard(flag)
-    warning = form.flag(_SHARE_WARNING)
-    if warning is not None:
-        flags.discard("do_not_share_warning")  # an earlier release's name for it
-        if warning:
-            flags.discard("no_share_warning")
-        else:
-            flags.add("no_share_warning")
-    for param in _IGNORED_SERVICE_PARAMS:
-        form.text(param)
-    return replace(
-        base,
-        friendly_name=friendly if friendly is not None else base.friendly_name,
-        code_length=length if length is not None else base.code_length,
-        flags=frozenset(flags),
-    )
-
-
-@post("/Services", status_code=201, summary="Create a service (a clave tenant)")
-async def create_service(
-    request: Request[Any, Any, Any],
-    tenants: NamedDependency[Tenants],
-    account: NamedDependency[Tenant],
-    default_policy: NamedDependency[Policy],
-) -> dict[str, Any]:
-    form = await _form(request)
-    form.text("FriendlyName", required=True, max_length=TWILIO_NAME_LENGTH)
-    sid = "VA" + secrets.token_hex(16)
-    # Twilio's defaults where they differ from clave's: no "do not share" sentence.
-    twilio_default = replace(default_policy, flags=default_policy.flags | {"no_share_warning"})
-    service = await tenants.create_tenant(
-        sid.lower(), _policy(form, twilio_default), tenant_id=sid, account=account
-    )
-    return _service_json(service, account, _base(request))
-
-
-@get("/Services", summary="List services, a page at a time")
-async def list_services(
-    request: Request[Any, Any, Any],
-    tenants: NamedDependency[Tenants],
-    account: NamedDependency[Tenant],
-) -> dict[str, Any]:
-    query = Form(request.query_params)
-    size = query.integer("PageSize", 1, 1000) or 50
-    page = query.integer("Page", 0, 1_000_000) or 0
-    everything = await tenants.list_tenants(account=account)
-    chunk = everything[page * size : (page + 1) * size]
-    base = _base(request)
-
-    def page_url(number: int) -> str:
-        return f"{base}/Services?PageSize={size}&Page={number}"
-
-    return {
-        "services": [_service_json(s, account, base) for s in chunk],
-        "meta": {
-            "page": page,
-            "page_size": size,
-            "first_page_url": page_url(0),
-            "previous_page_url": page_url(page - 1) if page > 0 else None,
-            "url": page_url(page),
-            "next_page_url": page_url(page + 1) if (page + 1) * size < len(everything) else None,
-            "key": "services",
-        },
-    }
-
-
-@get("/Services/{sid:str}", summary="Fetch a service")
-async def fetch_service(
-    request: Request[Any, Any, Any],
-    service: NamedDependency[Tenant],
-    account: NamedDependency[Tenant],
-) -> dict[str, Any]:
-    return _service_json(service, account, _base(request))
-
-
-@post("/Services/{sid:str}", status_code=200, summary="Update a service")
-async def update_service(
-    request: Request[Any, Any, Any],
-    service: NamedDependency[Tenant],
-    tenants: NamedDependency[Tenants],
-    account: NamedDependency[Tenant],
-) -> dict[str, Any]:
-    policy = _policy(await _form(request), service.policy)
-    updated = await tenants.update_policy(service.name, policy)
-    return _service_json(updated, account, _base(request))
-
-
-@delete("/Services/{sid:str}", status_code=204, summary="Delete a service")
-async def delete_service(
-    service: NamedDependency[Tenant], tenants: NamedDependency[Tenants]
-) -> None:
-    await tenants.delete_tenant(service)
-
-
 @post("/Services/{sid:str}/Verifications", status_code=201, summary="Send a code")
 async def create_verification(
     request: Request[Any, Any, Any],
@@ -400,7 +196,7 @@ async def create_verification(
     account: NamedDependency[Tenant],
     client_ips: NamedDependency[ClientIps],
 ) -> dict[str, Any]:
-    form = await _form(request)
+    form = await read_form(request)
     to = form.text("To", required=True, max_length=MAX_DESTINATION_LENGTH)
     channel_name = form.text("Channel", required=True, max_length=16)
     channel = _CHANNELS.get(channel_name or "")
@@ -424,7 +220,7 @@ async def create_verification(
         client_ip=device_ip,
     )
     view, _created = await verify.start_verification(service, start)
-    return _verification_json(view, account, _base(request))
+    return _verification_json(view, account, api_base(request))
 
 
 async def _verification(verify: VerifyService, service: Tenant, ref: str) -> VerificationView:
@@ -449,7 +245,7 @@ async def fetch_verification(
     service: NamedDependency[Tenant],
     account: NamedDependency[Tenant],
 ) -> dict[str, Any]:
-    return _verification_json(await _verification(verify, service, ref), account, _base(request))
+    return _verification_json(await _verification(verify, service, ref), account, api_base(request))
 
 
 @post(
@@ -464,7 +260,7 @@ async def update_verification(
     service: NamedDependency[Tenant],
     account: NamedDependency[Tenant],
 ) -> dict[str, Any]:
-    status = (await _form(request)).text("Status", required=True, max_length=16)
+    status = (await read_form(request)).text("Status", required=True, max_length=16)
     if status not in ("canceled", "approved"):
         raise InvalidParameter("Invalid parameter: Status")
     found = await _verification(verify, service, ref)
@@ -472,7 +268,7 @@ async def update_verification(
         view = await verify.cancel(service, found.verification.id)
     else:
         view = await verify.approve(service, found.verification.id)
-    return _verification_json(view, account, _base(request))
+    return _verification_json(view, account, api_base(request))
 
 
 @post("/Services/{sid:str}/VerificationCheck", status_code=200, summary="Check a code")
@@ -483,7 +279,7 @@ async def check_verification(
     account: NamedDependency[Tenant],
     client_ips: NamedDependency[ClientIps],
 ) -> dict[str, Any]:
-    form = await _form(request)
+    form = await read_form(request)
     code = form.text("Code", required=True, max_length=MAX_CODE_LENGTH)
     to, vid = (
         form.text("To", max_length=MAX_DESTINATION_LENGTH),
@@ -515,58 +311,10 @@ async def check_verification(
         if not await verify.locked(service, verification_id=vid, to=to):
             raise VerificationNotFound("no pending verification found") from None
         raise
-    body = _verification_json(view, account, _base(request))
+    body = _verification_json(view, account, api_base(request))
     del body["send_code_attempts"], body["lookup"], body["url"], body["sna"]
     body["sna_attempts_error_codes"] = []
     return body
-
-
-def _safe_json(entry: SafeNumber, base: str) -> dict[str, Any]:
-    return {
-        "sid": entry.sid,
-        "phone_number": entry.number,
-        "url": f"{base}/SafeList/Numbers/{quote(entry.number, safe='')}",
-    }
-
-
-@post("/SafeList/Numbers", status_code=201, summary="Add a number to the account's safe list")
-async def add_safe_number(
-    request: Request[Any, Any, Any],
-    safe_numbers: NamedDependency[SafeNumbers],
-    account: NamedDependency[Tenant],
-) -> dict[str, Any]:
-    form = await _form(request)
-    number = form.text("PhoneNumber", required=True, max_length=MAX_DESTINATION_LENGTH)
-    entry = await safe_numbers.add(account.id, number or "")
-    return _safe_json(entry, _base(request))
-
-
-@get("/SafeList/Numbers/{number:str}", summary="Check a number on the account's safe list")
-async def fetch_safe_number(
-    request: Request[Any, Any, Any],
-    number: Ref,
-    safe_numbers: NamedDependency[SafeNumbers],
-    account: NamedDependency[Tenant],
-) -> dict[str, Any]:
-    try:
-        entry = await safe_numbers.get(account.id, number)
-    except InvalidParameter:  # not a phone number: not on any list
-        entry = None
-    if entry is None:
-        raise VerificationNotFound("the number is not on the safe list")
-    return _safe_json(entry, _base(request))
-
-
-@delete("/SafeList/Numbers/{number:str}", status_code=204, summary="Remove a safe-listed number")
-async def remove_safe_number(
-    number: Ref, safe_numbers: NamedDependency[SafeNumbers], account: NamedDependency[Tenant]
-) -> None:
-    try:
-        removed = await safe_numbers.remove(account.id, number)
-    except InvalidParameter:  # not a phone number: not on any list
-        removed = False
-    if not removed:
-        raise VerificationNotFound("the number is not on the safe list")
 
 
 def twilio_router(
@@ -604,18 +352,12 @@ def twilio_router(
     return Router(
         path="/v2",
         route_handlers=[
-            create_service,
-            list_services,
-            fetch_service,
-            update_service,
-            delete_service,
+            *SERVICE_HANDLERS,
             create_verification,
             fetch_verification,
             update_verification,
             check_verification,
-            add_safe_number,
-            fetch_safe_number,
-            remove_safe_number,
+            *RESOURCE_HANDLERS,
         ],
         dependencies={
             "safe_numbers": Provide(provide_safe_numbers),

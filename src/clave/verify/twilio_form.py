@@ -1,16 +1,21 @@
-"""Twilio's form-encoded request bodies, read with Twilio's errors: a bad value is 60200
-(`invalid_parameter`) naming the parameter."""
+"""Twilio's conventions for /v2: form-encoded request bodies read with Twilio's errors (a bad
+value is 60200, `invalid_parameter`, naming the parameter), path sids, URLs and dates."""
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
+from litestar import Request
 from litestar.datastructures import FormMultiDict, MultiDict
+from litestar.params import PathParameter
 
+from clave.platform.origin import origin_of
 from clave.verify.errors import InvalidParameter
 from clave.verify.models import MAX_AMOUNT_LENGTH, MAX_PAYEE_LENGTH
+from clave.verify.requests import MAX_DESTINATION_LENGTH
 
 _INTEGER = re.compile(r"-?[0-9]{1,11}")
 
@@ -73,3 +78,24 @@ class Form:
         if amount is None or payee is None:
             raise InvalidParameter(f"Invalid parameter: {'Amount' if amount is None else 'Payee'}")
         return amount, payee
+
+
+# A service (VA...) or another resource's sid in a path.
+Sid = Annotated[str, PathParameter(max_length=64)]
+# A verification sid, or the To value Twilio also accepts in its place.
+Ref = Annotated[str, PathParameter(max_length=MAX_DESTINATION_LENGTH)]
+
+
+async def read_form(request: Request[Any, Any, Any]) -> Form:
+    """The request's form body."""
+    return Form(await request.form())
+
+
+def api_base(request: Request[Any, Any, Any]) -> str:
+    """The public base of the API's URLs (platform/origin.py: https:// behind a proxy)."""
+    return origin_of(request.scope) + "/v2"
+
+
+def twilio_date(ts: float) -> str:
+    """ISO 8601 in UTC to the second, as Twilio's v2 APIs write dates."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

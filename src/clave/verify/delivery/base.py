@@ -20,6 +20,8 @@ class OutgoingMessage:
     verification_id: str
     attempt_id: int
     locale: str = "en"
+    # The Twilio Messaging Service the tenant configured for the destination's country (SMS).
+    messaging_service_sid: str | None = None
 
 
 class DeliveryError(Exception):

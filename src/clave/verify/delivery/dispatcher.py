@@ -196,6 +196,7 @@ class Dispatcher:
             verification_id=verification.id,
             attempt_id=delivery.attempt_id,
             locale=locale,
+            messaging_service_sid=delivery.options.get("messaging_service_sid"),
         )
 
     async def _try(self, provider: Provider, outgoing: OutgoingMessage) -> str | _Failure | None:

@@ -107,9 +107,12 @@ class TwilioMessagingProvider(_TwilioBase):
         if outgoing.channel is Channel.WHATSAPP:
             form["To"] = f"whatsapp:{outgoing.to}"
             form["From"] = f"whatsapp:{self.config.whatsapp_from}"
-        elif self.config.messaging_service_sid:
+        elif outgoing.messaging_service_sid or self.config.messaging_service_sid:
+            # The tenant's for the destination's country, else the deployment's.
             form["To"] = outgoing.to
-            form["MessagingServiceSid"] = self.config.messaging_service_sid
+            form["MessagingServiceSid"] = str(
+                outgoing.messaging_service_sid or self.config.messaging_service_sid
+            )
         else:
             form["To"] = outgoing.to
             form["From"] = str(self.config.sms_from)

@@ -55,7 +55,9 @@ def decode_policy(data: bytes | str) -> Policy:
 
 
 def _normal(policy: Policy) -> Policy:
-    return replace(policy, limits=tuple(sorted(policy.limits)))
+    return replace(
+        policy, limits=tuple(sorted(policy.limits)), messaging=tuple(sorted(policy.messaging))
+    )
 
 
 def legacy_fields(policy: Policy) -> dict[str, str | int]:
@@ -112,6 +114,8 @@ def current_policy(encoded: bytes | str | None, fields: Mapping[str, Any]) -> Po
     policy = decode_policy(encoded)
     if has_legacy:
         older = legacy_policy(fields)
-        if older != _normal(policy):
-            return older
+        if legacy_fields(older) != legacy_fields(policy):
+            # A previous clave changed the old fields: their values win; what only the
+            # encoding holds (fields added to Policy since, which it cannot know) stays.
+            return replace(policy, **{name: getattr(older, name) for name in LEGACY_FIELDS})
     return policy
