@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from litestar import Request
 from litestar.datastructures import FormMultiDict, MultiDict
@@ -17,6 +18,7 @@ from clave.verify.errors import InvalidParameter
 from clave.verify.models import MAX_AMOUNT_LENGTH, MAX_PAYEE_LENGTH
 from clave.verify.requests import MAX_DESTINATION_LENGTH
 
+T = TypeVar("T")
 _INTEGER = re.compile(r"-?[0-9]{1,11}")
 
 
@@ -99,3 +101,33 @@ def api_base(request: Request[Any, Any, Any]) -> str:
 def twilio_date(ts: float) -> str:
     """ISO 8601 in UTC to the second, as Twilio's v2 APIs write dates."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def twilio_page(
+    request: Request[Any, Any, Any],
+    url: str,
+    key: str,
+    items: Sequence[T],
+    render: Callable[[T], Any],
+) -> dict[str, Any]:
+    """One page of `items` (`PageSize`, `Page` from the query) under `key`, with Twilio's
+    `meta` (the page URLs at `url`, the list's public URL)."""
+    query = Form(request.query_params)
+    size = query.integer("PageSize", 1, 1000) or 50
+    page = query.integer("Page", 0, 1_000_000) or 0
+
+    def page_url(number: int) -> str:
+        return f"{url}?PageSize={size}&Page={number}"
+
+    return {
+        key: [render(item) for item in items[page * size : (page + 1) * size]],
+        "meta": {
+            "page": page,
+            "page_size": size,
+            "first_page_url": page_url(0),
+            "previous_page_url": page_url(page - 1) if page > 0 else None,
+            "url": page_url(page),
+            "next_page_url": page_url(page + 1) if (page + 1) * size < len(items) else None,
+            "key": key,
+        },
+    }

@@ -20,7 +20,7 @@ from clave.verify.models import SafeNumber, Tenant
 from clave.verify.requests import MAX_DESTINATION_LENGTH
 from clave.verify.safe_list import SafeNumbers
 from clave.verify.tenants import Tenants
-from clave.verify.twilio_form import Form, Ref, api_base, read_form, twilio_date
+from clave.verify.twilio_form import Form, Ref, api_base, read_form, twilio_date, twilio_page
 
 _MESSAGING_SID = Schema(type=OpenAPIType.STRING, pattern="^MG[0-9a-fA-F]{32}$")
 
@@ -88,29 +88,14 @@ async def list_messaging_configurations(
     service: NamedDependency[Tenant],
     account: NamedDependency[Tenant],
 ) -> dict[str, Any]:
-    query = Form(request.query_params)
-    size = query.integer("PageSize", 1, 1000) or 50
-    page = query.integer("Page", 0, 1_000_000) or 0
-    every = sorted(service.policy.messaging)
-    chunk = every[page * size : (page + 1) * size]
     base = api_base(request)
-    here = f"{base}/Services/{service.id}/MessagingConfigurations"
-
-    def page_url(number: int) -> str:
-        return f"{here}?PageSize={size}&Page={number}"
-
-    return {
-        "messaging_configurations": [_messaging_json(service, account, e, base) for e in chunk],
-        "meta": {
-            "page": page,
-            "page_size": size,
-            "first_page_url": page_url(0),
-            "previous_page_url": page_url(page - 1) if page > 0 else None,
-            "url": page_url(page),
-            "next_page_url": page_url(page + 1) if (page + 1) * size < len(every) else None,
-            "key": "messaging_configurations",
-        },
-    }
+    return twilio_page(
+        request,
+        f"{base}/Services/{service.id}/MessagingConfigurations",
+        "messaging_configurations",
+        sorted(service.policy.messaging),
+        lambda e: _messaging_json(service, account, e, base),
+    )
 
 
 @get(

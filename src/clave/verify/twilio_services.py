@@ -13,7 +13,7 @@ from litestar.openapi.spec import OpenAPIType, Schema
 
 from clave.verify.models import MAX_CODE_LENGTH, MIN_CODE_LENGTH, Policy, Tenant
 from clave.verify.tenants import Tenants
-from clave.verify.twilio_form import Form, api_base, read_form, twilio_date
+from clave.verify.twilio_form import Form, api_base, read_form, twilio_date, twilio_page
 
 # Twilio's own limit on FriendlyName and CustomFriendlyName (clave's rule allows 64).
 TWILIO_NAME_LENGTH = 30
@@ -147,28 +147,15 @@ async def list_services(
     tenants: NamedDependency[Tenants],
     account: NamedDependency[Tenant],
 ) -> dict[str, Any]:
-    query = Form(request.query_params)
-    size = query.integer("PageSize", 1, 1000) or 50
-    page = query.integer("Page", 0, 1_000_000) or 0
-    everything = await tenants.list_tenants(account=account)
-    chunk = everything[page * size : (page + 1) * size]
     base = api_base(request)
-
-    def page_url(number: int) -> str:
-        return f"{base}/Services?PageSize={size}&Page={number}"
-
-    return {
-        "services": [_service_json(s, account, base) for s in chunk],
-        "meta": {
-            "page": page,
-            "page_size": size,
-            "first_page_url": page_url(0),
-            "previous_page_url": page_url(page - 1) if page > 0 else None,
-            "url": page_url(page),
-            "next_page_url": page_url(page + 1) if (page + 1) * size < len(everything) else None,
-            "key": "services",
-        },
-    }
+    everything = await tenants.list_tenants(account=account)
+    return twilio_page(
+        request,
+        f"{base}/Services",
+        "services",
+        everything,
+        lambda s: _service_json(s, account, base),
+    )
 
 
 @get("/Services/{sid:str}", summary="Fetch a service")
