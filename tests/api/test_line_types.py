@@ -112,7 +112,9 @@ async def test_a_service_that_skips_landlines_refuses_an_sms_lookup_calls_one(
 ) -> None:
     messages = RecordingServer()
     try:
-        env = twilio_env(messages, CLAVE_TWILIO_LOOKUP_URL=lookup.url)
+        env = twilio_env(
+            messages, CLAVE_TWILIO_LOOKUP_URL=lookup.url, CLAVE_BLOCKED_PREFIXES="+1415555019"
+        )
         async for api in open_api(settings_for(tmp_path, **env)):
             default = await api.domain.tenants.get_tenant("default")
             flags = default.policy.flags | {"skip_sms_to_landlines"}
@@ -127,5 +129,9 @@ async def test_a_service_that_skips_landlines_refuses_an_sms_lookup_calls_one(
             assert [r["path"] for r in lookup.requests].count(
                 "/v2/PhoneNumbers/%2B14155550101"
             ) == 1
+            # A send the fraud guard refuses never costs a (billed) lookup.
+            blocked = await api.send("+14155550199")
+            assert blocked.status_code == 403, blocked.text
+            assert not any(r["path"].endswith("%2B14155550199") for r in lookup.requests)
     finally:
         messages.stop()

@@ -6,7 +6,7 @@ import base64
 import re
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -571,3 +571,28 @@ async def test_the_safe_list_lets_an_accounts_numbers_past_the_guard(tmp_path: P
         )
         twilio_error(again, 60410, 403)
         twilio_error(await v2.post("/SafeList/Numbers", {"PhoneNumber": "nope"}), 60200, 400)
+
+
+async def test_a_configuration_change_keeps_what_another_worker_wrote(v2: V2) -> None:
+    """This worker caches services for a few seconds: a change starts from the policy as
+    stored, so another worker's configuration written meanwhile is kept."""
+    sid = await v2.service()
+    base = f"/Services/{sid}/MessagingConfigurations"
+    made = await v2.post(base, {"Country": "GB", "MessagingServiceSid": "MG" + "ab" * 16})
+    assert made.status_code == 201, made.text
+    assert (await v2.get(f"/Services/{sid}")).status_code == 200  # cached here now
+    store = v2.api.domain.store
+    stored = await store.get_tenant(sid)
+    assert stored is not None
+    other = (*stored.policy.messaging, ("FR", "MG" + "cd" * 16, 1.0, 1.0))
+    await store.put_tenant(replace(stored, policy=replace(stored.policy, messaging=other)))
+    added = await v2.post(base, {"Country": "US", "MessagingServiceSid": "MG" + "ef" * 16})
+    assert added.status_code == 201, added.text
+    again = await v2.post(base, {"Country": "FR", "MessagingServiceSid": "MG" + "ef" * 16})
+    assert again.status_code == 400  # FR exists, though this worker's copy does not know it
+    renamed = await v2.post(f"/Services/{sid}", {"FriendlyName": "Renamed"})
+    assert renamed.status_code == 200
+    final = await store.get_tenant(sid)
+    assert final is not None
+    assert sorted(c for c, _, _, _ in final.policy.messaging) == ["FR", "GB", "US"]
+    assert final.policy.friendly_name == "Renamed"

@@ -263,6 +263,7 @@ class VerifyDomain:
     verify: VerifyService
     tenants: Tenants
     client_ips: ClientIps
+    safe_numbers: SafeNumbers
     line_types: LineTypes = field(default_factory=NumberMetadata)
     name: str = field(default="verify", init=False)
 
@@ -311,7 +312,7 @@ class VerifyDomain:
             self.settings,
             client_ips=self.client_ips,
             inbox=self.inbox,
-            safe_numbers=SafeNumbers(self.store),
+            safe_numbers=self.safe_numbers,
         )
 
     def lean_routes(self) -> Sequence[LeanRoute]:
@@ -395,5 +396,6 @@ def _compose(
         verify=verify,
         tenants=build_tenants(store, settings, clock),
         client_ips=ClientIps(settings.limit_peer_ip, platform.proxy_hops),
+        safe_numbers=SafeNumbers(store, clock),
         line_types=line_types,
     )

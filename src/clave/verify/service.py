@@ -109,17 +109,20 @@ class VerifyService:
         """
         test_code = self._test_destinations.get((tenant.name, request.to))
         self._admit(tenant.policy, request, deliver=test_code is None)
-        if (
-            request.channel is Channel.SMS
-            and "skip_sms_to_landlines" in tenant.policy.flags
-            and await self._line_types.is_landline(request.to)
-        ):
-            raise SmsToLandline("SMS is not supported by landline phone number")
         terms = terms_of(tenant.policy, request)
         now = self._clock()
         counted = Reservation((), now)
         if test_code is None:
             counted = await self._screen_and_count(tenant, request, now)
+            # After the guard and the limits: a line type lookup may be billed (Twilio Lookup),
+            # so a send they refuse never costs one.
+            if (
+                request.channel is Channel.SMS
+                and "skip_sms_to_landlines" in tenant.policy.flags
+                and await self._line_types.is_landline(request.to)
+            ):
+                await self._limiter.release(counted)  # nothing was sent: nothing spent
+                raise SmsToLandline("SMS is not supported by landline phone number")
         outcome = await self._store.start(
             self._candidate(tenant, request, terms, test_code, now),
             channel=request.channel,

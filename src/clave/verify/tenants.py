@@ -206,8 +206,14 @@ class Tenants:
 
     async def update_policy(self, name: str, policy: Policy) -> Tenant:
         """Replace a tenant's policy."""
-        self._validate(policy)
+        return await self.change_policy(name, lambda _: policy)
+
+    async def change_policy(self, name: str, change: Callable[[Policy], Policy]) -> Tenant:
+        """Apply `change` to the tenant's policy as stored now (not a cached copy, which
+        another worker may have changed since), validate the result and store it."""
         existing = await self.get_tenant(name)
+        policy = change(existing.policy)
+        self._validate(policy)
         updated = replace(existing, policy=policy, updated_at=self._clock())
         await self._store.put_tenant(updated)
         self._forget()  # this worker sees the change at once; others within the TTL

@@ -16,7 +16,7 @@ from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import PathParameter
 
 from clave.verify.errors import InvalidParameter, VerificationNotFound
-from clave.verify.models import SafeNumber, Tenant
+from clave.verify.models import Policy, SafeNumber, Tenant
 from clave.verify.requests import MAX_DESTINATION_LENGTH
 from clave.verify.safe_list import SafeNumbers
 from clave.verify.tenants import Tenants
@@ -47,11 +47,15 @@ def _messaging_sid(form: Form) -> str:
     return sid
 
 
-def _configured(service: Tenant, country: str) -> tuple[str, str, float, float]:
-    found = next((e for e in service.policy.messaging if e[0] == country.upper()), None)
+def _configured(policy: Policy, country: str) -> tuple[str, str, float, float]:
+    found = next((e for e in policy.messaging if e[0] == country.upper()), None)
     if found is None:
         raise VerificationNotFound(f"no messaging configuration for {country}")
     return found
+
+
+def _without(policy: Policy, country: str) -> tuple[tuple[str, str, float, float], ...]:
+    return tuple(e for e in policy.messaging if e[0] != country)
 
 
 @post(
@@ -69,13 +73,15 @@ async def create_messaging_configuration(
     country = (form.text("Country", required=True, max_length=2) or "").upper()
     if not re.fullmatch(r"[A-Z]{2}", country):
         raise InvalidParameter("Invalid parameter: Country")
-    sid = _messaging_sid(form)
-    if any(e[0] == country for e in service.policy.messaging):
-        raise InvalidParameter(f"a messaging configuration for {country} exists: update it")
     now = time.time()
-    entry = (country, sid, now, now)
-    policy = replace(service.policy, messaging=(*service.policy.messaging, entry))
-    updated = await tenants.update_policy(service.name, policy)
+    entry = (country, _messaging_sid(form), now, now)
+
+    def add(policy: Policy) -> Policy:  # on the policy as stored now
+        if any(e[0] == country for e in policy.messaging):
+            raise InvalidParameter(f"a messaging configuration for {country} exists: update it")
+        return replace(policy, messaging=(*policy.messaging, entry))
+
+    updated = await tenants.change_policy(service.name, add)
     return _messaging_json(updated, account, entry, api_base(request))
 
 
@@ -108,7 +114,8 @@ async def fetch_messaging_configuration(
     service: NamedDependency[Tenant],
     account: NamedDependency[Tenant],
 ) -> dict[str, Any]:
-    return _messaging_json(service, account, _configured(service, country), api_base(request))
+    found = _configured(service.policy, country)
+    return _messaging_json(service, account, found, api_base(request))
 
 
 @post(
@@ -123,13 +130,16 @@ async def update_messaging_configuration(
     tenants: NamedDependency[Tenants],
     account: NamedDependency[Tenant],
 ) -> dict[str, Any]:
-    old = _configured(service, country)
-    entry = (old[0], _messaging_sid(await read_form(request)), old[2], time.time())
-    kept = tuple(e for e in service.policy.messaging if e[0] != old[0])
-    updated = await tenants.update_policy(
-        service.name, replace(service.policy, messaging=(*kept, entry))
-    )
-    return _messaging_json(updated, account, entry, api_base(request))
+    sid = _messaging_sid(await read_form(request))
+    changed: list[tuple[str, str, float, float]] = []
+
+    def change(policy: Policy) -> Policy:  # on the policy as stored now
+        old = _configured(policy, country)
+        changed.append((old[0], sid, old[2], time.time()))
+        return replace(policy, messaging=(*_without(policy, old[0]), changed[0]))
+
+    updated = await tenants.change_policy(service.name, change)
+    return _messaging_json(updated, account, changed[0], api_base(request))
 
 
 @delete(
@@ -142,9 +152,10 @@ async def delete_messaging_configuration(
     service: NamedDependency[Tenant],
     tenants: NamedDependency[Tenants],
 ) -> None:
-    old = _configured(service, country)
-    kept = tuple(e for e in service.policy.messaging if e[0] != old[0])
-    await tenants.update_policy(service.name, replace(service.policy, messaging=kept))
+    def remove(policy: Policy) -> Policy:  # on the policy as stored now
+        return replace(policy, messaging=_without(policy, _configured(policy, country)[0]))
+
+    await tenants.change_policy(service.name, remove)
 
 
 def _safe_json(entry: SafeNumber, base: str) -> dict[str, Any]:

@@ -174,8 +174,9 @@ async def update_service(
     tenants: NamedDependency[Tenants],
     account: NamedDependency[Tenant],
 ) -> dict[str, Any]:
-    policy = _policy(await read_form(request), service.policy)
-    updated = await tenants.update_policy(service.name, policy)
+    form = await read_form(request)
+    # On the policy as stored now, not the cached copy: another worker may have changed it.
+    updated = await tenants.change_policy(service.name, lambda policy: _policy(form, policy))
     return _service_json(updated, account, api_base(request))
 
 

@@ -137,7 +137,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         sid TEXT NOT NULL,
         created_at REAL NOT NULL,
         PRIMARY KEY (owner, number)
-    );
-    CREATE INDEX safe_numbers_by_number ON safe_numbers (number)
+    )
     """,
 )
