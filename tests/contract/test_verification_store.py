@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -397,6 +397,40 @@ async def test_concurrent_checks_count_exactly_max(shared_stores: list[VerifyBac
         )
     )
     assert approvals.count(True) == 1
+
+
+async def test_concurrent_tenant_changes_all_stay(shared_stores: list[VerifyBackend]) -> None:
+    """Changes of one tenant racing on several connections: none undoes another, and a
+    change never brings a deleted tenant back."""
+    stores = shared_stores
+    svc = service()
+    await stores[0].put_tenant(svc)
+    accounts = [new_id("AC") for _ in range(24)]
+
+    def adding(account: str) -> Callable[[Tenant], Tenant]:
+        return lambda t: replace(t, accounts=t.accounts | {account}, updated_at=NOW + 1)
+
+    await asyncio.gather(
+        *(stores[i % 4].change_tenant(svc.id, adding(a)) for i, a in enumerate(accounts)),
+        stores[1].change_tenant(
+            svc.id, lambda t: replace(t, policy=replace(t.policy, code_ttl=90))
+        ),
+    )
+    stored = await stores[2].get_tenant(svc.id)
+    assert stored is not None
+    assert stored.accounts == frozenset(accounts)
+    assert (stored.policy.code_ttl, stored.name, stored.updated_at) == (90, "acme", NOW + 1)
+
+    def failing(t: Tenant) -> Tenant:
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        await stores[3].change_tenant(svc.id, failing)
+    assert await stores[0].get_tenant(svc.id) == stored
+    assert await stores[0].delete_tenant(svc.id)
+    assert await stores[1].change_tenant(svc.id, adding(new_id("AC"))) is None
+    assert await stores[2].get_tenant(svc.id) is None
+    assert await stores[2].get_tenant_by_name("acme") is None
 
 
 async def test_concurrent_claims_hand_each_send_to_one_dispatcher(

@@ -153,8 +153,7 @@ class Tenants:
         if existing is None:
             return await self.create_tenant(name, policy)
         if existing.policy != policy:
-            existing = replace(existing, policy=policy)
-            await self._store.put_tenant(existing)
+            return await self.change_policy(name, lambda _: policy)
         return existing
 
     async def get_tenant_by_id(self, tenant_id: str, *, account: Tenant) -> Tenant:
@@ -212,11 +211,22 @@ class Tenants:
         """Apply `change` to the tenant's policy as stored now (not a cached copy, which
         another worker may have changed since), validate the result and store it."""
         existing = await self.get_tenant(name)
-        policy = change(existing.policy)
-        self._validate(policy)
-        updated = replace(existing, policy=policy, updated_at=self._clock())
-        await self._store.put_tenant(updated)
+        now = self._clock()
+
+        def changed(stored: Tenant) -> Tenant:
+            policy = change(stored.policy)
+            self._validate(policy)
+            return replace(stored, policy=policy, updated_at=now)
+
+        return await self._change(existing, changed)
+
+    async def _change(self, tenant: Tenant, change: Callable[[Tenant], Tenant]) -> Tenant:
+        """Apply `change` to the tenant as stored, atomically (the store's change_tenant):
+        a concurrent change of another field is kept, a concurrent delete wins."""
+        updated = await self._store.change_tenant(tenant.id, change)
         self._forget()  # this worker sees the change at once; others within the TTL
+        if updated is None:
+            raise TenantNotFound(f"no service named {tenant.name!r}")
         return updated
 
     def _validate(self, policy: Policy) -> None:
@@ -263,11 +273,12 @@ class Tenants:
         """Let an account see and manage a tenant through /v2 (or, `granted=False`, stop)."""
         tenant = await self.get_tenant(tenant_name)
         account = await self.get_account(account_name)
-        accounts = tenant.accounts | {account.id} if granted else tenant.accounts - {account.id}
-        updated = replace(tenant, accounts=accounts)
-        await self._store.put_tenant(updated)
-        self._forget()
-        return updated
+
+        def change(stored: Tenant) -> Tenant:
+            accounts = stored.accounts - {account.id}
+            return replace(stored, accounts=accounts | {account.id} if granted else accounts)
+
+        return await self._change(tenant, change)
 
     async def adopt_v2_tenants(self) -> int:
         """Hand the tenants made through /v2 before accounts owned tenants (named after
@@ -278,7 +289,7 @@ class Tenants:
         adopted = 0
         for tenant in await self.list_tenants():
             if not tenant.accounts and tenant.name == tenant.id.lower():
-                await self._store.put_tenant(replace(tenant, accounts=frozenset({legacy.id})))
+                await self._change(tenant, lambda t: replace(t, accounts=t.accounts | {legacy.id}))
                 adopted += 1
         return adopted
 

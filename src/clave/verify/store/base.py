@@ -9,7 +9,7 @@ written in the same transaction as the change.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 from clave.verify.models import (
@@ -32,6 +32,15 @@ class TenantStore(Protocol):
 
     async def put_tenant(self, tenant: Tenant) -> None:
         """Insert or update a tenant (by id; names are unique)."""
+        ...
+
+    async def change_tenant(
+        self, tenant_id: str, change: Callable[[Tenant], Tenant]
+    ) -> Tenant | None:
+        """Apply `change` to the tenant as stored and store its policy, accounts and
+        updated_at (never its name), atomically: a concurrent change is never undone, and a
+        deleted tenant stays deleted (None). What `change` raises is raised unchanged, with
+        nothing stored. `change` may run more than once (an optimistic backend retries)."""
         ...
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:

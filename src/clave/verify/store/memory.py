@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -82,6 +82,23 @@ class MemoryVerificationStore:
             if other.name == tenant.name and other.id != tenant.id:
                 raise TenantNameTaken(f"service name {tenant.name!r} is taken")
         self._tenants[tenant.id] = tenant
+
+    async def change_tenant(
+        self, tenant_id: str, change: Callable[[Tenant], Tenant]
+    ) -> Tenant | None:
+        """Apply `change` (nothing awaits in between: atomic on one event loop)."""
+        found = self._tenants.get(tenant_id)
+        if found is None:
+            return None
+        changed = change(found)
+        updated = replace(
+            found,
+            policy=changed.policy,
+            accounts=changed.accounts,
+            updated_at=changed.updated_at,
+        )
+        self._tenants[tenant_id] = updated
+        return updated
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         """A tenant by id."""

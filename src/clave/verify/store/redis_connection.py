@@ -33,6 +33,7 @@ _SCRIPTS = {
     "finish_event": ("finish_event",),
     "put_service": ("put_service",),
     "delete_service": ("delete_service",),
+    "change_service": ("change_service",),
     "key_for_hash": ("key_for_hash",),
     "add_key": ("add_key",),
     "revoke_key": ("revoke_key",),

@@ -4,7 +4,8 @@ RedisVerificationStore."""
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -15,6 +16,9 @@ from clave.verify.models import ApiKey, SafeNumber, Tenant, new_id
 from clave.verify.store import redis_codec as codec
 from clave.verify.store.encoding import encode_policy, legacy_fields
 from clave.verify.store.redis_connection import RedisConnection
+
+# How many times a change of a tenant is tried against writers changing it at the same time.
+_CHANGE_TRIES = 20
 
 
 class RedisTenants(RedisConnection):
@@ -41,6 +45,45 @@ class RedisTenants(RedisConnection):
             repr(tenant.updated_at) if tenant.updated_at is not None else "",
             *(item for pair in legacy_fields(tenant.policy).items() for item in pair),
         )
+
+    async def change_tenant(
+        self, tenant_id: str, change: Callable[[Tenant], Tenant]
+    ) -> Tenant | None:
+        """Read, change, and compare-and-set the policy and accounts (change_service.lua);
+        read again and retry while another writer got there first."""
+        for _ in range(_CHANGE_TRIES):
+            try:
+                fields = await self._r().hgetall(self._prefix + "svc:" + tenant_id)
+            except (RedisError, OSError) as exc:
+                raise StoreError(f"Redis unavailable: {exc}") from exc
+            if not fields:
+                return None
+            raw = {codec.text(k): v for k, v in fields.items()}
+            found = codec.tenant(raw | {"id": tenant_id})
+            changed = replace(
+                found,
+                policy=(new := change(found)).policy,
+                accounts=new.accounts,
+                updated_at=new.updated_at,
+            )
+            written = await self._run(
+                "change_service",
+                tenant_id,
+                raw.get("policy", b""),
+                raw.get("accounts", b""),
+                "policy",
+                encode_policy(changed.policy),
+                "accounts",
+                ",".join(sorted(changed.accounts)),
+                "updated_at",
+                repr(changed.updated_at) if changed.updated_at is not None else "",
+                *(item for pair in legacy_fields(changed.policy).items() for item in pair),
+            )
+            if written == 1:
+                return changed
+            if written == -1:
+                return None
+        raise StoreError(f"service {tenant_id} is being changed by others; try again")
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         """A tenant by id."""

@@ -4,7 +4,8 @@ SqliteVerificationStore."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import Any
 
 from clave.platform.sqlite import SqliteDatabase
@@ -79,6 +80,40 @@ class SqliteTenants:
             if isinstance(exc.__cause__, sqlite3.IntegrityError):
                 raise TenantNameTaken(f"service name {tenant.name!r} is taken") from exc
             raise
+
+    async def change_tenant(
+        self, tenant_id: str, change: Callable[[Tenant], Tenant]
+    ) -> Tenant | None:
+        """Read, change and write in one write transaction (SQLite has one writer)."""
+        select = f"SELECT {_TENANT_COLUMNS} FROM services WHERE id = ?"  # noqa: S608
+        sets = ", ".join(f"{c} = ?" for c in ("policy", "accounts", "updated_at", *LEGACY_FIELDS))
+        update = f"UPDATE services SET {sets} WHERE id = ?"  # noqa: S608
+
+        def run(conn: sqlite3.Connection) -> Tenant | None:
+            row = conn.execute(select, (tenant_id,)).fetchone()
+            if row is None:
+                return None
+            found = _tenant(row)
+            changed = change(found)
+            legacy = legacy_fields(changed.policy)
+            conn.execute(
+                update,
+                (
+                    encode_policy(changed.policy).decode(),
+                    ",".join(sorted(changed.accounts)),
+                    changed.updated_at,
+                    *(legacy[c] for c in LEGACY_FIELDS),
+                    tenant_id,
+                ),
+            )
+            return replace(
+                found,
+                policy=changed.policy,
+                accounts=changed.accounts,
+                updated_at=changed.updated_at,
+            )
+
+        return await self._db.write(run)
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         """A tenant by id."""
