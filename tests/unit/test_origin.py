@@ -60,6 +60,9 @@ def test_without_proxies_the_request_is_taken_as_it_came() -> None:
     assert not origin.active
     assert origin_of(scope(("host", "api.example.com"))) == "http://api.example.com"
     assert origin_of(scope()) == "http://10.0.0.5:8000"  # no Host: the server's address
+    # A Host that is not a host name is never written into a URL.
+    for bad in ("evil.example/x?", '"><script>', "a b", "evil.example@x", ""):
+        assert origin_of(scope(("host", bad))) == "http://10.0.0.5:8000"
 
 
 @pytest.mark.parametrize(

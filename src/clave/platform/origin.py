@@ -10,7 +10,8 @@ therefore settled once per request, before any route reads it:
 - else, with `CLAVE_PROXY_HOPS` trusted proxies in front, the protocol and host the nearest of
   them passed on (`X-Forwarded-Proto`, `X-Forwarded-Host`, the last value of each: an ALB sets
   the first, and keeps the client's Host);
-- else the request's own scheme and Host.
+- else the request's own scheme and Host (when it is a host name; else the address the request
+  came to).
 
 `PublicOrigin.settle` rewrites the scope's `scheme` and Host header in front of everything
 (platform/lean.py's LeanApp calls it first), so Litestar's `request.url` and the lean routes
@@ -51,12 +52,12 @@ def parse_public_url(value: str) -> tuple[str, str]:
 def origin_of(scope: Any) -> str:
     """`scheme://host` of a request's ASGI scope, as the app sees it (settled by
     PublicOrigin)."""
-    host = next((v for k, v in scope["headers"] if k == b"host"), None)
-    if host is None:
+    sent = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
+    if _HOST.fullmatch(sent):
+        host = sent
+    else:  # none, or not a host name: never echoed into a URL; the address it came to
         server = scope.get("server") or ("localhost", None)
         host = f"{server[0]}:{server[1]}" if server[1] else str(server[0])
-    else:
-        host = host.decode("latin-1")
     return f"{scope.get('scheme', 'http')}://{host}"
 
 
