@@ -61,3 +61,11 @@ async def test_dev_inbox_page_escapes_content(api: Api) -> None:
     assert page.status_code == 200
     assert "&lt;b&gt;Acme&lt;/b&gt;" in page.text
     assert "<b>Acme</b>" not in page.text
+
+
+async def test_docs_assets_answer_a_bad_path_as_not_found(api: Api) -> None:
+    found = await api.client.get("/docs/assets/swagger-ui-bundle.js")
+    assert found.status_code == 200
+    for path in ("/docs/assets/x%00.js", "/docs/assets/%00", "/docs/assets/nothing.js"):
+        got = await api.client.get(path)
+        assert got.status_code == 404, (path, got.text)

@@ -12,10 +12,12 @@ from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import CacheControlHeader
+from litestar.file_system import BaseLocalFileSystem
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
+from litestar.types import FileInfo, PathType
 
 from clave import __version__
 from clave.platform.domain import Domain
@@ -44,6 +46,17 @@ def swagger_ui_files() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the swagger-ui-py package is not installed")
     return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
+class _AssetFiles(BaseLocalFileSystem):
+    """The local files, where a path the OS cannot even name (a NUL byte: ValueError from
+    stat) is a file that is not there, answered 404 rather than 500."""
+
+    async def info(self, path: PathType, **kwargs: Any) -> FileInfo:
+        """The file's information; FileNotFoundError for a path no file can have."""
+        if "\x00" in str(path):
+            raise FileNotFoundError(path)
+        return await super().info(path, **kwargs)
 
 
 def docs_page() -> SwaggerRenderPlugin:
@@ -81,6 +94,7 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> LeanApp:
         create_static_files_router(
             path=DOCS_ASSETS,
             directories=[swagger_ui_files()],
+            file_system=_AssetFiles(),
             include_in_schema=False,
             # Assets change only with the package: a browser may keep them a day.
             cache_control=CacheControlHeader(max_age=86400),
