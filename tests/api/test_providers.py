@@ -517,6 +517,24 @@ async def test_a_messaging_configuration_sends_a_countrys_sms_through_its_servic
         assert (await api.client.delete(f"{base}/GB", headers=auth)).status_code == 204
         gone = await api.client.get(f"{base}/GB", headers=auth)
         assert (gone.status_code, gone.json()["code"]) == (404, 20404)
+        # A country without phone numbers is refused; `all` serves every other country.
+        nowhere = await api.client.post(
+            base, data={"Country": "ZZ", "MessagingServiceSid": other}, headers=auth
+        )
+        assert (nowhere.status_code, nowhere.json()["code"]) == (400, 60200)
+        everywhere = await api.client.post(
+            base, data={"Country": "ALL", "MessagingServiceSid": other}, headers=auth
+        )
+        assert everywhere.json()["country"] == "all", everywhere.text
+        assert (await api.client.get(f"{base}/all", headers=auth)).status_code == 200
+        for to in ("+14155550100", "+33612345678"):
+            await api.client.post(
+                f"/v2/Services/{sid}/Verifications", data={"To": to, "Channel": "sms"}, headers=auth
+            )
+        requests = await wait_for(twilio, 4)
+        by_to = {form(r)["To"]: form(r) for r in requests}
+        assert by_to["+14155550100"]["MessagingServiceSid"] == other
+        assert by_to["+33612345678"]["MessagingServiceSid"] == "MG" + "cd" * 16  # FR's own
 
 
 def basic_header(user: str, secret: str) -> dict[str, str]:

@@ -75,6 +75,8 @@ POLICY_FLAGS = frozenset(
 # Codes are 4 to 10 digits, whoever sets the length (a policy, a request, a custom code):
 # fewer would be guessed, more are not typed. Every adapter takes its bounds from here.
 MIN_CODE_LENGTH = 4
+# A messaging configuration for every country that has none of its own (Twilio's `all`).
+ALL_COUNTRIES = "all"
 MAX_CODE_LENGTH = 10
 CODE_DIGITS = f"{MIN_CODE_LENGTH} to {MAX_CODE_LENGTH} digits"
 _CODE = re.compile(rf"[0-9]{{{MIN_CODE_LENGTH},{MAX_CODE_LENGTH}}}")
@@ -112,8 +114,10 @@ class Policy:
     messaging: tuple[tuple[str, str, float, float], ...] = ()
 
     def messaging_service(self, country: str | None) -> str | None:
-        """The Messaging Service for SMS to `country`, if one is configured."""
-        return next((sid for c, sid, _, _ in self.messaging if c == country), None)
+        """The Messaging Service for SMS to `country`: its own configuration, else the one
+        for every country (`all`), if any."""
+        by_country = {c: sid for c, sid, _, _ in self.messaging}
+        return by_country.get(country or "") or by_country.get(ALL_COUNTRIES)
 
     def problems(self) -> list[str]:
         """Human-readable reasons this policy is invalid; empty when valid."""
@@ -131,7 +135,7 @@ class Policy:
         if not self.channels:
             found.append("channels must name at least one channel")
         for country, sid, _, _ in self.messaging:
-            if not _COUNTRY.fullmatch(country):
+            if not _COUNTRY.fullmatch(country) and country != ALL_COUNTRIES:
                 found.append(f"messaging country {country!r} is not an ISO 3166 alpha-2 code")
             if not _MESSAGING_SERVICE.fullmatch(sid):
                 found.append(f"{sid!r} is not a Messaging Service sid (MG and 32 hex digits)")

@@ -10,13 +10,14 @@ from dataclasses import replace
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import phonenumbers
 from litestar import Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import PathParameter
 
 from clave.verify.errors import InvalidParameter, VerificationNotFound
-from clave.verify.models import Policy, SafeNumber, Tenant
+from clave.verify.models import ALL_COUNTRIES, Policy, SafeNumber, Tenant
 from clave.verify.requests import MAX_DESTINATION_LENGTH
 from clave.verify.safe_list import SafeNumbers
 from clave.verify.tenants import Tenants
@@ -47,8 +48,19 @@ def _messaging_sid(form: Form) -> str:
     return sid
 
 
+def _country(value: str) -> str:
+    """An ISO 3166-1 country that has phone numbers (upper case), or Twilio's `all` (every
+    country without a configuration of its own)."""
+    if value.lower() == ALL_COUNTRIES:
+        return ALL_COUNTRIES
+    if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise InvalidParameter("Invalid parameter: Country")
+    return value.upper()
+
+
 def _configured(policy: Policy, country: str) -> tuple[str, str, float, float]:
-    found = next((e for e in policy.messaging if e[0] == country.upper()), None)
+    wanted = country.lower() if country.lower() == ALL_COUNTRIES else country.upper()
+    found = next((e for e in policy.messaging if e[0] == wanted), None)
     if found is None:
         raise VerificationNotFound(f"no messaging configuration for {country}")
     return found
@@ -70,9 +82,7 @@ async def create_messaging_configuration(
     account: NamedDependency[Tenant],
 ) -> dict[str, Any]:
     form = await read_form(request)
-    country = (form.text("Country", required=True, max_length=2) or "").upper()
-    if not re.fullmatch(r"[A-Z]{2}", country):
-        raise InvalidParameter("Invalid parameter: Country")
+    country = _country(form.text("Country", required=True, max_length=3) or "")
     now = time.time()
     entry = (country, _messaging_sid(form), now, now)
 
@@ -135,11 +145,12 @@ async def update_messaging_configuration(
 
     def change(policy: Policy) -> Policy:  # on the policy as stored now
         old = _configured(policy, country)
-        changed.append((old[0], sid, old[2], time.time()))
-        return replace(policy, messaging=(*_without(policy, old[0]), changed[0]))
+        entry = (old[0], sid, old[2], time.time())
+        changed.append(entry)  # the last run's (a store may run a change more than once)
+        return replace(policy, messaging=(*_without(policy, old[0]), entry))
 
     updated = await tenants.change_policy(service.name, change)
-    return _messaging_json(updated, account, changed[0], api_base(request))
+    return _messaging_json(updated, account, changed[-1], api_base(request))
 
 
 @delete(
