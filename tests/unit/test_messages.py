@@ -1,13 +1,16 @@
-from clave.verify.messages import choose_locale, render
+from clave.verify.languages import choose_locale
+from clave.verify.messages import render
 from clave.verify.models import Channel
 
 
 def test_locale_by_request_then_by_phone_country() -> None:
     assert choose_locale("es-MX", "+14155552671") == "es"
-    assert choose_locale("en_GB", "+34612345678") == "en"
+    assert choose_locale("en_GB", "+34612345678") == "en-GB"
     assert choose_locale(None, "+34612345678") == "es"
     assert choose_locale(None, "+14155552671") == "en"
-    assert choose_locale("fr", "+14155552671") == "en"
+    assert choose_locale("fr", "+14155552671") == "fr"
+    assert choose_locale(None, "+5511987654321") == "pt-BR"
+    assert choose_locale(None, "+85291234567") == "zh-HK"
     assert choose_locale(None, "ana@example.com") == "en"
 
 

@@ -15,6 +15,7 @@ from clave.platform.lean import LeanRequest, LeanResponse, LeanRoute, native_err
 from clave.verify.client_ips import ClientIps
 from clave.verify.delivery.inbox import InboxStore
 from clave.verify.destinations import mask
+from clave.verify.languages import LOCALES
 from clave.verify.models import (
     MAX_CODE_LENGTH,
     MIN_CODE_LENGTH,
@@ -61,7 +62,22 @@ class StartVerification(msgspec.Struct, forbid_unknown_fields=True):
 
     to: Destination
     channel: Channel
-    locale: Annotated[str, msgspec.Meta(max_length=MAX_LOCALE_LENGTH)] | None = None
+    locale: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                max_length=MAX_LOCALE_LENGTH,
+                description=(
+                    "The message's language, one of: "
+                    + ", ".join(LOCALES)
+                    + " (any case; a region variant of a language in that list, such as "
+                    "es-MX, is written in it; anything else is invalid_parameter). Without "
+                    "it, the destination phone's country decides."
+                ),
+            ),
+        ]
+        | None
+    ) = None
     code_length: CodeLength | None = None
     # The end user's IP, for the per-IP limits (clave usually sees the caller's server).
     client_ip: Annotated[str, msgspec.Meta(max_length=MAX_IP_LENGTH)] | None = None

@@ -1,20 +1,23 @@
-"""Message templates per channel and locale, with the code, tenant name and expiry."""
+"""Messages per channel and language, with the code, the service's name and the expiry.
+
+The words come from the gettext catalogs in `locales/` (one `<locale>.po` per language of
+languages.LOCALES, the source strings in `messages.pot`), read once per worker on first use;
+gettext applies each catalog's plural rule to the expiry.
+"""
 
 from __future__ import annotations
 
+import functools
+import gettext
 import html
+import io
 from dataclasses import dataclass
+from importlib import resources
 
-from clave.verify.destinations import region_of
+import polib
+
+from clave.verify.languages import DEFAULT_LOCALE, LOCALES, RIGHT_TO_LEFT
 from clave.verify.models import Channel
-
-SUPPORTED_LOCALES = ("en", "es")
-DEFAULT_LOCALE = "en"
-
-# Countries whose main language is Spanish: a phone destination there gets Spanish by default.
-_SPANISH_REGIONS = frozenset(
-    "AR BO CL CO CR CU DO EC ES GQ GT HN MX NI PA PE PR PY SV UY VE".split()  # noqa: SIM905
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,48 +30,44 @@ class RenderedMessage:
     speech: str | None = None
 
 
-_TEXT = {
-    "en": "Your {name} verification code is {code}. It expires in {minutes} minutes.",
-    "es": "Tu código de verificación de {name} es {code}. Caduca en {minutes} minutos.",
-}
-_WARNING = {
-    "en": "Do not share this code with anyone.",
-    "es": "No compartas este código con nadie.",
-}
-_PAYMENT = {
-    "en": "It authorises a payment of {amount} to {payee}.",
-    "es": "Autoriza un pago de {amount} a {payee}.",
-}
-_SUBJECT = {
-    "en": "Your {name} verification code",
-    "es": "Tu código de verificación de {name}",
-}
-_SPEECH = {
-    "en": "Your {name} verification code is: {digits}. Again, your code is: {digits}.",
-    "es": "Tu código de verificación de {name} es: {digits}. Repito, tu código es: {digits}.",
-}
+# The source strings (messages.pot), as the catalogs translate them.
+CODE_IS = "Your {name} verification code is {code}."
+EXPIRES = ("It expires in {minutes} minute.", "It expires in {minutes} minutes.")
+DO_NOT_SHARE = "Do not share this code with anyone."
+AUTHORIZES = "It authorizes a payment of {amount} to {payee}."
+SUBJECT = "Your {name} verification code"
+CODE_BELOW = "Your {name} verification code is:"
+SPOKEN = "Your {name} verification code is: {digits}. Again, your code is: {digits}."
+
 _HTML = """<!doctype html>
-<html lang="{lang}"><body style="font-family:sans-serif">
+<html lang="{lang}" dir="{direction}"><body style="font-family:sans-serif">
 <p>{intro}</p>
-<p style="font-size:28px;letter-spacing:6px;font-weight:bold">{code}</p>
+<p style="font-size:28px;letter-spacing:6px;font-weight:bold" dir="ltr">{code}</p>
 <p>{expiry}</p>
 {warning}</body></html>
 """
-_HTML_PARTS = {
-    "en": ("Your {name} verification code is:", "It expires in {minutes} minutes."),
-    "es": ("Tu código de verificación de {name} es:", "Caduca en {minutes} minutos."),
-}
+# Sentence ends after which the next sentence follows with no space (Chinese, Japanese).
+# The ideographic full stop and the full-width exclamation and question marks.
+_FULL_WIDTH_ENDS = ("\u3002", "\uff01", "\uff1f")
 
 
-def choose_locale(requested: str | None, destination: str) -> str:
-    """The template language: the requested locale if supported, else by the phone's country."""
-    if requested:
-        language = requested.replace("_", "-").split("-", 1)[0].lower()
-        if language in SUPPORTED_LOCALES:
-            return language
-    if region_of(destination) in _SPANISH_REGIONS:
-        return "es"
-    return DEFAULT_LOCALE
+@functools.cache
+def catalog(locale: str) -> gettext.GNUTranslations:
+    """The messages of one language (LOCALES), read from its `.po` file once per worker."""
+    if locale not in LOCALES:
+        raise ValueError(f"clave has no messages in {locale!r}")
+    source = resources.files("clave.verify") / "locales" / f"{locale}.po"
+    entries = polib.pofile(source.read_text(encoding="utf-8"))
+    return gettext.GNUTranslations(io.BytesIO(entries.to_binary()))
+
+
+def _sentences(*parts: str) -> str:
+    """Sentences of one paragraph, spaced as their script spaces them."""
+    text = ""
+    for part in filter(None, parts):
+        joiner = "" if not text or text.endswith(_FULL_WIDTH_ENDS) else " "
+        text = f"{text}{joiner}{part}"
+    return text
 
 
 def render(
@@ -83,36 +82,39 @@ def render(
     payment: tuple[str, str] | None = None,
     warning: bool = True,
 ) -> RenderedMessage:
-    """Render the message for `channel` in `locale` (one of SUPPORTED_LOCALES).
+    """Render the message for `channel` in `locale` (one of LOCALES; another is English).
 
     An SMS may carry the Android SMS Retriever app hash (on its own line) and the WebOTP origin
     line (`@domain #code`), which the WebOTP API requires to be the last line.
     """
-    lang = locale if locale in SUPPORTED_LOCALES else DEFAULT_LOCALE
-    text = _TEXT[lang].format(name=name, code=code, minutes=minutes)
-    if warning:  # unless the tenant turned it off (no_share_warning)
-        text = f"{text} {_WARNING[lang]}"
+    lang = locale if locale in LOCALES else DEFAULT_LOCALE
+    words = catalog(lang)
+    expiry = words.ngettext(*EXPIRES, minutes).format(minutes=minutes)
+    share = words.gettext(DO_NOT_SHARE) if warning else ""  # unless the tenant turned it off
     # PSD2 dynamic linking: the person sees what the code authorises.
-    authorises = _PAYMENT[lang].format(amount=payment[0], payee=payment[1]) if payment else ""
-    if authorises:
-        text = f"{text} {authorises}"
+    authorises = (
+        words.gettext(AUTHORIZES).format(amount=payment[0], payee=payment[1]) if payment else ""
+    )
+    text = _sentences(
+        words.gettext(CODE_IS).format(name=name, code=code), expiry, share, authorises
+    )
     if channel is Channel.SMS:
         if app_hash:
             text += f"\n\n{app_hash}"
         if webotp_domain:
             text += f"\n\n@{webotp_domain} #{code}"
     if channel is Channel.CALL:
-        digits = ", ".join(code)
-        speech = _SPEECH[lang].format(name=name, digits=digits)
-        return RenderedMessage(text=text, speech=f"{speech} {authorises}".strip())
+        spoken = words.gettext(SPOKEN).format(name=name, digits=", ".join(code))
+        return RenderedMessage(text=text, speech=_sentences(spoken, authorises))
     if channel is Channel.EMAIL:
-        intro, expiry = _HTML_PARTS[lang]
         body = _HTML.format(
             lang=lang,
-            intro=html.escape(intro.format(name=name)),
+            direction="rtl" if lang in RIGHT_TO_LEFT else "ltr",
+            intro=html.escape(words.gettext(CODE_BELOW).format(name=name)),
             code=html.escape(code),
-            expiry=html.escape(f"{expiry.format(minutes=minutes)} {authorises}".strip()),
-            warning=f"<p><strong>{html.escape(_WARNING[lang])}</strong></p>\n" if warning else "",
+            expiry=html.escape(_sentences(expiry, authorises)),
+            warning=f"<p><strong>{html.escape(share)}</strong></p>\n" if share else "",
         )
-        return RenderedMessage(text=text, subject=_SUBJECT[lang].format(name=name), html=body)
+        subject = words.gettext(SUBJECT).format(name=name)
+        return RenderedMessage(text=text, subject=subject, html=body)
     return RenderedMessage(text=text)

@@ -16,6 +16,7 @@ from clave.platform.contacts import region_of
 from clave.platform.text import is_single_line
 from clave.verify.destinations import normalize
 from clave.verify.errors import InvalidParameter
+from clave.verify.languages import LOCALES, canonical_locale
 from clave.verify.models import (
     CODE_DIGITS,
     FRIENDLY_NAME_RULE,
@@ -39,7 +40,6 @@ MAX_DOMAIN_LENGTH = 253
 
 _APP_HASH = re.compile(rf"[A-Za-z0-9+/]{{{APP_HASH_LENGTH}}}")
 _DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
-_LOCALE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +78,15 @@ class StartRequest:
             raise InvalidParameter(f"code_length must be {CODE_DIGITS}")
         if self.custom_code is not None and not is_code(self.custom_code):
             raise InvalidParameter(f"a custom code must be {CODE_DIGITS}")
-        if self.locale is not None and not _LOCALE.fullmatch(self.locale):
-            raise InvalidParameter("locale must look like 'en' or 'es-MX'")
+        if self.locale is not None:
+            locale = (
+                canonical_locale(self.locale) if len(self.locale) <= MAX_LOCALE_LENGTH else None
+            )
+            if locale is None:  # never a silent fallback to another language
+                raise InvalidParameter(
+                    f"locale must be one of clave's languages: {', '.join(LOCALES)}"
+                )
+            object.__setattr__(self, "locale", locale)
         if self.app_hash is not None and not _APP_HASH.fullmatch(self.app_hash):
             raise InvalidParameter("app_hash must be the 11-character Android app hash")
         if self.webotp_domain is not None:

@@ -24,7 +24,8 @@ from clave.verify.delivery.base import (
     ProviderRouter,
 )
 from clave.verify.destinations import mask
-from clave.verify.messages import choose_locale, render
+from clave.verify.languages import choose_locale
+from clave.verify.messages import render
 from clave.verify.models import Delivery, SendStatus, Status, payment_of
 from clave.verify.store.base import Outbox
 

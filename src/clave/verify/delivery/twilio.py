@@ -13,8 +13,48 @@ import httpx
 from clave.verify.delivery.base import DeliveryError, OutgoingMessage
 from clave.verify.models import Channel
 
-# Twilio <Say> languages for the template locales.
-_VOICE_LANGUAGE = {"en": "en-US", "es": "es-ES"}
+# The <Say> language of each message locale (languages.LOCALES): Twilio speaks it with the
+# account's default voice for that language (set per language in Twilio's console), so a
+# deployment chooses its voices without clave naming one. Chinese is read in Mandarin
+# (Simplified) or Cantonese (Hong Kong).
+_VOICE_LANGUAGE = {
+    "af": "af-ZA",
+    "ar": "ar-XA",
+    "ca": "ca-ES",
+    "cs": "cs-CZ",
+    "da": "da-DK",
+    "de": "de-DE",
+    "el": "el-GR",
+    "en": "en-US",
+    "en-GB": "en-GB",
+    "es": "es-ES",
+    "fi": "fi-FI",
+    "fr": "fr-FR",
+    "he": "he-IL",
+    "hi": "hi-IN",
+    "hr": "hr-HR",
+    "hu": "hu-HU",
+    "id": "id-ID",
+    "it": "it-IT",
+    "ja": "ja-JP",
+    "ko": "ko-KR",
+    "ms": "ms-MY",
+    "nb": "nb-NO",
+    "nl": "nl-NL",
+    "pl": "pl-PL",
+    "pt": "pt-PT",
+    "pt-BR": "pt-BR",
+    "ro": "ro-RO",
+    "ru": "ru-RU",
+    "sv": "sv-SE",
+    "th": "th-TH",
+    "tl": "fil-PH",
+    "tr": "tr-TR",
+    "vi": "vi-VN",
+    "zh": "cmn-CN",
+    "zh-CN": "cmn-CN",
+    "zh-HK": "yue-HK",
+}
 
 
 @dataclass(frozen=True, slots=True)
