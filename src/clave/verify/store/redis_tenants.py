@@ -3,6 +3,8 @@ RedisVerificationStore."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import Callable, Collection
 from dataclasses import replace
@@ -18,7 +20,7 @@ from clave.verify.store.encoding import encode_policy, legacy_fields
 from clave.verify.store.redis_connection import RedisConnection
 
 # How many times a change of a tenant is tried against writers changing it at the same time.
-_CHANGE_TRIES = 20
+_CHANGE_TRIES = 50
 
 
 class RedisTenants(RedisConnection):
@@ -51,7 +53,7 @@ class RedisTenants(RedisConnection):
     ) -> Tenant | None:
         """Read, change, and compare-and-set the policy and accounts (change_service.lua);
         read again and retry while another writer got there first."""
-        for _ in range(_CHANGE_TRIES):
+        for attempt in range(_CHANGE_TRIES):
             try:
                 fields = await self._r().hgetall(self._prefix + "svc:" + tenant_id)
             except (RedisError, OSError) as exc:
@@ -83,6 +85,9 @@ class RedisTenants(RedisConnection):
                 return changed
             if written == -1:
                 return None
+            # Lost the race: let the others through before reading again (a random pause,
+            # so racers that lost together do not meet again).
+            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
         raise StoreError(f"service {tenant_id} is being changed by others; try again")
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
