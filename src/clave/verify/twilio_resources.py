@@ -233,7 +233,7 @@ RESOURCE_FORMS: dict[tuple[str, str], dict[str, tuple[Schema, bool]]] = {
         "PhoneNumber": (Schema(type=OpenAPIType.STRING, max_length=MAX_DESTINATION_LENGTH), True)
     },
     ("POST", "/v2/Services/{sid}/MessagingConfigurations"): {
-        "Country": (Schema(type=OpenAPIType.STRING, pattern="^[A-Za-z]{2}$"), True),
+        "Country": (Schema(type=OpenAPIType.STRING, pattern="^([A-Za-z]{2}|[Aa][Ll][Ll])$"), True),
         "MessagingServiceSid": (_MESSAGING_SID, True),
     },
     ("POST", "/v2/Services/{sid}/MessagingConfigurations/{country}"): {
