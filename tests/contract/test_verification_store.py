@@ -26,6 +26,7 @@ from clave.verify.models import (
     Verification,
     new_id,
 )
+from clave.verify.service_rate_limits import Bucket, ServiceRateLimit
 from clave.verify.store.base import VerifyBackend
 from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore
@@ -91,6 +92,21 @@ async def test_services_and_keys(store: VerifyBackend) -> None:
     await store.add_api_key(key)
     assert await store.key_for_hash(b"h" * 32) == (key, changed)
     assert await store.key_for_hash(b"x" * 32) is None
+
+
+async def test_a_services_own_rate_limits_round_trip(store: VerifyBackend) -> None:
+    bucket = Bucket(new_id("BL"), max=3, interval=600, created_at=NOW, updated_at=NOW + 1)
+    rule = ServiceRateLimit(new_id("RK"), "end_user_ip", "per IP", NOW, NOW, (bucket,))
+    s = service()
+    await store.put_tenant(s)
+    changed = await store.change_tenant(
+        s.id, lambda t: replace(t, policy=replace(t.policy, rate_limits=(rule,)))
+    )
+    assert changed is not None
+    stored = await store.get_tenant(s.id)
+    assert stored is not None
+    assert stored.policy.rate_limits == (rule,)
+    assert stored == changed
 
 
 async def test_a_key_has_a_life_cycle(store: VerifyBackend) -> None:

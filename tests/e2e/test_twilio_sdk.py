@@ -291,3 +291,71 @@ def test_messaging_configurations_through_the_sdk(server: ClaveProcess) -> None:
     with pytest.raises(TwilioRestException) as gone:
         client.verify.v2.services(service.sid).messaging_configurations("GB").fetch()
     assert (gone.value.status, gone.value.code) == (404, 20404)
+
+
+def test_rate_limits_and_buckets_through_the_sdk(server: ClaveProcess) -> None:
+    """Service Rate Limits as Twilio's guide sets them up: a rate limit, a bucket, and a
+    verification naming the key's value, refused with 60203 once the bucket is full."""
+    creds = twilio_credentials(server)
+    client = Client(creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
+    client.verify.base_url = server.url
+    service = client.verify.v2.services.create(friendly_name="Limited")
+    rate_limits = client.verify.v2.services(service.sid).rate_limits
+    made = rate_limits.create(unique_name="end_user_id", description="per user")
+    assert (made.sid[:2], made.unique_name, made.description) == ("RK", "end_user_id", "per user")
+    rate_limits.create(unique_name="session")
+    assert [r.unique_name for r in rate_limits.list(page_size=1)] == ["end_user_id", "session"]
+    assert rate_limits(made.sid).fetch().unique_name == "end_user_id"
+    assert rate_limits(made.sid).update(description="by user").description == "by user"
+    buckets = rate_limits(made.sid).buckets
+    bucket = buckets.create(max=1, interval=60)
+    assert (bucket.sid[:2], bucket.max, bucket.interval) == ("BL", 1, 60)
+    assert bucket.rate_limit_sid == made.sid
+    assert buckets(bucket.sid).update(max=2).max == 2
+    assert [b.sid for b in buckets.list(page_size=1)] == [bucket.sid]
+    assert buckets(bucket.sid).fetch().interval == 60
+
+    verifications = client.verify.v2.services(service.sid).verifications
+    for to in ("+14155550131", "+14155550132"):
+        sent = verifications.create(to=to, channel="sms", rate_limits={"end_user_id": "u-1"})
+        assert sent.status == "pending"
+    with pytest.raises(TwilioRestException) as over:
+        verifications.create(to="+14155550133", channel="sms", rate_limits={"end_user_id": "u-1"})
+    assert (over.value.status, over.value.code) == (429, 60203)
+    other = verifications.create(to="+14155550134", channel="sms", rate_limits={"end_user_id": 7})
+    assert other.status == "pending"
+
+    assert buckets(bucket.sid).delete() is True
+    assert rate_limits(made.sid).delete() is True
+    with pytest.raises(TwilioRestException) as gone:
+        rate_limits(made.sid).fetch()
+    assert (gone.value.status, gone.value.code) == (404, 20404)
+    with pytest.raises(TwilioRestException) as unknown:  # no longer a rate limit of the service
+        verifications.create(to="+14155550135", channel="sms", rate_limits={"end_user_id": "u"})
+    assert (unknown.value.status, unknown.value.code) == (400, 60200)
+
+
+def test_messages_in_the_locales_language_through_the_sdk(server: ClaveProcess) -> None:
+    """`Locale` picks the language; without it the phone's country does; an unknown locale is
+    60200, never a message in another language."""
+    creds = twilio_credentials(server)
+    client = Client(creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
+    client.verify.base_url = server.url
+    service = client.verify.v2.services.create(friendly_name="Loja")
+    verifications = client.verify.v2.services(service.sid).verifications
+
+    def text_to(to: str) -> str:
+        inbox_code(server, to)
+        messages = httpx.get(server.url + "/dev/inbox/messages", params={"to": to}).json()
+        return str(messages["messages"][0]["text"])
+
+    verifications.create(to=TO, channel="sms", locale="pt-BR")
+    brazilian = text_to(TO)
+    assert "Seu código de verificação Loja é" in brazilian, brazilian
+    assert "Expira em 10 minutos." in brazilian
+    japan = "+81312345678"
+    verifications.create(to=japan, channel="sms")
+    assert "Lojaの認証コードは" in text_to(japan)
+    with pytest.raises(TwilioRestException) as unknown:
+        verifications.create(to="+14155550141", channel="sms", locale="xx")
+    assert (unknown.value.status, unknown.value.code) == (400, 60200)

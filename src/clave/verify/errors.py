@@ -14,6 +14,12 @@ class InvalidParameter(ClaveError):
     code = "invalid_parameter"
 
 
+class TooManyBuckets(InvalidParameter):
+    """A rate limit holds its most buckets already (Twilio's 60210)."""
+
+    code = "too_many_buckets"
+
+
 class NoTargetVerification(InvalidParameter):
     """A check that names neither the verification nor its destination (Twilio's 60221)."""
 

@@ -4,11 +4,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from clave.verify.errors import InvalidParameter
+from clave.verify.service_rate_limits import ServiceRateLimit
 from clave.verify.store.counters import CounterStore, Hit, Limit
+
+# The error code of a send over one of its service's own rate limits (Twilio's 60203).
+SERVICE_RATE_LIMIT = "service_rate_limit_reached"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +60,10 @@ class Limiter(Protocol):
         destination: str,
         now: float,
         overrides: Sequence[tuple[str, str]] = (),
+        buckets: Sequence[tuple[str, Limit]] = (),
     ) -> Reservation:
-        """Count a send against every send limit, all or none (RateLimited when one is full)."""
+        """Count a send against every send limit and `buckets` (the service's own, from
+        `service_buckets`), all or none (RateLimited when one is full)."""
         ...
 
     async def reserve_failed_check(
@@ -90,6 +98,7 @@ class NoLimits:
         destination: str,
         now: float,
         overrides: Sequence[tuple[str, str]] = (),
+        buckets: Sequence[tuple[str, Limit]] = (),
     ) -> Reservation:
         """Nothing counted."""
         return Reservation((), now)
@@ -161,12 +170,14 @@ class RateLimiter:
         destination: str,
         now: float,
         overrides: Sequence[tuple[str, str]] = (),
+        buckets: Sequence[tuple[str, Limit]] = (),
     ) -> Reservation:
-        """Count a send against the client's IP, the tenant (per minute and per day) and the
-        deployment's spend cap, all or none, so a send refused by one limit spends nothing of
-        the others. A destination whose guess budget is spent gets no new code either (its
-        budget is only looked at here, not spent). Release the reservation if the send is
-        refused later: a refused send must not use up the caps."""
+        """Count a send against the client's IP, the tenant (per minute and per day), the
+        deployment's spend cap and the service's own `buckets`, all or none, so a send
+        refused by one limit spends nothing of the others. A destination whose guess budget
+        is spent gets no new code either (its budget is only looked at here, not spent).
+        Release the reservation if the send is refused later: a refused send must not use
+        up the caps."""
         wanted = [
             (tenant_id, self.limit("sends_per_service", overrides), 1),
             (tenant_id, self.limit("sends_per_day", overrides), 1),
@@ -180,6 +191,7 @@ class RateLimiter:
         if client_ip:
             per_ip = self.limit("sends_per_ip", overrides)
             wanted.insert(0, (f"{tenant_id}:{client_ip}", per_ip, 1))
+        wanted += [(key, limit, 1) for key, limit in buckets]
         hits = self._hits(wanted)
         await self._hit(hits, now)
         return Reservation(tuple(h for h in hits if h.cost), now)
@@ -217,3 +229,33 @@ class RateLimiter:
         """Give back what a failed-check reservation counted against the destination's guess
         budget, and only that (a check that found nothing to compare: the IP's hit stays)."""
         await self.release(reservation.only(self._limits.failed_checks_per_destination.code))
+
+
+def service_buckets(
+    tenant_id: str, rate_limits: Sequence[ServiceRateLimit], named: Sequence[tuple[str, str]]
+) -> list[tuple[str, Limit]]:
+    """The counters a send counts against for the service rate limits it names, with each
+    one's value: (key, limit) per bucket. A name the service has no rate limit for is an
+    InvalidParameter (a typo would otherwise turn a protection off without a word).
+
+    Values are an end user's id, IP or session: the keys hold their SHA-256, not the value.
+    Buckets are exact over any span of their interval (strict), as a `Max` of 1 per 30 s
+    promises one send, not two.
+    """
+    by_name = {rule.unique_name: rule for rule in rate_limits}
+    found = []
+    for name, value in named:
+        rule = by_name.get(name)
+        if rule is None:
+            raise InvalidParameter(f"Invalid parameter: RateLimits (no rate limit named {name!r})")
+        digest = hashlib.sha256(value.encode()).hexdigest()[:32]
+        for bucket in rule.buckets:
+            limit = Limit(
+                SERVICE_RATE_LIMIT,
+                bucket.max,
+                float(bucket.interval),
+                f"rate limit {name}",
+                strict=True,
+            )
+            found.append((f"{tenant_id}:{bucket.sid}:{digest}", limit))
+    return found

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from clave.platform.text import is_single_line
+from clave.verify.service_rate_limits import ServiceRateLimit, rate_limit_problems
 
 
 class Channel(StrEnum):
@@ -112,6 +113,9 @@ class Policy:
     # Per destination country, the Twilio Messaging Service an SMS goes out through (Twilio's
     # Messaging Configurations): (country, MG sid, created_at, updated_at).
     messaging: tuple[tuple[str, str, float, float], ...] = ()
+    # The service's own rate limits (Twilio's Service Rate Limits), applied to the sends that
+    # name a value for them.
+    rate_limits: tuple[ServiceRateLimit, ...] = ()
 
     def messaging_service(self, country: str | None) -> str | None:
         """The Messaging Service for SMS to `country`: its own configuration, else the one
@@ -152,6 +156,7 @@ class Policy:
                 and float(seconds) > 0
             ):
                 found.append(f"limit {name} must look like 20/3600 (count/seconds)")
+        found += rate_limit_problems(self.rate_limits)
         if self.flags - POLICY_FLAGS:
             found.append(f"unknown flags {sorted(self.flags - POLICY_FLAGS)}")
         if any(len(c) != 2 or not c.isalpha() or not c.isupper() for c in self.countries):

@@ -29,6 +29,7 @@ from clave.verify.models import (
     is_code,
     valid_friendly_name,
 )
+from clave.verify.service_rate_limits import MAX_RATE_LIMITS
 
 # The longest value each API accepts for a field (the adapters' size guards; the patterns below
 # decide what is valid).
@@ -37,6 +38,7 @@ MAX_LOCALE_LENGTH = 35  # a BCP 47 tag with extensions
 MAX_IP_LENGTH = 45  # an IPv6 address with an embedded IPv4 one
 APP_HASH_LENGTH = 11
 MAX_DOMAIN_LENGTH = 253
+MAX_RATE_LIMIT_VALUE = 256
 
 _APP_HASH = re.compile(rf"[A-Za-z0-9+/]{{{APP_HASH_LENGTH}}}")
 _DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
@@ -67,6 +69,9 @@ class StartRequest:
     payment: tuple[str, str] | None = None
     # The name this verification's messages show instead of the tenant's.
     friendly_name: str | None = None
+    # (rate limit unique name, value): the service rate limits this send counts against, and
+    # the value of each one's key (an end user's id, IP, session; Twilio's `RateLimits`).
+    rate_limits: tuple[tuple[str, str], ...] = ()
     # What the per-IP limits count for `client_ip` (an IPv6 address by its /64).
     counted_ip: str | None = field(init=False, default=None)
 
@@ -96,6 +101,14 @@ class StartRequest:
             object.__setattr__(self, "webotp_domain", domain)
         if self.friendly_name is not None and not valid_friendly_name(self.friendly_name):
             raise InvalidParameter(FRIENDLY_NAME_RULE)
+        if len(self.rate_limits) > MAX_RATE_LIMITS or any(
+            not name or not value or len(name) > 64 or len(value) > MAX_RATE_LIMIT_VALUE
+            for name, value in self.rate_limits
+        ):
+            raise InvalidParameter(
+                f"RateLimits names at most {MAX_RATE_LIMITS} rate limits, each with a value of "
+                f"1 to {MAX_RATE_LIMIT_VALUE} characters"
+            )
         object.__setattr__(self, "counted_ip", counted_ip(self.client_ip))
 
 

@@ -22,7 +22,7 @@ from clave.verify.errors import (
     VerificationNotPending,
 )
 from clave.verify.fraud import NO_GUARD, Guard
-from clave.verify.limits import NO_LIMITS, Limiter, Reservation
+from clave.verify.limits import NO_LIMITS, Limiter, Reservation, service_buckets
 from clave.verify.line_types import LineTypes, NumberMetadata
 from clave.verify.models import (
     CODE_DIGITS,
@@ -156,6 +156,8 @@ class VerifyService:
     ) -> Reservation:
         """The fraud guard's screen, then the rate limits, in that order: a refused send
         spends no rate-limit budget. Release the reservation if the store refuses the send."""
+        # A rate limit the service does not have is the caller's mistake: said before anything.
+        buckets = service_buckets(tenant.id, tenant.policy.rate_limits, request.rate_limits)
         await self._guard.screen(tenant, request.to, request.channel, request.counted_ip)
         return await self._limiter.send(
             tenant_id=tenant.id,
@@ -163,6 +165,7 @@ class VerifyService:
             destination=guess_key(request.to),
             now=now,
             overrides=tenant.policy.limits,
+            buckets=buckets,
         )
 
     def _candidate(

@@ -29,6 +29,7 @@ from clave.verify.errors import (
     NoTargetVerification,
     VerificationNotFound,
 )
+from clave.verify.limits import SERVICE_RATE_LIMIT
 from clave.verify.models import (
     MAX_CODE_LENGTH,
     Channel,
@@ -49,6 +50,7 @@ from clave.verify.safe_list import SafeNumbers
 from clave.verify.service import VerificationView, VerifyService
 from clave.verify.tenants import Tenants
 from clave.verify.twilio_form import Ref, Sid, api_base, read_form, twilio_date
+from clave.verify.twilio_rate_limits import RATE_LIMIT_FORMS, RATE_LIMIT_HANDLERS
 from clave.verify.twilio_resources import RESOURCE_FORMS, RESOURCE_HANDLERS
 from clave.verify.twilio_services import (
     SERVICE_FORMS,
@@ -75,6 +77,7 @@ _CODES: dict[str, tuple[int, int]] = {
     "max_check_attempts_reached": (60202, 429),
     "too_many_failed_checks": (60202, 429),
     "max_send_attempts_reached": (60203, 429),
+    SERVICE_RATE_LIMIT: (60203, 429),
     "sms_to_landline": (60205, 403),
     "country_not_allowed": (60605, 403),
     "destination_blocked": (60410, 403),
@@ -82,6 +85,7 @@ _CODES: dict[str, tuple[int, int]] = {
     "country_daily_cap_reached": (60410, 403),
     "method_not_allowed": (20004, 405),
     "no_target_verification": (60221, 400),
+    "too_many_buckets": (60210, 400),
 }
 _CHANNELS = {c.value: c for c in Channel}
 _PAYMENT_FIELDS: dict[str, tuple[Schema, bool]] = {
@@ -112,6 +116,7 @@ OPENAPI_FORMS: dict[tuple[str, str], dict[str, tuple[Schema, bool]]] = {
     },
 }
 OPENAPI_FORMS.update(RESOURCE_FORMS)
+OPENAPI_FORMS.update(RATE_LIMIT_FORMS)
 OPENAPI_FORMS.update(SERVICE_FORMS)
 # The statuses beyond the rules of platform/openapi_errors.py (Twilio's, after translation).
 OPENAPI_ERRORS = {
@@ -205,9 +210,9 @@ async def create_verification(
     device_ip = client_ips.of(
         request, form.text("DeviceIp", max_length=MAX_IP_LENGTH), name="DeviceIp"
     )
-    # Accepted for compatibility and not acted on: clave's limits are its own (RateLimits),
-    # email templates are clave's (ChannelConfiguration), and tags are not stored (Tags).
-    for name in ("RateLimits", "ChannelConfiguration", "Tags"):
+    # Accepted for compatibility and not acted on: email templates are clave's
+    # (ChannelConfiguration), and tags are not stored (Tags).
+    for name in ("ChannelConfiguration", "Tags"):
         form.json_object(name)
     start = StartRequest(
         to=to,
@@ -218,6 +223,7 @@ async def create_verification(
         friendly_name=form.text("CustomFriendlyName", max_length=TWILIO_NAME_LENGTH),
         app_hash=form.text("AppHash", max_length=APP_HASH_LENGTH),
         client_ip=device_ip,
+        rate_limits=form.rate_limits(),
     )
     view, _created = await verify.start_verification(service, start)
     return _verification_json(view, account, api_base(request))
@@ -358,6 +364,7 @@ def twilio_router(
             update_verification,
             check_verification,
             *RESOURCE_HANDLERS,
+            *RATE_LIMIT_HANDLERS,
         ],
         dependencies={
             "safe_numbers": Provide(provide_safe_numbers),

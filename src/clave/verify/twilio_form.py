@@ -71,6 +71,17 @@ class Form:
             raise InvalidParameter(f"Invalid parameter: {name}")
         return parsed
 
+    def rate_limits(self) -> tuple[tuple[str, str], ...]:
+        """`RateLimits`: a JSON object from rate limit unique names to the values of their
+        keys (strings, or numbers as written)."""
+        found = self.json_object("RateLimits") or {}
+        named = []
+        for name, value in found.items():
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise InvalidParameter("Invalid parameter: RateLimits")
+            named.append((name, value if isinstance(value, str) else json.dumps(value)))
+        return tuple(named)
+
     def payment(self) -> tuple[str, str] | None:
         """PSD2's `Amount` and `Payee`: both or neither."""
         amount = self.text("Amount", max_length=MAX_AMOUNT_LENGTH)
