@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from clave.bootstrap import Settings
 from tests.api.conftest import Api, open_api, settings_for
 from tests.support import FakeClock
 
@@ -45,13 +46,19 @@ def basic(user: str, secret: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}
 
 
-@pytest.fixture
-async def v2(tmp_path: Path) -> AsyncIterator[V2]:
-    async for api in open_api(settings_for(tmp_path, CLAVE_MAX_CHECKS="3", CLAVE_MAX_SENDS="2")):
+async def open_v2(settings: Settings, clock: Callable[[], float] = time.time) -> AsyncIterator[V2]:
+    """The app on `settings`, with a Twilio-compatible account's credentials."""
+    async for api in open_api(settings, clock):
         sid, token, key, secret = await api.domain.tenants.create_twilio_credentials(
             api.domain.settings.default_policy
         )
         yield V2(api, sid, basic(sid, token), basic(key, secret))
+
+
+@pytest.fixture
+async def v2(tmp_path: Path) -> AsyncIterator[V2]:
+    async for found in open_v2(settings_for(tmp_path, CLAVE_MAX_CHECKS="3", CLAVE_MAX_SENDS="2")):
+        yield found
 
 
 def twilio_error(r: httpx.Response, code: int, status: int) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import open_api, settings_for
-from tests.api.test_twilio_api import DATE, V2, basic, twilio_error
+from tests.api.conftest import settings_for
+from tests.api.test_twilio_api import DATE, V2, open_v2, twilio_error
 from tests.support import FakeClock
 
 
@@ -22,11 +22,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def v2(tmp_path: Path, clock: FakeClock) -> AsyncIterator[V2]:
-    async for api in open_api(settings_for(tmp_path), clock=clock):
-        sid, token, key, secret = await api.domain.tenants.create_twilio_credentials(
-            api.domain.settings.default_policy
-        )
-        yield V2(api, sid, basic(sid, token), basic(key, secret))
+    async for found in open_v2(settings_for(tmp_path), clock):
+        yield found
 
 
 async def test_rate_limits_and_buckets_crud_with_twilios_shapes(v2: V2) -> None:

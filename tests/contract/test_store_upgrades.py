@@ -5,6 +5,7 @@ makes to them afterwards wins (store/encoding.py)."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import sqlite3
 from dataclasses import replace
@@ -14,7 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from clave.platform.sqlite import migrate
+from clave.verify.attempts import AttemptQuery
 from clave.verify.models import Channel, Policy, Tenant
+from clave.verify.store.encoding import encode_policy
 from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore
 from clave.verify.store.sqlite_schema import MIGRATIONS
@@ -163,5 +166,48 @@ async def test_an_earlier_claves_change_keeps_what_only_the_encoding_holds(
         assert found is not None
         assert found.policy.friendly_name == "Acme Books"
         assert found.policy.messaging == messaging
+    finally:
+        await store.close()
+
+
+async def test_sqlite_gives_every_earlier_send_a_sid_of_its_own(tmp_path: Path) -> None:
+    """Sends stored before sends had sids get random ones, and the attempts log finds them."""
+    path = tmp_path / "verify.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, MIGRATIONS[:-1])
+    conn.execute(
+        "INSERT INTO services (id, name, created_at, policy, "
+        + ", ".join(LEGACY)
+        + ") VALUES ('VAold', 'acme', 1.0, ?, "
+        + ", ".join("?" * len(LEGACY))
+        + ")",
+        (encode_policy(POLICY).decode(), *LEGACY.values()),
+    )
+    conn.execute(
+        "INSERT INTO verifications (id, service_id, to_addr, channel, code_length, key_id, "
+        "code_seed, code_digest, status, check_attempts, max_checks, created_at, updated_at, "
+        "expires_at) VALUES ('VEold', 'VAold', '+14155552671', 'sms', 6, 'k1', x'00', x'00', "
+        "'approved', 1, 5, 1.0, 2.0, 601.0)"
+    )
+    for options in (None, '{"friendly_name": "Acme"}'):
+        conn.execute(
+            "INSERT INTO send_attempts (verification_id, service_id, to_addr, channel, status, "
+            "created_at, updated_at, options) VALUES ('VEold', 'VAold', '+14155552671', 'sms', "
+            "'delivered', 1.0, 1.5, ?)",
+            (options,),
+        )
+    conn.close()
+    store = SqliteVerificationStore(path)
+    await store.open()
+    try:
+        found = await store.find_attempts(AttemptQuery(frozenset({"VAold"})), offset=0, limit=9)
+        assert len(found) == 2
+        assert all(re.fullmatch(r"VL[0-9a-f]{32}", r.sid) for r in found)
+        assert found[0].sid != found[1].sid
+        assert all(r.converted for r in found)
+        verification = await store.get("VAold", "VEold")
+        assert verification is not None
+        assert {s.sid for s in verification.sends} == {r.sid for r in found}
+        assert {s.payment for s in verification.sends} == {None}
     finally:
         await store.close()

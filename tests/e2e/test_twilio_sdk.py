@@ -359,3 +359,40 @@ def test_messages_in_the_locales_language_through_the_sdk(server: ClaveProcess) 
     with pytest.raises(TwilioRestException) as unknown:
         verifications.create(to="+14155550141", channel="sms", locale="xx")
     assert (unknown.value.status, unknown.value.code) == (400, 60200)
+
+
+def test_the_attempts_log_through_the_sdk(server: ClaveProcess) -> None:
+    """Verification Attempts and their Summary: the sends of the account's services, with a
+    conversion counted once its verification is approved."""
+    creds = twilio_credentials(server)
+    client = Client(creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
+    client.verify.base_url = server.url
+    service = client.verify.v2.services.create(friendly_name="Reported")
+    verifications = client.verify.v2.services(service.sid).verifications
+    first = verifications.create(to=TO, channel="sms")
+    verifications.create(to="+14155550151", channel="sms")
+    verifications.create(to="+34612345678", channel="sms")
+    code = inbox_code(server, TO)
+    check = client.verify.v2.services(service.sid).verification_checks.create(to=TO, code=code)
+    assert check.status == "approved"
+
+    attempts = client.verify.v2.verification_attempts.list(
+        verify_service_sid=service.sid, page_size=2
+    )  # followed across pages by the SDK
+    assert [a.channel_data["to"] for a in attempts] == ["+34612345678", "+14155550151", TO]
+    mine = attempts[2]
+    assert (mine.verification_sid, mine.conversion_status, mine.channel) == (
+        first.sid,
+        "converted",
+        "sms",
+    )
+    assert mine.sid == first.send_code_attempts[0]["attempt_sid"]
+    assert client.verify.v2.verification_attempts(mine.sid).fetch().verification_sid == first.sid
+    spain = client.verify.v2.verification_attempts.list(country="ES", status="unconverted")
+    assert [a.channel_data["to"] for a in spain] == ["+34612345678"]
+    summary = client.verify.v2.verification_attempts_summary().fetch(verify_service_sid=service.sid)
+    assert (summary.total_attempts, summary.total_converted, summary.total_unconverted) == (3, 1, 2)
+    assert summary.conversion_rate_percentage == "33.3333333"
+    with pytest.raises(TwilioRestException) as unknown:
+        client.verify.v2.verification_attempts("VL" + "0" * 32).fetch()
+    assert (unknown.value.status, unknown.value.code) == (404, 20404)

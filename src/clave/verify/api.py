@@ -12,6 +12,7 @@ from litestar.params import JSONBody, PathParameter
 
 from clave.platform.errors import handlers, message_error_handler
 from clave.platform.lean import LeanRequest, LeanResponse, LeanRoute, native_errors
+from clave.verify.attempts_api import attempts_router
 from clave.verify.client_ips import ClientIps
 from clave.verify.delivery.inbox import InboxStore
 from clave.verify.destinations import mask
@@ -23,6 +24,7 @@ from clave.verify.models import (
     Status,
     Tenant,
 )
+from clave.verify.reporting import AttemptsLog
 from clave.verify.requests import (
     APP_HASH_LENGTH,
     MAX_DESTINATION_LENGTH,
@@ -326,6 +328,7 @@ def routers(
     client_ips: ClientIps,
     inbox: InboxStore | None,
     safe_numbers: SafeNumbers,
+    attempts: AttemptsLog,
 ) -> list[Router]:
     """The verify domain's routers, wired to its services."""
 
@@ -370,8 +373,11 @@ def routers(
         security=[{"bearer": []}],
         tags=["compatible"],
     )
-    twilio = twilio_router(verify, tenants, settings.default_policy, client_ips, safe_numbers)
-    result = [native, compat, twilio]
+    twilio = twilio_router(
+        verify, tenants, settings.default_policy, client_ips, safe_numbers, attempts
+    )
+    log = attempts_router(attempts, {**common, "caller": Provide(provide_caller)})
+    result = [native, log, compat, twilio]
     callbacks = providers_router(verify, settings.providers)
     if callbacks is not None:
         result.append(callbacks)

@@ -42,6 +42,7 @@ from clave.verify.fraud import FraudGuard
 from clave.verify.limits import RateLimiter
 from clave.verify.line_types import LineTypes, NumberMetadata, TwilioLookup
 from clave.verify.models import Channel, Policy
+from clave.verify.reporting import AttemptsLog
 from clave.verify.safe_list import SafeNumbers
 from clave.verify.service import VerifyService
 from clave.verify.settings import StoreSettings, VerifySettings, parse_hmac_keys
@@ -313,6 +314,7 @@ class VerifyDomain:
             client_ips=self.client_ips,
             inbox=self.inbox,
             safe_numbers=self.safe_numbers,
+            attempts=AttemptsLog(self.store),
         )
 
     def lean_routes(self) -> Sequence[LeanRoute]:

@@ -268,6 +268,8 @@ class SendAttempt:
     provider_message_id: str | None = None
     # PSD2: the (amount, payee) the message showed and the code is bound to.
     payment: tuple[str, str] | None = None
+    # `VL` and 32 random hex digits (None for a send stored before sends had one).
+    sid: str | None = None
 
 
 def payment_of(options: Mapping[str, str] | None) -> tuple[str, str] | None:

@@ -449,7 +449,8 @@ class VerifyService:
 
 def _send_options(request: StartRequest, terms: Terms) -> dict[str, str]:
     """A send's message options, what the dispatcher renders it with."""
-    options = {"friendly_name": terms.name}
+    # The send's own sid (the attempts log's), random: a counter would tell the send volume.
+    options = {"friendly_name": terms.name, "attempt_sid": new_id("VL")}
     if request.app_hash is not None:
         options["app_hash"] = request.app_hash
     if request.webotp_domain is not None:

@@ -39,6 +39,7 @@ from clave.verify.models import (
     Verification,
     is_code,
 )
+from clave.verify.reporting import AttemptsLog
 from clave.verify.requests import (
     APP_HASH_LENGTH,
     MAX_DESTINATION_LENGTH,
@@ -49,6 +50,7 @@ from clave.verify.requests import (
 from clave.verify.safe_list import SafeNumbers
 from clave.verify.service import VerificationView, VerifyService
 from clave.verify.tenants import Tenants
+from clave.verify.twilio_attempts import ATTEMPT_HANDLERS
 from clave.verify.twilio_form import Ref, Sid, api_base, read_form, twilio_date
 from clave.verify.twilio_rate_limits import RATE_LIMIT_FORMS, RATE_LIMIT_HANDLERS
 from clave.verify.twilio_resources import RESOURCE_FORMS, RESOURCE_HANDLERS
@@ -171,7 +173,7 @@ def _verification_json(view: VerificationView, account: Tenant, base: str) -> di
         "payee": payment[1] if payment else None,
         "send_code_attempts": [
             {
-                "attempt_sid": attempt_sid(v, number),
+                "attempt_sid": s.sid or attempt_sid(v, number),
                 "channel": s.channel.value,
                 "time": twilio_date(s.created_at),
             }
@@ -185,9 +187,9 @@ def _verification_json(view: VerificationView, account: Tenant, base: str) -> di
 
 
 def attempt_sid(verification: Verification, number: int) -> str:
-    """The sid of a verification's `number`-th send: `VL` and 32 hex digits, random to anyone
-    without the verification's secret seed (a counter would tell clave's send volume), and
-    the same at every read."""
+    """The sid of a verification's `number`-th send stored before sends had their own (the
+    attempts log's): `VL` and 32 hex digits, random to anyone without the verification's
+    secret seed (a counter would tell clave's send volume), and the same at every read."""
     seed = verification.code.seed
     digest = hashlib.sha256(b"clave attempt sid\0" + seed + b"\0" + str(number).encode())
     return "VL" + digest.hexdigest()[:32]
@@ -329,11 +331,15 @@ def twilio_router(
     default_policy: Policy,
     client_ips: ClientIps,
     safe_numbers: SafeNumbers,
+    attempts: AttemptsLog,
 ) -> Router:
     """`/v2`: the Twilio Verify v2 API."""
 
     async def provide_safe_numbers() -> SafeNumbers:
         return safe_numbers
+
+    async def provide_attempts() -> AttemptsLog:
+        return attempts
 
     async def provide_client_ips() -> ClientIps:
         return client_ips
@@ -365,9 +371,11 @@ def twilio_router(
             check_verification,
             *RESOURCE_HANDLERS,
             *RATE_LIMIT_HANDLERS,
+            *ATTEMPT_HANDLERS,
         ],
         dependencies={
             "safe_numbers": Provide(provide_safe_numbers),
+            "attempts": Provide(provide_attempts),
             "verify": Provide(provide_verify),
             "tenants": Provide(provide_tenants),
             "client_ips": Provide(provide_client_ips),

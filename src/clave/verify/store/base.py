@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
+from clave.verify.attempts import AttemptQuery, AttemptRecord
 from clave.verify.models import (
     ApiKey,
     Channel,
@@ -271,7 +272,22 @@ class SafeList(Protocol):
         ...
 
 
+class AttemptLog(Protocol):
+    """The sends of verifications, read back for the attempts log (verify/attempts.py)."""
+
+    async def find_attempts(
+        self, query: AttemptQuery, *, offset: int, limit: int
+    ) -> list[AttemptRecord]:
+        """The sends matching every filter of `query` that is set, newest first (ties by
+        the later send first), skipping `offset`, at most `limit`."""
+        ...
+
+    async def count_attempts(self, query: AttemptQuery) -> tuple[int, int]:
+        """(sends matching `query`, those of them whose verification was approved)."""
+        ...
+
+
 class VerifyBackend(
-    Connection, TenantStore, VerificationStore, Outbox, EventLog, SafeList, Protocol
+    Connection, TenantStore, VerificationStore, Outbox, EventLog, SafeList, AttemptLog, Protocol
 ):
     """Every port at once: what one backend class implements and the composition root holds."""

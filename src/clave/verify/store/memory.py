@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from clave.verify.attempts import AttemptQuery, AttemptRecord
 from clave.verify.errors import TenantNameTaken
 from clave.verify.models import (
     ApiKey,
@@ -251,7 +252,15 @@ class MemoryVerificationStore:
         attempt_id = next(self._ids)
         status = SendStatus.QUEUED if deliver else SendStatus.SKIPPED
         self._attempts[attempt_id] = _Attempt(
-            SendAttempt(attempt_id, channel, status, now, now, payment=payment_of(options)),
+            SendAttempt(
+                attempt_id,
+                channel,
+                status,
+                now,
+                now,
+                payment=payment_of(options),
+                sid=(options or {}).get("attempt_sid"),
+            ),
             target.id,
             target.tenant_id,
             target.to,
@@ -445,6 +454,38 @@ class MemoryVerificationStore:
             entry.next_attempt_at = next_attempt_at
             entry.lease_until = 0.0
             entry.last_error = error
+
+    def _records(self, query: AttemptQuery) -> list[AttemptRecord]:
+        found = []
+        for attempt_id, a in sorted(self._attempts.items(), reverse=True):
+            verification = self._verifications.get(a.verification_id)
+            if verification is None or a.attempt.sid is None:
+                continue
+            record = AttemptRecord(
+                sid=a.attempt.sid,
+                tenant_id=a.tenant_id,
+                verification_id=a.verification_id,
+                to=a.to,
+                channel=a.attempt.channel,
+                status=a.attempt.status,
+                created_at=a.attempt.created_at,
+                updated_at=a.attempt.updated_at,
+                converted=verification.status is Status.APPROVED,
+            )
+            if query.matches(record):
+                found.append((record.created_at, attempt_id, record))
+        return [record for _, _, record in sorted(found, key=lambda f: f[:2], reverse=True)]
+
+    async def find_attempts(
+        self, query: AttemptQuery, *, offset: int, limit: int
+    ) -> list[AttemptRecord]:
+        """The sends matching `query`, newest first."""
+        return self._records(query)[offset : offset + limit]
+
+    async def count_attempts(self, query: AttemptQuery) -> tuple[int, int]:
+        """(matching sends, converted ones)."""
+        records = self._records(query)
+        return len(records), sum(r.converted for r in records)
 
     async def pending_deliveries(self) -> int:
         """Entries waiting in the outbox."""

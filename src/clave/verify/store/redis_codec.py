@@ -58,6 +58,12 @@ def api_key(id_: str, fields: dict[str, Any]) -> ApiKey:
     )
 
 
+def _options(attempt: dict[str, Any]) -> dict[str, str]:
+    """A send's options (stored as JSON; empty when it had none)."""
+    raw = text(attempt.get("options", b""))
+    return json.loads(raw) if raw else {}
+
+
 def verification(loaded: Sequence[Any]) -> Verification:
     v = pairs(loaded[0])
     sends = []
@@ -75,9 +81,8 @@ def verification(loaded: Sequence[Any]) -> Verification:
                 provider_message_id=(
                     text(a["provider_message_id"]) or None if "provider_message_id" in a else None
                 ),
-                payment=payment_of(json.loads(text(a["options"])))
-                if text(a.get("options", b""))
-                else None,
+                payment=payment_of(options := _options(a)),
+                sid=options.get("attempt_sid"),
             )
         )
     locale = text(v.get("locale", b""))

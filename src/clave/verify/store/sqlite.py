@@ -28,6 +28,7 @@ from clave.verify.models import (
     reportable,
 )
 from clave.verify.store.encoding import decode_policy
+from clave.verify.store.sqlite_attempts import SqliteAttempts
 from clave.verify.store.sqlite_events import SqliteEventLog, set_status
 from clave.verify.store.sqlite_schema import MIGRATIONS
 from clave.verify.store.sqlite_tenants import SqliteTenants
@@ -54,7 +55,8 @@ def _sends(conn: sqlite3.Connection, verification_id: str) -> tuple[SendAttempt,
             r[5],
             r[6],
             r[7],
-            payment=payment_of(json.loads(r[8])) if r[8] else None,
+            payment=payment_of(options := json.loads(r[8]) if r[8] else {}),
+            sid=options.get("attempt_sid"),
         )
         for r in rows
     )
@@ -166,7 +168,7 @@ def _add_attempt(
         )
 
 
-class SqliteVerificationStore(SqliteTenants, SqliteEventLog):
+class SqliteVerificationStore(SqliteTenants, SqliteEventLog, SqliteAttempts):
     """Verify's tables in one SQLite file (`verify.db` under CLAVE_DATA_DIR by default)."""
 
     def __init__(self, path: Path | str, *, events: bool = False) -> None:

@@ -139,4 +139,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (owner, number)
     )
     """,
+    # Every send gets a sid of its own (the attempts log's), random as new sends get theirs;
+    # the log reads a tenant's sends by time, and one send by its sid.
+    """
+    UPDATE send_attempts SET options = json_set(
+        COALESCE(options, '{}'), '$.attempt_sid', 'VL' || lower(hex(randomblob(16)))
+    ) WHERE json_extract(COALESCE(options, '{}'), '$.attempt_sid') IS NULL;
+    CREATE INDEX send_attempts_by_service ON send_attempts (service_id, created_at);
+    CREATE INDEX send_attempts_by_sid ON send_attempts (json_extract(options, '$.attempt_sid'))
+    """,
 )

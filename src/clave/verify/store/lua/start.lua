@@ -54,6 +54,17 @@ redis.call('HSET', P .. 'a:' .. aid, 'vid', vid, 'service_id', c.service_id, 'to
   'options', options, 'created_at', ARGV[2],
   'updated_at', ARGV[2], 'tries', 0)
 redis.call('EXPIREAT', P .. 'a:' .. aid, keep_until)
+-- The attempts log (store/redis_attempts.py): each tenant's sends by time, each send by its
+-- sid, kept as long as the sends are (a send's keys go at most a day of code life plus the
+-- retention after it was made).
+local log = P .. 'attempts:' .. c.service_id
+redis.call('ZADD', log, now, aid)
+redis.call('ZREMRANGEBYSCORE', log, '-inf', tostring(now - retention - 86400))
+if redis.call('TTL', log) < keep_until - now then redis.call('EXPIREAT', log, keep_until) end
+if options ~= '' then
+  local sid = cjson.decode(options)['attempt_sid']
+  if sid then redis.call('SET', P .. 'attempt-sid:' .. sid, aid, 'EXAT', keep_until) end
+end
 redis.call('RPUSH', vkey(vid) .. ':att', aid)
 redis.call('EXPIREAT', vkey(vid) .. ':att', keep_until)
 redis.call('EXPIREAT', vkey(vid), keep_until)
