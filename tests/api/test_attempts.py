@@ -175,5 +175,10 @@ async def test_the_native_attempts_log(v2: V2) -> None:
         "conversion_rate": 50.0,
     }
     assert (await api.get("/api/attempts", params={"status": "maybe"})).status_code == 400
+    for bad in ("0.5", "2026-12-01T09:00:00", "tomorrow"):
+        refused = await api.get("/api/attempts", params={"created_after": bad})
+        assert (refused.status_code, refused.json()["error"]["code"]) == (400, "invalid_parameter")
+    later = await api.get("/api/attempts", params={"created_after": "2999-01-01T00:00:00+00:00"})
+    assert later.json() == []
     assert (await api.get("/api/attempts", params={"limit": "0"})).status_code == 400
     assert (await api.client.get("/api/attempts")).status_code == 401

@@ -15,6 +15,7 @@ from litestar.params import QueryParameter
 
 from clave.platform.origin import origin_of
 from clave.verify.attempts import MAX_PAGE, AttemptQuery, AttemptRecord
+from clave.verify.errors import InvalidParameter
 from clave.verify.models import Channel, Tenant
 from clave.verify.reporting import AttemptsLog
 from clave.verify.requests import MAX_DESTINATION_LENGTH
@@ -60,16 +61,36 @@ def _read(record: AttemptRecord) -> AttemptRead:
     )
 
 
-Since = Annotated[datetime | None, QueryParameter(description="ISO 8601 with a time zone")]
+Since = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=40,
+        description="ISO 8601 with a time zone, e.g. 2026-12-01T09:00:00Z",
+        schema_extra={"format": "date-time"},
+    ),
+]
 Text = Annotated[str | None, QueryParameter(max_length=MAX_DESTINATION_LENGTH)]
 Country = Annotated[str | None, QueryParameter(pattern="^[A-Za-z]{2}$")]
 ChannelFilter = Annotated[Channel | None, QueryParameter()]
 
 
+def _time(name: str, value: str | None) -> float | None:
+    """A `created_*` filter: ISO 8601 with a time zone (a naive time would be a guess)."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise InvalidParameter(f"{name} must be an ISO 8601 date and time with a time zone")
+    return parsed.timestamp()
+
+
 def _query(
     caller: Tenant,
-    created_after: datetime | None,
-    created_before: datetime | None,
+    created_after: str | None,
+    created_before: str | None,
     to: str | None,
     country: str | None,
     channel: Channel | None,
@@ -78,8 +99,8 @@ def _query(
 ) -> AttemptQuery:
     return AttemptQuery(
         tenant_ids=frozenset({caller.id}),
-        created_after=created_after.timestamp() if created_after else None,
-        created_before=created_before.timestamp() if created_before else None,
+        created_after=_time("created_after", created_after),
+        created_before=_time("created_before", created_before),
         to=to,
         country=country.upper() if country else None,
         channel=channel,
