@@ -16,6 +16,8 @@ from clave.verify.attempts_api import attempts_router
 from clave.verify.client_ips import ClientIps
 from clave.verify.delivery.inbox import InboxStore
 from clave.verify.destinations import mask
+from clave.verify.factors import Factors
+from clave.verify.factors_api import factor_routers
 from clave.verify.languages import LOCALES
 from clave.verify.models import (
     MAX_CODE_LENGTH,
@@ -329,6 +331,7 @@ def routers(
     inbox: InboxStore | None,
     safe_numbers: SafeNumbers,
     attempts: AttemptsLog,
+    factors: Factors,
 ) -> list[Router]:
     """The verify domain's routers, wired to its services."""
 
@@ -376,8 +379,9 @@ def routers(
     twilio = twilio_router(
         verify, tenants, settings.default_policy, client_ips, safe_numbers, attempts
     )
-    log = attempts_router(attempts, {**common, "caller": Provide(provide_caller)})
-    result = [native, log, compat, twilio]
+    keyed = {**common, "caller": Provide(provide_caller)}
+    result = [native, attempts_router(attempts, keyed), *factor_routers(factors, keyed)]
+    result += [compat, twilio]
     callbacks = providers_router(verify, settings.providers)
     if callbacks is not None:
         result.append(callbacks)

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from litestar.types import ControllerRouterHandler
 
 from clave.platform.errors import ExceptionHandler
@@ -38,12 +40,14 @@ from clave.verify.delivery.smtp import SmtpProvider
 from clave.verify.delivery.twilio import TwilioMessagingProvider, TwilioVoiceProvider
 from clave.verify.delivery.webhook import SignedWebhook, WebhookProvider
 from clave.verify.errors import TenantNameTaken
+from clave.verify.factors import Factors
 from clave.verify.fraud import FraudGuard
 from clave.verify.limits import RateLimiter
 from clave.verify.line_types import LineTypes, NumberMetadata, TwilioLookup
 from clave.verify.models import Channel, Policy
 from clave.verify.reporting import AttemptsLog
 from clave.verify.safe_list import SafeNumbers
+from clave.verify.sealing import SecretBox
 from clave.verify.service import VerifyService
 from clave.verify.settings import StoreSettings, VerifySettings, parse_hmac_keys
 from clave.verify.store.base import VerifyBackend
@@ -90,6 +94,23 @@ def code_hasher(settings: VerifySettings, data_dir: Path) -> CodeHasher:
     """The hasher over CLAVE_HMAC_KEYS, or over the key file generated in the data directory."""
     keys = settings.hmac_keys or load_or_create_key_file(data_dir / KEY_FILE)
     return CodeHasher(dict(keys), active_key_id=keys[0][0])
+
+
+def secret_box(settings: VerifySettings, data_dir: Path) -> SecretBox:
+    """The box sealing factor secrets: under CLAVE_ENCRYPTION_KEYS; without them, under keys
+    derived from the code HMAC keys (HKDF-SHA256, one per HMAC key, `hkdf-<id>`), so every
+    instance that shares the HMAC keys opens the same secrets. Set CLAVE_ENCRYPTION_KEYS in
+    production: then `clave factors rekey` moves the secrets under it."""
+    keys = settings.encryption_keys
+    if keys is None:
+        hmac_keys = settings.hmac_keys or load_or_create_key_file(data_dir / KEY_FILE)
+        keys = tuple((f"hkdf-{key_id}", _derived(secret)) for key_id, secret in hmac_keys)
+    return SecretBox(dict(keys), active_key_id=keys[0][0])
+
+
+def _derived(secret: bytes) -> bytes:
+    kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"clave factor secrets")
+    return kdf.derive(secret)
 
 
 def build_store(settings: StoreSettings, data_dir: Path, *, events: bool) -> VerifyBackend:
@@ -262,6 +283,7 @@ class VerifyDomain:
     notifier: EventNotifier | None
     guard: FraudGuard
     verify: VerifyService
+    factors: Factors
     tenants: Tenants
     client_ips: ClientIps
     safe_numbers: SafeNumbers
@@ -315,6 +337,7 @@ class VerifyDomain:
             inbox=self.inbox,
             safe_numbers=self.safe_numbers,
             attempts=AttemptsLog(self.store),
+            factors=self.factors,
         )
 
     def lean_routes(self) -> Sequence[LeanRoute]:
@@ -375,6 +398,13 @@ def _compose(
         if twilio is not None
         else NumberMetadata()
     )
+    factors = Factors(
+        store,
+        secret_box(settings, data_dir),
+        counters,
+        clock,
+        failed_limit=settings.limits.failed_totp,
+    )
     verify = VerifyService(
         store,
         hasher,
@@ -396,6 +426,7 @@ def _compose(
         notifier=notifier,
         guard=guard,
         verify=verify,
+        factors=factors,
         tenants=build_tenants(store, settings, clock),
         client_ips=ClientIps(settings.limit_peer_ip, platform.proxy_hops),
         safe_numbers=SafeNumbers(store, clock),

@@ -122,6 +122,13 @@ class TenantNotFound(ClaveError):
     code = "service_not_found"
 
 
+class FactorNotFound(ClaveError):
+    """No such factor of the tenant (or none to challenge)."""
+
+    status = 404
+    code = "factor_not_found"
+
+
 class TenantNameTaken(ClaveError):
     """Another tenant already has that name (names are unique)."""
 

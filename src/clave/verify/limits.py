@@ -17,6 +17,12 @@ from clave.verify.store.counters import CounterStore, Hit, Limit
 SERVICE_RATE_LIMIT = "service_rate_limit_reached"
 
 
+# CLAVE_LIMIT_FAILED_TOTP's default.
+DEFAULT_FAILED_TOTP = Limit(
+    "too_many_failed_totp", 10, 900.0, "failed codes of this factor", strict=True
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """The limits in force (a count of 0 turns one off). Every one but the spend cap may be
@@ -31,6 +37,8 @@ class Limits:
     failed_checks_per_destination: Limit
     # Across every tenant: the operator's daily ceiling on what clave may spend.
     spend_cap: Limit
+    # Failed authenticator-app codes per factor (the guessing bound of TOTP: exact).
+    failed_totp: Limit = DEFAULT_FAILED_TOTP
 
 
 @dataclass(frozen=True, slots=True)

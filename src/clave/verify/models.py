@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from clave.platform.text import is_single_line
 from clave.verify.service_rate_limits import ServiceRateLimit, rate_limit_problems
+from clave.verify.totp import DEFAULT_TOTP, TotpSettings
 
 
 class Channel(StrEnum):
@@ -116,6 +117,8 @@ class Policy:
     # The service's own rate limits (Twilio's Service Rate Limits), applied to the sends that
     # name a value for them.
     rate_limits: tuple[ServiceRateLimit, ...] = ()
+    # New authenticator-app factors' parameters (Twilio's Totp.* service settings).
+    totp: TotpSettings = DEFAULT_TOTP
 
     def messaging_service(self, country: str | None) -> str | None:
         """The Messaging Service for SMS to `country`: its own configuration, else the one
@@ -157,6 +160,7 @@ class Policy:
             ):
                 found.append(f"limit {name} must look like 20/3600 (count/seconds)")
         found += rate_limit_problems(self.rate_limits)
+        found += self.totp.problems()
         if self.flags - POLICY_FLAGS:
             found.append(f"unknown flags {sorted(self.flags - POLICY_FLAGS)}")
         if any(len(c) != 2 or not c.isalpha() or not c.isupper() for c in self.countries):
@@ -350,6 +354,7 @@ class Event:
 
     id: int | str
     type: str
+    # The verification's id; for a factor's events (factor.*, challenge.*), the factor's.
     verification_id: str
     tenant_id: str
     occurred_at: float

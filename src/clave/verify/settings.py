@@ -24,6 +24,16 @@ from clave.verify.models import MAX_CODE_LENGTH, MIN_CODE_LENGTH, Channel, Polic
 from clave.verify.store.counters import Limit
 
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+AES_KEY_BYTES = 32
+
+
+def parse_encryption_keys(text: str, *, source: str) -> tuple[tuple[str, bytes], ...]:
+    """Parse AES-256 keys, `id:base64key[,...]` newest first, each exactly 32 bytes."""
+    keys = parse_hmac_keys(text, source=source)
+    for key_id, key in keys:
+        if len(key) != AES_KEY_BYTES:
+            raise SettingsError(f"{source}: key {key_id!r} must decode to exactly 32 bytes")
+    return keys
 
 
 def parse_hmac_keys(text: str, *, source: str) -> tuple[tuple[str, bytes], ...]:
@@ -141,6 +151,9 @@ class VerifySettings:
 
     store: StoreSettings
     hmac_keys: tuple[tuple[str, bytes], ...] | None
+    # AES-256 keys sealing factor secrets (CLAVE_ENCRYPTION_KEYS), newest first; None: a key
+    # file generated in the data directory (a lone local instance only).
+    encryption_keys: tuple[tuple[str, bytes], ...] | None
     default_policy: Policy
     providers: ProviderSettings
     # Where events go, signed; None: nowhere (the stores then record none).
@@ -161,6 +174,12 @@ class VerifySettings:
         store = StoreSettings.from_env(env)
         raw_keys = env.optional("HMAC_KEYS")
         keys = parse_hmac_keys(raw_keys, source="CLAVE_HMAC_KEYS") if raw_keys else None
+        raw_sealing = env.optional("ENCRYPTION_KEYS")
+        sealing = (
+            parse_encryption_keys(raw_sealing, source="CLAVE_ENCRYPTION_KEYS")
+            if raw_sealing
+            else None
+        )
         providers = ProviderSettings.from_env(env)
         policy, limits = _default_policy(env), _limits(env)
         budget = limits.failed_checks_per_destination
@@ -181,6 +200,7 @@ class VerifySettings:
         return cls(
             store=store,
             hmac_keys=keys,
+            encryption_keys=sealing,
             default_policy=policy,
             providers=providers,
             events=WebhookTarget.from_env(env, "EVENTS"),
@@ -290,6 +310,14 @@ def _limits(env: Env) -> Limits:
             "20000/86400",
             "daily_send_cap_reached",
             "sends across all services (spend cap)",
+        ),
+        failed_totp=_limit(
+            env,
+            "FAILED_TOTP",
+            "10/900",
+            "too_many_failed_totp",
+            "failed codes of this factor",
+            strict=True,
         ),
     )
 

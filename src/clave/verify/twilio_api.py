@@ -74,6 +74,8 @@ _CODES: dict[str, tuple[int, int]] = {
     "unauthorized": (20003, 401),
     "not_found": (20404, 404),
     "service_not_found": (20404, 404),
+    "factor_not_found": (20404, 404),
+    "too_many_failed_totp": (60202, 429),
     "verification_not_found": (20404, 404),
     "verification_not_pending": (20404, 404),
     "max_check_attempts_reached": (60202, 429),

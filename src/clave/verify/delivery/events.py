@@ -1,4 +1,6 @@
-"""Events to the operator: a signed webhook per verification that reached a final status.
+"""Events to the operator: a signed webhook per verification that reached a final status, and
+per authenticator-app factor verified or challenged (factor.verified, challenge.approved,
+challenge.failed).
 
 Events are written by the store in the same transaction as the status change. Each worker runs
 a notifier that sweeps expired verifications (so `verification.expired` fires even when nobody
@@ -30,7 +32,13 @@ def payload(event: Event) -> dict[str, object]:
         "type": event.type,
         "id": f"evt_{event.id}",
         "occurred_at": occurred.replace("+00:00", "Z"),
-        "data": {"verification_id": event.verification_id, "service_id": event.tenant_id},
+        "data": (
+            # An authenticator-app factor's events name the factor (kept where a
+            # verification's id is).
+            {"factor_id": event.verification_id, "service_id": event.tenant_id}
+            if event.type.startswith(("factor.", "challenge."))
+            else {"verification_id": event.verification_id, "service_id": event.tenant_id}
+        ),
     }
 
 

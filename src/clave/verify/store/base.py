@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 from clave.verify.attempts import AttemptQuery, AttemptRecord
+from clave.verify.factor_models import Factor, Sealed
 from clave.verify.models import (
     ApiKey,
     Channel,
@@ -287,7 +288,59 @@ class AttemptLog(Protocol):
         ...
 
 
+class FactorStore(Protocol):
+    """Authenticator-app factors (verify/factors.py). A factor belongs to one tenant: every
+    read and change names it, and another tenant's factor is not found."""
+
+    async def add_factor(self, factor: Factor) -> None:
+        """Store a new factor."""
+        ...
+
+    async def get_factor(self, tenant_id: str, factor_id: str) -> Factor | None:
+        """A factor of the tenant."""
+        ...
+
+    async def list_factors(self, tenant_id: str, entity: str) -> list[Factor]:
+        """The entity's factors, oldest first."""
+        ...
+
+    async def delete_factor(self, tenant_id: str, factor_id: str) -> bool:
+        """Delete a factor; False when the tenant has no such factor."""
+        ...
+
+    async def accept_step(
+        self, tenant_id: str, factor_id: str, step: int, *, now: float, event: str
+    ) -> Factor | None:
+        """Accept a code of time step `step`, atomically: only if `step` is newer than the
+        factor's last accepted one (a replay otherwise, across workers too), move it there,
+        verify an unverified factor, and record `event` (when the store records events).
+        The factor as changed, or None when the step was not newer (or there is no factor)."""
+        ...
+
+    async def record_factor_event(
+        self, tenant_id: str, factor_id: str, event: str, *, now: float
+    ) -> None:
+        """Record `event` about the factor, when the store records events."""
+        ...
+
+    async def all_factors(self) -> list[Factor]:
+        """Every factor of every tenant (for `clave factors rekey`)."""
+        ...
+
+    async def replace_secret(self, factor: Factor, secret: Sealed) -> bool:
+        """Store `secret` in place of `factor.secret`, only if that is still the stored one."""
+        ...
+
+
 class VerifyBackend(
-    Connection, TenantStore, VerificationStore, Outbox, EventLog, SafeList, AttemptLog, Protocol
+    Connection,
+    TenantStore,
+    VerificationStore,
+    Outbox,
+    EventLog,
+    SafeList,
+    AttemptLog,
+    FactorStore,
+    Protocol,
 ):
     """Every port at once: what one backend class implements and the composition root holds."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from clave.verify.attempts import AttemptQuery, AttemptRecord
 from clave.verify.errors import TenantNameTaken
+from clave.verify.factor_models import Factor, FactorStatus, Sealed
 from clave.verify.models import (
     ApiKey,
     Channel,
@@ -62,6 +63,7 @@ class MemoryVerificationStore:
         self._events: dict[int, list[Any]] = {}  # id -> [Event, next_attempt_at, lease_until]
         self._tenants: dict[str, Tenant] = {}
         self._safe: dict[tuple[str, str], SafeNumber] = {}
+        self._factors: dict[str, Factor] = {}
         self._keys: dict[bytes, ApiKey] = {}
         self._verifications: dict[str, Verification] = {}
         self._attempts: dict[int, _Attempt] = {}
@@ -119,6 +121,8 @@ class MemoryVerificationStore:
             return False
         for digest in [d for d, k in self._keys.items() if k.tenant_id == tenant_id]:
             del self._keys[digest]
+        for factor_id in [i for i, f in self._factors.items() if f.tenant_id == tenant_id]:
+            del self._factors[factor_id]
         return True
 
     async def add_api_key(self, key: ApiKey) -> None:
@@ -176,10 +180,64 @@ class MemoryVerificationStore:
             return False
         self._verifications[verification.id] = replace(current, status=status, updated_at=now)
         kind = event_type(status)
-        if self._events_on and kind is not None:
+        if kind is not None:
+            self._raise(kind, verification.id, verification.tenant_id, now)
+        return True
+
+    def _raise(self, kind: str, subject_id: str, tenant_id: str, now: float) -> None:
+        if self._events_on:
             eid = next(self._ids)
-            event = Event(eid, kind, verification.id, verification.tenant_id, now, 0)
-            self._events[eid] = [event, now, 0.0]
+            self._events[eid] = [Event(eid, kind, subject_id, tenant_id, now, 0), now, 0.0]
+
+    async def add_factor(self, factor: Factor) -> None:
+        """Store a new factor."""
+        self._factors[factor.id] = factor
+
+    async def get_factor(self, tenant_id: str, factor_id: str) -> Factor | None:
+        """A factor of the tenant."""
+        found = self._factors.get(factor_id)
+        return found if found is not None and found.tenant_id == tenant_id else None
+
+    async def list_factors(self, tenant_id: str, entity: str) -> list[Factor]:
+        """The entity's factors, oldest first."""
+        mine = (f for f in self._factors.values() if (f.tenant_id, f.entity) == (tenant_id, entity))
+        return sorted(mine, key=lambda f: (f.created_at, f.id))
+
+    async def delete_factor(self, tenant_id: str, factor_id: str) -> bool:
+        """Delete a factor of the tenant."""
+        if await self.get_factor(tenant_id, factor_id) is None:
+            return False
+        del self._factors[factor_id]
+        return True
+
+    async def accept_step(
+        self, tenant_id: str, factor_id: str, step: int, *, now: float, event: str
+    ) -> Factor | None:
+        """Accept a newer step (nothing awaits in between: atomic on one event loop)."""
+        found = await self.get_factor(tenant_id, factor_id)
+        if found is None or step <= found.last_step:
+            return None
+        changed = replace(found, last_step=step, status=FactorStatus.VERIFIED, updated_at=now)
+        self._factors[factor_id] = changed
+        self._raise(event, factor_id, tenant_id, now)
+        return changed
+
+    async def record_factor_event(
+        self, tenant_id: str, factor_id: str, event: str, *, now: float
+    ) -> None:
+        """Record `event` about the factor."""
+        self._raise(event, factor_id, tenant_id, now)
+
+    async def all_factors(self) -> list[Factor]:
+        """Every factor."""
+        return sorted(self._factors.values(), key=lambda f: (f.created_at, f.id))
+
+    async def replace_secret(self, factor: Factor, secret: Sealed) -> bool:
+        """Swap the sealed secret if it is still the one read."""
+        found = self._factors.get(factor.id)
+        if found is None or found.secret != factor.secret:
+            return False
+        self._factors[factor.id] = replace(found, secret=secret)
         return True
 
     async def expire_due(self, now: float, *, limit: int) -> int:

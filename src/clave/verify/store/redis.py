@@ -35,12 +35,13 @@ from clave.verify.models import (
 )
 from clave.verify.store import redis_codec as codec
 from clave.verify.store.redis_attempts import RedisAttempts
+from clave.verify.store.redis_factors import RedisFactors
 from clave.verify.store.redis_tenants import RedisTenants
 
 GROUP = "dispatch"
 
 
-class RedisVerificationStore(RedisTenants, RedisAttempts):
+class RedisVerificationStore(RedisTenants, RedisAttempts, RedisFactors):
     """Verify's state in Redis (`CLAVE_VERIFY_STORE=redis://host:6379/0`)."""
 
     def __init__(

@@ -34,6 +34,8 @@ _SCRIPTS = {
     "put_service": ("put_service",),
     "delete_service": ("delete_service",),
     "change_service": ("change_service",),
+    "accept_step": ("accept_step",),
+    "replace_secret": ("replace_secret",),
     "key_for_hash": ("key_for_hash",),
     "add_key": ("add_key",),
     "revoke_key": ("revoke_key",),

@@ -30,6 +30,7 @@ from clave.verify.models import (
 from clave.verify.store.encoding import decode_policy
 from clave.verify.store.sqlite_attempts import SqliteAttempts
 from clave.verify.store.sqlite_events import SqliteEventLog, set_status
+from clave.verify.store.sqlite_factors import SqliteFactors
 from clave.verify.store.sqlite_schema import MIGRATIONS
 from clave.verify.store.sqlite_tenants import SqliteTenants
 
@@ -168,7 +169,7 @@ def _add_attempt(
         )
 
 
-class SqliteVerificationStore(SqliteTenants, SqliteEventLog, SqliteAttempts):
+class SqliteVerificationStore(SqliteTenants, SqliteEventLog, SqliteAttempts, SqliteFactors):
     """Verify's tables in one SQLite file (`verify.db` under CLAVE_DATA_DIR by default)."""
 
     def __init__(self, path: Path | str, *, events: bool = False) -> None:

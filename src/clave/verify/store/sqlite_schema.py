@@ -148,4 +148,24 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX send_attempts_by_service ON send_attempts (service_id, created_at);
     CREATE INDEX send_attempts_by_sid ON send_attempts (json_extract(options, '$.attempt_sid'))
     """,
+    # Authenticator-app factors: the secret only sealed (AES-256-GCM, verify/sealing.py).
+    """
+    CREATE TABLE factors (
+        id TEXT PRIMARY KEY,
+        service_id TEXT NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+        entity TEXT NOT NULL,
+        friendly_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        nonce BLOB NOT NULL,
+        secret BLOB NOT NULL,
+        time_step INTEGER NOT NULL,
+        code_length INTEGER NOT NULL,
+        skew INTEGER NOT NULL,
+        last_step INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX factors_by_entity ON factors (service_id, entity, created_at)
+    """,
 )

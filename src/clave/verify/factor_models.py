@@ -1,0 +1,48 @@
+"""Plain data of authenticator-app factors (TOTP): no web, database or crypto imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from clave.verify.totp import TotpSettings
+
+# An entity is the application's own id for its user (Twilio's `Identity`): never PII, by
+# Twilio's advice, but clave stores it as given and shows it only to its tenant.
+MAX_ENTITY_LENGTH = 128
+MAX_FACTOR_NAME_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A secret encrypted at rest (sealing.py): the key's id, the nonce, the ciphertext."""
+
+    key_id: str
+    nonce: bytes
+    ciphertext: bytes  # with GCM's 16-byte tag
+
+
+class FactorStatus(StrEnum):
+    """An enrolled factor is unverified until a first code proves the app holds its secret."""
+
+    UNVERIFIED = "unverified"
+    VERIFIED = "verified"
+
+
+@dataclass(frozen=True, slots=True)
+class Factor:
+    """A TOTP factor of an entity: its secret only sealed (sealing.py), its parameters fixed
+    at enrollment (an app computes codes with the ones it was given)."""
+
+    id: str  # YF and 32 hex digits
+    tenant_id: str
+    entity: str
+    friendly_name: str
+    status: FactorStatus
+    secret: Sealed
+    totp: TotpSettings
+    created_at: float
+    updated_at: float
+    # The newest time step a code was accepted for: a code of this step or an older one is a
+    # replay (RFC 6238 section 5.2), refused.
+    last_step: int = -1

@@ -1,0 +1,67 @@
+"""Secrets encrypted at rest (a TOTP factor's secret): AES-256-GCM under keys from
+CLAVE_ENCRYPTION_KEYS, newest first.
+
+A sealed secret is `key id`, a random 96-bit nonce and the ciphertext with its tag. The
+factor's id is the associated data, so a sealed secret copied onto another factor does not
+open. New secrets are sealed under the newest key; older keys stay readable while they are
+configured, and `clave factors rekey` seals every secret under the newest one, after which an
+old key may go. A copy of the database alone reveals no secret.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from clave.platform.errors import StoreError
+from clave.verify.factor_models import Sealed
+
+KEY_BYTES = 32  # AES-256
+_NONCE_BYTES = 12
+
+
+class SecretBox:
+    """Seals and opens secrets under a set of AES-256 keys by id."""
+
+    def __init__(self, keys: Mapping[str, bytes], active_key_id: str) -> None:
+        if active_key_id not in keys:
+            raise ValueError(f"active key {active_key_id!r} is not among the configured keys")
+        for key_id, key in keys.items():
+            if len(key) != KEY_BYTES:
+                raise ValueError(f"encryption key {key_id!r} must be {KEY_BYTES} bytes")
+        self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
+        self._active = active_key_id
+
+    @property
+    def active_key_id(self) -> str:
+        """The key new secrets are sealed under."""
+        return self._active
+
+    def seal(self, secret: bytes, *, bound_to: str) -> Sealed:
+        """`secret` encrypted under the newest key, bound to `bound_to` (the owner's id)."""
+        nonce = os.urandom(_NONCE_BYTES)
+        cipher = self._ciphers[self._active]
+        return Sealed(self._active, nonce, cipher.encrypt(nonce, secret, bound_to.encode()))
+
+    def open(self, sealed: Sealed, *, bound_to: str) -> bytes:
+        """The secret; StoreError when its key is no longer configured or it does not open
+        (tampered with, or sealed for another owner)."""
+        cipher = self._ciphers.get(sealed.key_id)
+        if cipher is None:
+            raise StoreError(
+                f"a secret is sealed under encryption key {sealed.key_id!r}, which is not "
+                "configured: add it back to CLAVE_ENCRYPTION_KEYS"
+            )
+        try:
+            return cipher.decrypt(sealed.nonce, sealed.ciphertext, bound_to.encode())
+        except InvalidTag:
+            raise StoreError("a sealed secret does not open: altered, or not this one's") from None
+
+    def rekeyed(self, sealed: Sealed, *, bound_to: str) -> Sealed | None:
+        """The secret sealed under the newest key, or None when it already is."""
+        if sealed.key_id == self._active:
+            return None
+        return self.seal(self.open(sealed, bound_to=bound_to), bound_to=bound_to)
