@@ -87,6 +87,7 @@ def test_an_authenticator_app_enrolls_from_the_uri_and_its_codes_match() -> None
     assert matching_step(secret, app.at(now), now, settings) == step_at(now, settings)
     longer = TotpSettings(time_step=60, code_length=8)
     app8 = pyotp.parse_uri(otpauth_uri(secret, issuer="A", account="b", settings=longer))
+    assert isinstance(app8, pyotp.TOTP)
     assert matching_step(secret, app8.at(now), now, longer) == now // 60
 
 
