@@ -325,8 +325,8 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
         elif action == "service-create":
             tenant = await tenants.create_tenant(args.name, _apply_policy(Policy(), args))
         elif action == "service-update":
-            current = await tenants.get_tenant(args.name)
-            tenant = await tenants.update_policy(args.name, _apply_policy(current.policy, args))
+            # On the policy as stored at the change (a /v2 change meanwhile is kept).
+            tenant = await tenants.change_policy(args.name, lambda p: _apply_policy(p, args))
         else:
             lines = []
             accounts = {

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from clave.verify.bootstrap import ensure_default_tenant
+from clave.verify.service_rate_limits import Bucket, ServiceRateLimit
 from tests.api.conftest import settings_for
 from tests.api.test_twilio_api import DATE, V2, open_v2, twilio_error
 from tests.support import FakeClock
@@ -133,6 +136,12 @@ async def test_a_send_over_a_bucket_is_60203_with_retry_after(v2: V2, clock: Fak
     assert plain.status_code == 201
     # A rate limit the service does not have, or a value that is not text, is 60200.
     twilio_error(await send("+14155550107", None), 60200, 400)  # type: ignore[arg-type]
+    for raw in ('{"user_id": "\\ud800"}', '{"user_id": 1e999}', '{"\\udc00": "a"}'):
+        odd = await v2.post(
+            f"/Services/{sid}/Verifications",
+            {"To": "+14155550110", "Channel": "sms", "RateLimits": raw},
+        )
+        twilio_error(odd, 60200, 400)
     typo = await v2.post(
         f"/Services/{sid}/Verifications",
         {"To": "+14155550108", "Channel": "sms", "RateLimits": json.dumps({"userid": "a"})},
@@ -156,3 +165,21 @@ async def test_concurrent_bucket_creates_are_all_kept(v2: V2) -> None:
     assert [r.status_code for r in made] == [201] * 8
     listed = (await v2.get(buckets)).json()["buckets"]
     assert sorted(b["max"] for b in listed) == list(range(1, 9))
+
+
+async def test_a_restart_keeps_what_the_apis_set_on_the_default_service(v2: V2) -> None:
+    """The environment's policy is the default service's at every start (and every admin
+    command), but what only the APIs manage stays: rate limits, messaging configurations."""
+    tenants, defaults = v2.api.domain.tenants, v2.api.domain.settings.default_policy
+    rule = ServiceRateLimit(
+        "RK" + "1" * 32, "ip", None, 1.0, 1.0, (Bucket("BL" + "2" * 32, 3, 60, 1.0, 1.0),)
+    )
+    configured = (("GB", "MG" + "ab" * 16, 1.0, 1.0),)
+    await tenants.change_policy(
+        "default",
+        lambda p: replace(p, rate_limits=(rule,), messaging=configured, code_length=8),
+    )
+    await ensure_default_tenant(tenants, defaults)
+    kept = (await tenants.get_tenant("default")).policy
+    assert (kept.rate_limits, kept.messaging) == ((rule,), configured)
+    assert kept.code_length == defaults.code_length  # the environment's setting wins

@@ -148,12 +148,20 @@ class Tenants:
     # -- tenants ----------------------------------------------------------------------------
 
     async def ensure_tenant(self, name: str, policy: Policy) -> Tenant:
-        """Create the tenant if missing, else set its policy to `policy`."""
+        """Create the tenant if missing, else give it `policy`'s settings (the deployment's,
+        from the environment), keeping what only the APIs manage: its messaging
+        configurations, rate limits and TOTP settings."""
         existing = await self._store.get_tenant_by_name(name)
         if existing is None:
             return await self.create_tenant(name, policy)
-        if existing.policy != policy:
-            return await self.change_policy(name, lambda _: policy)
+
+        def settled(stored: Policy) -> Policy:
+            return replace(
+                policy, messaging=stored.messaging, rate_limits=stored.rate_limits, totp=stored.totp
+            )
+
+        if settled(existing.policy) != existing.policy:
+            return await self.change_policy(name, settled)
         return existing
 
     async def get_tenant_by_id(self, tenant_id: str, *, account: Tenant) -> Tenant:

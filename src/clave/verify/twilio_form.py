@@ -4,6 +4,7 @@ value is 60200, `invalid_parameter`, naming the parameter), path sids, URLs and 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -20,6 +21,15 @@ from clave.verify.requests import MAX_DESTINATION_LENGTH
 
 T = TypeVar("T")
 _INTEGER = re.compile(r"-?[0-9]{1,11}")
+
+
+def _encodable(text: str) -> bool:
+    """Whether `text` is valid Unicode (no lone surrogate, which UTF-8 cannot carry)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Form:
@@ -79,7 +89,12 @@ class Form:
         for name, value in found.items():
             if isinstance(value, bool) or not isinstance(value, str | int | float):
                 raise InvalidParameter("Invalid parameter: RateLimits")
-            named.append((name, value if isinstance(value, str) else json.dumps(value)))
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidParameter("Invalid parameter: RateLimits")  # 1e999 is no key
+            text = value if isinstance(value, str) else json.dumps(value)
+            if not _encodable(name) or not _encodable(text):  # JSON lets "\ud800" through
+                raise InvalidParameter("Invalid parameter: RateLimits")
+            named.append((name, text))
         return tuple(named)
 
     def payment(self) -> tuple[str, str] | None:
