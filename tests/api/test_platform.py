@@ -66,6 +66,12 @@ async def test_dev_inbox_page_escapes_content(api: Api) -> None:
 async def test_docs_assets_answer_a_bad_path_as_not_found(api: Api) -> None:
     found = await api.client.get("/docs/assets/swagger-ui-bundle.js")
     assert found.status_code == 200
-    for path in ("/docs/assets/x%00.js", "/docs/assets/%00", "/docs/assets/nothing.js"):
+    for path in (
+        "/docs/assets/x%00.js",
+        "/docs/assets/%00",
+        "/docs/assets/nothing.js",
+        "/docs/assets/" + "a" * 300 + ".js",  # longer than a file name may be
+        "/docs/assets/swagger-ui.css/x",  # a file taken for a folder
+    ):
         got = await api.client.get(path)
         assert got.status_code == 404, (path, got.text)

@@ -60,6 +60,12 @@ def test_without_proxies_the_request_is_taken_as_it_came() -> None:
     assert not origin.active
     assert origin_of(scope(("host", "api.example.com"))) == "http://api.example.com"
     assert origin_of(scope()) == "http://10.0.0.5:8000"  # no Host: the server's address
+    # Container names and a fully qualified name's final dot are host names too.
+    assert origin_of(scope(("host", "clave_verify:8000"))) == "http://clave_verify:8000"
+    assert origin_of(scope(("host", "Verify.Example.com."))) == "http://Verify.Example.com"
+    assert (
+        origin_of(scope(("host", "verify.example.com.:8443"))) == "http://verify.example.com:8443"
+    )
     # A Host that is not a host name is never written into a URL.
     for bad in ("evil.example/x?", '"><script>', "a b", "evil.example@x", ""):
         assert origin_of(scope(("host", bad))) == "http://10.0.0.5:8000"

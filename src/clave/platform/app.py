@@ -49,14 +49,18 @@ def swagger_ui_files() -> Path:
 
 
 class _AssetFiles(BaseLocalFileSystem):
-    """The local files, where a path the OS cannot even name (a NUL byte: ValueError from
-    stat) is a file that is not there, answered 404 rather than 500."""
+    """The local files, where a path that names no readable file (a NUL byte, a name too
+    long, a file taken for a folder: ValueError or OSError from stat) is a file that is not
+    there, answered 404 rather than 500."""
 
     async def info(self, path: PathType, **kwargs: Any) -> FileInfo:
-        """The file's information; FileNotFoundError for a path no file can have."""
-        if "\x00" in str(path):
-            raise FileNotFoundError(path)
-        return await super().info(path, **kwargs)
+        """The file's information; FileNotFoundError for a path no file is at."""
+        try:
+            return await super().info(path, **kwargs)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise FileNotFoundError(str(path)) from exc
 
 
 def docs_page() -> SwaggerRenderPlugin:

@@ -30,6 +30,10 @@ Scope = MutableMapping[str, Any]
 # A host name or IPv4 address, or a bracketed IPv6 address, with an optional port.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"(?:(?:{_LABEL}\.)*{_LABEL}|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?")
+# A Host header as clients send it: also with "_" (container names such as clave_verify) and
+# a fully qualified name's final dot (dropped when written into a URL).
+_NAME = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_REQUEST_HOST = re.compile(rf"((?:{_NAME}\.)*{_NAME}|\[[0-9A-Fa-f:.]+\])\.?((?::[0-9]{{1,5}})?)")
 
 
 def parse_public_url(value: str) -> tuple[str, str]:
@@ -53,8 +57,8 @@ def origin_of(scope: Any) -> str:
     """`scheme://host` of a request's ASGI scope, as the app sees it (settled by
     PublicOrigin)."""
     sent = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
-    if _HOST.fullmatch(sent):
-        host = sent
+    if found := _REQUEST_HOST.fullmatch(sent):
+        host = found.group(1) + found.group(2)
     else:  # none, or not a host name: never echoed into a URL; the address it came to
         server = scope.get("server") or ("localhost", None)
         host = f"{server[0]}:{server[1]}" if server[1] else str(server[0])
