@@ -184,6 +184,10 @@ def test_chinese_and_japanese_sentences_join_without_spaces() -> None:
         ("zh-XY", None),
         ("klingon", None),
         ("", None),
+        ("en-!!", None),
+        ("en-\x00", None),
+        ("en--US", None),
+        ("en-US-", None),
     ],
 )
 def test_a_requested_locale_is_read_or_refused(requested: str, expected: str | None) -> None:

@@ -7,6 +7,7 @@ A message catalog per locale lives in `locales/<locale>.po` (messages.py renders
 from __future__ import annotations
 
 import functools
+import re
 
 from clave.platform.contacts import region_of
 
@@ -42,7 +43,12 @@ _ALIASES = {
 }
 
 
-@functools.cache
+# A BCP 47 tag's shape: a 2-3 letter language, then subtags of 1-8 letters or digits.
+_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
+
+
+# Bounded: the argument comes from clients, who may send a new one each time.
+@functools.lru_cache(maxsize=256)
 def canonical_locale(requested: str) -> str | None:
     """The locale clave writes for `requested` (any case, `-` or `_`), or None when clave has
     no such language.
@@ -52,6 +58,8 @@ def canonical_locale(requested: str) -> str | None:
     exception: its script matters, so a zh tag that names neither a known region nor a
     script is unknown rather than guessed.
     """
+    if not _TAG.fullmatch(requested):
+        return None
     tag = requested.replace("_", "-").lower()
     for candidate in (tag, "-".join(tag.split("-")[:2])):
         found = _BY_LOWER.get(candidate) or _ALIASES.get(candidate)
