@@ -3,11 +3,19 @@ paged, and summed (verify/attempts.py)."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import replace
 
+import pytest
+
+from clave.platform.contacts import region_of
 from clave.verify.attempts import AttemptQuery
+from clave.verify.errors import QueryTooBroad
 from clave.verify.models import Channel, Status, Tenant, new_id
+from clave.verify.store import redis_attempts
 from clave.verify.store.base import VerifyBackend
+from clave.verify.store.redis import RedisVerificationStore
+from tests.contract.conftest import drop_prefix
 from tests.contract.test_verification_store import NOW, candidate, service
 
 US, ES = "+14155552671", "+34612345678"
@@ -26,7 +34,8 @@ async def _send(
         now=at,
         window=600,
         max_sends=5,
-        options={"attempt_sid": sid},
+        # What the service records with each send.
+        options={"attempt_sid": sid, **({"country": r} if (r := region_of(to)) else {})},
     )
     return outcome.verification.id, sid
 
@@ -80,3 +89,28 @@ async def test_the_log_finds_filters_pages_and_sums(store: VerifyBackend) -> Non
     assert await store.count_attempts(both) == (3, 2)
     assert [r.sid for r in await store.find_attempts(both, offset=0, limit=10)] == [s5, s3, s1]
     assert await store.count_attempts(AttemptQuery(frozenset({new_id("VA")}))) == (0, 0)
+
+
+@pytest.mark.e2e
+async def test_redis_reads_a_page_by_the_index_and_refuses_a_scan_too_broad(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = f"t{secrets.token_hex(4)}:"
+    store = RedisVerificationStore(redis_url, prefix=prefix)
+    await store.open()
+    try:
+        shop = service("shop")
+        await store.put_tenant(shop)
+        sends = [await _send(store, shop, f"+1415555{2700 + i}", NOW + i) for i in range(5)]
+        sids = [sid for _, sid in sends]
+        monkeypatch.setattr(redis_attempts, "MAX_SCAN", 3)
+        mine = AttemptQuery(frozenset({shop.id}))
+        page = await store.find_attempts(mine, offset=1, limit=2)
+        assert [r.sid for r in page] == [sids[3], sids[2]]  # by the index alone
+        with pytest.raises(QueryTooBroad, match="narrow the dates"):
+            await store.count_attempts(mine)
+        recent = AttemptQuery(frozenset({shop.id}), created_after=NOW + 2)
+        assert await store.count_attempts(recent) == (2, 0)
+    finally:
+        await store.close()
+        await drop_prefix(redis_url, prefix)

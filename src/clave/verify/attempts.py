@@ -8,6 +8,7 @@ reads them for a caller, who sees its own tenants' sends only.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from clave.platform.contacts import region_of
@@ -15,6 +16,14 @@ from clave.verify.models import Channel, SendStatus
 
 # The most sends one page of the log holds.
 MAX_PAGE = 1000
+
+
+def seeded_attempt_sid(seed: bytes, number: int) -> str:
+    """The sid of a verification's `number`-th send (from 0) stored before sends had their
+    own: `VL` and 32 hex digits from the verification's secret seed (a counter would tell the
+    send volume), what the Twilio API showed for it then and the migration gives it."""
+    digest = hashlib.sha256(b"clave attempt sid\0" + seed + b"\0" + str(number).encode())
+    return "VL" + digest.hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from litestar.params import QueryParameter
 
 from clave.platform.origin import origin_of
 from clave.verify.attempts import MAX_PAGE, AttemptQuery, AttemptRecord
+from clave.verify.destinations import mask
 from clave.verify.errors import InvalidParameter
 from clave.verify.models import Channel, Tenant
 from clave.verify.reporting import AttemptsLog
@@ -29,6 +30,7 @@ class AttemptRead(msgspec.Struct):
 
     id: str
     verification_id: str
+    # Masked (+1415***2671, a***@example.com); filter with the full value.
     to: str
     channel: str
     # How its delivery went: queued, sent, delivered, undelivered, failed (or skipped).
@@ -52,7 +54,7 @@ def _read(record: AttemptRecord) -> AttemptRead:
     return AttemptRead(
         id=record.sid,
         verification_id=record.verification_id,
-        to=record.to,
+        to=mask(record.to),  # as the native API shows every destination
         channel=record.channel.value,
         status=record.status.value,
         converted=record.converted,

@@ -14,6 +14,10 @@ class InvalidParameter(ClaveError):
     code = "invalid_parameter"
 
 
+class QueryTooBroad(InvalidParameter):
+    """A report would read more rows than one request may: narrow it."""
+
+
 class TooManyBuckets(InvalidParameter):
     """A rate limit holds its most buckets already (Twilio's 60210)."""
 

@@ -13,10 +13,13 @@ class AttemptsLog:
         self._store = store
 
     async def page(self, query: AttemptQuery, *, offset: int, limit: int) -> list[AttemptRecord]:
-        """The newest sends matching `query`, skipping `offset`, at most `limit` (<= MAX_PAGE)."""
+        """The newest sends matching `query`, skipping `offset`, at most `limit` (<= MAX_PAGE
+        and the one more that says another page follows)."""
         if not query.tenant_ids:
             return []
-        return await self._store.find_attempts(query, offset=offset, limit=min(limit, MAX_PAGE))
+        # A page and one more row (which tells whether another page follows).
+        bounded = min(limit, MAX_PAGE + 1)
+        return await self._store.find_attempts(query, offset=offset, limit=bounded)
 
     async def get(self, query: AttemptQuery, sid: str) -> AttemptRecord | None:
         """The send `sid`, if `query`'s tenants may see it."""

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from clave.platform.contacts import mask_text
+from clave.platform.contacts import mask_text, region_of
 from clave.verify.codes import CodeHasher, bound_terms
 from clave.verify.delivery.base import ProviderRouter
 from clave.verify.destinations import guess_key, mask, normalize_any
@@ -451,6 +451,9 @@ def _send_options(request: StartRequest, terms: Terms) -> dict[str, str]:
     """A send's message options, what the dispatcher renders it with."""
     # The send's own sid (the attempts log's), random: a counter would tell the send volume.
     options = {"friendly_name": terms.name, "attempt_sid": new_id("VL")}
+    country = region_of(request.to)
+    if country is not None:  # the attempts log filters by it
+        options["country"] = country
     if request.app_hash is not None:
         options["app_hash"] = request.app_hash
     if request.webotp_domain is not None:

@@ -13,7 +13,6 @@ guard of the native API.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from litestar import MediaType, Request, Response, Router, get, post
@@ -21,6 +20,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import OpenAPIType, Schema
 
 from clave.platform.errors import classify, handlers
+from clave.verify.attempts import seeded_attempt_sid
 from clave.verify.client_ips import ClientIps
 from clave.verify.errors import (
     InvalidDestination,
@@ -189,12 +189,8 @@ def _verification_json(view: VerificationView, account: Tenant, base: str) -> di
 
 
 def attempt_sid(verification: Verification, number: int) -> str:
-    """The sid of a verification's `number`-th send stored before sends had their own (the
-    attempts log's): `VL` and 32 hex digits, random to anyone without the verification's
-    secret seed (a counter would tell clave's send volume), and the same at every read."""
-    seed = verification.code.seed
-    digest = hashlib.sha256(b"clave attempt sid\0" + seed + b"\0" + str(number).encode())
-    return "VL" + digest.hexdigest()[:32]
+    """The sid of a verification's `number`-th send that has none of its own."""
+    return seeded_attempt_sid(verification.code.seed, number)
 
 
 @post("/Services/{sid:str}/Verifications", status_code=201, summary="Send a code")

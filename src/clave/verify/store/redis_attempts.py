@@ -18,12 +18,27 @@ from redis.exceptions import RedisError
 
 from clave.platform.errors import StoreError
 from clave.verify.attempts import AttemptQuery, AttemptRecord
+from clave.verify.errors import QueryTooBroad
 from clave.verify.models import Channel, SendStatus, Status
 from clave.verify.store import redis_codec as codec
 from clave.verify.store.redis_connection import RedisConnection
 
 # Sends read per round trip.
 _BATCH = 500
+# The most sends one query reads to filter them (a day of them on a busy deployment).
+MAX_SCAN = 100_000
+
+
+def _by_time_only(query: AttemptQuery) -> bool:
+    """Whether the index (tenants, times, sid) decides every filter of `query`."""
+    return (
+        query.to is None
+        and query.destination_prefix is None
+        and query.country is None
+        and query.channel is None
+        and query.verification_id is None
+        and query.converted is None
+    )
 
 
 class RedisAttempts(RedisConnection):
@@ -34,6 +49,12 @@ class RedisAttempts(RedisConnection):
     ) -> list[AttemptRecord]:
         """The sends matching `query`, newest first."""
         found: list[AttemptRecord] = []
+        if _by_time_only(query):  # the index alone decides: read just this page's sends
+            try:
+                ids = await self._ids(query, first=offset + limit)
+                return [r for r in await self._records(ids[offset:]) if query.matches(r)][:limit]
+            except (RedisError, OSError) as exc:
+                raise StoreError(f"Redis unavailable: {exc}") from exc
         async for record in self._matching(query):
             if offset:
                 offset -= 1
@@ -61,17 +82,35 @@ class RedisAttempts(RedisConnection):
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis unavailable: {exc}") from exc
 
-    async def _ids(self, query: AttemptQuery) -> list[str]:
-        """The send ids the query may match, newest first."""
+    async def _ids(self, query: AttemptQuery, *, first: int | None = None) -> list[str]:
+        """The send ids the query may match, newest first (the `first` of them only, when
+        given; else all, up to MAX_SCAN)."""
         redis, p = self._r(), self._prefix
         if query.sid is not None:
             found = await redis.get(p + "attempt-sid:" + query.sid)
             return [codec.text(found)] if found else []
         newest = f"({query.created_before}" if query.created_before is not None else "+inf"
         oldest = f"({query.created_after}" if query.created_after is not None else "-inf"
+        tenants = sorted(query.tenant_ids)
+        if first is None:
+            async with redis.pipeline(transaction=False) as pipe:
+                for tenant_id in tenants:
+                    pipe.zcount(p + "attempts:" + tenant_id, oldest, newest)
+                if sum(await pipe.execute()) > MAX_SCAN:
+                    raise QueryTooBroad(
+                        f"more than {MAX_SCAN} sends to read: narrow the dates "
+                        "(DateCreatedAfter, DateCreatedBefore)"
+                    )
         async with redis.pipeline(transaction=False) as pipe:
-            for tenant_id in sorted(query.tenant_ids):
-                pipe.zrevrangebyscore(p + "attempts:" + tenant_id, newest, oldest, withscores=True)
+            for tenant_id in tenants:
+                pipe.zrevrangebyscore(
+                    p + "attempts:" + tenant_id,
+                    newest,
+                    oldest,
+                    start=None if first is None else 0,
+                    num=first,
+                    withscores=True,
+                )
             per_tenant: list[list[tuple[bytes, float]]] = await pipe.execute()
         # Each set is newest first: merged by (time, id), the later send first on a tie.
         keyed = (

@@ -175,6 +175,10 @@ class SqliteVerificationStore(SqliteTenants, SqliteEventLog, SqliteAttempts, Sql
     def __init__(self, path: Path | str, *, events: bool = False) -> None:
         self._events = events
         self._db = SqliteDatabase(path, MIGRATIONS)
+        # The attempts log's queries may read many rows: on a connection and a thread of their
+        # own (WAL lets them read beside the writer), so a report never holds up a send or a
+        # check. An in-memory database has one connection only.
+        self._reports = self._db if str(path) == ":memory:" else SqliteDatabase(path)
         self._outbox_idle = True
 
     def setup(self) -> None:
@@ -182,11 +186,15 @@ class SqliteVerificationStore(SqliteTenants, SqliteEventLog, SqliteAttempts, Sql
         self._db.setup()
 
     async def open(self) -> None:
-        """Open the connection; the schema is brought up to date."""
+        """Open the connections; the schema is brought up to date."""
         await self._db.open()
+        if self._reports is not self._db:
+            await self._reports.open()
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Close the connections."""
+        if self._reports is not self._db:
+            await self._reports.close()
         await self._db.close()
 
     async def ping(self) -> None:

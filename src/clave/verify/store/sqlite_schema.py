@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
+from clave.platform.contacts import region_of
 from clave.platform.sqlite import Migration
+from clave.verify.attempts import seeded_attempt_sid
 from clave.verify.store.encoding import LEGACY_FIELDS, encode_policy, legacy_policy
 
 
@@ -19,6 +22,35 @@ def _policy_column(conn: sqlite3.Connection) -> None:
         conn.execute(
             "UPDATE services SET policy = ? WHERE id = ?", (encode_policy(policy).decode(), row[0])
         )
+
+
+def _attempt_sids(conn: sqlite3.Connection) -> None:
+    """Give every send a sid of its own (the attempts log's): the one the Twilio API showed for
+    it until now, from its verification's seed, so no sid an application kept changes; and
+    its destination's country. The log reads a tenant's sends by time, one send by its sid,
+    and by country."""
+    rows = conn.execute(
+        "SELECT a.id, a.options, a.verification_id, a.to_addr, v.code_seed FROM send_attempts a "
+        "JOIN verifications v ON v.id = a.verification_id ORDER BY a.verification_id, a.id"
+    ).fetchall()
+    number, previous = 0, None
+    for attempt_id, options, verification_id, to, seed in rows:
+        # The n-th send of its verification, from 0, as the API counted them.
+        number = number + 1 if verification_id == previous else 0
+        previous = verification_id
+        found = json.loads(options) if options else {}
+        found["attempt_sid"] = seeded_attempt_sid(bytes(seed), number)
+        country = region_of(to)
+        if country is not None:
+            found["country"] = country
+        conn.execute(
+            "UPDATE send_attempts SET options = ? WHERE id = ?", (json.dumps(found), attempt_id)
+        )
+    conn.execute("CREATE INDEX send_attempts_by_service ON send_attempts (service_id, created_at)")
+    by_sid = "json_extract(options, '$.attempt_sid')"
+    conn.execute(f"CREATE INDEX send_attempts_by_sid ON send_attempts ({by_sid})")
+    by_country = "service_id, json_extract(options, '$.country'), created_at"
+    conn.execute(f"CREATE INDEX send_attempts_by_country ON send_attempts ({by_country})")
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -139,15 +171,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (owner, number)
     )
     """,
-    # Every send gets a sid of its own (the attempts log's), random as new sends get theirs;
-    # the log reads a tenant's sends by time, and one send by its sid.
-    """
-    UPDATE send_attempts SET options = json_set(
-        COALESCE(options, '{}'), '$.attempt_sid', 'VL' || lower(hex(randomblob(16)))
-    ) WHERE json_extract(COALESCE(options, '{}'), '$.attempt_sid') IS NULL;
-    CREATE INDEX send_attempts_by_service ON send_attempts (service_id, created_at);
-    CREATE INDEX send_attempts_by_sid ON send_attempts (json_extract(options, '$.attempt_sid'))
-    """,
+    _attempt_sids,
     # Authenticator-app factors: the secret only sealed (AES-256-GCM, verify/sealing.py).
     """
     CREATE TABLE factors (
