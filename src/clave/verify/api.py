@@ -58,6 +58,9 @@ OPENAPI_ERRORS = {
     ("GET", "/dev/inbox/messages"): (401, 403),
     ("POST", "/api/providers/twilio/status"): (403, 404),
     ("POST", "/api/providers/webhook/status"): (403, 404),
+    # No such factor (or none verified to challenge); a factor's failed-code budget spent.
+    ("POST", "/api/challenges"): (404, 429),
+    ("POST", "/api/factors/{factor_id}/confirm"): (429,),
 }
 
 

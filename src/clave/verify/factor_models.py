@@ -10,6 +10,8 @@ from clave.verify.totp import TotpSettings
 # An entity is the application's own id for its user (Twilio's `Identity`): never PII, by
 # Twilio's advice, but clave stores it as given and shows it only to its tenant.
 MAX_ENTITY_LENGTH = 128
+# 1 to 128 characters, none of them a control character (the same rule in JSON Schema).
+ENTITY_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,128}$"
 MAX_FACTOR_NAME_LENGTH = 64
 
 

@@ -13,11 +13,13 @@ Rules, the way the one-time codes keep them:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from clave.verify.errors import FactorNotFound, InvalidParameter
 from clave.verify.factor_models import (
+    ENTITY_PATTERN,
     MAX_ENTITY_LENGTH,
     MAX_FACTOR_NAME_LENGTH,
     Factor,
@@ -51,9 +53,12 @@ class ChallengeResult:
     factor: Factor
 
 
+_ENTITY = re.compile(ENTITY_PATTERN)
+
+
 def valid_entity(entity: str) -> bool:
-    """An entity is 1 to 128 printable characters on one line."""
-    return 0 < len(entity) <= MAX_ENTITY_LENGTH and entity.isprintable()
+    """An entity is 1 to 128 characters, no control character among them."""
+    return _ENTITY.fullmatch(entity) is not None
 
 
 class Factors:
@@ -79,7 +84,9 @@ class Factors:
     ) -> Enrollment:
         """A new unverified TOTP factor for `entity`; its secret and `otpauth://` URI."""
         if not valid_entity(entity):
-            raise InvalidParameter(f"entity must be 1 to {MAX_ENTITY_LENGTH} printable characters")
+            raise InvalidParameter(
+                f"entity must be 1 to {MAX_ENTITY_LENGTH} characters, no control characters"
+            )
         if len(friendly_name) > MAX_FACTOR_NAME_LENGTH or not valid_friendly_name(friendly_name):
             raise InvalidParameter(
                 f"friendly_name must be 1 to {MAX_FACTOR_NAME_LENGTH} characters on one line"
@@ -116,7 +123,9 @@ class Factors:
     async def of_entity(self, tenant: Tenant, entity: str) -> list[Factor]:
         """The entity's factors, oldest first."""
         if not valid_entity(entity):
-            raise InvalidParameter(f"entity must be 1 to {MAX_ENTITY_LENGTH} printable characters")
+            raise InvalidParameter(
+                f"entity must be 1 to {MAX_ENTITY_LENGTH} characters, no control characters"
+            )
         return await self._store.list_factors(tenant.id, entity)
 
     async def delete(self, tenant: Tenant, factor_id: str) -> None:

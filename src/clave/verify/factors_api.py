@@ -11,14 +11,14 @@ from litestar import Router, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from clave.verify.factor_models import MAX_ENTITY_LENGTH, MAX_FACTOR_NAME_LENGTH, Factor
+from clave.verify.factor_models import ENTITY_PATTERN, MAX_FACTOR_NAME_LENGTH, Factor
 from clave.verify.factors import ChallengeResult, Factors
 from clave.verify.models import Tenant
 from clave.verify.qr import png_data_url, svg_data_url
 from clave.verify.timestamps import iso
 from clave.verify.totp import base32
 
-Entity = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ENTITY_LENGTH)]
+Entity = Annotated[str, msgspec.Meta(pattern=ENTITY_PATTERN)]
 TotpCode = Annotated[str, msgspec.Meta(pattern="^[0-9]{3,8}$")]
 FactorId = Annotated[str, PathParameter(max_length=64)]
 
@@ -124,7 +124,7 @@ async def create_factor(
 
 @get("/", summary="List an entity's factors")
 async def list_factors(
-    entity: Annotated[str, QueryParameter(min_length=1, max_length=MAX_ENTITY_LENGTH)],
+    entity: Annotated[str, QueryParameter(pattern=ENTITY_PATTERN)],
     factors: NamedDependency[Factors],
     caller: NamedDependency[Tenant],
 ) -> list[FactorRead]:
