@@ -192,6 +192,14 @@ def parser() -> argparse.ArgumentParser:
     safelist.add_argument("verb", choices=["add", "remove", "list"])
     safelist.add_argument("number", nargs="?", help="an E.164 phone number (add, remove)")
 
+    factors = commands.add_parser("factors", help="authenticator-app factors")
+    factor_cmds = factors.add_subparsers(dest="action", required=True)
+    factor_cmds.add_parser(
+        "rekey",
+        help="seal every factor's secret under the newest CLAVE_ENCRYPTION_KEYS key (after "
+        "which an older key may be removed)",
+    )
+
     up = commands.add_parser("up", help="the whole topology on this machine, behind haproxy")
     up.add_argument("--port", type=int, default=8080, help="the load balancer's port (8080)")
     up.add_argument(
@@ -318,6 +326,9 @@ async def _with_verify(settings: Settings, action: str, args: argparse.Namespace
                 for reason, per_day in counts.items()
             ]
             return "\n".join(rows)
+        if action == "factors-rekey":
+            done, current = await admin.factors.rekey()
+            return f"{done} factor secrets sealed under the newest key; {current} were already"
         if action == "fraud-safelist":
             return await _safelist(admin.safe_numbers, args.verb, args.number)
         if action in ("service-grant", "service-ungrant"):

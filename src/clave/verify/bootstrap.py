@@ -237,6 +237,7 @@ class VerifyAdmin:
     tenants: Tenants
     guard: FraudGuard
     safe_numbers: SafeNumbers
+    factors: Factors
 
 
 @contextlib.asynccontextmanager
@@ -263,7 +264,14 @@ async def open_admin(
         try:
             await ensure_default_tenant(tenants, settings.default_policy)
             guard = FraudGuard(counters, settings.guard, clock, safe_list=store)
-            yield VerifyAdmin(settings, tenants, guard, SafeNumbers(store, clock))
+            factors = Factors(
+                store,
+                secret_box(settings, data_dir),
+                counters,
+                clock,
+                failed_limit=settings.limits.failed_totp,
+            )
+            yield VerifyAdmin(settings, tenants, guard, SafeNumbers(store, clock), factors)
         finally:
             await counters.close()
     finally:
