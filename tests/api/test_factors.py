@@ -17,6 +17,7 @@ from PIL import Image
 
 from tests.api.conftest import Api, open_api, settings_for
 from tests.api.test_events import events_env, received, verified_body
+from tests.api.test_twilio_api import basic, open_v2, twilio_error
 from tests.support import FakeClock, RecordingServer
 
 NOW = 1_800_000_000.0
@@ -201,3 +202,45 @@ async def test_factor_and_challenge_events(tmp_path: Path, clock: FakeClock) -> 
             assert all(b["data"]["factor_id"] == made["id"] for b in bodies)
     finally:
         receiver.stop()
+
+
+async def test_twilio_entities_factors_and_challenges(tmp_path: Path, clock: FakeClock) -> None:
+    async for v2 in open_v2(settings_for(tmp_path), clock):
+        sid = await v2.service()
+        base = f"/Services/{sid}/Entities"
+        entity = (await v2.post(base, {"Identity": "user-7"})).json()
+        assert (entity["sid"][:2], entity["service_sid"]) == ("YE", sid)
+        assert entity["links"]["factors"] == entity["url"] + "/Factors"
+        again = await v2.post(base, {"Identity": "user-7"})
+        assert again.json()["sid"] == entity["sid"]  # one entity per identity
+        made = await v2.post(
+            f"{base}/user-7/Factors", {"FriendlyName": "Phone", "FactorType": "totp"}
+        )
+        assert made.status_code == 201, made.text
+        factor = made.json()
+        assert set(factor["binding"]) == {"secret", "uri"}
+        fetched = (await v2.get(f"{base}/user-7/Factors/{factor['sid']}")).json()
+        assert fetched["binding"] is None
+        push = await v2.post(f"{base}/user-7/Factors", {"FriendlyName": "P", "FactorType": "push"})
+        twilio_error(push, 60200, 400)
+        unverified = await v2.post(
+            f"{base}/user-7/Challenges", {"FactorSid": factor["sid"], "AuthPayload": "123456"}
+        )
+        twilio_error(unverified, 20404, 404)
+        app = pyotp.TOTP(factor["binding"]["secret"])
+        wrong = await v2.post(
+            f"{base}/user-7/Factors/{factor['sid']}", {"AuthPayload": wrong_code(app.at(clock.now))}
+        )
+        assert wrong.json()["status"] == "unverified"
+        ok = await v2.post(
+            f"{base}/user-7/Factors/{factor['sid']}", {"AuthPayload": app.at(clock.now)}
+        )
+        assert ok.json()["status"] == "verified"
+        # Another account sees none of it.
+        other_sid, token, _, _ = await v2.api.domain.tenants.create_twilio_credentials(
+            v2.api.domain.settings.default_policy, account="other"
+        )
+        twilio_error(await v2.get(base, headers=basic(other_sid, token)), 20404, 404)
+        # Another entity's path does not reach this factor.
+        await v2.post(base, {"Identity": "user-8"})
+        twilio_error(await v2.get(f"{base}/user-8/Factors/{factor['sid']}"), 20404, 404)

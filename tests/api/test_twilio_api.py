@@ -337,8 +337,8 @@ async def test_unknown_paths_and_methods_under_v2_answer_in_twilios_shape(v2: V2
 async def test_service_objects_carry_every_key_twilio_returns(v2: V2) -> None:
     """Clients index these objects (`service.totp["issuer"]`): every key is there, null when
     unset, and all seven links; a linked resource clave does not serve is Twilio's 20404."""
-    service = (await v2.post("/Services", {"FriendlyName": "Keys"})).json()
-    assert service["totp"] == {"issuer": None, "time_step": None, "code_length": None, "skew": None}
+    service = (await v2.post("/Services", {"FriendlyName": "Keys", "Totp.Skew": "0"})).json()
+    assert service["totp"] == {"issuer": "Keys", "time_step": 30, "code_length": 6, "skew": 0}
     assert service["push"] == {
         "include_date": None,
         "apn_credential_sid": None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from clave.verify.factor_models import Factor, FactorStatus, Sealed
+from clave.verify.factor_models import Challenge, Entity, Factor, FactorStatus, Sealed
 from clave.verify.models import Tenant, new_id
 from clave.verify.store.base import VerifyBackend
 from clave.verify.totp import TotpSettings
@@ -79,3 +79,32 @@ async def test_a_secret_is_replaced_only_if_unchanged(store: VerifyBackend) -> N
     assert await store.replace_secret(f, Sealed("k3", b"\x03" * 12, b"x")) is False  # stale
     stored = await store.get_factor(shop.id, f.id)
     assert stored == replace(f, secret=rekeyed)
+
+
+async def test_entities_and_challenges(store: VerifyBackend) -> None:
+    shop, other = service("shop"), service("other")
+    await store.put_tenant(shop)
+    await store.put_tenant(other)
+    ana = Entity(new_id("YE"), shop.id, "user-1", NOW)
+    assert await store.add_entity(ana) == ana
+    again = Entity(new_id("YE"), shop.id, "user-1", NOW + 5)
+    assert await store.add_entity(again) == ana  # one entity per identity
+    bob = await store.add_entity(Entity(new_id("YE"), shop.id, "user-2", NOW + 1))
+    assert await store.get_entity(shop.id, "user-1") == ana
+    assert await store.get_entity(other.id, "user-1") is None
+    assert await store.list_entities(shop.id) == [ana, bob]
+    f = factor(shop)
+    await store.add_factor(f)
+    first = Challenge(new_id("YC"), shop.id, "user-1", f.id, "pending", NOW, NOW)
+    second = Challenge(new_id("YC"), shop.id, "user-1", f.id, "approved", NOW + 1, NOW + 1)
+    for c in (first, second):
+        await store.add_challenge(c)
+    assert await store.get_challenge(shop.id, first.sid) == first
+    assert await store.get_challenge(other.id, first.sid) is None
+    assert await store.list_challenges(shop.id, "user-1") == [second, first]
+    assert await store.delete_entity(other.id, "user-1") is False
+    assert await store.delete_entity(shop.id, "user-1") is True
+    assert await store.get_entity(shop.id, "user-1") is None
+    assert await store.get_factor(shop.id, f.id) is None  # its factors went with it
+    assert await store.list_challenges(shop.id, "user-1") == []
+    assert await store.list_entities(shop.id) == [bob]

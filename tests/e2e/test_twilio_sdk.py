@@ -4,10 +4,12 @@ real `clave serve`: only the SDK's HTTP client is pointed at clave (the one-line
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
@@ -64,7 +66,7 @@ def app_flow(client: Client, server: ClaveProcess) -> None:
         client.verify.v2.services(service.sid).verifications(verification.sid).fetch()
     assert (approved.value.status, approved.value.code) == (404, 20404)
     # Every key of a service's objects is there, null when unset.
-    assert client.verify.v2.services(service.sid).fetch().totp["issuer"] is None
+    assert client.verify.v2.services(service.sid).fetch().totp["issuer"] == "My App"
 
     other = "+14155552672"
     client.verify.v2.services(service.sid).verifications.create(to=other, channel="sms")
@@ -396,3 +398,48 @@ def test_the_attempts_log_through_the_sdk(server: ClaveProcess) -> None:
     with pytest.raises(TwilioRestException) as unknown:
         client.verify.v2.verification_attempts("VL" + "0" * 32).fetch()
     assert (unknown.value.status, unknown.value.code) == (404, 20404)
+
+
+def test_totp_factors_through_the_sdk(server: ClaveProcess) -> None:
+    """Twilio Verify's TOTP flow, as its docs write it: an entity, a factor whose binding the
+    user's app enrolls from, the factor verified with a first code, then challenges."""
+    creds = twilio_credentials(server)
+    client = Client(creds["TWILIO_ACCOUNT_SID"], creds["TWILIO_AUTH_TOKEN"])
+    client.verify.base_url = server.url
+    service = client.verify.v2.services.create(friendly_name="Authy-like", totp_skew=1)
+    entities = client.verify.v2.services(service.sid).entities
+    entity = entities.create(identity="ff483d1ff591898a9942916050d2ca3f")
+    assert (entity.sid[:2], entity.identity) == ("YE", "ff483d1ff591898a9942916050d2ca3f")
+    assert entity.identity in [e.identity for e in entities.list(page_size=1)]
+    user = entities(entity.identity)
+    factor = user.new_factors.create(friendly_name="Ana's phone", factor_type="totp")
+    assert (factor.sid[:2], factor.status, factor.factor_type) == ("YF", "unverified", "totp")
+    assert factor.config == {"alg": "sha1", "skew": 1, "code_length": 6, "time_step": 30}
+    app = pyotp.TOTP(factor.binding["secret"])
+    assert pyotp.parse_uri(factor.binding["uri"]).secret == factor.binding["secret"]
+    verified = user.factors(factor.sid).update(auth_payload=app.now())
+    assert verified.status == "verified"
+    # A challenge with the next step's code (the first one is spent) is approved, once.
+    code = app.at(time.time() + 30)
+    approved = user.challenges.create(auth_payload=code, factor_sid=factor.sid)
+    assert (approved.sid[:2], approved.status, approved.factor_sid) == (
+        "YC",
+        "approved",
+        factor.sid,
+    )
+    replayed = user.challenges.create(auth_payload=code, factor_sid=factor.sid)
+    assert replayed.status == "pending"
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    assert user.challenges.create(auth_payload=wrong, factor_sid=factor.sid).status == "pending"
+    assert user.challenges(approved.sid).fetch().status == "approved"
+    listed = user.challenges.list(status="approved")
+    assert [c.sid for c in listed] == [approved.sid]
+    assert [f.sid for f in user.factors.list()] == [factor.sid]
+    assert user.factors(factor.sid).delete() is True
+    with pytest.raises(TwilioRestException) as gone:
+        user.factors(factor.sid).fetch()
+    assert (gone.value.status, gone.value.code) == (404, 20404)
+    assert user.delete() is True
+    with pytest.raises(TwilioRestException) as no_entity:
+        user.fetch()
+    assert (no_entity.value.status, no_entity.value.code) == (404, 20404)

@@ -380,7 +380,7 @@ def routers(
         tags=["compatible"],
     )
     twilio = twilio_router(
-        verify, tenants, settings.default_policy, client_ips, safe_numbers, attempts
+        verify, tenants, settings.default_policy, client_ips, safe_numbers, attempts, factors
     )
     keyed = {**common, "caller": Provide(provide_caller)}
     result = [native, attempts_router(attempts, keyed), *factor_routers(factors, keyed)]

@@ -48,3 +48,27 @@ class Factor:
     # The newest time step a code was accepted for: a code of this step or an older one is a
     # replay (RFC 6238 section 5.2), refused.
     last_step: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """An application's user, as the Twilio API names it (`Identity`), with its sid."""
+
+    sid: str  # YE and 32 hex digits
+    tenant_id: str
+    identity: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """One code checked against a factor through the Twilio API (kept to be read back)."""
+
+    sid: str  # YC and 32 hex digits
+    tenant_id: str
+    identity: str
+    factor_id: str
+    # approved, or pending (the code did not prove the factor)
+    status: str
+    created_at: float
+    updated_at: float

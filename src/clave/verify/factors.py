@@ -22,6 +22,8 @@ from clave.verify.factor_models import (
     ENTITY_PATTERN,
     MAX_ENTITY_LENGTH,
     MAX_FACTOR_NAME_LENGTH,
+    Challenge,
+    Entity,
     Factor,
     FactorStatus,
 )
@@ -106,6 +108,7 @@ class Factors:
             created_at=now,
             updated_at=now,
         )
+        await self._store.add_entity(Entity(new_id("YE"), tenant.id, entity, now))
         await self._store.add_factor(factor)
         # The app lists it under the service's name and the factor's (Twilio's label too).
         uri = otpauth_uri(
@@ -184,6 +187,56 @@ class Factors:
                     tenant.id, factor.id, CHALLENGE_FAILED, now=now
                 )
         return ChallengeResult(False, factors[0])
+
+    # -- the Twilio API's entities and kept challenges --------------------------------------
+
+    async def ensure_entity(self, tenant: Tenant, identity: str) -> Entity:
+        """The identity's entity, created on first use."""
+        if not valid_entity(identity):
+            raise InvalidParameter("Invalid parameter: Identity")
+        entity = Entity(new_id("YE"), tenant.id, identity, self._clock())
+        return await self._store.add_entity(entity)
+
+    async def entity(self, tenant: Tenant, identity: str) -> Entity:
+        """The identity's entity; FactorNotFound when there is none."""
+        found = await self._store.get_entity(tenant.id, identity)
+        if found is None:
+            raise FactorNotFound(f"no entity {identity!r}")
+        return found
+
+    async def entities(self, tenant: Tenant) -> list[Entity]:
+        """The tenant's entities, oldest first."""
+        return await self._store.list_entities(tenant.id)
+
+    async def delete_entity(self, tenant: Tenant, identity: str) -> None:
+        """Delete an entity with its factors and challenges."""
+        if not await self._store.delete_entity(tenant.id, identity):
+            raise FactorNotFound(f"no entity {identity!r}")
+
+    async def kept_challenge(
+        self, tenant: Tenant, identity: str, factor_id: str, code: str
+    ) -> Challenge:
+        """Challenge the entity's factor with `code`, and keep the outcome to be read back."""
+        factor = await self.get(tenant, factor_id)
+        if factor.entity != identity:
+            raise FactorNotFound(f"no factor {factor_id} of {identity!r}")
+        result = await self.challenge(tenant, code, factor_id=factor_id, entity=None)
+        now = self._clock()
+        status = "approved" if result.approved else "pending"
+        kept = Challenge(new_id("YC"), tenant.id, identity, factor_id, status, now, now)
+        await self._store.add_challenge(kept)
+        return kept
+
+    async def challenges(self, tenant: Tenant, identity: str) -> list[Challenge]:
+        """The entity's kept challenges, newest first."""
+        return await self._store.list_challenges(tenant.id, identity)
+
+    async def kept(self, tenant: Tenant, sid: str) -> Challenge:
+        """A kept challenge; FactorNotFound when there is none."""
+        found = await self._store.get_challenge(tenant.id, sid)
+        if found is None:
+            raise FactorNotFound(f"no challenge {sid}")
+        return found
 
     async def rekey(self) -> tuple[int, int]:
         """Seal every factor's secret under the newest key: (rekeyed, already current)."""

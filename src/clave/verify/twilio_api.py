@@ -29,6 +29,7 @@ from clave.verify.errors import (
     NoTargetVerification,
     VerificationNotFound,
 )
+from clave.verify.factors import Factors
 from clave.verify.limits import SERVICE_RATE_LIMIT
 from clave.verify.models import (
     MAX_CODE_LENGTH,
@@ -51,6 +52,7 @@ from clave.verify.safe_list import SafeNumbers
 from clave.verify.service import VerificationView, VerifyService
 from clave.verify.tenants import Tenants
 from clave.verify.twilio_attempts import ATTEMPT_HANDLERS
+from clave.verify.twilio_factors import FACTOR_FORMS, FACTOR_HANDLERS
 from clave.verify.twilio_form import Ref, Sid, api_base, read_form, twilio_date
 from clave.verify.twilio_rate_limits import RATE_LIMIT_FORMS, RATE_LIMIT_HANDLERS
 from clave.verify.twilio_resources import RESOURCE_FORMS, RESOURCE_HANDLERS
@@ -121,6 +123,7 @@ OPENAPI_FORMS: dict[tuple[str, str], dict[str, tuple[Schema, bool]]] = {
 }
 OPENAPI_FORMS.update(RESOURCE_FORMS)
 OPENAPI_FORMS.update(RATE_LIMIT_FORMS)
+OPENAPI_FORMS.update(FACTOR_FORMS)
 OPENAPI_FORMS.update(SERVICE_FORMS)
 # The statuses beyond the rules of platform/openapi_errors.py (Twilio's, after translation).
 OPENAPI_ERRORS = {
@@ -330,8 +333,12 @@ def twilio_router(
     client_ips: ClientIps,
     safe_numbers: SafeNumbers,
     attempts: AttemptsLog,
+    factors: Factors,
 ) -> Router:
     """`/v2`: the Twilio Verify v2 API."""
+
+    async def provide_factors() -> Factors:
+        return factors
 
     async def provide_safe_numbers() -> SafeNumbers:
         return safe_numbers
@@ -370,10 +377,12 @@ def twilio_router(
             *RESOURCE_HANDLERS,
             *RATE_LIMIT_HANDLERS,
             *ATTEMPT_HANDLERS,
+            *FACTOR_HANDLERS,
         ],
         dependencies={
             "safe_numbers": Provide(provide_safe_numbers),
             "attempts": Provide(provide_attempts),
+            "factors": Provide(provide_factors),
             "verify": Provide(provide_verify),
             "tenants": Provide(provide_tenants),
             "client_ips": Provide(provide_client_ips),

@@ -13,6 +13,7 @@ from litestar.openapi.spec import OpenAPIType, Schema
 
 from clave.verify.models import MAX_CODE_LENGTH, MIN_CODE_LENGTH, Policy, Tenant
 from clave.verify.tenants import Tenants
+from clave.verify.totp import TotpSettings
 from clave.verify.twilio_form import Form, api_base, read_form, twilio_date, twilio_page
 
 # Twilio's own limit on FriendlyName and CustomFriendlyName (clave's rule allows 64).
@@ -50,6 +51,10 @@ _SERVICE_FIELDS: dict[str, tuple[Schema, bool]] = {
     },
     "TtsName": (TEXT_SCHEMA, False),
     "DefaultTemplateSid": (TEXT_SCHEMA, False),
+    "Totp.Issuer": (TEXT_SCHEMA, False),
+    "Totp.TimeStep": (Schema(type=OpenAPIType.INTEGER, minimum=20, maximum=60), False),
+    "Totp.CodeLength": (Schema(type=OpenAPIType.INTEGER, minimum=3, maximum=8), False),
+    "Totp.Skew": (Schema(type=OpenAPIType.INTEGER, minimum=0, maximum=2), False),
 }
 
 
@@ -70,7 +75,13 @@ def _service_json(service: Tenant, account: Tenant, base: str) -> dict[str, Any]
         "custom_code_enabled": "custom_code" in p.flags,
         # Twilio returns every key of these objects, null when unset: clients index them.
         "push": {"include_date": None, "apn_credential_sid": None, "fcm_credential_sid": None},
-        "totp": {"issuer": None, "time_step": None, "code_length": None, "skew": None},
+        # New TOTP factors' settings (the issuer an app shows is the service's name).
+        "totp": {
+            "issuer": p.friendly_name,
+            "time_step": p.totp.time_step,
+            "code_length": p.totp.code_length,
+            "skew": p.totp.skew,
+        },
         "default_template_sid": None,
         "whatsapp": {"msg_service_sid": None, "from": None},
         "passkeys": {
@@ -115,11 +126,21 @@ def _policy(form: Form, base: Policy) -> Policy:
             flags.add("no_share_warning")
     for param in _IGNORED_SERVICE_PARAMS:
         form.text(param)
+    step = form.integer("Totp.TimeStep", 1, 3600)
+    totp_length = form.integer("Totp.CodeLength", 1, 10)
+    skew = form.integer("Totp.Skew", 0, 10)
+    form.text("Totp.Issuer", max_length=TWILIO_NAME_LENGTH)  # the issuer is the FriendlyName
+    totp = TotpSettings(
+        time_step=base.totp.time_step if step is None else step,
+        code_length=base.totp.code_length if totp_length is None else totp_length,
+        skew=base.totp.skew if skew is None else skew,
+    )
     return replace(
         base,
         friendly_name=friendly if friendly is not None else base.friendly_name,
         code_length=length if length is not None else base.code_length,
         flags=frozenset(flags),
+        totp=totp,
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 from clave.verify.attempts import AttemptQuery, AttemptRecord
-from clave.verify.factor_models import Factor, Sealed
+from clave.verify.factor_models import Challenge, Entity, Factor, Sealed
 from clave.verify.models import (
     ApiKey,
     Channel,
@@ -325,6 +325,34 @@ class FactorStore(Protocol):
 
     async def all_factors(self) -> list[Factor]:
         """Every factor of every tenant (for `clave factors rekey`)."""
+        ...
+
+    async def add_entity(self, entity: Entity) -> Entity:
+        """Store an entity, unless the tenant has one with its identity: the one stored."""
+        ...
+
+    async def get_entity(self, tenant_id: str, identity: str) -> Entity | None:
+        """The tenant's entity of that identity."""
+        ...
+
+    async def list_entities(self, tenant_id: str) -> list[Entity]:
+        """The tenant's entities, oldest first."""
+        ...
+
+    async def delete_entity(self, tenant_id: str, identity: str) -> bool:
+        """Delete an entity with its factors and challenges; False when there was none."""
+        ...
+
+    async def add_challenge(self, challenge: Challenge) -> None:
+        """Keep a challenge's outcome."""
+        ...
+
+    async def get_challenge(self, tenant_id: str, sid: str) -> Challenge | None:
+        """A challenge of the tenant."""
+        ...
+
+    async def list_challenges(self, tenant_id: str, identity: str) -> list[Challenge]:
+        """An entity's challenges, newest first."""
         ...
 
     async def replace_secret(self, factor: Factor, secret: Sealed) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from clave.verify.attempts import AttemptQuery, AttemptRecord
 from clave.verify.errors import TenantNameTaken
-from clave.verify.factor_models import Factor, FactorStatus, Sealed
+from clave.verify.factor_models import Challenge, Entity, Factor, FactorStatus, Sealed
 from clave.verify.models import (
     ApiKey,
     Channel,
@@ -64,6 +64,8 @@ class MemoryVerificationStore:
         self._tenants: dict[str, Tenant] = {}
         self._safe: dict[tuple[str, str], SafeNumber] = {}
         self._factors: dict[str, Factor] = {}
+        self._entities: dict[tuple[str, str], Entity] = {}
+        self._challenges: dict[str, Challenge] = {}
         self._keys: dict[bytes, ApiKey] = {}
         self._verifications: dict[str, Verification] = {}
         self._attempts: dict[int, _Attempt] = {}
@@ -231,6 +233,53 @@ class MemoryVerificationStore:
     async def all_factors(self) -> list[Factor]:
         """Every factor."""
         return sorted(self._factors.values(), key=lambda f: (f.created_at, f.id))
+
+    async def add_entity(self, entity: Entity) -> Entity:
+        """Store the entity, or answer the one of its identity."""
+        return self._entities.setdefault((entity.tenant_id, entity.identity), entity)
+
+    async def get_entity(self, tenant_id: str, identity: str) -> Entity | None:
+        """The tenant's entity of that identity."""
+        return self._entities.get((tenant_id, identity))
+
+    async def list_entities(self, tenant_id: str) -> list[Entity]:
+        """The tenant's entities, oldest first."""
+        mine = (e for (t, _), e in self._entities.items() if t == tenant_id)
+        return sorted(mine, key=lambda e: (e.created_at, e.sid))
+
+    async def delete_entity(self, tenant_id: str, identity: str) -> bool:
+        """Delete the entity, its factors and its challenges."""
+        if self._entities.pop((tenant_id, identity), None) is None:
+            return False
+        for f in [
+            f for f in self._factors.values() if (f.tenant_id, f.entity) == (tenant_id, identity)
+        ]:
+            del self._factors[f.id]
+        for c in [
+            c
+            for c in self._challenges.values()
+            if (c.tenant_id, c.identity) == (tenant_id, identity)
+        ]:
+            del self._challenges[c.sid]
+        return True
+
+    async def add_challenge(self, challenge: Challenge) -> None:
+        """Keep the challenge."""
+        self._challenges[challenge.sid] = challenge
+
+    async def get_challenge(self, tenant_id: str, sid: str) -> Challenge | None:
+        """A challenge of the tenant."""
+        found = self._challenges.get(sid)
+        return found if found is not None and found.tenant_id == tenant_id else None
+
+    async def list_challenges(self, tenant_id: str, identity: str) -> list[Challenge]:
+        """The entity's challenges, newest first."""
+        mine = (
+            c
+            for c in self._challenges.values()
+            if (c.tenant_id, c.identity) == (tenant_id, identity)
+        )
+        return sorted(mine, key=lambda c: (c.created_at, c.sid), reverse=True)
 
     async def replace_secret(self, factor: Factor, secret: Sealed) -> bool:
         """Swap the sealed secret if it is still the one read."""

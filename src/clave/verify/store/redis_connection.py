@@ -36,6 +36,8 @@ _SCRIPTS = {
     "change_service": ("change_service",),
     "accept_step": ("accept_step",),
     "replace_secret": ("replace_secret",),
+    "add_entity": ("add_entity",),
+    "delete_entity": ("delete_entity",),
     "key_for_hash": ("key_for_hash",),
     "add_key": ("add_key",),
     "revoke_key": ("revoke_key",),

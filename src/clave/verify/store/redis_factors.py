@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from clave.platform.errors import StoreError
-from clave.verify.factor_models import Factor, FactorStatus, Sealed
+from clave.verify.factor_models import Challenge, Entity, Factor, FactorStatus, Sealed
 from clave.verify.store import redis_codec as codec
 from clave.verify.store.redis_connection import RedisConnection
 from clave.verify.totp import TotpSettings
@@ -153,3 +153,85 @@ class RedisFactors(RedisConnection):
                 secret.ciphertext,
             )
         )
+
+    async def add_entity(self, entity: Entity) -> Entity:
+        """add_entity.lua: the entity of the identity as stored."""
+        e = entity
+        sid, created = await self._run(
+            "add_entity", e.tenant_id, e.identity, e.sid, repr(e.created_at)
+        )
+        return Entity(codec.text(sid), e.tenant_id, e.identity, float(created))
+
+    async def get_entity(self, tenant_id: str, identity: str) -> Entity | None:
+        """The tenant's entity of that identity."""
+        try:
+            sid, created = await self._r().hmget(
+                f"{self._prefix}entity:{tenant_id}:{identity}", ["sid", "created_at"]
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        if not sid or created is None:
+            return None
+        return Entity(codec.text(sid), tenant_id, identity, float(created))
+
+    async def list_entities(self, tenant_id: str) -> list[Entity]:
+        """The tenant's entities, oldest first."""
+        try:
+            names = await self._r().zrange(f"{self._prefix}entities:{tenant_id}", 0, -1)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        found = [await self.get_entity(tenant_id, codec.text(n)) for n in names]
+        return sorted((e for e in found if e), key=lambda e: (e.created_at, e.sid))
+
+    async def delete_entity(self, tenant_id: str, identity: str) -> bool:
+        """delete_entity.lua."""
+        return bool(await self._run("delete_entity", tenant_id, identity))
+
+    async def add_challenge(self, challenge: Challenge) -> None:
+        """The challenge's hash, indexed under its entity by time."""
+        c = challenge
+        fields: dict[FieldT, EncodableT] = {
+            "tenant_id": c.tenant_id,
+            "identity": c.identity,
+            "factor_id": c.factor_id,
+            "status": c.status,
+            "created_at": repr(c.created_at),
+            "updated_at": repr(c.updated_at),
+        }
+        index = f"{self._prefix}challenges:{c.tenant_id}:{c.identity}"
+        try:
+            async with self._r().pipeline(transaction=True) as pipe:
+                pipe.hset(self._prefix + "challenge:" + c.sid, mapping=fields)
+                pipe.zadd(index, {c.sid: c.created_at})
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+
+    async def get_challenge(self, tenant_id: str, sid: str) -> Challenge | None:
+        """A challenge of the tenant."""
+        try:
+            raw = await self._r().hgetall(self._prefix + "challenge:" + sid)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        f = {codec.text(k): codec.text(v) for k, v in raw.items()}
+        if f.get("tenant_id") != tenant_id:
+            return None
+        return Challenge(
+            sid,
+            tenant_id,
+            f["identity"],
+            f["factor_id"],
+            f["status"],
+            float(f["created_at"]),
+            float(f["updated_at"]),
+        )
+
+    async def list_challenges(self, tenant_id: str, identity: str) -> list[Challenge]:
+        """The entity's challenges, newest first."""
+        index = f"{self._prefix}challenges:{tenant_id}:{identity}"
+        try:
+            sids = await self._r().zrevrange(index, 0, -1)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        found = [await self.get_challenge(tenant_id, codec.text(s)) for s in sids]
+        return sorted((c for c in found if c), key=lambda c: (c.created_at, c.sid), reverse=True)

@@ -6,13 +6,16 @@ import sqlite3
 from typing import Any
 
 from clave.platform.sqlite import SqliteDatabase
-from clave.verify.factor_models import Factor, FactorStatus, Sealed
+from clave.verify.factor_models import Challenge, Entity, Factor, FactorStatus, Sealed
 from clave.verify.totp import TotpSettings
 
 _COLUMNS = (
     "id, service_id, entity, friendly_name, status, key_id, nonce, secret, time_step, "
     "code_length, skew, last_step, created_at, updated_at"
 )
+
+
+_CHALLENGE_COLUMNS = "sid, service_id, identity, factor_id, status, created_at, updated_at"
 
 
 def _factor(row: Any) -> Factor:
@@ -146,3 +149,91 @@ class SqliteFactors:
             old.ciphertext,
         )
         return bool(await self._db.write(lambda conn: conn.execute(sql, params).rowcount))
+
+    async def add_entity(self, entity: Entity) -> Entity:
+        """Insert unless the identity has one; the one stored."""
+        e = entity
+
+        def run(conn: sqlite3.Connection) -> Entity:
+            conn.execute(
+                "INSERT INTO entities (sid, service_id, identity, created_at) VALUES (?,?,?,?) "
+                "ON CONFLICT (service_id, identity) DO NOTHING",
+                (e.sid, e.tenant_id, e.identity, e.created_at),
+            )
+            row = conn.execute(
+                "SELECT sid, service_id, identity, created_at FROM entities "
+                "WHERE service_id = ? AND identity = ?",
+                (e.tenant_id, e.identity),
+            ).fetchone()
+            return Entity(*row)
+
+        return await self._db.write(run)
+
+    async def get_entity(self, tenant_id: str, identity: str) -> Entity | None:
+        """The tenant's entity of that identity."""
+        sql = (
+            "SELECT sid, service_id, identity, created_at FROM entities "
+            "WHERE service_id = ? AND identity = ?"
+        )
+
+        def run(conn: sqlite3.Connection) -> Entity | None:
+            row = conn.execute(sql, (tenant_id, identity)).fetchone()
+            return Entity(*row) if row else None
+
+        return await self._db.read(run)
+
+    async def list_entities(self, tenant_id: str) -> list[Entity]:
+        """The tenant's entities, oldest first."""
+        sql = (
+            "SELECT sid, service_id, identity, created_at FROM entities "
+            "WHERE service_id = ? ORDER BY created_at, sid"
+        )
+        return await self._db.read(
+            lambda conn: [Entity(*r) for r in conn.execute(sql, (tenant_id,))]
+        )
+
+    async def delete_entity(self, tenant_id: str, identity: str) -> bool:
+        """The entity, its factors and its challenges, in one transaction."""
+
+        def run(conn: sqlite3.Connection) -> bool:
+            key = (tenant_id, identity)
+            gone = conn.execute(
+                "DELETE FROM entities WHERE service_id = ? AND identity = ?", key
+            ).rowcount
+            if gone:
+                conn.execute("DELETE FROM factors WHERE service_id = ? AND entity = ?", key)
+                conn.execute("DELETE FROM challenges WHERE service_id = ? AND identity = ?", key)
+            return bool(gone)
+
+        return await self._db.write(run)
+
+    async def add_challenge(self, challenge: Challenge) -> None:
+        """Keep the challenge."""
+        c = challenge
+        row = (c.sid, c.tenant_id, c.identity, c.factor_id, c.status, c.created_at, c.updated_at)
+        await self._db.write(
+            lambda conn: conn.execute(
+                f"INSERT INTO challenges ({_CHALLENGE_COLUMNS}) VALUES (?,?,?,?,?,?,?)",  # noqa: S608
+                row,
+            )
+        )
+
+    async def get_challenge(self, tenant_id: str, sid: str) -> Challenge | None:
+        """A challenge of the tenant."""
+        sql = f"SELECT {_CHALLENGE_COLUMNS} FROM challenges WHERE sid = ? AND service_id = ?"  # noqa: S608
+
+        def run(conn: sqlite3.Connection) -> Challenge | None:
+            row = conn.execute(sql, (sid, tenant_id)).fetchone()
+            return Challenge(*row) if row else None
+
+        return await self._db.read(run)
+
+    async def list_challenges(self, tenant_id: str, identity: str) -> list[Challenge]:
+        """The entity's challenges, newest first."""
+        sql = (
+            f"SELECT {_CHALLENGE_COLUMNS} FROM challenges "  # noqa: S608
+            "WHERE service_id = ? AND identity = ? ORDER BY created_at DESC, sid DESC"
+        )
+        return await self._db.read(
+            lambda conn: [Challenge(*r) for r in conn.execute(sql, (tenant_id, identity))]
+        )

@@ -192,4 +192,24 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     CREATE INDEX factors_by_entity ON factors (service_id, entity, created_at)
     """,
+    # The Twilio API's Entities and Challenges of authenticator-app factors.
+    """
+    CREATE TABLE entities (
+        sid TEXT PRIMARY KEY,
+        service_id TEXT NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+        identity TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (service_id, identity)
+    );
+    CREATE TABLE challenges (
+        sid TEXT PRIMARY KEY,
+        service_id TEXT NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+        identity TEXT NOT NULL,
+        factor_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX challenges_by_entity ON challenges (service_id, identity, created_at)
+    """,
 )
