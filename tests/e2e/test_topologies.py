@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 
 from tests.e2e.up import ClaveUp, children
@@ -182,6 +183,25 @@ def suite(client: httpx.Client, key: str, finn: str) -> list[Any]:
     assert call("GET", "/api/users/me", 401, headers=mine)["error"]["code"] == "unauthorized"
     assert call("PATCH", "/api/threads/4", 401, json={"title": "x"}, headers=mine)
     mine = bearer(rotated)
+    assert call("GET", "/api/users/me", 200, headers=mine)["id"] == 5
+
+    # An authenticator app (users -> verify's factors), then a sign-in asking for its code.
+    # Its answers hold secrets and fresh ids: checked here, kept out of the transcript.
+    added = client.post("/api/users/5/totp", headers=mine)
+    assert added.status_code == 201, added.text
+    app = pyotp.TOTP(added.json()["secret"])
+    confirmed = client.post("/api/users/5/totp/confirm", json={"code": app.now()}, headers=mine)
+    assert confirmed.json() == {"status": "approved"}
+    assert client.post("/api/users/5/sign-in", json={"channel": "sms"}).status_code == 201
+    sign_in = inbox_code(client, "+14155552671", count=2)
+    refused = client.post("/api/users/5/sign-in/check", json={"code": sign_in})
+    assert (refused.status_code, refused.json()["error"]["code"]) == (401, "second_factor_required")
+    signed = client.post(
+        "/api/users/5/sign-in/check",
+        json={"code": sign_in, "totp_code": app.at(time.time() + 30)},
+    )
+    assert signed.json()["status"] == "approved", signed.text
+    mine = bearer(signed.json()["token"])
     assert call("GET", "/api/users/me", 200, headers=mine)["id"] == 5
 
     # verify's own API, the Twilio-compatible one and the original service's routes.

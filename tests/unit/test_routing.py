@@ -96,8 +96,9 @@ def test_haproxy_config_routes_by_path_and_splits_by_weight() -> None:
         stats_socket=Path("/run/h.sock"),
     )
     assert "bind 127.0.0.1:8080" in config
-    assert "acl is_verify path_beg /api/messages" in config
-    assert config.index("use_backend be_verify") < config.index("use_backend be_users")
+    assert "acl is_verify path_beg /api/" in config
+    # verify takes every /api path the forum's rules, before it, do not.
+    assert config.index("use_backend be_users") < config.index("use_backend be_verify")
     users = config.split("\nbackend be_users")[1].split("\nbackend ")[0]
     assert "server monolith 127.0.0.1:9000 weight 75 check" in users
     assert "server users 127.0.0.1:9001 weight 25 check" in users

@@ -42,6 +42,10 @@ OPENAPI_ERRORS = {
     ("POST", "/api/users/{user_id}/token"): (403,),
     ("POST", "/api/users/{user_id}/verification"): (403, 422, 429),
     ("POST", "/api/users/{user_id}/verification/check"): (403, 409, 429),
+    ("POST", "/api/users/{user_id}/totp"): (403,),
+    ("POST", "/api/users/{user_id}/totp/confirm"): (403, 409, 429),
+    ("POST", "/api/users/{user_id}/sign-in"): (422, 429),
+    ("POST", "/api/users/{user_id}/sign-in/check"): (409, 429),
 }
 
 
@@ -102,6 +106,16 @@ class VerificationCheck(msgspec.Struct, forbid_unknown_fields=True):
     """Body of POST /api/users/{id}/verification/check."""
 
     code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+
+
+class VerificationStarted(msgspec.Struct, rename="camel"):
+    """A code sent: where (masked) and how many checks it allows."""
+
+    verification_id: str
+    status: str
+    channel: str
+    to: str
+    check_attempts_left: int
 
 
 class VerificationRead(msgspec.Struct, rename="camel"):
@@ -258,6 +272,118 @@ async def check_verification(
     )
 
 
+class AuthenticatorRead(msgspec.Struct):
+    """A new authenticator app (verify's factor): add it to the app with the secret, the
+    `otpauth://` URI or a QR code, shown this once; then confirm it with a first code."""
+
+    factor_id: str
+    status: str
+    secret: str
+    uri: str
+    qr_png_url: str
+    qr_svg_url: str
+
+
+class CodeCheck(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /api/users/{id}/totp/confirm."""
+
+    code: Annotated[str, msgspec.Meta(pattern="^[0-9]{3,8}$")]
+
+
+class ConfirmRead(msgspec.Struct):
+    """Whether the code confirmed the authenticator app: approved, or pending."""
+
+    status: str
+
+
+class SignInCheck(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /api/users/{id}/sign-in/check: the code sent, and an authenticator
+    app's code when the user has one."""
+
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    totp_code: Annotated[str, msgspec.Meta(pattern="^[0-9]{3,8}$")] | None = None
+
+
+class SignInRead(msgspec.Struct):
+    """A sign-in check: approved with a new token (shown this once; the old one stops
+    working), or pending with the attempts left."""
+
+    status: str
+    check_attempts_left: int
+    token: str | None = None
+
+
+@post(
+    "/{user_id:int}/totp",
+    summary="Add an authenticator app (a second factor at sign-in)",
+    status_code=201,
+    security=BEARER,
+)
+async def add_authenticator(
+    user_id: UserId, users: Users, caller: Acting
+) -> Response[AuthenticatorRead]:
+    """The app's secret and QR codes, this once; it counts after `/totp/confirm`."""
+    made = await users.add_authenticator(caller, user_id)
+    binding = made["binding"]
+    assert isinstance(binding, dict)  # verify's answer to an enrollment always has one
+    body = AuthenticatorRead(
+        factor_id=str(made["id"]),
+        status=str(made["status"]),
+        secret=str(binding["secret"]),
+        uri=str(binding["uri"]),
+        qr_png_url=str(made["qr_png_url"]),
+        qr_svg_url=str(made["qr_svg_url"]),
+    )
+    return Response(body, status_code=201, headers=NO_STORE)
+
+
+@post(
+    "/{user_id:int}/totp/confirm",
+    summary="Confirm the authenticator app with its first code",
+    status_code=200,
+    security=BEARER,
+)
+async def confirm_authenticator(
+    user_id: UserId, data: JSONBody[CodeCheck], users: Users, caller: Acting
+) -> ConfirmRead:
+    """Approved: from now on, signing in needs the app's code too."""
+    approved = await users.confirm_authenticator(caller, user_id, data.code)
+    return ConfirmRead("approved" if approved else "pending")
+
+
+@post(
+    "/{user_id:int}/sign-in",
+    summary="Send a sign-in code to the user's verified phone or email",
+    status_code=201,
+)
+async def start_sign_in(
+    user_id: UserId, data: JSONBody[VerificationStart], users: Users, client_ip: ClientIp
+) -> VerificationStarted:
+    """No token needed: this is how a user without one gets one. Counted against the
+    user's verifications of the day."""
+    started = await users.start_sign_in(user_id, data.channel, client_ip=client_ip)
+    return VerificationStarted(
+        started.id, started.status, started.channel, started.to, started.check_attempts_left
+    )
+
+
+@post(
+    "/{user_id:int}/sign-in/check",
+    summary="Check the sign-in code (and the authenticator app's): a new token",
+    status_code=200,
+)
+async def check_sign_in(
+    user_id: UserId, data: JSONBody[SignInCheck], users: Users, client_ip: ClientIp
+) -> Response[SignInRead]:
+    """A user with an authenticator app gives its code too (401 `second_factor_required`
+    without it or with a wrong one)."""
+    result, token = await users.check_sign_in(
+        user_id, data.code, data.totp_code, client_ip=client_ip
+    )
+    body = SignInRead(result.status, result.check_attempts_left, token)
+    return Response(body, headers=NO_STORE)
+
+
 def router(service: UsersService, *, proxy_hops: int) -> Router:
     """The users routes wired to `service`; `proxy_hops` trusted proxies stand in front."""
 
@@ -282,6 +408,10 @@ def router(service: UsersService, *, proxy_hops: int) -> Router:
             rotate_token,
             start_verification,
             check_verification,
+            add_authenticator,
+            confirm_authenticator,
+            start_sign_in,
+            check_sign_in,
         ],
         dependencies={
             "users": Provide(provide),

@@ -62,3 +62,17 @@ class TooManyVerifications(ClaveError):
 
     status = 429
     code = "too_many_verifications"
+
+
+class SecondFactorRequired(ClaveError):
+    """The user signs in with an authenticator app too: its code is missing or wrong."""
+
+    status = 401
+    code = "second_factor_required"
+
+
+class NoAuthenticatorToConfirm(ClaveError):
+    """The user added no authenticator app waiting for its first code."""
+
+    status = 409
+    code = "no_authenticator_to_confirm"

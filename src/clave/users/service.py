@@ -16,7 +16,9 @@ from clave.users.errors import (
     ContactMissing,
     Forbidden,
     InvalidUser,
+    NoAuthenticatorToConfirm,
     NoPendingVerification,
+    SecondFactorRequired,
     TooManyVerifications,
     Unauthorized,
     UsernameTaken,
@@ -190,6 +192,19 @@ class UsersService:
         destination = user.phone if kind is Contact.PHONE else user.email
         if destination is None:
             raise ContactMissing(f"user {user_id} has no {kind} to verify")
+        started = await self._counted_start(user_id, destination, channel, client_ip)
+        await self._store.update(
+            user_id,
+            {"pending_verification": started.id, "pending_contact": kind},
+            now=self._clock(),
+        )
+        log.info("user=%s verification=%s channel=%s", user_id, started.id, channel)
+        return started
+
+    async def _counted_start(
+        self, user_id: int, destination: str, channel: str, client_ip: str | None
+    ) -> RemoteVerification:
+        """Send a code through verify, counted against the user's daily verifications."""
         now = self._clock()
         # Counted before sending, as a check attempt is counted before comparing: concurrent
         # starts cannot all pass a check made before any of them was counted.
@@ -206,18 +221,11 @@ class UsersService:
                 headers={"Retry-After": str(retry_after)},
             )
         try:
-            started = await self._verify.start(to=destination, channel=channel, client_ip=client_ip)
+            return await self._verify.start(to=destination, channel=channel, client_ip=client_ip)
         except RemoteError as exc:
             if exc.status < 500:  # verify refused it: nothing was sent, the start is not spent
                 await self._store.uncount_start(user_id, since=count.since)
             raise
-        await self._store.update(
-            user_id,
-            {"pending_verification": started.id, "pending_contact": kind},
-            now=self._clock(),
-        )
-        log.info("user=%s verification=%s channel=%s", user_id, started.id, channel)
-        return started
 
     async def check_verification(
         self, caller: Caller, user_id: int, code: str, *, client_ip: str | None
@@ -238,3 +246,82 @@ class UsersService:
             )
             return (updated or user), result
         return user, result
+
+    # -- authenticator apps and signing in ---------------------------------------------------
+
+    @staticmethod
+    def _entity(user_id: int) -> str:
+        """The user as verify's factors name it."""
+        return f"user-{user_id}"
+
+    async def add_authenticator(self, caller: Caller, user_id: int) -> dict[str, object]:
+        """Enroll an authenticator app for the caller's own user: verify's new factor, with
+        its secret and QR codes (shown this once). It counts once confirmed."""
+        user = self._own(caller, user_id)
+        return await self._verify.enroll_factor(
+            entity=self._entity(user_id), friendly_name=user.username
+        )
+
+    async def confirm_authenticator(self, caller: Caller, user_id: int, code: str) -> bool:
+        """Confirm the newest authenticator app waiting for its first code."""
+        self._own(caller, user_id)
+        waiting = [
+            f
+            for f in await self._verify.factors(entity=self._entity(user_id))
+            if f.status == "unverified"
+        ]
+        if not waiting:
+            raise NoAuthenticatorToConfirm(f"user {user_id} has no authenticator to confirm")
+        return await self._verify.confirm_factor(factor_id=waiting[-1].id, code=code)
+
+    async def start_sign_in(
+        self, user_id: int, channel: str, *, client_ip: str | None
+    ) -> RemoteVerification:
+        """Send a sign-in code to the user's verified phone or email (no token needed: this
+        is how a user without one gets one), within the user's daily verifications."""
+        user = await self.get_user(user_id)
+        kind = Contact.PHONE if channel in _PHONE_CHANNELS else Contact.EMAIL
+        verified = user.phone_verified if kind is Contact.PHONE else user.email_verified
+        destination = user.phone if kind is Contact.PHONE else user.email
+        if destination is None or not verified:
+            raise ContactMissing(f"user {user_id} has no verified {kind} to sign in with")
+        started = await self._counted_start(user_id, destination, channel, client_ip)
+        await self._store.update(
+            user_id,
+            {"pending_verification": started.id, "pending_contact": kind},
+            now=self._clock(),
+        )
+        return started
+
+    async def check_sign_in(
+        self, user_id: int, code: str, totp_code: str | None, *, client_ip: str | None
+    ) -> tuple[RemoteVerification, str | None]:
+        """Check a sign-in code; approved, a new token (the old one stops working). A user
+        with an authenticator app gives its code too, checked first: without it nothing is
+        spent, and a wrong one spends the app's budget, not the sign-in code."""
+        user = await self.get_user(user_id)
+        verified = {Contact.PHONE: user.phone_verified, Contact.EMAIL: user.email_verified}
+        # Only a code sent to a contact already proved signs in (a code proving a new contact,
+        # which its token's holder started, does not).
+        pending = user.pending_contact
+        if user.pending_verification is None or pending is None or not verified[pending]:
+            raise NoPendingVerification(f"user {user_id} has no sign-in code to check")
+        entity = self._entity(user_id)
+        if any(f.status == "verified" for f in await self._verify.factors(entity=entity)):
+            if totp_code is None:
+                raise SecondFactorRequired("this user signs in with an authenticator app's code")
+            if not await self._verify.challenge(entity=entity, code=totp_code):
+                raise SecondFactorRequired("the authenticator app's code is not valid")
+        result = await self._verify.check(
+            verification_id=user.pending_verification, code=code, client_ip=client_ip
+        )
+        if result.status != "approved":
+            return result, None
+        await self._store.update(
+            user_id, {"pending_verification": None, "pending_contact": None}, now=self._clock()
+        )
+        token = await issue_token(self._store, user_id)
+        if token is None:
+            raise UserNotFound(f"no user with id {user_id}")
+        log.info("user=%s signed in", user_id)
+        return result, token

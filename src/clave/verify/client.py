@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from clave.platform.client import ServiceClient
 
@@ -18,8 +19,17 @@ class RemoteVerification:
     check_attempts_left: int
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteFactor:
+    """What a caller learns of an authenticator-app factor."""
+
+    id: str
+    status: str
+
+
 class VerifyClient:
-    """Start and check verifications as one tenant, with that tenant's API key."""
+    """Start and check verifications, and authenticator-app factors, as one tenant, with that
+    tenant's API key."""
 
     def __init__(self, client: ServiceClient) -> None:
         self._client = client
@@ -49,6 +59,42 @@ class VerifyClient:
         if response.status_code != 200:
             raise self._client.refused(response)
         return self._read(response.json())
+
+    async def enroll_factor(self, *, entity: str, friendly_name: str) -> dict[str, object]:
+        """A new authenticator-app factor for `entity`, as verify answers it: its id, status
+        and, this once, its binding and QR codes."""
+        body = {"entity": entity, "friendly_name": friendly_name, "type": "totp"}
+        response = await self._client.request("POST", "/api/factors", json=body)
+        if response.status_code != 201:
+            raise self._client.refused(response)
+        found: dict[str, object] = response.json()
+        return found
+
+    async def factors(self, *, entity: str) -> list[RemoteFactor]:
+        """The entity's factors, oldest first."""
+        query = urlencode({"entity": entity})
+        response = await self._client.request("GET", f"/api/factors?{query}")
+        if response.status_code != 200:
+            raise self._client.refused(response)
+        return [RemoteFactor(str(f["id"]), str(f["status"])) for f in response.json()]
+
+    async def confirm_factor(self, *, factor_id: str, code: str) -> bool:
+        """Whether `code` confirmed the factor."""
+        response = await self._client.request(
+            "POST", f"/api/factors/{factor_id}/confirm", json={"code": code}
+        )
+        if response.status_code != 200:
+            raise self._client.refused(response)
+        return bool(response.json()["valid"])
+
+    async def challenge(self, *, entity: str, code: str) -> bool:
+        """Whether `code` is a fresh code of one of the entity's verified factors."""
+        response = await self._client.request(
+            "POST", "/api/challenges", json={"entity": entity, "code": code}
+        )
+        if response.status_code != 200:
+            raise self._client.refused(response)
+        return bool(response.json()["valid"])
 
     async def aclose(self) -> None:
         """Close connections."""

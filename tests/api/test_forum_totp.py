@@ -1,0 +1,127 @@
+"""The forum's users with an authenticator app: added with the user's token, confirmed with a
+first code, then asked for at sign-in (a code to the verified phone, and the app's)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+import zxingcpp
+from litestar.testing import AsyncTestClient
+from PIL import Image
+
+from tests.api.test_forum import api_with, bearer, sign_up, wait_code
+
+Client = AsyncTestClient[Any]
+PHONE = "+14155552671"
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Client]:
+    async for client in api_with(tmp_path):
+        yield client
+
+
+async def verified_user(api: Client, username: str = "ana") -> tuple[int, str]:
+    """A user whose phone is proved, and its token."""
+    user, token = await sign_up(api, username, phone=PHONE)
+    auth = bearer(token)
+    await api.post(f"/api/users/{user['id']}/verification", json={"channel": "sms"}, headers=auth)
+    code = await wait_code(api, PHONE)
+    r = await api.post(
+        f"/api/users/{user['id']}/verification/check", json={"code": code}, headers=auth
+    )
+    assert r.json()["user"]["phoneVerified"] is True
+    return int(user["id"]), token
+
+
+def wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 10 ** len(code):0{len(code)}d}"
+
+
+async def test_sign_in_without_an_authenticator_needs_the_phones_code(api: Client) -> None:
+    user_id, old = await verified_user(api)
+    r = await api.post(f"/api/users/{user_id}/sign-in", json={"channel": "sms"})
+    assert r.status_code == 201, r.text
+    assert r.json()["to"] == "+14******671"
+    code = await wait_code(api, PHONE, count=2)
+    miss = await api.post(f"/api/users/{user_id}/sign-in/check", json={"code": wrong(code)})
+    assert (miss.json()["status"], miss.json()["token"]) == ("pending", None)
+    ok = await api.post(f"/api/users/{user_id}/sign-in/check", json={"code": code})
+    token = ok.json()["token"]
+    assert ok.json()["status"] == "approved"
+    assert token.startswith("clave_user_")
+    assert (await api.get("/api/users/me", headers=bearer(token))).json()["id"] == user_id
+    assert (await api.get("/api/users/me", headers=bearer(old))).status_code == 401
+    # The code is spent: there is nothing more to check.
+    again = await api.post(f"/api/users/{user_id}/sign-in/check", json={"code": code})
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "no_pending_verification")
+
+
+async def test_an_unproved_contact_does_not_sign_in(api: Client) -> None:
+    user, token = await sign_up(api, "bob", phone="+14155550177")
+    r = await api.post(f"/api/users/{user['id']}/sign-in", json={"channel": "sms"})
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "contact_missing")
+    # A code proving a new contact (started with the token) is not a sign-in code.
+    auth = bearer(token)
+    await api.post(f"/api/users/{user['id']}/verification", json={"channel": "sms"}, headers=auth)
+    code = await wait_code(api, "+14155550177")
+    r = await api.post(f"/api/users/{user['id']}/sign-in/check", json={"code": code})
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "no_pending_verification")
+
+
+async def test_an_authenticator_becomes_a_second_factor(api: Client) -> None:
+    user_id, token = await verified_user(api)
+    auth = bearer(token)
+    added = await api.post(f"/api/users/{user_id}/totp", headers=auth)
+    assert added.status_code == 201, added.text
+    body = added.json()
+    assert added.headers["cache-control"] == "no-store"
+    png = base64.b64decode(body["qr_png_url"].removeprefix("data:image/png;base64,"))
+    [qr] = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    assert qr.text == body["uri"]
+    app = pyotp.parse_uri(body["uri"])
+    assert isinstance(app, pyotp.TOTP)
+    assert app.secret == body["secret"]
+    confirmed = await api.post(
+        f"/api/users/{user_id}/totp/confirm", json={"code": app.now()}, headers=auth
+    )
+    assert confirmed.json() == {"status": "approved"}
+
+    await api.post(f"/api/users/{user_id}/sign-in", json={"channel": "sms"})
+    code = await wait_code(api, PHONE, count=2)
+    missing = await api.post(f"/api/users/{user_id}/sign-in/check", json={"code": code})
+    assert (missing.status_code, missing.json()["error"]["code"]) == (401, "second_factor_required")
+    later = app.at(time.time() + 30)  # the next step's code (the confirming one is spent)
+    bad = await api.post(
+        f"/api/users/{user_id}/sign-in/check", json={"code": code, "totp_code": wrong(later)}
+    )
+    assert (bad.status_code, bad.json()["error"]["code"]) == (401, "second_factor_required")
+    # Neither refusal spent the phone's code.
+    ok = await api.post(
+        f"/api/users/{user_id}/sign-in/check", json={"code": code, "totp_code": later}
+    )
+    assert ok.json()["status"] == "approved", ok.text
+    assert (await api.get("/api/users/me", headers=bearer(ok.json()["token"]))).status_code == 200
+
+
+async def test_only_the_user_adds_or_confirms_an_authenticator(api: Client) -> None:
+    user_id, token = await verified_user(api)
+    _, mallory = await sign_up(api, "mallory")
+    for path, body in (("totp", None), ("totp/confirm", {"code": "123456"})):
+        for headers, status in (({}, 401), (bearer(mallory), 403)):
+            r = await api.post(f"/api/users/{user_id}/{path}", json=body, headers=headers)
+            assert r.status_code == status, (path, r.text)
+    nothing = await api.post(
+        f"/api/users/{user_id}/totp/confirm", json={"code": "123456"}, headers=bearer(token)
+    )
+    assert (nothing.status_code, nothing.json()["error"]["code"]) == (
+        409,
+        "no_authenticator_to_confirm",
+    )
