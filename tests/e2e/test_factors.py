@@ -1,6 +1,6 @@
-"""Authenticator apps against a real `clave serve --workers 2`: a factor enrolled under one
-encryption key keeps working through a key rotation (`clave factors rekey`), and a replayed
-code is refused on whichever worker it reaches."""
+"""Authenticator apps against a real `clave serve --workers 2`: a factor enrolled under the
+key derived from the HMAC key keeps working once CLAVE_ENCRYPTION_KEYS is set and through a
+rotation of it (`clave factors rekey`), and a replayed code is refused on whichever worker."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def key(key_id: str) -> str:
 
 def test_a_factor_survives_a_key_rotation(tmp_path: Path, serve: type[ClaveProcess]) -> None:
     first, second = key("k1"), key("k2")
-    server = serve(tmp_path, env={"CLAVE_ENCRYPTION_KEYS": first}).start()
+    # Enrolled before CLAVE_ENCRYPTION_KEYS is set: under a key derived from the HMAC key.
+    server = serve(tmp_path).start()
     api_key = server.cli("apikey", "create").stdout.strip()
     auth = {"Authorization": f"Bearer {api_key}"}
     made = httpx.post(
@@ -39,6 +40,11 @@ def test_a_factor_survives_a_key_rotation(tmp_path: Path, serve: type[ClaveProce
     )
     assert confirmed.json()["status"] == "approved"
     server.stop()
+
+    # CLAVE_ENCRYPTION_KEYS set: the derived key still opens the secret, rekey moves it.
+    server.env["CLAVE_ENCRYPTION_KEYS"] = first
+    moved = server.cli("factors", "rekey").stdout
+    assert moved.startswith("1 factor secrets sealed under the newest key; 0 were already")
 
     # A new key first, the old one still there: rekey moves every secret under the new one.
     server.env["CLAVE_ENCRYPTION_KEYS"] = f"{second},{first}"

@@ -97,14 +97,16 @@ def code_hasher(settings: VerifySettings, data_dir: Path) -> CodeHasher:
 
 
 def secret_box(settings: VerifySettings, data_dir: Path) -> SecretBox:
-    """The box sealing factor secrets: under CLAVE_ENCRYPTION_KEYS; without them, under keys
-    derived from the code HMAC keys (HKDF-SHA256, one per HMAC key, `hkdf-<id>`), so every
-    instance that shares the HMAC keys opens the same secrets. Set CLAVE_ENCRYPTION_KEYS in
-    production: then `clave factors rekey` moves the secrets under it."""
-    keys = settings.encryption_keys
-    if keys is None:
-        hmac_keys = settings.hmac_keys or load_or_create_key_file(data_dir / KEY_FILE)
-        keys = tuple((f"hkdf-{key_id}", _derived(secret)) for key_id, secret in hmac_keys)
+    """The box sealing factor secrets: under CLAVE_ENCRYPTION_KEYS' newest key; without them,
+    under keys derived from the code HMAC keys (HKDF-SHA256, one per HMAC key, `hkdf-<id>`),
+    so every instance that shares the HMAC keys opens the same secrets. Set
+    CLAVE_ENCRYPTION_KEYS in production, then run `clave factors rekey`: from then on an HMAC
+    key may rotate away without taking a factor's secret with it."""
+    hmac_keys = settings.hmac_keys or load_or_create_key_file(data_dir / KEY_FILE)
+    derived = tuple((f"hkdf-{key_id}", _derived(secret)) for key_id, secret in hmac_keys)
+    # The derived keys stay readable beside CLAVE_ENCRYPTION_KEYS: secrets sealed before it
+    # was set still open, and `clave factors rekey` moves them under it.
+    keys = (*(settings.encryption_keys or ()), *derived)
     return SecretBox(dict(keys), active_key_id=keys[0][0])
 
 

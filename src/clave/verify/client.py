@@ -96,6 +96,12 @@ class VerifyClient:
             raise self._client.refused(response)
         return bool(response.json()["valid"])
 
+    async def delete_factor(self, *, factor_id: str) -> None:
+        """Delete a factor (one already gone is fine)."""
+        response = await self._client.request("DELETE", f"/api/factors/{factor_id}")
+        if response.status_code not in (204, 404):
+            raise self._client.refused(response)
+
     async def aclose(self) -> None:
         """Close connections."""
         await self._client.aclose()

@@ -10,8 +10,10 @@ from clave.verify.totp import TotpSettings
 # An entity is the application's own id for its user (Twilio's `Identity`): never PII, by
 # Twilio's advice, but clave stores it as given and shows it only to its tenant.
 MAX_ENTITY_LENGTH = 128
-# 1 to 128 characters, none of them a control character (the same rule in JSON Schema).
-ENTITY_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,128}$"
+# Twilio's rule for an Identity: letters and digits, in groups joined by a dash (or an
+# underscore), up to 128 characters (the same rule in JSON Schema). Nothing a URL path or an
+# SDK's formatting could read another way ('/', '%', '.', '?').
+ENTITY_PATTERN = "^(?=.{1,128}$)[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*$"
 MAX_FACTOR_NAME_LENGTH = 64
 
 

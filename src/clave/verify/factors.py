@@ -87,7 +87,8 @@ class Factors:
         """A new unverified TOTP factor for `entity`; its secret and `otpauth://` URI."""
         if not valid_entity(entity):
             raise InvalidParameter(
-                f"entity must be 1 to {MAX_ENTITY_LENGTH} characters, no control characters"
+                f"entity must be 1 to {MAX_ENTITY_LENGTH} letters and digits in groups joined "
+                "by '-' or '_'"
             )
         if len(friendly_name) > MAX_FACTOR_NAME_LENGTH or not valid_friendly_name(friendly_name):
             raise InvalidParameter(
@@ -127,7 +128,8 @@ class Factors:
         """The entity's factors, oldest first."""
         if not valid_entity(entity):
             raise InvalidParameter(
-                f"entity must be 1 to {MAX_ENTITY_LENGTH} characters, no control characters"
+                f"entity must be 1 to {MAX_ENTITY_LENGTH} letters and digits in groups joined "
+                "by '-' or '_'"
             )
         return await self._store.list_factors(tenant.id, entity)
 
@@ -139,7 +141,9 @@ class Factors:
     async def confirm(self, tenant: Tenant, factor_id: str, code: str) -> ChallengeResult:
         """Verify an unverified factor with a first code from its app."""
         factor = await self.get(tenant, factor_id)
-        return await self._prove(tenant, [factor], code, FACTOR_VERIFIED)
+        # A factor verified already is only challenged (it is not verified again).
+        event = FACTOR_VERIFIED if factor.status is FactorStatus.UNVERIFIED else CHALLENGE_APPROVED
+        return await self._prove(tenant, [factor], code, event)
 
     async def challenge(
         self, tenant: Tenant, code: str, *, factor_id: str | None, entity: str | None

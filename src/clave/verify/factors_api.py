@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import Router, delete, get, post
+from litestar import Response, Router, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
@@ -21,6 +21,8 @@ from clave.verify.totp import base32
 Entity = Annotated[str, msgspec.Meta(pattern=ENTITY_PATTERN)]
 TotpCode = Annotated[str, msgspec.Meta(pattern="^[0-9]{3,8}$")]
 FactorId = Annotated[str, PathParameter(max_length=64)]
+# An answer holding a secret is kept by no cache.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 class FactorCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -112,14 +114,15 @@ def _outcome(result: ChallengeResult) -> ChallengeRead:
 @post("/", status_code=201, summary="Enroll an authenticator app (a TOTP factor)")
 async def create_factor(
     data: JSONBody[FactorCreate], factors: NamedDependency[Factors], caller: NamedDependency[Tenant]
-) -> FactorRead:
-    """The new factor is `unverified`; its secret, URI and QR codes are in this answer only."""
+) -> Response[FactorRead]:
+    """The new factor is `unverified`; its secret, URI and QR codes are in this answer only
+    (which no cache keeps)."""
     made = await factors.enroll(caller, data.entity, data.friendly_name, caller.policy.totp)
     found = _read(made.factor)
     found.binding = Binding(secret=base32(made.secret), uri=made.uri)
     found.qr_png_url = png_data_url(made.uri)
     found.qr_svg_url = svg_data_url(made.uri)
-    return found
+    return Response(found, status_code=201, headers=NO_STORE)
 
 
 @get("/", summary="List an entity's factors")

@@ -51,9 +51,15 @@ class SecretBox:
         (tampered with, or sealed for another owner)."""
         cipher = self._ciphers.get(sealed.key_id)
         if cipher is None:
+            where = (
+                f"CLAVE_HMAC_KEYS (it is derived from HMAC key {sealed.key_id[5:]!r}), then set "
+                "CLAVE_ENCRYPTION_KEYS and run `clave factors rekey`"
+                if sealed.key_id.startswith("hkdf-")
+                else "CLAVE_ENCRYPTION_KEYS"
+            )
             raise StoreError(
                 f"a secret is sealed under encryption key {sealed.key_id!r}, which is not "
-                "configured: add it back to CLAVE_ENCRYPTION_KEYS"
+                f"configured: add it back to {where}"
             )
         try:
             return cipher.decrypt(sealed.nonce, sealed.ciphertext, bound_to.encode())

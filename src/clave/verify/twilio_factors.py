@@ -8,7 +8,7 @@ import re
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from litestar import Request, delete, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import PathParameter
@@ -186,7 +186,7 @@ async def create_factor(
     factors: NamedDependency[Factors],
     service: NamedDependency[Tenant],
     account: NamedDependency[Tenant],
-) -> dict[str, Any]:
+) -> Response[dict[str, Any]]:
     form = await read_form(request)
     name = form.text("FriendlyName", required=True, max_length=64) or ""
     kind = form.text("FactorType", required=True, max_length=16) or ""
@@ -198,7 +198,7 @@ async def create_factor(
     entity = await factors.entity(service, identity)
     found = _factor_json(made.factor, entity, service, account, api_base(request))
     found["binding"] = {"secret": base32(made.secret), "uri": made.uri}
-    return found
+    return Response(found, status_code=201, headers={"Cache-Control": "no-store"})
 
 
 @get(
