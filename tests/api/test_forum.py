@@ -303,7 +303,7 @@ WRITES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/api/users/{id}/verification", {"channel": "call"}),
     ("POST", "/api/users/{id}/verification", {"channel": "email"}),
     ("POST", "/api/users/{id}/verification/check", {"code": "123456"}),
-    ("POST", "/api/users/{id}/totp", None),
+    ("POST", "/api/users/{id}/totp", {}),
     ("POST", "/api/users/{id}/totp/confirm", {"code": "123456"}),
     ("POST", "/api/threads", {"title": "as you", "createdBy": "{id}"}),
     ("PATCH", "/api/threads/{thread}", {"title": "pwned"}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -79,7 +80,7 @@ async def test_an_unproved_contact_does_not_sign_in(api: Client) -> None:
 async def test_an_authenticator_becomes_a_second_factor(api: Client) -> None:
     user_id, token = await verified_user(api)
     auth = bearer(token)
-    added = await api.post(f"/api/users/{user_id}/totp", headers=auth)
+    added = await api.post(f"/api/users/{user_id}/totp", json={}, headers=auth)
     assert added.status_code == 201, added.text
     body = added.json()
     assert added.headers["cache-control"] == "no-store"
@@ -94,16 +95,21 @@ async def test_an_authenticator_becomes_a_second_factor(api: Client) -> None:
     )
     assert confirmed.json() == {"status": "approved"}
 
+    # Without the phone's code, the app is not even asked about (nor its budget spent).
     await api.post(f"/api/users/{user_id}/sign-in", json={"channel": "sms"})
     code = await wait_code(api, PHONE, count=2)
+    later = app.at(time.time() + 30)  # the next step's code (the confirming one is spent)
+    guess = await api.post(
+        f"/api/users/{user_id}/sign-in/check", json={"code": wrong(code), "totp_code": later}
+    )
+    assert (guess.json()["status"], guess.json()["token"]) == ("pending", None)
+    # The phone's code without the app's: refused, and this sign-in is over.
     missing = await api.post(f"/api/users/{user_id}/sign-in/check", json={"code": code})
     assert (missing.status_code, missing.json()["error"]["code"]) == (401, "second_factor_required")
-    later = app.at(time.time() + 30)  # the next step's code (the confirming one is spent)
-    bad = await api.post(
-        f"/api/users/{user_id}/sign-in/check", json={"code": code, "totp_code": wrong(later)}
-    )
-    assert (bad.status_code, bad.json()["error"]["code"]) == (401, "second_factor_required")
-    # Neither refusal spent the phone's code.
+    spent = await api.post(f"/api/users/{user_id}/sign-in/check", json={"code": code})
+    assert spent.json()["error"]["code"] == "no_pending_verification"
+    await api.post(f"/api/users/{user_id}/sign-in", json={"channel": "sms"})
+    code = await wait_code(api, PHONE, count=3)
     ok = await api.post(
         f"/api/users/{user_id}/sign-in/check", json={"code": code, "totp_code": later}
     )
@@ -114,7 +120,7 @@ async def test_an_authenticator_becomes_a_second_factor(api: Client) -> None:
 async def test_only_the_user_adds_or_confirms_an_authenticator(api: Client) -> None:
     user_id, token = await verified_user(api)
     _, mallory = await sign_up(api, "mallory")
-    for path, body in (("totp", None), ("totp/confirm", {"code": "123456"})):
+    for path, body in (("totp", {}), ("totp/confirm", {"code": "123456"})):
         for headers, status in (({}, 401), (bearer(mallory), 403)):
             r = await api.post(f"/api/users/{user_id}/{path}", json=body, headers=headers)
             assert r.status_code == status, (path, r.text)
@@ -125,3 +131,49 @@ async def test_only_the_user_adds_or_confirms_an_authenticator(api: Client) -> N
         409,
         "no_authenticator_to_confirm",
     )
+
+
+async def test_a_second_app_needs_the_first_apps_code(api: Client) -> None:
+    user_id, token = await verified_user(api)
+    auth = bearer(token)
+    first = (await api.post(f"/api/users/{user_id}/totp", json={}, headers=auth)).json()
+    app = pyotp.TOTP(first["secret"])
+    await api.post(f"/api/users/{user_id}/totp/confirm", json={"code": app.now()}, headers=auth)
+    alone = await api.post(f"/api/users/{user_id}/totp", json={}, headers=auth)
+    assert (alone.status_code, alone.json()["error"]["code"]) == (401, "second_factor_required")
+    code = app.at(time.time() + 30)
+    second = await api.post(f"/api/users/{user_id}/totp", json={"totp_code": code}, headers=auth)
+    assert second.status_code == 201, second.text
+
+
+async def test_a_contact_changed_after_its_code_was_sent_is_not_proved(api: Client) -> None:
+    user, token = await sign_up(api, "cleo", phone="+14155550188")
+    auth = bearer(token)
+    await api.post(f"/api/users/{user['id']}/verification", json={"channel": "sms"}, headers=auth)
+    code = await wait_code(api, "+14155550188")
+    await api.patch(f"/api/users/{user['id']}", json={"phone": "+14155550199"}, headers=auth)
+    r = await api.post(
+        f"/api/users/{user['id']}/verification/check", json={"code": code}, headers=auth
+    )
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "no_pending_verification")
+    assert (await api.get(f"/api/users/{user['id']}")).json()["phoneVerified"] is False
+
+
+async def test_deleting_a_user_deletes_its_authenticator_apps(api: Client, tmp_path: Path) -> None:
+    user_id, token = await verified_user(api)
+    auth = bearer(token)
+    await api.post(f"/api/users/{user_id}/totp", json={}, headers=auth)
+    await api.post(f"/api/users/{user_id}/totp", json={}, headers=auth)
+    for _ in range(2):  # at most 3 apps may wait for their first code
+        await api.post(f"/api/users/{user_id}/totp", json={}, headers=auth)
+    many = await api.post(f"/api/users/{user_id}/totp", json={}, headers=auth)
+    assert (many.status_code, many.json()["error"]["code"]) == (409, "too_many_authenticators")
+
+    def apps() -> int:
+        with sqlite3.connect(tmp_path / "verify.db") as db:
+            query = "SELECT COUNT(*) FROM factors WHERE entity = ?"
+            return int(db.execute(query, (f"user-{user_id}",)).fetchone()[0])
+
+    assert apps() == 3
+    assert (await api.delete(f"/api/users/{user_id}", headers=auth)).status_code == 204
+    assert apps() == 0

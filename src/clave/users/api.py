@@ -42,7 +42,7 @@ OPENAPI_ERRORS = {
     ("POST", "/api/users/{user_id}/token"): (403,),
     ("POST", "/api/users/{user_id}/verification"): (403, 422, 429),
     ("POST", "/api/users/{user_id}/verification/check"): (403, 409, 429),
-    ("POST", "/api/users/{user_id}/totp"): (403,),
+    ("POST", "/api/users/{user_id}/totp"): (403, 409, 429),
     ("POST", "/api/users/{user_id}/totp/confirm"): (403, 409, 429),
     ("POST", "/api/users/{user_id}/sign-in"): (422, 429),
     ("POST", "/api/users/{user_id}/sign-in/check"): (409, 429),
@@ -284,6 +284,12 @@ class AuthenticatorRead(msgspec.Struct):
     qr_svg_url: str
 
 
+class AuthenticatorAdd(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /api/users/{id}/totp: `{}`, or the code of the app the user has."""
+
+    totp_code: Annotated[str, msgspec.Meta(pattern="^[0-9]{3,8}$")] | None = None
+
+
 class CodeCheck(msgspec.Struct, forbid_unknown_fields=True):
     """Body of POST /api/users/{id}/totp/confirm."""
 
@@ -320,10 +326,11 @@ class SignInRead(msgspec.Struct):
     security=BEARER,
 )
 async def add_authenticator(
-    user_id: UserId, users: Users, caller: Acting
+    user_id: UserId, data: JSONBody[AuthenticatorAdd], users: Users, caller: Acting
 ) -> Response[AuthenticatorRead]:
-    """The app's secret and QR codes, this once; it counts after `/totp/confirm`."""
-    made = await users.add_authenticator(caller, user_id)
+    """The app's secret and QR codes, this once; it counts after `/totp/confirm`. A user who
+    has an app already gives its code (`totp_code`): a token alone adds none."""
+    made = await users.add_authenticator(caller, user_id, data.totp_code)
     binding = made["binding"]
     assert isinstance(binding, dict)  # verify's answer to an enrollment always has one
     body = AuthenticatorRead(

@@ -76,3 +76,10 @@ class NoAuthenticatorToConfirm(ClaveError):
 
     status = 409
     code = "no_authenticator_to_confirm"
+
+
+class TooManyAuthenticators(ClaveError):
+    """The user has as many authenticator apps waiting for a first code as it may."""
+
+    status = 409
+    code = "too_many_authenticators"

@@ -29,6 +29,9 @@ class User:
     pending_contact: Contact | None
     created_at: float
     updated_at: float
+    # Where the pending verification's code went: it proves that contact only while the
+    # user's contact is still that (a change meanwhile leaves nothing to approve).
+    pending_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from clave.users.errors import (
     NoAuthenticatorToConfirm,
     NoPendingVerification,
     SecondFactorRequired,
+    TooManyAuthenticators,
     TooManyVerifications,
     Unauthorized,
     UsernameTaken,
@@ -65,6 +66,15 @@ def _contact(kind: Contact, value: str | None) -> str | None:
         return contacts.normalize_email(value)
     except ValueError as exc:
         raise InvalidUser(f"{kind}: {exc}") from None
+
+
+# Authenticator apps a user may have waiting for their first code.
+MAX_UNCONFIRMED_APPS = 3
+
+
+def _contact_of(user: User, kind: Contact) -> str | None:
+    """The user's phone or email."""
+    return user.phone if kind is Contact.PHONE else user.email
 
 
 class UsersService:
@@ -175,9 +185,13 @@ class UsersService:
         return updated
 
     async def delete_user(self, caller: Caller, user_id: int) -> None:
-        """Delete a user, and with it its token (their posts and threads stay, naming a user
-        who left)."""
+        """Delete a user, and with it its token and authenticator apps (their posts and
+        threads stay, naming a user who left)."""
         self._own(caller, user_id)
+        # Its authenticator apps first: a user gone never leaves a second factor behind (if
+        # verify does not answer, nothing is deleted and the caller may try again).
+        for factor in await self._verify.factors(entity=self._entity(user_id)):
+            await self._verify.delete_factor(factor_id=factor.id)
         if not await self._store.delete(user_id):
             raise UserNotFound(f"no user with id {user_id}")
 
@@ -195,7 +209,11 @@ class UsersService:
         started = await self._counted_start(user_id, destination, channel, client_ip)
         await self._store.update(
             user_id,
-            {"pending_verification": started.id, "pending_contact": kind},
+            {
+                "pending_verification": started.id,
+                "pending_contact": kind,
+                "pending_to": destination,
+            },
             now=self._clock(),
         )
         log.info("user=%s verification=%s channel=%s", user_id, started.id, channel)
@@ -234,6 +252,9 @@ class UsersService:
         user = self._own(caller, user_id)
         if user.pending_verification is None or user.pending_contact is None:
             raise NoPendingVerification(f"user {user_id} has no verification to check")
+        if _contact_of(user, user.pending_contact) != user.pending_to:
+            # The contact changed since the code was sent: the code proves the old one.
+            raise NoPendingVerification(f"user {user_id}'s {user.pending_contact} changed")
         result = await self._verify.check(
             verification_id=user.pending_verification, code=code, client_ip=client_ip
         )
@@ -241,7 +262,12 @@ class UsersService:
             field = f"{user.pending_contact}_verified"
             updated = await self._store.update(
                 user_id,
-                {field: True, "pending_verification": None, "pending_contact": None},
+                {
+                    field: True,
+                    "pending_verification": None,
+                    "pending_contact": None,
+                    "pending_to": None,
+                },
                 now=self._clock(),
             )
             return (updated or user), result
@@ -254,13 +280,24 @@ class UsersService:
         """The user as verify's factors name it."""
         return f"user-{user_id}"
 
-    async def add_authenticator(self, caller: Caller, user_id: int) -> dict[str, object]:
+    async def add_authenticator(
+        self, caller: Caller, user_id: int, totp_code: str | None = None
+    ) -> dict[str, object]:
         """Enroll an authenticator app for the caller's own user: verify's new factor, with
         its secret and QR codes (shown this once). It counts once confirmed."""
         user = self._own(caller, user_id)
-        return await self._verify.enroll_factor(
-            entity=self._entity(user_id), friendly_name=user.username
-        )
+        entity = self._entity(user_id)
+        known = await self._verify.factors(entity=entity)
+        # A token alone must not add a second app beside the user's own: its code too.
+        if any(f.status == "verified" for f in known) and not await self._second_factor(
+            entity, totp_code
+        ):
+            raise SecondFactorRequired("adding another app needs a code of the current one")
+        if sum(f.status == "unverified" for f in known) >= MAX_UNCONFIRMED_APPS:
+            raise TooManyAuthenticators(
+                f"at most {MAX_UNCONFIRMED_APPS} apps waiting for their first code"
+            )
+        return await self._verify.enroll_factor(entity=entity, friendly_name=user.username)
 
     async def confirm_authenticator(self, caller: Caller, user_id: int, code: str) -> bool:
         """Confirm the newest authenticator app waiting for its first code."""
@@ -273,6 +310,10 @@ class UsersService:
         if not waiting:
             raise NoAuthenticatorToConfirm(f"user {user_id} has no authenticator to confirm")
         return await self._verify.confirm_factor(factor_id=waiting[-1].id, code=code)
+
+    async def _second_factor(self, entity: str, totp_code: str | None) -> bool:
+        """Whether `totp_code` is a fresh code of one of the entity's apps."""
+        return totp_code is not None and await self._verify.challenge(entity=entity, code=totp_code)
 
     async def start_sign_in(
         self, user_id: int, channel: str, *, client_ip: str | None
@@ -288,7 +329,11 @@ class UsersService:
         started = await self._counted_start(user_id, destination, channel, client_ip)
         await self._store.update(
             user_id,
-            {"pending_verification": started.id, "pending_contact": kind},
+            {
+                "pending_verification": started.id,
+                "pending_contact": kind,
+                "pending_to": destination,
+            },
             now=self._clock(),
         )
         return started
@@ -297,29 +342,38 @@ class UsersService:
         self, user_id: int, code: str, totp_code: str | None, *, client_ip: str | None
     ) -> tuple[RemoteVerification, str | None]:
         """Check a sign-in code; approved, a new token (the old one stops working). A user
-        with an authenticator app gives its code too, checked first: without it nothing is
-        spent, and a wrong one spends the app's budget, not the sign-in code."""
+        with an authenticator app gives its code in the same request: it is looked at only
+        once the sign-in code is right (so a caller without the phone learns nothing of the
+        app and cannot spend its budget); a missing or wrong one then ends this sign-in."""
         user = await self.get_user(user_id)
-        verified = {Contact.PHONE: user.phone_verified, Contact.EMAIL: user.email_verified}
-        # Only a code sent to a contact already proved signs in (a code proving a new contact,
-        # which its token's holder started, does not).
         pending = user.pending_contact
-        if user.pending_verification is None or pending is None or not verified[pending]:
+        # Only a code sent to a contact already proved, and still the user's, signs in (a code
+        # proving a new contact, which its token's holder started, does not).
+        if (
+            user.pending_verification is None
+            or pending is None
+            or not (user.phone_verified if pending is Contact.PHONE else user.email_verified)
+            or _contact_of(user, pending) != user.pending_to
+        ):
             raise NoPendingVerification(f"user {user_id} has no sign-in code to check")
-        entity = self._entity(user_id)
-        if any(f.status == "verified" for f in await self._verify.factors(entity=entity)):
-            if totp_code is None:
-                raise SecondFactorRequired("this user signs in with an authenticator app's code")
-            if not await self._verify.challenge(entity=entity, code=totp_code):
-                raise SecondFactorRequired("the authenticator app's code is not valid")
         result = await self._verify.check(
             verification_id=user.pending_verification, code=code, client_ip=client_ip
         )
         if result.status != "approved":
             return result, None
         await self._store.update(
-            user_id, {"pending_verification": None, "pending_contact": None}, now=self._clock()
+            user_id,
+            {"pending_verification": None, "pending_contact": None, "pending_to": None},
+            now=self._clock(),
         )
+        entity = self._entity(user_id)
+        known = await self._verify.factors(entity=entity)
+        if any(f.status == "verified" for f in known) and not await self._second_factor(
+            entity, totp_code
+        ):
+            raise SecondFactorRequired(
+                "this user signs in with an authenticator app's code too: sign in again"
+            )
         token = await issue_token(self._store, user_id)
         if token is None:
             raise UserNotFound(f"no user with id {user_id}")

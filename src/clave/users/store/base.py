@@ -19,6 +19,7 @@ UPDATABLE = frozenset(
         "phone_verified",
         "pending_verification",
         "pending_contact",
+        "pending_to",
     }
 )
 
