@@ -177,3 +177,20 @@ async def test_deleting_a_user_deletes_its_authenticator_apps(api: Client, tmp_p
     assert apps() == 3
     assert (await api.delete(f"/api/users/{user_id}", headers=auth)).status_code == 204
     assert apps() == 0
+
+
+async def test_sign_in_codes_are_counted_apart_from_contact_verifications(
+    tmp_path: Path,
+) -> None:
+    """Anyone may ask for a user's sign-in code: those never spend the owner's own starts."""
+    async for api in api_with(tmp_path, CLAVE_USERS_VERIFICATIONS_PER_DAY="2"):
+        user_id, token = await verified_user(api)  # one of the owner's two starts spent
+        for _ in range(2):
+            r = await api.post(f"/api/users/{user_id}/sign-in", json={"channel": "sms"})
+            assert r.status_code == 201, r.text
+        over = await api.post(f"/api/users/{user_id}/sign-in", json={"channel": "sms"})
+        assert (over.status_code, over.json()["error"]["code"]) == (429, "too_many_verifications")
+        mine = await api.post(
+            f"/api/users/{user_id}/verification", json={"channel": "sms"}, headers=bearer(token)
+        )
+        assert mine.status_code == 201, mine.text

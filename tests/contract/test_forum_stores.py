@@ -19,6 +19,7 @@ from clave.threads.models import SEED as THREADS
 from clave.users.bootstrap import build_store as users_store
 from clave.users.models import SEED as USERS
 from clave.users.models import Contact, NewUser, StartCount
+from clave.users.store.base import SIGN_INS
 from clave.users.store.sql import MIGRATIONS as USERS_MIGRATIONS
 from clave.users.store.sql import SqlUserStore
 
@@ -337,3 +338,29 @@ async def test_the_token_and_count_migration_keeps_existing_users(
         assert made.id == 5
     finally:
         await store.close()
+
+
+async def test_sign_in_starts_have_their_own_count(users: Any) -> None:
+    ana = await users.create(NewUser("ana", "Ana"), now=NOW)
+    for _ in range(2):
+        assert (await users.count_start(ana.id, now=NOW, limit=2, window=100)).counted
+    assert not (await users.count_start(ana.id, now=NOW, limit=2, window=100)).counted
+    sign_in = await users.count_start(ana.id, now=NOW + 1, limit=2, window=100, counter=SIGN_INS)
+    assert (sign_in.counted, sign_in.since) == (True, NOW + 1)
+    await users.uncount_start(ana.id, since=NOW + 1, counter=SIGN_INS)
+    for _ in range(2):
+        counted = await users.count_start(
+            ana.id, now=NOW + 2, limit=2, window=100, counter=SIGN_INS
+        )
+        assert counted.counted
+    assert not (
+        await users.count_start(ana.id, now=NOW + 2, limit=2, window=100, counter=SIGN_INS)
+    ).counted
+    # Where a code went is kept with the pending verification.
+    updated = await users.update(
+        ana.id,
+        {"pending_verification": "VE1", "pending_contact": "phone", "pending_to": "+14155552671"},
+        now=NOW + 3,
+    )
+    assert updated.pending_to == "+14155552671"
+    assert (await users.get(ana.id)).pending_to == "+14155552671"

@@ -26,7 +26,7 @@ from clave.users.errors import (
     UserNotFound,
 )
 from clave.users.models import Caller, Contact, NewUser, User
-from clave.users.store.base import UserStore
+from clave.users.store.base import SIGN_INS, STARTS, UserStore
 from clave.users.tokens import bearer_token, hash_token, issue_token, new_token
 from clave.verify.client import RemoteVerification, VerifyClient
 
@@ -220,14 +220,20 @@ class UsersService:
         return started
 
     async def _counted_start(
-        self, user_id: int, destination: str, channel: str, client_ip: str | None
+        self,
+        user_id: int,
+        destination: str,
+        channel: str,
+        client_ip: str | None,
+        counter: str = STARTS,
     ) -> RemoteVerification:
-        """Send a code through verify, counted against the user's daily verifications."""
+        """Send a code through verify, counted against the user's daily verifications (of
+        one kind: proving a contact, or signing in)."""
         now = self._clock()
         # Counted before sending, as a check attempt is counted before comparing: concurrent
         # starts cannot all pass a check made before any of them was counted.
         count = await self._store.count_start(
-            user_id, now=now, limit=self._verifications_per_day, window=DAY
+            user_id, now=now, limit=self._verifications_per_day, window=DAY, counter=counter
         )
         if count is None:
             raise UserNotFound(f"no user with id {user_id}")
@@ -242,7 +248,7 @@ class UsersService:
             return await self._verify.start(to=destination, channel=channel, client_ip=client_ip)
         except RemoteError as exc:
             if exc.status < 500:  # verify refused it: nothing was sent, the start is not spent
-                await self._store.uncount_start(user_id, since=count.since)
+                await self._store.uncount_start(user_id, since=count.since, counter=counter)
             raise
 
     async def check_verification(
@@ -326,7 +332,9 @@ class UsersService:
         destination = user.phone if kind is Contact.PHONE else user.email
         if destination is None or not verified:
             raise ContactMissing(f"user {user_id} has no verified {kind} to sign in with")
-        started = await self._counted_start(user_id, destination, channel, client_ip)
+        # Its own count: anyone may ask for a sign-in code, and that never spends the
+        # owner's contact verifications.
+        started = await self._counted_start(user_id, destination, channel, client_ip, SIGN_INS)
         await self._store.update(
             user_id,
             {

@@ -7,6 +7,11 @@ from typing import Any, Protocol
 
 from clave.users.models import NewUser, StartCount, User
 
+# The user's counters of verification starts: proving a contact (with the user's token), and
+# signing in (anyone may ask for a sign-in code: its own count, so that never spends the
+# owner's contact verifications).
+STARTS, SIGN_INS = "starts", "sign_ins"
+
 # Columns `update` may change.
 UPDATABLE = frozenset(
     {
@@ -68,14 +73,15 @@ class UserStore(TokenStore, Protocol):
         ...
 
     async def count_start(
-        self, user_id: int, *, now: float, limit: int, window: float
+        self, user_id: int, *, now: float, limit: int, window: float, counter: str = STARTS
     ) -> StartCount | None:
-        """Count one verification start of the user, atomically, unless `limit` starts were
-        counted in its current window (which begins at the first start after the previous
-        window ended, and lasts `window` seconds). None if no such user."""
+        """Count one verification start of the user on `counter` (STARTS: proving a contact;
+        SIGN_INS: signing in), atomically, unless `limit` starts were counted in its current
+        window (which begins at the first start after the previous window ended, and lasts
+        `window` seconds). None if no such user."""
         ...
 
-    async def uncount_start(self, user_id: int, *, since: float) -> None:
+    async def uncount_start(self, user_id: int, *, since: float, counter: str = STARTS) -> None:
         """Give back one start counted in the window that began at `since` (the start was
         refused before anything was sent); nothing if that window is over."""
         ...

@@ -8,7 +8,7 @@ from typing import Any
 
 from clave.platform.sql import IntegrityViolation
 from clave.users.models import Contact, NewUser, StartCount, User
-from clave.users.store.base import UPDATABLE
+from clave.users.store.base import SIGN_INS, STARTS, UPDATABLE
 
 
 class MemoryUserStore:
@@ -17,7 +17,8 @@ class MemoryUserStore:
     def __init__(self) -> None:
         self._users: dict[int, User] = {}
         self._tokens: dict[int, bytes] = {}  # user id -> token hash
-        self._starts: dict[int, tuple[float, int]] = {}  # user id -> (window start, count)
+        # (user id, counter) -> (window start, count)
+        self._starts: dict[tuple[int, str], tuple[float, int]] = {}
         self._next = 1
         self._seeded = False
 
@@ -96,24 +97,24 @@ class MemoryUserStore:
         return True
 
     async def count_start(
-        self, user_id: int, *, now: float, limit: int, window: float
+        self, user_id: int, *, now: float, limit: int, window: float, counter: str = STARTS
     ) -> StartCount | None:
         """Count a start unless the window's are used up."""
         if user_id not in self._users:
             return None
-        since, count = self._starts.get(user_id, (0.0, 0))
+        since, count = self._starts.get((user_id, counter), (0.0, 0))
         if since <= now - window:  # the window is over (or never began): a new one
             since, count = now, 0
         if count >= limit:
             return StartCount(counted=False, since=since)
-        self._starts[user_id] = (since, count + 1)
+        self._starts[(user_id, counter)] = (since, count + 1)
         return StartCount(counted=True, since=since)
 
-    async def uncount_start(self, user_id: int, *, since: float) -> None:
+    async def uncount_start(self, user_id: int, *, since: float, counter: str = STARTS) -> None:
         """Give one start back to the window that began at `since`."""
-        current = self._starts.get(user_id)
+        current = self._starts.get((user_id, counter))
         if current is not None and current[0] == since and current[1] > 0:
-            self._starts[user_id] = (since, current[1] - 1)
+            self._starts[(user_id, counter)] = (since, current[1] - 1)
 
     async def update(self, user_id: int, changes: Mapping[str, Any], *, now: float) -> User | None:
         """Change columns."""
@@ -135,7 +136,8 @@ class MemoryUserStore:
     async def delete(self, user_id: int) -> bool:
         """Delete a user."""
         self._tokens.pop(user_id, None)
-        self._starts.pop(user_id, None)
+        for counter in (STARTS, SIGN_INS):
+            self._starts.pop((user_id, counter), None)
         return self._users.pop(user_id, None) is not None
 
     async def seed(self, users: Sequence[tuple[int, NewUser]], *, now: float) -> bool:
