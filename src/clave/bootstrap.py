@@ -24,6 +24,7 @@ from clave.platform.domain import Domain
 from clave.platform.files import secure_data_dir
 from clave.platform.lean import LeanApp
 from clave.platform.logs import configure_logging
+from clave.platform.metrics import Metrics
 from clave.platform.settings import Env, PlatformSettings, SettingsError, database_url
 from clave.posts.bootstrap import PostsDomain
 from clave.posts.bootstrap import build_store as posts_store
@@ -138,7 +139,11 @@ def _users_verify_key(settings: Settings) -> str:
 
 
 def build_domains(
-    settings: Settings, app: AppRef | None = None, *, clock: Callable[[], float] = time.time
+    settings: Settings,
+    app: AppRef | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    metrics: Metrics | None = None,
 ) -> list[Domain]:
     """The domains named in settings, built but not started."""
     mounted = set(settings.domains)
@@ -162,7 +167,9 @@ def build_domains(
     domains: list[Domain] = []
     for name in settings.domains:
         if name == "verify":
-            domains.append(verify_domain(settings.verify, settings.platform, clock=clock))
+            domains.append(
+                verify_domain(settings.verify, settings.platform, clock=clock, metrics=metrics)
+            )
         elif name == "users":
             auth = {"Authorization": f"Bearer {_users_verify_key(settings)}"}
             domains.append(
@@ -282,6 +289,7 @@ def create_app() -> LeanApp:
     settings = Settings.load()
     configure_logging(settings.platform.log_level)
     ref = AppRef()
-    app = build_app(settings.platform, build_domains(settings, ref))
+    metrics = Metrics()  # this worker's instruments (PROMETHEUS_MULTIPROC_DIR: shared)
+    app = build_app(settings.platform, build_domains(settings, ref, metrics=metrics), metrics)
     ref.app = app
     return app

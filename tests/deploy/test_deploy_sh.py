@@ -31,7 +31,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from clave.topology.alb import alb_rules
+from clave.topology.alb import METRICS_RULE_PRIORITY, alb_rules
 from clave.topology.table import RoutingTable
 from clave.verify.settings import parse_hmac_keys
 from tests.deploy.conftest import ROOT, tool
@@ -232,8 +232,15 @@ def test_listener_rules_are_the_routing_table(deployed: Deployer) -> None:
     table = RoutingTable.load(deployed.routes)
     rules = _rules(deployed)
     monolith_tg = _stack_outputs(deployed, "demo")["MonolithTargetGroupArn"]
-    assert sorted(rules) == [r.priority for r in table.routes]
+    assert sorted(rules) == [METRICS_RULE_PRIORITY, *(r.priority for r in table.routes)]
+    # /metrics is answered 404 by the load balancer itself, before any component's rule.
+    metrics = rules[METRICS_RULE_PRIORITY]
+    assert metrics["Conditions"][0]["PathPatternConfig"]["Values"] == ["/metrics", "/metrics/*"]
+    assert metrics["Actions"][0]["Type"] == "fixed-response"
+    assert metrics["Actions"][0]["FixedResponseConfig"]["StatusCode"] == "404"
     for expected in alb_rules(table):
+        if expected["Service"] == "metrics":
+            continue
         props = expected["Properties"]
         rule = rules[props["Priority"]]
         assert rule["Conditions"][0]["PathPatternConfig"]["Values"] == list(

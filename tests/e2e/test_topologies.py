@@ -163,6 +163,10 @@ def suite(client: httpx.Client, key: str, finn: str) -> list[Any]:
         == "Video games"
     )
 
+    # Prometheus scrapes the components directly: never through the load balancer.
+    assert call("GET", "/metrics", 404)["error"]["code"] == "not_found"
+    assert call("GET", "/metrics/", 404)["error"]["code"] == "not_found"
+
     # users -> verify, across whatever processes serve them.
     start = "/api/users/5/verification"
     assert call("POST", start, 401, json={"channel": "sms"})["error"]["code"] == "unauthorized"
@@ -187,7 +191,7 @@ def suite(client: httpx.Client, key: str, finn: str) -> list[Any]:
 
     # An authenticator app (users -> verify's factors), then a sign-in asking for its code.
     # Its answers hold secrets and fresh ids: checked here, kept out of the transcript.
-    added = client.post("/api/users/5/totp", headers=mine)
+    added = client.post("/api/users/5/totp", json={}, headers=mine)
     assert added.status_code == 201, added.text
     app = pyotp.TOTP(added.json()["secret"])
     confirmed = client.post("/api/users/5/totp/confirm", json={"code": app.now()}, headers=mine)
@@ -196,6 +200,9 @@ def suite(client: httpx.Client, key: str, finn: str) -> list[Any]:
     sign_in = inbox_code(client, "+14155552671", count=2)
     refused = client.post("/api/users/5/sign-in/check", json={"code": sign_in})
     assert (refused.status_code, refused.json()["error"]["code"]) == (401, "second_factor_required")
+    # That sign-in is over: a new one, with both codes.
+    assert client.post("/api/users/5/sign-in", json={"channel": "sms"}).status_code == 201
+    sign_in = inbox_code(client, "+14155552671", count=3)
     signed = client.post(
         "/api/users/5/sign-in/check",
         json={"code": sign_in, "totp_code": app.at(time.time() + 30)},
@@ -285,6 +292,7 @@ def test_one_suite_in_every_topology(clave_up: Any, topology: str, weights: dict
         },
     ) as client:
         TRANSCRIPTS[topology] = suite(client, key, finn)
+    assert servers.pop("?", 0) == 2  # haproxy's own answers (404) to /metrics, no server's
     components = set(stack.state()["components"])
     if topology == "monolith":
         assert components == {"monolith"}

@@ -31,26 +31,26 @@ def test_the_checked_in_table_is_valid_and_covers_every_service() -> None:
     ("body", "complaint"),
     [
         (
-            '[services.users]\npaths = ["/api/users*"]\npriority = 1\n[services.posts]\npaths = ["/api/posts*"]\npriority = 1\n',
-            "priority 1 is also",
+            '[services.users]\npaths = ["/api/users*"]\npriority = 2\n[services.posts]\npaths = ["/api/posts*"]\npriority = 2\n',
+            "priority 2 is also",
         ),
         (
-            '[services.users]\npaths = ["/api/users*"]\npriority = 1\nweight = 101\n',
+            '[services.users]\npaths = ["/api/users*"]\npriority = 2\nweight = 101\n',
             "weight must be 0-100",
         ),
-        ('[services.users]\npaths = ["/api/users*"]\npriority = 0\n', "priority must be 1-50000"),
-        ('[services.users]\npaths = ["api/users"]\npriority = 1\n', "bad path pattern"),
+        ('[services.users]\npaths = ["/api/users*"]\npriority = 1\n', "priority must be 2-50000"),
+        ('[services.users]\npaths = ["api/users"]\npriority = 2\n', "bad path pattern"),
         (
-            '[services.users]\npaths = ["/a*", "/b*", "/c*", "/d*", "/e*", "/f*"]\npriority = 1\n',
+            '[services.users]\npaths = ["/a*", "/b*", "/c*", "/d*", "/e*", "/f*"]\npriority = 2\n',
             "1 to 5 path patterns",
         ),
         (
-            '[services.users]\npaths = ["/api/users*"]\npriority = 1\nretired = true\n',
+            '[services.users]\npaths = ["/api/users*"]\npriority = 2\nretired = true\n',
             "retired needs weight 100",
         ),
-        ('[services.billing]\npaths = ["/api/bills*"]\npriority = 1\n', "not a service"),
+        ('[services.billing]\npaths = ["/api/bills*"]\npriority = 2\n', "not a service"),
         (
-            '[services.users]\npaths = ["/api/users*"]\npriority = 1\ncolour = "red"\n',
+            '[services.users]\npaths = ["/api/users*"]\npriority = 2\ncolour = "red"\n',
             "unknown keys",
         ),
         ("[services]\n", "no [services.NAME]"),
@@ -96,6 +96,8 @@ def test_haproxy_config_routes_by_path_and_splits_by_weight() -> None:
         stats_socket=Path("/run/h.sock"),
     )
     assert "bind 127.0.0.1:8080" in config
+    assert "http-request return status 404" in config  # /metrics, before any backend
+    assert "if { path /metrics } || { path_beg /metrics/ }" in config
     assert "acl is_verify path_beg /api/" in config
     # verify takes every /api path the forum's rules, before it, do not.
     assert config.index("use_backend be_users") < config.index("use_backend be_verify")
@@ -149,7 +151,12 @@ def test_haproxy_config_when_split_or_retired() -> None:
 def test_alb_rules_carry_priority_paths_and_weighted_forward() -> None:
     table = RoutingTable.load(REPO_TABLE, DOMAINS).shift("posts", 40)
     rules = {r["Service"]: r["Properties"] for r in alb_rules(table)}
-    assert set(rules) == set(DOMAINS)
+    assert set(rules) == {*DOMAINS, "metrics"}
+    # /metrics first, answered 404 by the load balancer itself.
+    metrics = rules["metrics"]
+    assert metrics["Priority"] < min(r.priority for r in table.routes)
+    assert metrics["Conditions"][0]["PathPatternConfig"]["Values"] == ["/metrics", "/metrics/*"]
+    assert metrics["Actions"][0]["FixedResponseConfig"]["StatusCode"] == "404"
     posts = rules["posts"]
     assert posts["Priority"] == table.route("posts").priority
     assert posts["Conditions"] == [

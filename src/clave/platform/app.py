@@ -25,6 +25,8 @@ from clave.platform.errors import ExceptionHandler, handlers, native_error_handl
 from clave.platform.health import health_router
 from clave.platform.http import json_bodies_only
 from clave.platform.lean import LeanApp
+from clave.platform.metrics import CONTENT_TYPE as METRICS_TYPE
+from clave.platform.metrics import Metrics
 from clave.platform.openapi_errors import document_errors
 from clave.platform.origin import PublicOrigin
 from clave.platform.settings import PlatformSettings
@@ -75,9 +77,18 @@ def docs_page() -> SwaggerRenderPlugin:
     )
 
 
-def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> LeanApp:
-    """An ASGI app serving `domains` plus the health routes, starting them with the worker:
-    the domains' lean routes answered directly, everything else by Litestar (`.framework`)."""
+def build_app(
+    settings: PlatformSettings, domains: Sequence[Domain], metrics: Metrics | None = None
+) -> LeanApp:
+    """An ASGI app serving `domains` plus the health routes and /metrics, starting them with
+    the worker: the domains' lean routes answered directly, everything else by Litestar
+    (`.framework`); every request timed into `metrics`."""
+    measured = metrics or Metrics()
+
+    @get("/metrics", include_in_schema=False, sync_to_thread=False)
+    def metrics_page() -> Response[bytes]:
+        # Prometheus scrapes each component directly; the load balancers answer 404 for it.
+        return Response(measured.exposition(), media_type=METRICS_TYPE)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -95,6 +106,7 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> LeanApp:
     route_handlers: list[Any] = [
         health_router(domains),
         openapi_json,
+        metrics_page,
         create_static_files_router(
             path=DOCS_ASSETS,
             directories=[swagger_ui_files()],
@@ -157,4 +169,6 @@ def build_app(settings: PlatformSettings, domains: Sequence[Domain]) -> LeanApp:
     )
     lean = [route for domain in domains for route in domain.lean_routes()]
     origin = PublicOrigin(public_url=settings.public_url, proxy_hops=settings.proxy_hops)
-    return LeanApp(framework, lean, max_body=settings.max_body_bytes, origin=origin)
+    return LeanApp(
+        framework, lean, max_body=settings.max_body_bytes, origin=origin, metrics=measured
+    )

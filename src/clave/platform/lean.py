@@ -20,6 +20,7 @@ once it has called the service, it answers, errors included.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ import msgspec
 
 from clave.platform.errors import native_error
 from clave.platform.http import is_json_media_type
+from clave.platform.metrics import Metrics
 from clave.platform.origin import PublicOrigin
 
 T = TypeVar("T")
@@ -123,30 +125,64 @@ class LeanApp:
         *,
         max_body: int,
         origin: PublicOrigin | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.framework = app
         self._routes = {(r.method, r.path): r for r in routes}
         self._max_body = max_body
         self._origin = origin if origin is not None and origin.active else None
+        self._duration = metrics.http_duration if metrics is not None else None
 
-    async def _framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _framework(
+        self, scope: Scope, receive: Receive, send: Send, template: list[str | None]
+    ) -> None:
         """Litestar, without the OPTIONS it would answer on its own: clave grants no CORS
         preflight, and Litestar's automatic answer named only some of a path's methods. An
         OPTIONS request is a method the path does not take (405); errors.classify keeps
         OPTIONS out of a 405's `Allow`, which then lists what /openapi.json documents."""
         if scope["type"] == "http" and scope["method"] == "OPTIONS":
             scope = {**scope, "method": "TRACE"}  # a method no route takes: Litestar's 405
-        await self.framework(scope, receive, send)
+        try:
+            await self.framework(scope, receive, send)
+        finally:
+            template[0] = scope.get("path_template")  # Litestar's routing sets it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._duration is None or scope["type"] != "http":
+            await self._answer(scope, receive, send)
+            return
+        # Timed, by method, route template (never the path itself: ids are not labels) and
+        # status, from the first byte read to the last sent.
+        started = time.perf_counter()
+        status = [500]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        route: list[str | None] = [None]
+        try:
+            await self._answer(scope, receive, sending, route)
+        finally:
+            self._duration.labels(scope["method"], route[0] or "unmatched", str(status[0])).observe(
+                time.perf_counter() - started
+            )
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, template: list[str | None] | None = None
+    ) -> None:
+        """Answer the request; the route template that answered goes into `template`."""
+        found: list[str | None] = template if template is not None else [None]
         if self._origin is not None:  # the public scheme and host, for every route
             scope = self._origin.settle(scope)
         route = (
             self._routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
         )
         if route is None:
-            await self._framework(scope, receive, send)
+            await self._framework(scope, receive, send, found)
             return
+        found[0] = route.path
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             headers.setdefault(name, value)  # the first line, as Litestar's headers.get
@@ -156,7 +192,7 @@ class LeanApp:
         if length is not None and (
             not length.isdigit() or len(length) > 19 or int(length) > self._max_body
         ):
-            await self._framework(scope, receive, send)  # Litestar answers 413 (or 400)
+            await self._framework(scope, receive, send, found)  # Litestar: 413 (or 400)
             return
         chunks: list[bytes] = []
         size, more = 0, True
@@ -172,13 +208,13 @@ class LeanApp:
                 break
         body = b"".join(chunks)
         if size > self._max_body:  # Litestar answers 413
-            await self._framework(scope, _replay(body, receive, more=more), send)
+            await self._framework(scope, _replay(body, receive, more=more), send, found)
             return
         request = LeanRequest(scope, body, headers)
         try:
             response = await route.handler(request)
         except Handover:
-            await self._framework(scope, _replay(body, receive, more=False), send)
+            await self._framework(scope, _replay(body, receive, more=False), send, found)
             return
         except Exception as exc:  # rendered as the framework's handler renders it
             response = route.errors(exc)

@@ -6,6 +6,7 @@ from granian import Granian
 from granian.constants import Interfaces, Loops
 
 from clave.platform.logs import access_log_config
+from clave.platform.metrics import prepare_multiprocess
 from clave.platform.settings import PlatformSettings
 
 
@@ -16,6 +17,8 @@ def run_server(target: str, settings: PlatformSettings, *, workers: int) -> None
     did), replaces a worker that dies, and on SIGTERM stops accepting, lets in-flight requests
     finish for up to `shutdown_grace` seconds, then exits.
     """
+    # Before any worker starts: each writes its metrics there, /metrics sums them.
+    prepare_multiprocess(settings.data_dir, settings.port)
     Granian(
         target,
         address=settings.host,

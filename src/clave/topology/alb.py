@@ -6,6 +6,10 @@ from typing import Any
 
 from clave.topology.table import RoutingTable
 
+# Before every component's rule (their priorities start at 10).
+METRICS_RULE_PRIORITY = 1
+NOT_FOUND_BODY = '{"error":{"code":"not_found","message":"not found"}}'
+
 
 def alb_rules(table: RoutingTable) -> list[dict[str, Any]]:
     """The ALB listener rules (CloudFormation `AWS::ElasticLoadBalancingV2::ListenerRule`
@@ -15,7 +19,32 @@ def alb_rules(table: RoutingTable) -> list[dict[str, Any]]:
 
     Each rule names its component under the key "Service", the output's first name, which
     `clave routes show --format alb` keeps for whoever reads it."""
-    rules = []
+    rules: list[dict[str, Any]] = [
+        {
+            # Prometheus scrapes each component directly: /metrics is never served publicly.
+            "Service": "metrics",
+            "Properties": {
+                "ListenerArn": {"Ref": "Listener"},
+                "Priority": METRICS_RULE_PRIORITY,
+                "Conditions": [
+                    {
+                        "Field": "path-pattern",
+                        "PathPatternConfig": {"Values": ["/metrics", "/metrics/*"]},
+                    }
+                ],
+                "Actions": [
+                    {
+                        "Type": "fixed-response",
+                        "FixedResponseConfig": {
+                            "StatusCode": "404",
+                            "ContentType": "application/json",
+                            "MessageBody": NOT_FOUND_BODY,
+                        },
+                    }
+                ],
+            },
+        }
+    ]
     for r in table.routes:
         groups = [
             {

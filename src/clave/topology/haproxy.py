@@ -96,6 +96,10 @@ def haproxy_config(
         "frontend api",
         f"    bind {bind}",
         "    http-request disable-l7-retry if !METH_GET",
+        # Prometheus scrapes each component directly: /metrics is never served through here.
+        "    http-request return status 404 content-type application/json string "
+        '\'{"error":{"code":"not_found","message":"not found"}}\' '
+        "if { path /metrics } || { path_beg /metrics/ }",
         # Which server answered: a view of the topology for demonstrations and tests only,
         # never sent to clients by default.
         *(["    http-response set-header X-Clave-Server %[srv_name]"] if show_server else []),

@@ -104,8 +104,9 @@ class RoutingTable:
                 raise SettingsError(
                     f"{where}: not a service clave has (components: {', '.join(known)})"
                 )
-            if not 1 <= r.priority <= 50000:
-                raise SettingsError(f"{where}: priority must be 1-50000 (an ALB rule priority)")
+            if not 2 <= r.priority <= 50000:
+                # (1 is the rule that keeps /metrics off the load balancer.)
+                raise SettingsError(f"{where}: priority must be 2-50000 (an ALB rule priority)")
             if r.priority in seen:
                 raise SettingsError(f"{where}: priority {r.priority} is also {seen[r.priority]}'s")
             seen[r.priority] = r.component

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -20,6 +21,7 @@ from litestar.types import ControllerRouterHandler
 
 from clave.platform.errors import ExceptionHandler
 from clave.platform.lean import LeanRoute
+from clave.platform.metrics import Metrics, Timed
 from clave.platform.openapi_errors import ErrorTable, FormTable
 from clave.platform.settings import PlatformSettings, SettingsError
 from clave.verify import api, twilio_api
@@ -55,6 +57,7 @@ from clave.verify.store.counters import CounterStore, MemoryCounters, RedisCount
 from clave.verify.store.memory import MemoryVerificationStore
 from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore
+from clave.verify.telemetry import NO_TELEMETRY, PrometheusTelemetry, VerifyTelemetry
 from clave.verify.tenants import DEFAULT_TENANT, Tenants
 from clave.verify.twilio_api import twilio_error_handler
 
@@ -372,28 +375,40 @@ class VerifyDomain:
 
 
 def verify_domain(
-    settings: VerifySettings, platform: PlatformSettings, *, clock: Callable[[], float] = time.time
+    settings: VerifySettings,
+    platform: PlatformSettings,
+    *,
+    clock: Callable[[], float] = time.time,
+    metrics: Metrics | None = None,
 ) -> VerifyDomain:
     """The verify domain, composed from settings: the one place it is built."""
     try:
-        return _compose(settings, platform, clock)
+        return _compose(settings, platform, clock, metrics)
     except ValueError as exc:  # an unreadable key file
         raise SettingsError(str(exc)) from exc
 
 
 def _compose(
-    settings: VerifySettings, platform: PlatformSettings, clock: Callable[[], float]
+    settings: VerifySettings,
+    platform: PlatformSettings,
+    clock: Callable[[], float],
+    metrics: Metrics | None,
 ) -> VerifyDomain:
     data_dir = platform.data_dir
     hasher = code_hasher(settings, data_dir)
     store = build_store(settings.store, data_dir, events=settings.events is not None)
+    telemetry: VerifyTelemetry = NO_TELEMETRY
+    if metrics is not None:
+        telemetry = PrometheusTelemetry(metrics)
+        # Every store operation timed, whichever port calls it (one proxy for them all).
+        store = cast(VerifyBackend, Timed(store, metrics.store_duration, settings.store.kind))
     inbox = build_inbox(settings, data_dir)
     providers = build_providers(settings.providers, inbox)
-    dispatcher = Dispatcher(store, hasher, providers, clock, settings.outbox)
+    dispatcher = Dispatcher(store, hasher, providers, clock, settings.outbox, telemetry)
     notifier = None
     if settings.events is not None:
         hook = SignedWebhook(settings.events.url, settings.events.secret)
-        notifier = EventNotifier(store, hook, clock, settings.outbox)
+        notifier = EventNotifier(store, hook, clock, settings.outbox, telemetry)
     counters = build_counters(settings.store, data_dir)
     guard = FraudGuard(counters, settings.guard, clock, safe_list=store)
     twilio = settings.providers.twilio
@@ -425,6 +440,7 @@ def _compose(
         guard=guard,
         test_destinations=settings.test_destinations,
         line_types=line_types,
+        telemetry=telemetry,
     )
     return VerifyDomain(
         settings=settings,

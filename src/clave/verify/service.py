@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from clave.platform.contacts import mask_text, region_of
+from clave.platform.errors import ClaveError
 from clave.verify.codes import CodeHasher, bound_terms
 from clave.verify.delivery.base import ProviderRouter
 from clave.verify.destinations import guess_key, mask, normalize_any
@@ -42,6 +43,7 @@ from clave.verify.models import (
 )
 from clave.verify.requests import StartRequest, Terms, bound_payment, counted_ip, terms_of
 from clave.verify.store.base import VerificationStore
+from clave.verify.telemetry import NO_TELEMETRY, VerifyTelemetry
 
 log = logging.getLogger("clave.verify")
 
@@ -86,7 +88,9 @@ class VerifyService:
         guard: Guard = NO_GUARD,
         test_destinations: Mapping[tuple[str, str], str] | None = None,
         line_types: LineTypes | None = None,
+        telemetry: VerifyTelemetry = NO_TELEMETRY,
     ) -> None:
+        self._telemetry = telemetry
         self._line_types = line_types or NumberMetadata()
         self._test_destinations = dict(test_destinations or {})
         self._limiter = limiter
@@ -100,6 +104,18 @@ class VerifyService:
     async def start_verification(
         self, tenant: Tenant, request: StartRequest
     ) -> tuple[VerificationView, bool]:
+        """`_start`, reported: a new code started, or a send refused by a limit or a rule."""
+        try:
+            view, created = await self._start(tenant, request)
+        except ClaveError as exc:
+            if exc.status in (403, 429):
+                self._telemetry.refused(exc.code)
+            raise
+        if created:
+            self._telemetry.started(tenant.name, request.channel.value)
+        return view, created
+
+    async def _start(self, tenant: Tenant, request: StartRequest) -> tuple[VerificationView, bool]:
         """Send a code to `request.to`, or re-send the pending one; returns (view, created).
 
         A pending verification is re-sent only when the code would mean the same (same length,
@@ -236,6 +252,47 @@ class VerifyService:
         return VerificationView(v, v.effective_status(now), sends_left, payment)
 
     async def check_code(
+        self,
+        tenant: Tenant,
+        *,
+        code: str,
+        verification_id: str | None = None,
+        to: str | None = None,
+        client_ip: str | None = None,
+        payment: tuple[str, str] | None = None,
+    ) -> VerificationView:
+        """`_check`, reported by outcome: approved, pending, max_attempts, not_found, or
+        refused (a spent budget: its reason counted too)."""
+        try:
+            view = await self._check(
+                tenant,
+                code=code,
+                verification_id=verification_id,
+                to=to,
+                client_ip=client_ip,
+                payment=payment,
+            )
+        except VerificationNotFound:
+            self._telemetry.checked(tenant.name, "not_found")
+            raise
+        except MaxChecksReached:  # a locked verification: its attempts are spent
+            self._telemetry.checked(tenant.name, "max_attempts")
+            raise
+        except ClaveError as exc:
+            if exc.status == 429:
+                self._telemetry.checked(tenant.name, "refused")
+                self._telemetry.refused(exc.code)
+            raise
+        if view.valid:
+            outcome = "approved"
+        elif view.status is Status.MAX_ATTEMPTS_REACHED:
+            outcome = "max_attempts"
+        else:
+            outcome = "pending"
+        self._telemetry.checked(tenant.name, outcome)
+        return view
+
+    async def _check(
         self,
         tenant: Tenant,
         *,
@@ -432,6 +489,8 @@ class VerifyService:
         )
         if applied is None:
             raise UnknownMessage(f"no send attempt known to {provider} as {message_id}")
+        if applied:  # (a report does not say the channel; the provider does)
+            self._telemetry.sent("report", provider, status.value, None)
         log.info(
             "delivery report provider=%s id=%s status=%s applied=%s",
             provider,

@@ -28,6 +28,7 @@ from clave.verify.languages import choose_locale
 from clave.verify.messages import render
 from clave.verify.models import Delivery, SendStatus, Status, payment_of
 from clave.verify.store.base import Outbox
+from clave.verify.telemetry import NO_TELEMETRY, VerifyTelemetry
 
 log = logging.getLogger("clave.verify.dispatcher")
 
@@ -62,6 +63,10 @@ class OutboxPolicy:
         return float(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not a secret
 
 
+# Seconds between two reports of the outbox's depth and age (per worker).
+_REPORT_EVERY = 5.0
+
+
 class Dispatcher:
     """Claims due outbox entries, renders each message, and hands it to the channel's providers."""
 
@@ -72,7 +77,10 @@ class Dispatcher:
         providers: ProviderRouter,
         clock: Callable[[], float],
         policy: OutboxPolicy,
+        telemetry: VerifyTelemetry = NO_TELEMETRY,
     ) -> None:
+        self._telemetry = telemetry
+        self._reported_at = float("-inf")
         self._store = store
         self._hasher = hasher
         self._providers = providers
@@ -118,8 +126,14 @@ class Dispatcher:
             self._wake.clear()
 
     async def run_once(self) -> int:
-        """Claim and deliver one batch of due sends; returns how many were handled."""
+        """Claim and deliver one batch of due sends; returns how many were handled. The
+        outbox's depth and age are reported on each pass."""
         now = self._clock()
+        if now - self._reported_at >= _REPORT_EVERY:  # two reads: not on every busy pass
+            self._reported_at = now
+            oldest = await self._store.oldest_pending_at()
+            pending = await self._store.pending_deliveries() if oldest is not None else 0
+            self._telemetry.outbox(pending, now - oldest if oldest is not None else 0.0)
         batch = await self._store.claim_deliveries(
             now, lease_until=now + self._policy.lease, limit=self._policy.batch
         )
@@ -215,6 +229,14 @@ class Dispatcher:
 
     async def _finish_sent(self, delivery: Delivery, provider: str, message_id: str | None) -> None:
         """A provider took the message: record it as sent."""
+        queued = next(
+            (s.created_at for s in delivery.verification.sends if s.id == delivery.attempt_id),
+            None,
+        )
+        now = self._clock()
+        self._telemetry.sent(
+            delivery.channel.value, provider, "sent", now - queued if queued else None
+        )
         await self._store.finish_delivery(
             delivery,
             status=SendStatus.SENT,
@@ -256,6 +278,7 @@ class Dispatcher:
         await self._finish_failed(delivery, error, self._clock())
 
     async def _finish_failed(self, delivery: Delivery, error: str, now: float) -> None:
+        self._telemetry.sent(delivery.channel.value, "none", "failed", None)
         await self._store.finish_delivery(
             delivery, status=SendStatus.FAILED, provider=None, error=error, now=now
         )

@@ -21,6 +21,7 @@ from clave.verify.delivery.dispatcher import OutboxPolicy
 from clave.verify.delivery.webhook import SignedWebhook
 from clave.verify.models import Event
 from clave.verify.store.base import EventLog
+from clave.verify.telemetry import NO_TELEMETRY, VerifyTelemetry
 
 log = logging.getLogger("clave.verify.events")
 
@@ -51,7 +52,9 @@ class EventNotifier:
         hook: SignedWebhook,
         clock: Callable[[], float],
         policy: OutboxPolicy,
+        telemetry: VerifyTelemetry = NO_TELEMETRY,
     ) -> None:
+        self._telemetry = telemetry
         self._store = store
         self._hook = hook
         self._clock = clock
@@ -101,6 +104,7 @@ class EventNotifier:
             # The id is stable across retries, so the receiver can drop duplicates.
             await self._hook.post(f"evt_{event.id}", payload(event))
         except DeliveryError as exc:
+            self._telemetry.event_failed()
             if event.tries < self._policy.max_tries:
                 delay = self._policy.backoff(event.tries)
                 await self._store.retry_event(event, next_attempt_at=self._clock() + delay)

@@ -224,6 +224,10 @@ class Outbox(Protocol):
         """How many sends wait in the outbox (for readiness and tests)."""
         ...
 
+    async def oldest_pending_at(self) -> float | None:
+        """When the send waiting longest in the outbox was queued; None when none waits."""
+        ...
+
 
 class EventLog(Protocol):
     """Events raised by closings (written with the change), leased to one notifier at a time,

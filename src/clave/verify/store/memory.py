@@ -597,3 +597,8 @@ class MemoryVerificationStore:
     async def pending_deliveries(self) -> int:
         """Entries waiting in the outbox."""
         return len(self._outbox)
+
+    async def oldest_pending_at(self) -> float | None:
+        """When the oldest waiting send was queued."""
+        queued = [self._attempts[e.attempt_id].attempt.created_at for e in self._outbox.values()]
+        return min(queued, default=None)

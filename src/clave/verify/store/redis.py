@@ -256,6 +256,24 @@ class RedisVerificationStore(RedisTenants, RedisAttempts, RedisFactors):
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis unavailable: {exc}") from exc
 
+    async def oldest_pending_at(self) -> float | None:
+        """The stream's first entry (its id is when it was added) and the retry queued
+        longest ago (its attempt's creation), whichever is older."""
+        try:
+            r = self._r()
+            found = []
+            first = await r.xrange(self._prefix + "outbox", count=1)
+            if first:
+                found.append(int(codec.text(first[0][0]).split("-", 1)[0]) / 1000)
+            later = await r.zrange(self._prefix + "outbox:later", 0, 0)
+            if later:
+                created = await r.hget(self._prefix + "a:" + codec.text(later[0]), "created_at")
+                if created is not None:
+                    found.append(float(created))
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis unavailable: {exc}") from exc
+        return min(found, default=None)
+
     async def pending_deliveries(self) -> int:
         """Entries in the stream plus retries waiting."""
         try:

@@ -461,3 +461,9 @@ class SqliteVerificationStore(SqliteTenants, SqliteEventLog, SqliteAttempts, Sql
         return await self._db.read(
             lambda conn: int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
         )
+
+    async def oldest_pending_at(self) -> float | None:
+        """When the oldest waiting send was queued (its attempt's creation)."""
+        sql = "SELECT min(a.created_at) FROM outbox o JOIN send_attempts a ON a.id = o.attempt_id"
+        found = await self._db.read(lambda conn: conn.execute(sql).fetchone()[0])
+        return float(found) if found is not None else None

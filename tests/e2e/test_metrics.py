@@ -1,0 +1,111 @@
+"""/metrics from a real `clave serve --workers 2`: after a known flow (a send, a wrong check, a
+right check, a refused send) each counter moved by exactly what was done, summed across both
+workers; nothing in it names a destination or a code."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import ClaveProcess, inbox_code
+
+pytestmark = pytest.mark.e2e
+
+TO = "+34612345678"
+
+
+def samples(server: ClaveProcess) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    page = httpx.get(server.url + "/metrics")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/plain")
+    found = {}
+    for family in text_string_to_metric_families(page.text):
+        for s in family.samples:
+            found[(s.name, frozenset(s.labels.items()))] = s.value
+    return found
+
+
+def value(
+    found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return sum(v for (n, ls), v in found.items() if n == name and set(labels.items()) <= ls)
+
+
+def test_counters_move_by_what_was_done_across_workers(
+    tmp_path: Path, serve: type[ClaveProcess]
+) -> None:
+    server = serve(tmp_path, env={"CLAVE_BLOCKED_PREFIXES": "+1415555"}).start()
+    assert len(server.worker_pids()) == 2
+    key = server.cli("apikey", "create").stdout.strip()
+    auth = {"Authorization": f"Bearer {key}"}
+    before = samples(server)
+    with httpx.Client(base_url=server.url, headers=auth, timeout=10) as client:
+        made = client.post("/api/verifications", json={"to": TO, "channel": "sms"})
+        assert made.status_code == 201
+        code = inbox_code(server, TO)
+        wrong = f"{(int(code) + 1) % 10**6:06d}"
+        pending = client.post("/api/verifications/check", json={"to": TO, "code": wrong})
+        assert pending.json()["status"] == "pending"
+        approved = client.post(
+            "/api/verifications/check", json={"id": made.json()["id"], "code": code}
+        )
+        assert approved.json()["status"] == "approved"
+        refused = client.post("/api/verifications", json={"to": "+14155552671", "channel": "sms"})
+        assert refused.status_code == 403
+        # Many plain reads: both workers answer some.
+        for _ in range(40):
+            client.get("/healthz")
+    deadline = time.monotonic() + 10
+    while True:  # the dispatcher reports the send once it went out
+        after = samples(server)
+        if (
+            value(after, "clave_sends_total", status="sent")
+            - value(before, "clave_sends_total", status="sent")
+            >= 1
+        ):
+            break
+        assert time.monotonic() < deadline, "the send was never counted"
+        time.sleep(0.1)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("clave_verifications_started_total", service="default", channel="sms") == 1
+    assert moved("clave_checks_total", service="default", outcome="pending") == 1
+    assert moved("clave_checks_total", service="default", outcome="approved") == 1
+    assert moved("clave_checks_total") == 2
+    assert moved("clave_refusals_total", reason="destination_blocked") == 1
+    assert moved("clave_sends_total", channel="sms", provider="inbox", status="sent") == 1
+    assert moved("clave_delivery_seconds_count", channel="sms", provider="inbox") == 1
+    assert (
+        moved(
+            "clave_http_request_duration_seconds_count",
+            method="POST",
+            route="/api/verifications",
+            status="201",
+        )
+        == 1
+    )
+    assert (
+        moved(
+            "clave_http_request_duration_seconds_count",
+            method="POST",
+            route="/api/verifications/check",
+            status="200",
+        )
+        == 2
+    )
+    assert moved("clave_http_request_duration_seconds_count", route="/healthz") >= 40
+    assert moved("clave_store_operation_seconds_count", backend="sqlite", operation="start") == 1
+    # Each worker writes its own values, /metrics sums them: both workers wrote.
+    files = list((server.data_dir / f"metrics-{server.port}").glob("*.db"))
+    writers = {f.stem.rsplit("_", 1)[-1] for f in files}
+    assert writers >= {str(pid) for pid in server.worker_pids()}, (files, server.worker_pids())
+    # Labels never carry a destination or a code.
+    page = httpx.get(server.url + "/metrics").text
+    for secret in (TO, TO[1:], "14155552671", code, key):
+        assert secret not in page
