@@ -287,7 +287,7 @@ def prepare(settings: Settings, domains: tuple[str, ...] | None = None) -> None:
 def create_app() -> LeanApp:
     """ASGI app factory for a worker process (granian calls it in each worker)."""
     settings = Settings.load()
-    configure_logging(settings.platform.log_level)
+    configure_logging(settings.platform.log_level, settings.platform.log_format)
     ref = AppRef()
     metrics = Metrics()  # this worker's instruments (PROMETHEUS_MULTIPROC_DIR: shared)
     app = build_app(settings.platform, build_domains(settings, ref, metrics=metrics), metrics)

@@ -445,7 +445,7 @@ def _run(args: argparse.Namespace) -> int:
                 }
             )
             settings = Settings.load()
-            configure_logging(settings.platform.log_level)
+            configure_logging(settings.platform.log_level, settings.platform.log_format)
             prepare(settings)
             run_server(
                 "clave.bootstrap:create_app", settings.platform, workers=settings.platform.workers
@@ -454,7 +454,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "up":
             export({"SEED": "true" if args.seed else None})
             settings = Settings.load()
-            configure_logging(settings.platform.log_level)
+            configure_logging(settings.platform.log_level, settings.platform.log_format)
             stack = Stack(
                 table_path=args.routes or settings.platform.routes,
                 topology=Topology(args.topology),
@@ -469,7 +469,7 @@ def _run(args: argparse.Namespace) -> int:
             )
             return stack.run()
         settings = Settings.load()
-        configure_logging(settings.platform.log_level)
+        configure_logging(settings.platform.log_level, settings.platform.log_format)
         if args.command == "routes":
             print(_routes(settings, args))
             return 0

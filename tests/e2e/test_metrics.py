@@ -4,6 +4,7 @@ workers; nothing in it names a destination or a code."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -109,3 +110,21 @@ def test_counters_move_by_what_was_done_across_workers(
     page = httpx.get(server.url + "/metrics").text
     for secret in (TO, TO[1:], "14155552671", code, key):
         assert secret not in page
+
+
+def test_json_logs_are_one_object_per_line(tmp_path: Path, serve: type[ClaveProcess]) -> None:
+    server = serve(tmp_path, env={"CLAVE_LOG_FORMAT": "json", "CLAVE_ACCESS_LOG": "true"}).start()
+    key = server.cli("apikey", "create").stdout.strip()
+    sent = httpx.post(
+        server.url + "/api/verifications",
+        json={"to": TO, "channel": "sms"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert sent.status_code == 201
+    inbox_code(server, TO)
+    server.stop()
+    lines = [line for line in server.log().splitlines() if line.strip()]
+    parsed = [json.loads(line) for line in lines]  # every line, granian's own too
+    assert any(p["message"].startswith("worker ready") for p in parsed)
+    assert any("sent verification=" in p["message"] for p in parsed)
+    assert TO not in server.log()  # masked, in the access log too

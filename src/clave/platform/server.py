@@ -32,6 +32,6 @@ def run_server(target: str, settings: PlatformSettings, *, workers: int) -> None
         workers_kill_timeout=settings.shutdown_grace,
         backlog=2048,
         log_access=settings.access_log,
-        log_dictconfig=access_log_config(),
+        log_dictconfig=access_log_config(settings.log_format),
         log_level=settings.log_level,  # type: ignore[arg-type]
     ).serve()

@@ -126,6 +126,8 @@ class PlatformSettings:
     proxy_hops: int
     # Where clients reach clave (platform/origin.py), when not what the request says.
     public_url: str | None = None
+    # text: one readable line per event; json: one JSON object per line (log collectors).
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, env: Env) -> PlatformSettings:
@@ -136,6 +138,7 @@ class PlatformSettings:
             workers=env.integer("WORKERS", os.cpu_count() or 1, low=1, high=256),
             data_dir=env.path("DATA_DIR", "./var"),
             log_level=env.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
             access_log=env.flag("ACCESS_LOG", False),
             max_body_bytes=env.integer(
                 "MAX_BODY_BYTES", 64 * 1024, low=1024, high=10 * 1024 * 1024
