@@ -90,6 +90,15 @@ def haproxy_bin(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
+def prometheus_bins(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(prometheus, promtool), found or installed; the suite fails without them."""
+    _servers_allowed(request)
+    from tests.services import prometheus
+
+    return prometheus()
+
+
+@pytest.fixture(scope="session")
 def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A Redis server that answers (found or started); the suite fails without one."""
     _servers_allowed(request)

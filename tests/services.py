@@ -45,14 +45,21 @@ def _answers(url: str) -> bool:
     return asyncio.run(probe())
 
 
-def _apt_install(package: str) -> bool:
+def _apt_install(package: str, *, recommends: bool = True) -> bool:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return False
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        *([] if recommends else ["--no-install-recommends"]),
+    ]
     for args in (
-        ["apt-get", "install", "-y", "-qq", package],
+        [*install, package],
         ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", package],
+        [*install, package],
     ):
         result = subprocess.run(args, capture_output=True, env=env, timeout=600)
         if args[1] == "install" and result.returncode == 0:
@@ -222,6 +229,21 @@ def chromium() -> str:
             pytrace=False,
         )
     return found
+
+
+def prometheus() -> tuple[str, str]:
+    """Debian's prometheus and promtool, installed with apt-get if missing and possible."""
+    found = shutil.which("prometheus"), shutil.which("promtool")
+    if None in found and _apt_install("prometheus", recommends=False):
+        found = shutil.which("prometheus"), shutil.which("promtool")
+    server, tool = found
+    if server is None or tool is None:
+        pytest.fail(
+            "prometheus and promtool are needed for the metrics tests: install them (Debian: "
+            "apt-get install --no-install-recommends prometheus) and put them on PATH",
+            pytrace=False,
+        )
+    return server, tool
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]

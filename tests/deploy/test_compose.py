@@ -46,7 +46,7 @@ def _config(
     )
 
 
-@pytest.mark.parametrize("profile", ["monolith", "split"])
+@pytest.mark.parametrize("profile", ["monolith", "split", "observability"])
 def test_compose_config_is_valid(compose: str, profile: str) -> None:
     result = _config(compose, profile, ENV, "-q")
     assert result.returncode == 0, result.stderr
@@ -71,6 +71,13 @@ def test_profiles_start_the_right_services(compose: str) -> None:
         "gateway-config",
         "gateway",
     }
+    # Prometheus and Grafana, provisioned from infrastructure/observability.
+    assert services("observability") == {"redis", "postgres", "prometheus", "grafana"}
+    result = _config(compose, "observability", ENV)
+    defined = yaml.safe_load(result.stdout)["services"]
+    mounts = [str(v) for s in ("prometheus", "grafana") for v in defined[s]["volumes"]]
+    for source in ("prometheus.yml", "alerts.yml", "grafana/provisioning", "grafana/dashboards"):
+        assert any(source in m for m in mounts), (source, mounts)
 
 
 @pytest.mark.parametrize("profile", ["monolith", "split"])

@@ -4,15 +4,19 @@ workers; nothing in it names a destination or a code."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import ClaveProcess, inbox_code
+from tests.support import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -128,3 +132,63 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path, serve: type[ClaveProc
     assert any(p["message"].startswith("worker ready") for p in parsed)
     assert any("sent verification=" in p["message"] for p in parsed)
     assert TO not in server.log()  # masked, in the access log too
+
+
+def test_a_real_prometheus_scrapes_every_component_of_clave_up(
+    tmp_path: Path, clave_up: Any, prometheus_bins: tuple[str, str]
+) -> None:
+    """Prometheus (Debian's) scrapes `clave up`'s components directly, and its HTTP API then
+    answers clave_verifications_started_total for a send made through the load balancer."""
+    server_bin, _ = prometheus_bins
+    stack = clave_up("split")
+    components = stack.state()["components"]
+    targets = [f"127.0.0.1:{c['port']}" for c in components.values()]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n  - job_name: clave\n    static_configs:\n"
+        f"      - targets: {json.dumps(targets)}\n"
+    )
+    port = free_port()
+    log = (tmp_path / "prometheus.log").open("wb")
+    prometheus = subprocess.Popen(
+        [
+            server_bin,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        key = stack.cli("apikey", "create").stdout.strip()
+        sent = httpx.post(
+            stack.url + "/api/verifications",
+            json={"to": TO, "channel": "sms"},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+        assert sent.status_code == 201, sent.text
+
+        def scraped(query: str) -> list[dict[str, Any]]:
+            with contextlib.suppress(httpx.HTTPError):
+                answer = httpx.get(f"{api}/query", params={"query": query}, timeout=5).json()
+                if answer.get("status") == "success":
+                    result: list[dict[str, Any]] = answer["data"]["result"]
+                    return result
+            return []
+
+        deadline = time.monotonic() + 60
+        while not (found := scraped("sum(clave_verifications_started_total)")):
+            assert time.monotonic() < deadline, (tmp_path / "prometheus.log").read_text()[-3000:]
+            time.sleep(0.5)
+        assert float(found[0]["value"][1]) == 1
+        up = {r["metric"]["instance"]: r["value"][1] for r in scraped("up")}
+        assert set(up) == set(targets)
+        assert set(up.values()) == {"1"}  # every component answers /metrics
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=20)
+        log.close()
