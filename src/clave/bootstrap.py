@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from clave.platform import tracing
 from clave.platform.app import build_app
 from clave.platform.client import AppRef, ServiceClient, http_client
 from clave.platform.client_ip import is_loopback
@@ -289,6 +290,8 @@ def create_app() -> LeanApp:
     settings = Settings.load()
     configure_logging(settings.platform.log_level, settings.platform.log_format)
     ref = AppRef()
+    # Traces when an OTLP endpoint is configured; named after what this process serves.
+    tracing.configure("monolith" if len(settings.domains) > 1 else settings.domains[0])
     metrics = Metrics()  # this worker's instruments (PROMETHEUS_MULTIPROC_DIR: shared)
     app = build_app(settings.platform, build_domains(settings, ref, metrics=metrics), metrics)
     ref.app = app

@@ -13,10 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import ClaveProcess, inbox_code
-from tests.support import free_port
+from tests.support import RecordingServer, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -192,3 +193,72 @@ def test_a_real_prometheus_scrapes_every_component_of_clave_up(
         prometheus.terminate()
         prometheus.wait(timeout=20)
         log.close()
+
+
+def spans_of(receiver: RecordingServer) -> list[tuple[str, str, str, list[str]]]:
+    """(service, trace id, span name, linked trace ids) of every span the stand-in got."""
+    found = []
+    for request in receiver.requests:
+        if request["path"] != "/v1/traces":
+            continue
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(request["body"])
+        for resource_spans in export.resource_spans:
+            service = next(
+                a.value.string_value
+                for a in resource_spans.resource.attributes
+                if a.key == "service.name"
+            )
+            for scope in resource_spans.scope_spans:
+                for s in scope.spans:
+                    links = [link.trace_id.hex() for link in s.links]
+                    found.append((service, s.trace_id.hex(), s.name, links))
+    return found
+
+
+def test_one_trace_across_users_and_verify(tmp_path: Path, clave_up: Any) -> None:
+    """The split topology with an OTLP/HTTP endpoint (a stand-in here): a forum user's code,
+    asked of users and sent by verify, is one trace across both; its delivery links to it."""
+    receiver = RecordingServer()
+    receiver.default = (200, {})
+    try:
+        stack = clave_up(
+            "split",
+            env={
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+            },
+        )
+        signed_up = httpx.post(
+            stack.url + "/api/users",
+            json={"username": "tracy", "name": "Tracy", "phone": "+14155550161"},
+            timeout=10,
+        ).json()
+        started = httpx.post(
+            f"{stack.url}/api/users/{signed_up['id']}/verification",
+            json={"channel": "sms"},
+            headers={"Authorization": f"Bearer {signed_up['token']}"},
+            timeout=10,
+        )
+        assert started.status_code == 201, started.text
+        deadline = time.monotonic() + 30
+        while True:
+            spans = spans_of(receiver)
+            by_trace: dict[str, set[str]] = {}
+            for service, trace_id, _, _ in spans:
+                by_trace.setdefault(trace_id, set()).add(service)
+            joint = [
+                t for t, services in by_trace.items() if {"clave-users", "clave-verify"} <= services
+            ]
+            delivered = [s for s in spans if s[2] == "deliver" and set(s[3]) & set(joint)]
+            if joint and delivered:
+                break
+            assert time.monotonic() < deadline, spans
+            time.sleep(0.2)
+        names = {name for _, trace_id, name, _ in spans if trace_id in joint}
+        assert any(n.startswith("POST /api/users/") for n in names), names
+        assert "POST /api/verifications" in names, names
+        assert any(n.startswith("redis ") or n.startswith("sqlite ") for n in names), names
+        assert any(s[2].startswith("send ") for s in spans), spans
+    finally:
+        receiver.stop()

@@ -20,6 +20,7 @@ from litestar.static_files import create_static_files_router
 from litestar.types import FileInfo, PathType
 
 from clave import __version__
+from clave.platform import tracing
 from clave.platform.domain import Domain
 from clave.platform.errors import ExceptionHandler, handlers, native_error_handler
 from clave.platform.health import health_router
@@ -98,6 +99,7 @@ def build_app(
                 stack.push_async_callback(domain.stop)
             # Everything built so far lives as long as the worker: move it out of the cyclic
             # garbage collector's sight, so collections during requests scan only new objects.
+            stack.callback(tracing.shutdown)  # the spans still buffered, exported
             gc.collect()
             gc.freeze()
             log.info("worker ready: %s", ", ".join(d.name for d in domains))

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from clave.platform import tracing
 from clave.platform.errors import ClaveError
 
 log = logging.getLogger("clave.client")
@@ -80,8 +81,10 @@ class ServiceClient:
         for attempt in range(self._retries + 1):
             if attempt:
                 await asyncio.sleep(0.05 * 2**attempt)
+            headers = dict(self._headers)
+            tracing.inject(headers)  # the caller's trace goes on (W3C traceparent)
             try:
-                response = await self._http.request(method, path, json=json, headers=self._headers)
+                response = await self._http.request(method, path, json=json, headers=headers)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 last = exc
                 continue

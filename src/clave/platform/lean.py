@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from clave.platform import tracing
 from clave.platform.errors import native_error
 from clave.platform.http import is_json_media_type
 from clave.platform.metrics import Metrics
@@ -148,6 +149,27 @@ class LeanApp:
             template[0] = scope.get("path_template")  # Litestar's routing sets it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and tracing.enabled():
+            await self._traced(scope, receive, send)
+            return
+        await self._measured(scope, receive, send)
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The request in a server span, a child of the caller's `traceparent`."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        with tracing.span(scope["method"], headers=headers, server=True) as current:
+            status = [0]
+
+            async def sending(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            await self._measured(scope, receive, sending)
+            current.set_attribute("http.request.method", scope["method"])
+            current.set_attribute("http.response.status_code", status[0])
+
+    async def _measured(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._duration is None or scope["type"] != "http":
             await self._answer(scope, receive, send)
             return
@@ -165,9 +187,12 @@ class LeanApp:
         try:
             await self._answer(scope, receive, sending, route)
         finally:
-            self._duration.labels(scope["method"], route[0] or "unmatched", str(status[0])).observe(
+            template = route[0] or "unmatched"
+            self._duration.labels(scope["method"], template, str(status[0])).observe(
                 time.perf_counter() - started
             )
+            if tracing.enabled():
+                tracing.name_current(f"{scope['method']} {template}", {"http.route": template})
 
     async def _answer(
         self, scope: Scope, receive: Receive, send: Send, template: list[str | None] | None = None

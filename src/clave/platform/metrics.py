@@ -28,6 +28,8 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from clave.platform import tracing
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Request latency buckets, in seconds: sub-millisecond answers up to a slow dependency.
@@ -148,9 +150,14 @@ class Timed:
             return found
         observe = self._histogram.labels(self._backend, name).observe
 
+        operation = f"{self._backend} {name}"
+
         async def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
+                if tracing.enabled():  # a span per store operation too
+                    with tracing.span(operation, attributes={"db.system": self._backend}):
+                        return await found(*args, **kwargs)
                 return await found(*args, **kwargs)
             finally:
                 observe(time.perf_counter() - started)

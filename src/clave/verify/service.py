@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from clave.platform import tracing
 from clave.platform.contacts import mask_text, region_of
 from clave.platform.errors import ClaveError
 from clave.verify.codes import CodeHasher, bound_terms
@@ -513,6 +514,9 @@ def _send_options(request: StartRequest, terms: Terms) -> dict[str, str]:
     country = region_of(request.to)
     if country is not None:  # the attempts log filters by it
         options["country"] = country
+    parent = tracing.traceparent()
+    if parent is not None:  # the delivery's span links to this request's
+        options["traceparent"] = parent
     if request.app_hash is not None:
         options["app_hash"] = request.app_hash
     if request.webotp_domain is not None:

@@ -15,6 +15,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from clave.platform import tracing
 from clave.platform.contacts import mask_text
 from clave.verify.codes import CodeHasher, bound_terms
 from clave.verify.delivery.base import (
@@ -142,6 +143,11 @@ class Dispatcher:
         return len(batch)
 
     async def _deliver(self, delivery: Delivery) -> None:
+        """Deliver one claimed send, in a span linked to the request that queued it."""
+        with tracing.span("deliver", link=delivery.options.get("traceparent")):
+            await self._deliver_traced(delivery)
+
+    async def _deliver_traced(self, delivery: Delivery) -> None:
         """Deliver one claimed send: skipped when its verification closed, failed when it
         cannot be sent, else offered to the channel's providers in turn until one takes it."""
         now = self._clock()
@@ -218,7 +224,10 @@ class Dispatcher:
         """One provider's try: the message id it gave (if any), or why it failed."""
         try:
             async with asyncio.timeout(self._policy.send_timeout):
-                return await provider.send(outgoing)
+                with tracing.span(
+                    f"send {provider.name}", attributes={"clave.channel": outgoing.channel.value}
+                ):
+                    return await provider.send(outgoing)
         except DeliveryError as exc:
             return _Failure(f"{provider.name}: {exc}", retryable=not exc.permanent)
         except TimeoutError:
