@@ -38,6 +38,12 @@ def test_with_an_endpoint_spans_nest_and_carry_the_traceparent() -> None:
         "with tracing.span('outer'):\n"
         "    tracing.inject(h)\n"
         "assert 'traceparent' in h and 'a' * 32 not in h['traceparent']\n"
+        "import json, logging\n"
+        "from clave.platform.logs import JsonLines\n"
+        "record = logging.LogRecord('clave', 20, 'f', 1, 'in a request', None, None)\n"
+        "with tracing.span('GET', headers={'traceparent': parent}, server=True):\n"
+        "    line = json.loads(JsonLines().format(record))\n"
+        "assert line['trace_id'] == 'a' * 32 and len(line['span_id']) == 16, line\n"
         "import os; os._exit(0)  # no export to the made-up endpoint at exit\n"
     )
     result = subprocess.run(
