@@ -14,7 +14,7 @@ from PIL import Image
 
 from clave.platform.errors import StoreError
 from clave.verify.qr import png_data_url, svg_data_url
-from clave.verify.sealing import SecretBox
+from clave.verify.sealing import SecretBox, hkdf_sha256
 from clave.verify.totp import (
     TotpSettings,
     base32,
@@ -130,3 +130,14 @@ def test_sealed_secrets_open_under_their_key_and_their_owner_only() -> None:
         only_new.open(sealed, bound_to="YF1")
     with pytest.raises(ValueError, match="32 bytes"):
         SecretBox({"short": b"x" * 16}, active_key_id="short")
+
+
+def test_hkdf_is_rfc_5869s() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    for secret in (b"k" * 32, os.urandom(48), b"\x00"):
+        for info in (b"clave factor secrets", b""):
+            expected = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info)
+            assert hkdf_sha256(secret, info=info) == expected.derive(secret)
+    assert len(hkdf_sha256(b"x", info=b"y", length=80)) == 80

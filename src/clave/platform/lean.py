@@ -133,6 +133,11 @@ class LeanApp:
         self._max_body = max_body
         self._origin = origin if origin is not None and origin.active else None
         self._duration = metrics.http_duration if metrics is not None else None
+        # The labelled histograms, by (method, route, status): labels() on every request
+        # costs more than the observation.
+        self._timers: dict[tuple[str, str, str], Any] = {}
+        # Tracing is configured before the app is built (bootstrap.create_app), once.
+        self._traced = tracing.enabled()
 
     async def _framework(
         self, scope: Scope, receive: Receive, send: Send, template: list[str | None]
@@ -149,12 +154,12 @@ class LeanApp:
             template[0] = scope.get("path_template")  # Litestar's routing sets it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and tracing.enabled():
-            await self._traced(scope, receive, send)
+        if self._traced and scope["type"] == "http":
+            await self._in_span(scope, receive, send)
             return
         await self._measured(scope, receive, send)
 
-    async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _in_span(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The request in a server span, a child of the caller's `traceparent`."""
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         with tracing.span(scope["method"], headers=headers, server=True) as current:
@@ -188,10 +193,14 @@ class LeanApp:
             await self._answer(scope, receive, sending, route)
         finally:
             template = route[0] or "unmatched"
-            self._duration.labels(scope["method"], template, str(status[0])).observe(
-                time.perf_counter() - started
-            )
-            if tracing.enabled():
+            key = (scope["method"], template, str(status[0]))
+            timer = self._timers.get(key)
+            if timer is None:
+                if len(self._timers) > 10_000:  # (methods and statuses are few; be safe)
+                    self._timers.clear()
+                timer = self._timers[key] = self._duration.labels(*key)
+            timer.observe(time.perf_counter() - started)
+            if self._traced:
                 tracing.name_current(f"{scope['method']} {template}", {"http.route": template})
 
     async def _answer(

@@ -150,13 +150,14 @@ class Timed:
             return found
         observe = self._histogram.labels(self._backend, name).observe
 
-        operation = f"{self._backend} {name}"
+        operation, traced = f"{self._backend} {name}", tracing.enabled()
+        attributes = {"db.system": self._backend}
 
         async def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
-                if tracing.enabled():  # a span per store operation too
-                    with tracing.span(operation, attributes={"db.system": self._backend}):
+                if traced:  # a span per store operation too
+                    with tracing.span(operation, attributes=attributes):
                         return await found(*args, **kwargs)
                 return await found(*args, **kwargs)
             finally:

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from litestar.types import ControllerRouterHandler
 
 from clave.platform.errors import ExceptionHandler
@@ -49,7 +47,7 @@ from clave.verify.line_types import LineTypes, NumberMetadata, TwilioLookup
 from clave.verify.models import Channel, Policy
 from clave.verify.reporting import AttemptsLog
 from clave.verify.safe_list import SafeNumbers
-from clave.verify.sealing import SecretBox
+from clave.verify.sealing import SecretBox, hkdf_sha256
 from clave.verify.service import VerifyService
 from clave.verify.settings import StoreSettings, VerifySettings, parse_hmac_keys
 from clave.verify.store.base import VerifyBackend
@@ -114,8 +112,7 @@ def secret_box(settings: VerifySettings, data_dir: Path) -> SecretBox:
 
 
 def _derived(secret: bytes) -> bytes:
-    kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"clave factor secrets")
-    return kdf.derive(secret)
+    return hkdf_sha256(secret, info=b"clave factor secrets")
 
 
 def build_store(settings: StoreSettings, data_dir: Path, *, events: bool) -> VerifyBackend:

@@ -14,8 +14,6 @@ import io
 from dataclasses import dataclass
 from importlib import resources
 
-import polib
-
 from clave.verify.languages import DEFAULT_LOCALE, LOCALES, RIGHT_TO_LEFT
 from clave.verify.models import Channel
 
@@ -56,6 +54,8 @@ def catalog(locale: str) -> gettext.GNUTranslations:
     """The messages of one language (LOCALES), read from its `.po` file once per worker."""
     if locale not in LOCALES:
         raise ValueError(f"clave has no messages in {locale!r}")
+    import polib  # here: only a worker that renders a message reads catalogs
+
     source = resources.files("clave.verify") / "locales" / f"{locale}.po"
     entries = polib.pofile(source.read_text(encoding="utf-8"))
     return gettext.GNUTranslations(io.BytesIO(entries.to_binary()))

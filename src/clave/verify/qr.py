@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Any
 
-import segno
 
+def _qr(uri: str) -> Any:
+    # Imported here: only enrollments draw QR codes, and segno costs a worker memory.
+    import segno
 
-def _qr(uri: str) -> segno.QRCode:
     # Medium error correction: readable off a screen with some glare, still a small code.
     return segno.make(uri, error="m", micro=False)
 

@@ -7,7 +7,7 @@ reason): never a destination, a code or a key.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from clave.platform.metrics import Metrics
 
@@ -71,14 +71,17 @@ class PrometheusTelemetry:
 
     def __init__(self, metrics: Metrics) -> None:
         self._m = metrics
+        # The labelled counters of the hot paths, by labels (labels() costs more than inc()).
+        self._started: dict[tuple[str, str], Any] = {}
+        self._checked: dict[tuple[str, str], Any] = {}
 
     def started(self, service: str, channel: str) -> None:
         """clave_verifications_started_total."""
-        self._m.verifications_started.labels(service, channel).inc()
+        _child(self._started, self._m.verifications_started, (service, channel)).inc()
 
     def checked(self, service: str, outcome: str) -> None:
         """clave_checks_total."""
-        self._m.checks.labels(service, outcome).inc()
+        _child(self._checked, self._m.checks, (service, outcome)).inc()
 
     def refused(self, reason: str) -> None:
         """clave_refusals_total."""
@@ -98,3 +101,13 @@ class PrometheusTelemetry:
     def event_failed(self) -> None:
         """clave_events_failed_total."""
         self._m.events_failed.inc()
+
+
+def _child(cache: dict[tuple[str, str], Any], metric: Any, labels: tuple[str, str]) -> Any:
+    """`metric.labels(*labels)`, kept in `cache` (bounded: services come and go)."""
+    found = cache.get(labels)
+    if found is None:
+        if len(cache) > 10_000:
+            cache.clear()
+        found = cache[labels] = metric.labels(*labels)
+    return found
