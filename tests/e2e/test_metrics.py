@@ -188,12 +188,14 @@ def test_a_real_prometheus_scrapes_every_component_of_clave_up(
             return []
 
         deadline = time.monotonic() + 60
-        while not (found := scraped("sum(clave_verifications_started_total)")):
+        while True:  # until every component has been scraped since the send
+            found = scraped("sum(clave_verifications_started_total)")
+            up = {r["metric"]["instance"]: r["value"][1] for r in scraped("up")}
+            if found and set(up) == set(targets):
+                break
             assert time.monotonic() < deadline, (tmp_path / "prometheus.log").read_text()[-3000:]
             time.sleep(0.5)
         assert float(found[0]["value"][1]) == 1
-        up = {r["metric"]["instance"]: r["value"][1] for r in scraped("up")}
-        assert set(up) == set(targets)
         assert set(up.values()) == {"1"}  # every component answers /metrics
     finally:
         prometheus.terminate()
