@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 
 from clave.platform.contacts import region_of
 from clave.verify.models import Channel, SendStatus
 
 # The most sends one page of the log holds.
 MAX_PAGE = 1000
+
+
+def log_time(value: str) -> float | None:
+    """A time filter of the log: ISO 8601 with a time zone (a naive time would be a guess);
+    None when `value` is not one."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.timestamp() if parsed.tzinfo is not None else None
 
 
 def seeded_attempt_sid(seed: bytes, number: int) -> str:

@@ -4,7 +4,6 @@ time with a `Link` header) and GET /api/attempts/summary, for the API key's tena
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -14,7 +13,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 
 from clave.platform.origin import origin_of
-from clave.verify.attempts import MAX_PAGE, AttemptQuery, AttemptRecord
+from clave.verify.attempts import MAX_PAGE, AttemptQuery, AttemptRecord, log_time
 from clave.verify.destinations import mask
 from clave.verify.errors import InvalidParameter
 from clave.verify.models import Channel, Tenant
@@ -77,16 +76,13 @@ ChannelFilter = Annotated[Channel | None, QueryParameter()]
 
 
 def _time(name: str, value: str | None) -> float | None:
-    """A `created_*` filter: ISO 8601 with a time zone (a naive time would be a guess)."""
+    """A `created_*` filter (attempts.log_time's rule)."""
     if value is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
+    found = log_time(value)
+    if found is None:
         raise InvalidParameter(f"{name} must be an ISO 8601 date and time with a time zone")
-    return parsed.timestamp()
+    return found
 
 
 def _query(

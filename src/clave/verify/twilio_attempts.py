@@ -3,7 +3,6 @@ account's services, listed with Twilio's filters, fetched by sid, and summed."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -11,7 +10,7 @@ from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
-from clave.verify.attempts import AttemptQuery, AttemptRecord
+from clave.verify.attempts import AttemptQuery, AttemptRecord, log_time
 from clave.verify.errors import InvalidParameter, VerificationNotFound
 from clave.verify.models import Channel, Tenant
 from clave.verify.reporting import AttemptsLog
@@ -45,13 +44,10 @@ def _date(form: Form, name: str) -> float | None:
     value = form.text(name, max_length=40)
     if value is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidParameter(f"Invalid parameter: {name}") from None
-    if parsed.tzinfo is None:
+    found = log_time(value)
+    if found is None:
         raise InvalidParameter(f"Invalid parameter: {name} (ISO 8601 with a time zone)")
-    return parsed.timestamp()
+    return found
 
 
 def _choice(form: Form, name: str, choices: dict[str, Any]) -> Any:
