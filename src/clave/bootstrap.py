@@ -12,7 +12,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -26,7 +26,13 @@ from clave.platform.files import secure_data_dir
 from clave.platform.lean import LeanApp
 from clave.platform.logs import configure_logging
 from clave.platform.metrics import Metrics
-from clave.platform.settings import Env, PlatformSettings, SettingsError, database_url
+from clave.platform.settings import (
+    Env,
+    PlatformSettings,
+    SettingsError,
+    database_pool_size,
+    database_url,
+)
 from clave.posts.bootstrap import PostsDomain
 from clave.posts.bootstrap import build_store as posts_store
 from clave.posts.bootstrap import prepare_store as prepare_posts
@@ -74,7 +80,10 @@ class Settings:
     platform: PlatformSettings
     verify: VerifySettings
     users: UsersSettings
-    databases: Mapping[str, str]
+    # Each forum domain's database URL, its CLAVE_<DOMAIN>_DB_PASSWORD put in (so never shown).
+    databases: Mapping[str, str] = field(repr=False)
+    # Connections each worker may open to each PostgreSQL database (CLAVE_DB_POOL_SIZE).
+    db_pool_size: int
     seed: bool
     clients: ClientSettings
     domains: tuple[str, ...]  # the domains this process serves (CLAVE_SERVICES)
@@ -101,6 +110,7 @@ class Settings:
             verify=verify,
             users=UsersSettings.from_env(env),
             databases={name: database_url(env, name) for name in FORUM},
+            db_pool_size=database_pool_size(env),
             seed=env.flag("SEED", False),
             clients=ClientSettings(
                 urls=urls,
@@ -148,7 +158,7 @@ def build_domains(
 ) -> list[Domain]:
     """The domains named in settings, built but not started."""
     mounted = set(settings.domains)
-    data_dir = settings.platform.data_dir
+    data_dir, pool_size = settings.platform.data_dir, settings.db_pool_size
     ref = app or AppRef()
 
     def http(name: str) -> httpx.AsyncClient:
@@ -175,7 +185,7 @@ def build_domains(
             auth = {"Authorization": f"Bearer {_users_verify_key(settings)}"}
             domains.append(
                 UsersDomain(
-                    users_store(settings.databases["users"], data_dir),
+                    users_store(settings.databases["users"], data_dir, pool_size=pool_size),
                     VerifyClient(client("verify", auth)),
                     settings.users,
                     seed=settings.seed,
@@ -186,7 +196,7 @@ def build_domains(
         elif name == "threads":
             domains.append(
                 ThreadsDomain(
-                    threads_store(settings.databases["threads"], data_dir),
+                    threads_store(settings.databases["threads"], data_dir, pool_size=pool_size),
                     users_client(),
                     seed=settings.seed,
                     clock=clock,
@@ -195,7 +205,7 @@ def build_domains(
         else:
             domains.append(
                 PostsDomain(
-                    posts_store(settings.databases["posts"], data_dir),
+                    posts_store(settings.databases["posts"], data_dir, pool_size=pool_size),
                     users_client(),
                     ThreadsClient(client("threads")),
                     seed=settings.seed,

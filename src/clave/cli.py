@@ -1,4 +1,4 @@
-"""The `clave` command: serve, manage services and API keys."""
+"""The `clave` command: serve, manage services and API keys, set up the forum databases."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from clave import __version__
-from clave.bootstrap import DOMAINS, Settings, prepare
+from clave.bootstrap import DOMAINS, FORUM, Settings, prepare
+from clave.platform.db_init import DbInitSettings, init_databases
 from clave.platform.errors import ClaveError
 from clave.platform.logs import configure_logging
 from clave.platform.server import run_server
-from clave.platform.settings import SettingsError, export
+from clave.platform.settings import Env, SettingsError, export
 from clave.topology.routes import FORMATS, fixed_haproxy, render, save_and_apply, table_in_use
 from clave.topology.state import run_dir_in
 from clave.topology.table import MONOLITH, RoutingTable, Topology
@@ -228,6 +229,21 @@ def parser() -> argparse.ArgumentParser:
         "migration; never in production: it shows clients the topology)",
     )
 
+    db = commands.add_parser("db", help="the forum domains' PostgreSQL databases")
+    db_cmds = db.add_subparsers(dest="action", required=True)
+    init_help = (
+        "as the admin user (CLAVE_DB_ADMIN_URL, CLAVE_DB_ADMIN_PASSWORD or PGPASSWORD), "
+        "create each forum domain's user (from CLAVE_<DOMAIN>_DB, its password "
+        "CLAVE_<DOMAIN>_DB_PASSWORD) and its database, owned by that user and closed to the "
+        "others; again after a password rotation"
+    )
+    db_init = db_cmds.add_parser("init", help=init_help, description=init_help)
+    db_init.add_argument(
+        "--domains",
+        default=",".join(FORUM),
+        help=f"comma-separated, among {','.join(FORUM)} (default: all)",
+    )
+
     routes = commands.add_parser("routes", help="the routing table")
     routes_cmds = routes.add_subparsers(dest="action", required=True)
     show = routes_cmds.add_parser("show", help="print the table, or what is generated from it")
@@ -386,6 +402,13 @@ def _workers(values: list[str]) -> dict[str, int]:
     return counts
 
 
+def _forum_domains(value: str) -> tuple[str, ...]:
+    chosen = tuple(name.strip() for name in value.split(",") if name.strip())
+    if not chosen or any(name not in FORUM for name in chosen):
+        raise SettingsError(f"--domains takes names among {', '.join(FORUM)}, got {value!r}")
+    return tuple(dict.fromkeys(chosen))
+
+
 def _servers(values: list[str]) -> dict[str, str]:
     servers = {}
     for value in values:
@@ -468,6 +491,12 @@ def _run(args: argparse.Namespace) -> int:
                 show_server=args.show_server,
             )
             return stack.run()
+        if args.command == "db":
+            # Only what it uses: the one-off task that runs it need not carry every setting.
+            env = Env()
+            init = DbInitSettings.from_env(env, _forum_domains(args.domains))
+            asyncio.run(init_databases(init, lambda line: print(line, flush=True)))
+            return 0
         settings = Settings.load()
         configure_logging(settings.platform.log_level, settings.platform.log_format)
         if args.command == "routes":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from clave.bootstrap import Settings
+from clave.bootstrap import Settings, build_domains
 from clave.platform.settings import Env, SettingsError
 from clave.verify.bootstrap import build_counters, build_store, open_admin
 from clave.verify.settings import StoreSettings
@@ -94,3 +94,19 @@ async def test_the_admin_refuses_what_the_serving_processes_would(tmp_path: Path
     assert {"verify.db", "limits.db", "inbox.db", "verify-hmac-keys"} <= {
         p.name for p in tmp_path.iterdir()
     }
+
+
+def test_each_forum_store_gets_the_pool_size(tmp_path: Path) -> None:
+    """CLAVE_DB_POOL_SIZE reaches every domain's PostgreSQL pool (nothing connects here)."""
+    settings = Settings.load(
+        {
+            "CLAVE_SERVICES": "users,threads,posts",
+            "CLAVE_DATA_DIR": str(tmp_path),
+            "CLAVE_VERIFY_URL": "http://127.0.0.1:9",
+            "CLAVE_VERIFY_KEY": "ck_" + "a" * 40,
+            "CLAVE_DB_POOL_SIZE": "3",
+        }
+        | {f"CLAVE_{d}_DB": f"postgresql://u@h/{d.lower()}" for d in ("USERS", "THREADS", "POSTS")}
+    )
+    for domain in build_domains(settings):
+        assert domain.store._db._max_size == 3  # type: ignore[attr-defined]

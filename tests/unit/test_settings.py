@@ -1,9 +1,12 @@
 import base64
+import json
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from clave.bootstrap import Settings
 from clave.platform.settings import SettingsError
+from clave.platform.urls import redacted
 from clave.verify.delivery.smtp import SmtpConfig
 from clave.verify.settings import parse_hmac_keys
 
@@ -138,8 +141,6 @@ def test_smtp_url_forms() -> None:
 
 
 def test_a_redis_password_of_its_own() -> None:
-    from clave.platform.urls import redacted
-
     store = Settings.load(
         {
             "CLAVE_VERIFY_STORE": "rediss://cache.example:6379/0",
@@ -157,6 +158,132 @@ def test_a_redis_password_of_its_own() -> None:
     ):
         with pytest.raises(SettingsError, match="CLAVE_REDIS_PASSWORD"):
             Settings.load(env)
+
+
+def test_a_database_password_per_domain() -> None:
+    """The monolith connects as three users: one PGPASSWORD cannot serve them all."""
+    password = "p@ss/w:rd %?#"
+    settings = Settings.load(
+        {
+            "CLAVE_USERS_DB": "postgresql://clave_users@db.example:5432/users?sslmode=require",
+            "CLAVE_USERS_DB_PASSWORD": password,
+            "CLAVE_THREADS_DB": "postgres://clave_threads@db.example/threads",
+            "CLAVE_THREADS_DB_PASSWORD": "other",
+            "CLAVE_POSTS_DB": "postgresql://clave_posts@db.example/posts",
+        }
+    )
+    users = settings.databases["users"]
+    assert users == (
+        "postgresql://clave_users:p%40ss%2Fw%3Ard%20%25%3F%23@db.example:5432/users?sslmode=require"
+    )
+    assert unquote(urlsplit(users).password or "") == password  # as asyncpg reads it
+    assert settings.databases["threads"] == "postgres://clave_threads:other@db.example/threads"
+    assert settings.databases["posts"] == "postgresql://clave_posts@db.example/posts"  # PGPASSWORD
+    assert "p%40ss" not in repr(settings)
+    assert redacted(users) == "postgresql://clave_users:***@db.example:5432/users?sslmode=require"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CLAVE_USERS_DB_PASSWORD": "s3cret"}, "only for a postgresql:// CLAVE_USERS_DB"),
+        (
+            {"CLAVE_POSTS_DB": "sqlite:///p.db", "CLAVE_POSTS_DB_PASSWORD": "s3cret"},
+            "CLAVE_POSTS_DB_PASSWORD is only for a postgresql:// CLAVE_POSTS_DB",
+        ),
+        (
+            {"CLAVE_USERS_DB": "postgresql://u:old@h/users", "CLAVE_USERS_DB_PASSWORD": "s3cret"},
+            "CLAVE_USERS_DB_PASSWORD is set and CLAVE_USERS_DB has one too",
+        ),
+        ({"CLAVE_USERS_DB": "mysql://u:s3cret@h/users"}, r"got 'mysql://u:\*\*\*@h/users'"),
+    ],
+)
+def test_a_database_password_that_cannot_be_used(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as info:
+        Settings.load(env)
+    assert "s3cret" not in str(info.value)
+
+
+def test_the_database_pool_size() -> None:
+    assert Settings.load({}).db_pool_size == 10
+    assert Settings.load({"CLAVE_DB_POOL_SIZE": "25"}).db_pool_size == 25
+    for bad in ("0", "101", "many"):
+        with pytest.raises(SettingsError, match="CLAVE_DB_POOL_SIZE"):
+            Settings.load({"CLAVE_DB_POOL_SIZE": bad})
+
+
+TWILIO = {
+    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "TWILIO_AUTH_TOKEN": "token-from-the-secret",
+    "TWILIO_FROM": "+15005550006",
+    "TWILIO_MESSAGING_SERVICE_SID": "MG" + "1" * 32,
+}
+
+
+def test_provider_settings_from_one_json_secret() -> None:
+    """ECS injects a whole Secrets Manager secret as CLAVE_PROVIDERS: a key it lacks is unset,
+    where keys injected one by one would stop the task."""
+    providers = Settings.load(
+        {
+            "CLAVE_PROVIDERS": json.dumps(
+                TWILIO
+                | {"TWILIO_WHATSAPP_FROM": "", "SMTP_URL": "smtp://u:p@mail.example"}
+                | {"EMAIL_FROM": "codes@example.com", "SNS_SENDER_ID": "clave"}
+            ),
+            "CLAVE_SNS": "true",
+            "CLAVE_AWS_REGION": "eu-west-1",
+        }
+    ).verify.providers
+    assert providers.twilio is not None
+    assert (providers.twilio.account_sid, providers.twilio.auth_token) == (
+        TWILIO["TWILIO_ACCOUNT_SID"],
+        "token-from-the-secret",
+    )
+    assert providers.twilio.sms_from == "+15005550006"
+    assert providers.twilio.messaging_service_sid == TWILIO["TWILIO_MESSAGING_SERVICE_SID"]
+    assert providers.twilio.whatsapp_from is None  # "" is unset
+    assert providers.twilio.call_from is None  # missing is unset
+    assert providers.smtp is not None
+    assert (providers.smtp.username, providers.smtp.password) == ("u", "p")
+    assert (providers.email_from, providers.sns_sender_id) == ("codes@example.com", "clave")
+
+
+def test_a_provider_variable_wins_over_the_json_secret() -> None:
+    twilio = Settings.load(
+        {
+            "CLAVE_PROVIDERS": json.dumps(TWILIO),
+            "CLAVE_TWILIO_FROM": "+15005550009",
+            "CLAVE_TWILIO_CALL_FROM": "",  # empty: unset, as everywhere
+        }
+    ).verify.providers.twilio
+    assert twilio is not None
+    assert (twilio.sms_from, twilio.auth_token) == ("+15005550009", "token-from-the-secret")
+    # Without CLAVE_PROVIDERS nothing changes; the pair rule holds across both sources.
+    assert Settings.load({}).verify.providers.twilio is None
+    with pytest.raises(SettingsError, match="go together"):
+        Settings.load({"CLAVE_PROVIDERS": json.dumps({"TWILIO_AUTH_TOKEN": "t"})})
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"TWILIO_AUTH_TOKEN": "s3cret"', "CLAVE_PROVIDERS is not valid JSON"),
+        ('["s3cret"]', "CLAVE_PROVIDERS must be a JSON object"),
+        ('{"TWILIO_AUTH_TOKEN": ["s3cret"]}', "the value of TWILIO_AUTH_TOKEN must be a string"),
+        ('{"TWILIO_FROM": 15005550006}', "the value of TWILIO_FROM must be a string"),
+        # Only providers' credentials and senders: not how clave reaches them.
+        ('{"TWILIO_BASE_URL": "https://s3cret"}', r"unknown key\(s\) TWILIO_BASE_URL"),
+        ('{"HMAC_KEYS": "s3cret"}', r"unknown key\(s\) HMAC_KEYS"),
+        ('{"CLAVE_TWILIO_FROM": "s3cret"}', r"unknown key\(s\) CLAVE_TWILIO_FROM"),
+        ('{"s3cret": ""}', "a key that is no setting name"),
+    ],
+)
+def test_a_bad_provider_secret_is_named_never_shown(value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as info:
+        Settings.load({"CLAVE_PROVIDERS": value})
+    assert "s3cret" not in str(info.value)
+    if "unknown" in message:
+        assert "TWILIO_AUTH_TOKEN, TWILIO_CALL_FROM" in str(info.value)  # what it may hold
 
 
 @pytest.mark.parametrize(

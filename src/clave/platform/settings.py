@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from clave.platform.origin import parse_public_url
+from clave.platform.urls import redacted, with_password
 
 PREFIX = "CLAVE_"
+# A worker's connections to one domain's PostgreSQL database, at most (CLAVE_DB_POOL_SIZE).
+DEFAULT_POOL_SIZE = 10
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_SETTING_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 
 class SettingsError(ValueError):
@@ -100,6 +106,36 @@ class Env:
         """A filesystem path setting."""
         return Path(self.text(name, default)).expanduser()
 
+    def with_object(self, name: str, keys: Collection[str]) -> Env:
+        """This environment with `CLAVE_<name>` beneath it: one JSON object whose keys are
+        settings among `keys` (without the prefix) and whose values are strings ("" is unset).
+        A setting's own variable wins over its key. ECS injects a whole Secrets Manager secret
+        this way, where a secret lacking one key, injected key by key, stops the task.
+        Errors name keys, never values: the values are secrets."""
+        text = self.raw(name)
+        if text is None:
+            return self
+        source = PREFIX + name
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(
+                f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+            ) from None
+        if not isinstance(data, dict):
+            raise SettingsError(f"{source} must be a JSON object of setting name to string")
+        unknown = sorted(_shown_key(key) for key in data if key not in keys)
+        if unknown:
+            raise SettingsError(
+                f"{source}: unknown key(s) {', '.join(unknown)}; "
+                f"it may hold {', '.join(sorted(keys))}"
+            )
+        for key, value in data.items():
+            if not isinstance(value, str):
+                raise SettingsError(f"{source}: the value of {key} must be a string")
+        beneath = {PREFIX + key: value for key, value in data.items() if self.raw(key) is None}
+        return Env({**self._environ, **beneath})
+
     @staticmethod
     def _bounds(name: str, value: float, low: float | None, high: float | None) -> None:
         if low is not None and value < low:
@@ -150,6 +186,12 @@ class PlatformSettings:
         )
 
 
+def _shown_key(key: str) -> str:
+    """A key of a JSON object of settings, fit for an error: a secret pasted as a key is not
+    shown."""
+    return key if _SETTING_NAME.fullmatch(key) else "(a key that is no setting name)"
+
+
 def _public_url(value: str | None) -> str | None:
     if not value:
         return None
@@ -169,7 +211,9 @@ def export(overrides: Mapping[str, str | int | None]) -> None:
 
 def database_url(env: Env, domain: str) -> str:
     """`CLAVE_<DOMAIN>_DB`: sqlite (the default, a file in CLAVE_DATA_DIR), sqlite:///path,
-    postgresql://..., or memory (tests, one process)."""
+    postgresql://..., or memory (tests, one process); with `CLAVE_<DOMAIN>_DB_PASSWORD` put
+    into a postgresql:// URL. The monolith serves every domain, each as its own database user,
+    so one PGPASSWORD cannot serve them all."""
     name = f"{domain.upper()}_DB"
     url = env.text(name, "sqlite")
     if not (
@@ -178,6 +222,21 @@ def database_url(env: Env, domain: str) -> str:
     ):
         raise SettingsError(
             f"{PREFIX}{name} must be sqlite, sqlite:///path, postgresql://... or memory, "
-            f"got {url!r}"
+            f"got {redacted(url)!r}"
         )
-    return url
+    password = env.optional(f"{name}_PASSWORD")
+    if password is None:
+        return url
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise SettingsError(f"{PREFIX}{name}_PASSWORD is only for a postgresql:// {PREFIX}{name}")
+    try:
+        return with_password(url, password)
+    except ValueError:
+        raise SettingsError(
+            f"{PREFIX}{name}_PASSWORD is set and {PREFIX}{name} has one too"
+        ) from None
+
+
+def database_pool_size(env: Env) -> int:
+    """`CLAVE_DB_POOL_SIZE`: connections each worker may open to each PostgreSQL database."""
+    return env.integer("DB_POOL_SIZE", DEFAULT_POOL_SIZE, low=1, high=100)

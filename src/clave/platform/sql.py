@@ -20,7 +20,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import asyncpg
 
 from clave.platform.errors import StoreError
+from clave.platform.settings import DEFAULT_POOL_SIZE
 from clave.platform.sqlite import SqliteDatabase
+from clave.platform.urls import redacted
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -120,7 +122,9 @@ class SqliteSql:
             raise
 
 
-_DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# A database or role name clave creates: written into SQL (which takes no parameters there), so
+# nothing that would need quoting beyond the double quotes it gets.
+PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 async def create_database(url: str) -> None:
@@ -130,7 +134,7 @@ async def create_database(url: str) -> None:
     together may race; the loser finds it there."""
     parts = urlsplit(url)
     name = unquote(parts.path.lstrip("/"))
-    if not _DATABASE_NAME.fullmatch(name):
+    if not PLAIN_IDENTIFIER.fullmatch(name):
         raise StoreError(f"will not create PostgreSQL database {name!r}: not a plain identifier")
     conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")), timeout=10)
     try:
@@ -138,6 +142,12 @@ async def create_database(url: str) -> None:
         log.info("created PostgreSQL database %s", name)
     except asyncpg.DuplicateDatabaseError:
         pass
+    except asyncpg.InsufficientPrivilegeError as exc:
+        # A domain's own user (NOCREATEDB): its database is the admin's to make.
+        raise StoreError(
+            f"cannot create PostgreSQL database {name}: its user may not; create it with "
+            "`clave db init` as the admin user"
+        ) from exc
     finally:
         await conn.close()
 
@@ -148,7 +158,12 @@ class PostgresSql:
     dialect = "postgres"
 
     def __init__(
-        self, url: str, component: str, migrations: Migrations, *, max_size: int = 10
+        self,
+        url: str,
+        component: str,
+        migrations: Migrations,
+        *,
+        max_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
         self._url = url
         self._component = component
@@ -293,16 +308,22 @@ class SqlStore:
 
 
 def open_database(
-    url: str, *, data_dir: Path, component: str, migrations: Migrations
+    url: str,
+    *,
+    data_dir: Path,
+    component: str,
+    migrations: Migrations,
+    pool_size: int = DEFAULT_POOL_SIZE,
 ) -> SqlDatabase:
-    """The database a `CLAVE_<DOMAIN>_DB` value names: sqlite, sqlite:///path or postgresql://..."""
+    """The database a `CLAVE_<DOMAIN>_DB` value names: sqlite, sqlite:///path or postgresql://...
+    (`pool_size` connections at most: CLAVE_DB_POOL_SIZE)."""
     if url == "sqlite":
         return SqliteSql(data_dir / f"{component}.db", migrations)
     if url.startswith("sqlite:///"):
         return SqliteSql(url.removeprefix("sqlite:///"), migrations)
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresSql(url, component, migrations)
-    raise ValueError(f"unsupported database URL for {component}: {url!r}")
+        return PostgresSql(url, component, migrations, max_size=pool_size)
+    raise ValueError(f"unsupported database URL for {component}: {redacted(url)!r}")
 
 
 def valid_database_url(url: str) -> bool:

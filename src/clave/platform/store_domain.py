@@ -13,6 +13,7 @@ from litestar.types import ControllerRouterHandler
 from clave.platform.errors import ExceptionHandler
 from clave.platform.lean import LeanRoute
 from clave.platform.openapi_errors import ErrorTable, FormTable
+from clave.platform.settings import DEFAULT_POOL_SIZE
 from clave.platform.sql import Migrations, SqlDatabase, open_database
 
 T = TypeVar("T")
@@ -35,11 +36,16 @@ def choose_store(
     migrations: Migrations,
     memory: Callable[[], T],
     sql: Callable[[SqlDatabase], T],
+    *,
+    pool_size: int = DEFAULT_POOL_SIZE,
 ) -> T:
     """The store a `CLAVE_<DOMAIN>_DB` value names: in memory, or SQL on SQLite/PostgreSQL."""
     if url == "memory":
         return memory()
-    return sql(open_database(url, data_dir=data_dir, component=component, migrations=migrations))
+    database = open_database(
+        url, data_dir=data_dir, component=component, migrations=migrations, pool_size=pool_size
+    )
+    return sql(database)
 
 
 async def prepare_seeded(store: Any, rows: Sequence[Any], *, seed: bool) -> None:

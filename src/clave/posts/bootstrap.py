@@ -10,6 +10,7 @@ from typing import cast
 from litestar.types import ControllerRouterHandler
 
 from clave.platform.openapi_errors import ErrorTable
+from clave.platform.settings import DEFAULT_POOL_SIZE
 from clave.platform.store_domain import StoreDomain, choose_store, prepare_seeded
 from clave.posts import api
 from clave.posts.models import SEED
@@ -21,9 +22,11 @@ from clave.threads.client import ThreadsClient
 from clave.users.client import UsersClient
 
 
-def build_store(url: str, data_dir: Path) -> PostStore:
+def build_store(url: str, data_dir: Path, *, pool_size: int = DEFAULT_POOL_SIZE) -> PostStore:
     """The store `CLAVE_POSTS_DB` names."""
-    chosen = choose_store(url, data_dir, "posts", MIGRATIONS, MemoryPostStore, SqlPostStore)
+    chosen = choose_store(
+        url, data_dir, "posts", MIGRATIONS, MemoryPostStore, SqlPostStore, pool_size=pool_size
+    )
     return cast(PostStore, chosen)
 
 

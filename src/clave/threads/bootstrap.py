@@ -10,6 +10,7 @@ from typing import cast
 from litestar.types import ControllerRouterHandler
 
 from clave.platform.openapi_errors import ErrorTable
+from clave.platform.settings import DEFAULT_POOL_SIZE
 from clave.platform.store_domain import StoreDomain, choose_store, prepare_seeded
 from clave.threads import api
 from clave.threads.models import SEED
@@ -20,9 +21,11 @@ from clave.threads.store.sql import MIGRATIONS, SqlThreadStore
 from clave.users.client import UsersClient
 
 
-def build_store(url: str, data_dir: Path) -> ThreadStore:
+def build_store(url: str, data_dir: Path, *, pool_size: int = DEFAULT_POOL_SIZE) -> ThreadStore:
     """The store `CLAVE_THREADS_DB` names."""
-    chosen = choose_store(url, data_dir, "threads", MIGRATIONS, MemoryThreadStore, SqlThreadStore)
+    chosen = choose_store(
+        url, data_dir, "threads", MIGRATIONS, MemoryThreadStore, SqlThreadStore, pool_size=pool_size
+    )
     return cast(ThreadStore, chosen)
 
 

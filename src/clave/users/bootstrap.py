@@ -11,7 +11,7 @@ from litestar.types import ControllerRouterHandler
 
 from clave.platform.lean import LeanRoute
 from clave.platform.openapi_errors import ErrorTable
-from clave.platform.settings import SettingsError
+from clave.platform.settings import DEFAULT_POOL_SIZE, SettingsError
 from clave.platform.store_domain import StoreDomain, choose_store, prepare_seeded
 from clave.users import api
 from clave.users.errors import UserNotFound
@@ -25,9 +25,11 @@ from clave.users.tokens import issue_token
 from clave.verify.client import VerifyClient
 
 
-def build_store(url: str, data_dir: Path) -> UserStore:
+def build_store(url: str, data_dir: Path, *, pool_size: int = DEFAULT_POOL_SIZE) -> UserStore:
     """The store `CLAVE_USERS_DB` names."""
-    chosen = choose_store(url, data_dir, "users", MIGRATIONS, MemoryUserStore, SqlUserStore)
+    chosen = choose_store(
+        url, data_dir, "users", MIGRATIONS, MemoryUserStore, SqlUserStore, pool_size=pool_size
+    )
     return cast(UserStore, chosen)
 
 

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Self
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from clave.platform.contacts import normalize_email, normalize_phone
 from clave.platform.settings import Env, SettingsError
-from clave.platform.urls import redacted
+from clave.platform.urls import redacted, with_password
 from clave.verify.codes import MIN_KEY_BYTES
 from clave.verify.delivery.dispatcher import OutboxPolicy
 from clave.verify.delivery.settings import ProviderSettings, WebhookTarget
@@ -137,12 +136,12 @@ def _with_redis_password(store: str, password: str | None) -> str:
     into a redis:// or rediss:// store URL."""
     if password is None:
         return store
-    parts = urlsplit(store)
-    if parts.password is not None:
-        raise SettingsError("CLAVE_REDIS_PASSWORD is set and CLAVE_VERIFY_STORE has one too")
-    user = quote(parts.username or "", safe="")
-    netloc = f"{user}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    try:
+        return with_password(store, password)
+    except ValueError:
+        raise SettingsError(
+            "CLAVE_REDIS_PASSWORD is set and CLAVE_VERIFY_STORE has one too"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,26 @@ from clave.verify.models import Channel
 
 # The names CLAVE_<CHANNEL>_PROVIDERS may list.
 PROVIDERS = ("twilio", "twilio-voice", "sns", "ses", "smtp", "webhook", "inbox")
+# What CLAVE_PROVIDERS, one JSON object (a whole Secrets Manager secret), may hold: each
+# provider's credentials and senders, the settings that differ per account. How clave talks to a
+# provider (base URLs, timeouts, the status callback, AWS's region: AWS credentials come from the
+# task role), which providers serve a channel, and the dev inbox's token stay variables.
+PROVIDER_SECRETS = frozenset(
+    {
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_FROM",
+        "TWILIO_WHATSAPP_FROM",
+        "TWILIO_MESSAGING_SERVICE_SID",
+        "TWILIO_CALL_FROM",
+        "SNS_SENDER_ID",
+        "SES_FROM",
+        "SMTP_URL",  # its user and password
+        "EMAIL_FROM",
+        "WEBHOOK_URL",
+        "WEBHOOK_SECRET",
+    }
+)
 
 
 def require_https(name: str, url: str) -> None:
@@ -75,7 +95,8 @@ class ProviderSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> Self:
-        """Build and validate."""
+        """Build and validate, each of PROVIDER_SECRETS also from `CLAVE_PROVIDERS`."""
+        env = env.with_object("PROVIDERS", PROVIDER_SECRETS)
         smtp, email_from = _smtp(env)
         sns, ses_from = env.flag("SNS", False), env.optional("SES_FROM")
         return cls(
