@@ -29,6 +29,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from botocore.exceptions import ClientError
 
 from clave.topology.alb import METRICS_RULE_PRIORITY, alb_rules
@@ -43,6 +44,7 @@ ROLES = ("monolith", "verify", "users", "threads", "posts")
 VERIFY_ROLES = ("monolith", "verify")
 SES_FROM = "codes@mail.example.com"
 PUBLIC_URL = "https://verify.example.com"
+ALARM_TOPIC = "arn:aws:sns:us-east-1:123456789012:clave-alarms"
 FAKE_DOCKER = """#!/usr/bin/env bash
 printf '%s\\n' "$*" >> "$DOCKER_CALLS"
 if [[ "$1" == login ]]; then cat > "$DOCKER_CALLS.password"; fi
@@ -106,6 +108,7 @@ class Deployer:
             "DOCKER_CALLS": str(self.calls),
             "ROUTES": str(self.routes),
             "IMAGE_TAG": "t1",
+            "SLR_SETTLE": "0",  # (IAM needs no time to settle in moto)
         }
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -137,6 +140,8 @@ def deployed(moto: str, tmp_path_factory: pytest.TempPathFactory) -> Deployer:
     deployer.env["CERTIFICATE_ARN"] = certificate["CertificateArn"]
     deployer.env["SES_FROM"] = SES_FROM
     deployer.env["PUBLIC_URL"] = PUBLIC_URL
+    deployer.env["SNS"] = "true"
+    deployer.env["ALARM_TOPIC_ARN"] = ALARM_TOPIC
     result = deployer("us-east-1", "demo")
     assert result.returncode == 0, result.stdout + result.stderr
     deployer.first = result  # type: ignore[attr-defined]
@@ -154,7 +159,7 @@ def _listeners(d: Deployer, stack: str = "demo") -> dict[int, dict[str, Any]]:
 
 def _rules(d: Deployer, listener: str | None = None) -> dict[int, dict[str, Any]]:
     """The rules on the listener the role stacks import (or on `listener`), by priority."""
-    arn = listener or _stack_outputs(d, "demo")["ListenerArn"]
+    arn = listener or _stack_outputs(d, "demo")["PublicListenerArn"]
     rules = d.client("elbv2").describe_rules(ListenerArn=arn)["Rules"]
     return {int(r["Priority"]): r for r in rules if r["Priority"] != "default"}
 
@@ -184,6 +189,27 @@ def _role_statements(d: Deployer, stack: str, logical_id: str) -> list[dict[str,
     return statements
 
 
+class _Tagless(yaml.SafeLoader):
+    """CloudFormation's YAML, its short-form functions (!Ref, !Sub...) read as plain values."""
+
+
+_Tagless.add_multi_constructor(
+    "!",
+    lambda loader, suffix, node: (
+        loader.construct_scalar(node)
+        if isinstance(node, yaml.ScalarNode)
+        else loader.construct_sequence(node)
+        if isinstance(node, yaml.SequenceNode)
+        else loader.construct_mapping(node)
+    ),
+)
+
+
+def _template(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load((ROOT / "infrastructure" / name).read_text(), _Tagless)
+    return loaded
+
+
 def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
@@ -193,35 +219,56 @@ def test_creates_a_repository_per_role_and_every_stack(deployed: Deployer) -> No
     assert sorted(r["repositoryName"] for r in repos) == sorted(f"demo/{r}" for r in ROLES)
     stacks = deployed.client("cloudformation").describe_stacks()["Stacks"]
     states = {s["StackName"]: s["StackStatus"] for s in stacks}
-    assert states == {"demo": "CREATE_COMPLETE", **{f"demo-{r}": "CREATE_COMPLETE" for r in ROLES}}
+    assert states == {
+        "demo": "CREATE_COMPLETE",
+        "demo-dbinit": "CREATE_COMPLETE",
+        **{f"demo-{r}": "CREATE_COMPLETE" for r in ROLES},
+    }
+    # ECS's service-linked role exists before the first stack (AWS refuses services behind a
+    # load balancer without it); the cluster names no capacity provider.
+    role = deployed.client("iam").get_role(RoleName="AWSServiceRoleForECS")["Role"]
+    assert role["Path"] == "/aws-service-role/ecs.amazonaws.com/"
+    (cluster,) = deployed.client("ecs").describe_clusters(clusters=["demo"])["clusters"]
+    assert cluster.get("capacityProviders", []) == []
 
 
-def test_prints_the_load_balancer_url(deployed: Deployer) -> None:
-    url = _stack_outputs(deployed, "demo")["LoadBalancerUrl"]
+def test_prints_the_load_balancer_url_and_each_step_with_its_time(deployed: Deployer) -> None:
+    url = _stack_outputs(deployed, "demo")["PublicUrl"]
     assert url.startswith("https://")
     assert url.endswith(".elb.amazonaws.com")
-    assert deployed.first.stdout.strip().splitlines()[-1] == f"clave is deployed: {url}"  # type: ignore[attr-defined]
+    last = deployed.first.stdout.strip().splitlines()[-1]  # type: ignore[attr-defined]
+    assert re.fullmatch(rf"clave is deployed: {re.escape(url)} \(in \d+m\d\ds\)", last)
+    steps = re.findall(r"deploy\.sh: \[\d+m\d\ds\] (.+)", deployed.first.stderr)  # type: ignore[attr-defined]
+    assert steps[:3] == [
+        f"routing table {deployed.routes}",
+        "image clave:t1 (built before any stack changes)",
+        "ECS service-linked role",
+    ]
+    assert "database users: clave db init (a one-off task)" in steps
 
 
 def test_logs_in_with_get_login_password_and_pushes_one_image_per_role(deployed: Deployer) -> None:
     calls = deployed.calls.read_text().splitlines()
     registry = f"123456789012.dkr.ecr.{REGION}.amazonaws.com"
-    assert calls[0] == f"login --username AWS --password-stdin {registry}"
+    # Built before any stack changes (a broken build costs no 20 minutes of RDS), pushed after.
+    assert calls[0] == "build --platform linux/amd64 -t clave:t1 ."
+    assert calls[1] == f"login --username AWS --password-stdin {registry}"
     token = deployed.client("ecr").get_authorization_token()["authorizationData"][0]
     import base64
 
     password = base64.b64decode(token["authorizationToken"]).decode().partition(":")[2]
     assert Path(f"{deployed.calls}.password").read_text().strip() == password
-    assert calls[1] == "build --platform linux/amd64 -t clave:t1 ."
     pushed = [c.split()[1] for c in calls if c.startswith("push ")]
     assert pushed == [f"{registry}/demo/{role}:t1" for role in ROLES]
     tasks = deployed.client("ecs").list_task_definitions()["taskDefinitionArns"]
-    assert len(tasks) == len(ROLES)
+    assert len(tasks) == len(ROLES) + 1  # and the one-off `clave db init`
 
 
 def test_target_groups_check_healthz(deployed: Deployer) -> None:
     groups = deployed.client("elbv2").describe_target_groups()["TargetGroups"]
-    assert len(groups) == 1 + 4  # the monolith's (shared) and one per service
+    # A target group belongs to one load balancer: the monolith's (shared) and one per service,
+    # on the public and on the internal load balancer.
+    assert len(groups) == 2 * (1 + 4)
     for group in groups:
         assert group["HealthCheckPath"] == "/healthz"
         assert group["TargetType"] == "ip"
@@ -254,6 +301,68 @@ def test_listener_rules_are_the_routing_table(deployed: Deployer) -> None:
         assert groups[1]["TargetGroupArn"] == service_tg
 
 
+def test_the_internal_load_balancer_has_the_same_rules_and_only_tasks_reach_it(
+    deployed: Deployer,
+) -> None:
+    outputs = _stack_outputs(deployed, "demo")
+    elb = deployed.client("elbv2")
+    internal = _stack_resource(deployed, "demo", "InternalLoadBalancer")
+    (lb,) = elb.describe_load_balancers(LoadBalancerArns=[internal])["LoadBalancers"]
+    assert lb["Scheme"] == "internal"
+    private = set(outputs["PrivateSubnets"].split(","))
+    assert {zone["SubnetId"] for zone in lb["AvailabilityZones"]} == private
+    assert outputs["InternalUrl"] == f"http://{lb['DNSName']}"
+    public = _rules(deployed)
+    inside = _rules(deployed, outputs["InternalListenerArn"])
+    assert sorted(inside) == sorted(public)
+    for priority, rule in inside.items():
+        assert rule["Conditions"] == public[priority]["Conditions"]
+        if priority == METRICS_RULE_PRIORITY:
+            continue
+        groups = rule["Actions"][0]["ForwardConfig"]["TargetGroups"]
+        wanted = public[priority]["Actions"][0]["ForwardConfig"]["TargetGroups"]
+        assert [g["Weight"] for g in groups] == [g["Weight"] for g in wanted]
+        assert groups[0]["TargetGroupArn"] == outputs["MonolithInternalTargetGroupArn"]
+    # Port 80 from each role's security group, nothing else.
+    (sg,) = deployed.client("ec2").describe_security_groups(GroupIds=lb["SecurityGroups"])[
+        "SecurityGroups"
+    ]
+    sources = {pair["GroupId"] for p in sg["IpPermissions"] for pair in p["UserIdGroupPairs"]}
+    assert sources == {outputs[f"{r.capitalize()}SecurityGroup"] for r in ROLES}
+    assert all(p["FromPort"] == 80 and not p["IpRanges"] for p in sg["IpPermissions"])
+
+
+def test_each_role_has_its_security_group_and_reaches_only_its_data(deployed: Deployer) -> None:
+    outputs = _stack_outputs(deployed, "demo")
+    ec2 = deployed.client("ec2")
+    group = {r: outputs[f"{r.capitalize()}SecurityGroup"] for r in ROLES}
+    # (moto keeps no network configuration of a CloudFormation service: the template names
+    # the export of its role's group, and the export is that group.)
+    exports = {
+        e["Name"]: e["Value"] for e in deployed.client("cloudformation").list_exports()["Exports"]
+    }
+    mapping = _template("service.yml")["Mappings"]["RoleSecurityGroup"]
+    for role in ROLES:
+        assert exports[f"demo-{mapping[role]['Export']}"] == group[role]
+    assert len(set(group.values())) == len(ROLES)
+
+    def sources(logical_id: str) -> set[str]:
+        sg_id = _stack_resource(deployed, "demo", logical_id)
+        (sg,) = ec2.describe_security_groups(GroupIds=[sg_id])["SecurityGroups"]
+        return {pair["GroupId"] for p in sg["IpPermissions"] for pair in p["UserIdGroupPairs"]}
+
+    legacy = outputs["TaskSecurityGroup"]  # an earlier release's tasks, during the upgrade
+    assert sources("RedisSecurityGroup") == {group["monolith"], group["verify"], legacy}
+    assert sources("DatabaseSecurityGroup") == {
+        group["monolith"],
+        group["users"],
+        group["threads"],
+        group["posts"],
+        outputs["DatabaseInitSecurityGroup"],
+        legacy,
+    }
+
+
 def test_with_a_certificate_the_load_balancer_serves_https_and_port_80_only_redirects(
     deployed: Deployer,
 ) -> None:
@@ -267,7 +376,7 @@ def test_with_a_certificate_the_load_balancer_serves_https_and_port_80_only_redi
     assert forward["Type"] == "forward"
     assert forward["TargetGroupArn"] == _stack_outputs(deployed, "demo")["MonolithTargetGroupArn"]
     # The role stacks' rules sit on 443; 80 answers every request with a redirect, nothing else.
-    assert _stack_outputs(deployed, "demo")["ListenerArn"] == https["ListenerArn"]
+    assert _stack_outputs(deployed, "demo")["PublicListenerArn"] == https["ListenerArn"]
     assert http["Protocol"] == "HTTP"
     (redirect,) = http["DefaultActions"]
     assert redirect["Type"] == "redirect"
@@ -282,7 +391,8 @@ def test_with_a_certificate_the_load_balancer_serves_https_and_port_80_only_redi
 
 def test_each_role_runs_its_command_with_only_its_secrets(deployed: Deployer) -> None:
     ecs = deployed.client("ecs")
-    redis_secret = _stack_outputs(deployed, "demo")["RedisAuthSecretArn"]
+    outputs = _stack_outputs(deployed, "demo")
+    redis_secret = outputs["RedisAuthSecretArn"]
     for role in ROLES:
         task = ecs.describe_task_definition(taskDefinition=f"demo-{role}")["taskDefinition"]
         (container,) = task["containerDefinitions"]
@@ -306,13 +416,37 @@ def test_each_role_runs_its_command_with_only_its_secrets(deployed: Deployer) ->
             assert re.fullmatch(r"rediss://master\.[a-z0-9.-]+:6379/0", env["CLAVE_VERIFY_STORE"])
             assert secrets["CLAVE_REDIS_PASSWORD"] == redis_secret
             assert env["CLAVE_SES_FROM"] == SES_FROM
+            assert env["CLAVE_SNS"] == "true"
+            # The providers' secret whole: a key missing from it stops no task.
+            assert secrets["CLAVE_PROVIDERS"] == outputs["ProvidersSecretArn"]
         else:
             assert "CLAVE_VERIFY_STORE" not in env
             assert "CLAVE_REDIS_PASSWORD" not in secrets
             assert "CLAVE_SES_FROM" not in env
+            assert "CLAVE_SNS" not in env
+            assert "CLAVE_PROVIDERS" not in secrets
+        assert not any(name.startswith("CLAVE_TWILIO") for name in secrets)
         assert ("CLAVE_HMAC_KEYS" in secrets) == (role in VERIFY_ROLES)
-        assert ("PGPASSWORD" in secrets) == (role != "verify")
         assert ("CLAVE_VERIFY_KEY" in secrets) == (role in ("monolith", "verify", "users"))
+        # Each forum domain as its own database user, never the master.
+        assert "PGPASSWORD" not in secrets
+        for domain in ("users", "threads", "posts"):
+            serves = role in ("monolith", domain)
+            url = env.get(f"CLAVE_{domain.upper()}_DB")
+            password = secrets.get(f"CLAVE_{domain.upper()}_DB_PASSWORD")
+            if serves:
+                assert url is not None
+                assert url.startswith(f"postgresql://clave_{domain}@")
+                assert url.endswith(f":5432/{domain}?sslmode=require")
+                secret = outputs[f"{domain.capitalize()}DatabaseSecretArn"]
+                assert password == f"{secret}:password::"
+                assert env["CLAVE_DB_POOL_SIZE"] == "5"
+            else:
+                assert url is None
+                assert password is None
+        # Components call each other through the internal load balancer, inside the VPC.
+        for name in ("CLAVE_VERIFY_URL", "CLAVE_USERS_URL", "CLAVE_THREADS_URL"):
+            assert env.get(name) == (None if role == "monolith" else outputs["InternalUrl"])
         # (moto keeps neither the network mode nor the task role of a CloudFormation task
         # definition: those are checked from the stack's resources below and by cfn-lint.)
 
@@ -324,10 +458,19 @@ def test_task_roles_send_sms_to_phone_numbers_and_email_as_ses_from_only(
     identity = f"arn:aws:ses:{REGION}:{account}:identity"
     for role in ROLES:
         statements = _role_statements(deployed, f"demo-{role}", "TaskRole")
-        if role not in VERIFY_ROLES:
-            assert statements == []
-            continue
         by_sid = {st["Sid"]: st for st in statements}
+        # Every role: ECS Exec's channels (no resource to name), nothing more for the forum.
+        channels = by_sid.pop("ExecChannels")
+        assert (channels["Effect"], channels["Resource"]) == ("Allow", "*")
+        assert sorted(_as_list(channels["Action"])) == [
+            "ssmmessages:CreateControlChannel",
+            "ssmmessages:CreateDataChannel",
+            "ssmmessages:OpenControlChannel",
+            "ssmmessages:OpenDataChannel",
+        ]
+        if role not in VERIFY_ROLES:
+            assert by_sid == {}
+            continue
         assert sorted(by_sid) == ["EmailFromSesFrom", "NoTopicsNorEndpoints", "SmsToPhoneNumbers"]
         # SMS: a Publish to a phone number has no ARN to allow, so "*"; every SNS ARN (topics,
         # mobile endpoints, any region or account) is denied.
@@ -354,7 +497,7 @@ def test_task_roles_send_sms_to_phone_numbers_and_email_as_ses_from_only(
 
 def test_execution_roles_read_only_their_roles_secrets(deployed: Deployer) -> None:
     outputs = _stack_outputs(deployed, "demo")
-    redis, database = outputs["RedisAuthSecretArn"], outputs["DatabaseSecretArn"]
+    redis, master = outputs["RedisAuthSecretArn"], outputs["DatabaseSecretArn"]
     for role in ROLES:
         statements = _role_statements(deployed, f"demo-{role}", "ExecutionRole")
         (read,) = [
@@ -364,7 +507,42 @@ def test_execution_roles_read_only_their_roles_secrets(deployed: Deployer) -> No
         assert "*" not in readable
         assert (redis in readable) == (role in VERIFY_ROLES)
         assert (outputs["HmacKeysSecretArn"] in readable) == (role in VERIFY_ROLES)
-        assert (database in readable) == (role != "verify")
+        assert master not in readable
+        for domain in ("Users", "Threads", "Posts"):
+            serves = role in ("monolith", domain.lower())
+            assert (outputs[f"{domain}DatabaseSecretArn"] in readable) == serves
+    # Only the one-off `clave db init` reads the master's password, with the domain users'.
+    statements = _role_statements(deployed, "demo-dbinit", "ExecutionRole")
+    (read,) = [st for st in statements if "secretsmanager:GetSecretValue" in _as_list(st["Action"])]
+    assert sorted(_as_list(read["Resource"])) == sorted(
+        [master] + [outputs[f"{d}DatabaseSecretArn"] for d in ("Users", "Threads", "Posts")]
+    )
+
+
+def test_db_init_runs_once_per_deploy_with_the_master_and_each_domains_user(
+    deployed: Deployer,
+) -> None:
+    ecs = deployed.client("ecs")
+    task = ecs.describe_task_definition(taskDefinition="demo-dbinit")["taskDefinition"]
+    (container,) = task["containerDefinitions"]
+    assert container["command"] == ["db", "init"]
+    assert container["image"].endswith("/demo/monolith:t1")
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env["CLAVE_DB_ADMIN_URL"].startswith("postgresql://clave@")
+    for domain in ("users", "threads", "posts"):
+        assert env[f"CLAVE_{domain.upper()}_DB"].startswith(f"postgresql://clave_{domain}@")
+    secrets = {s["name"] for s in container["secrets"]}
+    assert secrets == {
+        "CLAVE_DB_ADMIN_PASSWORD",
+        "CLAVE_USERS_DB_PASSWORD",
+        "CLAVE_THREADS_DB_PASSWORD",
+        "CLAVE_POSTS_DB_PASSWORD",
+    }
+    stopped = ecs.list_tasks(cluster="demo", desiredStatus="STOPPED")["taskArns"]
+    runs = ecs.describe_tasks(cluster="demo", tasks=stopped)["tasks"]
+    inits = [t for t in runs if t["taskDefinitionArn"].split("/")[-1].startswith("demo-dbinit")]
+    assert inits
+    assert all(t.get("startedBy") == "deploy.sh" for t in inits)
 
 
 def test_redis_requires_tls_and_the_generated_auth_token(deployed: Deployer) -> None:
@@ -375,6 +553,16 @@ def test_redis_requires_tls_and_the_generated_auth_token(deployed: Deployer) -> 
     assert group["TransitEncryptionEnabled"] is True
     assert group["AtRestEncryptionEnabled"] is True
     assert group["AuthTokenEnabled"] is True
+    # A primary and a replica, promoted by ElastiCache when the primary fails.
+    assert len(group["MemberClusters"]) == 2
+    assert group["AutomaticFailover"] == "enabled"
+    assert group["MultiAZ"] == "enabled"
+    # noeviction: its parameter group exists (moto_cfn.py refuses a replication group naming
+    # one that does not); what it sets is read from the template, as CloudFormation sent it.
+    _stack_resource(deployed, "demo", "RedisParameters")
+    params = _template("shared.yml")["Resources"]["RedisParameters"]["Properties"]
+    assert params["CacheParameterGroupFamily"] == "redis7"
+    assert params["Properties"] == {"maxmemory-policy": "noeviction"}
     # (moto_cfn.py resolved the template's {{resolve:secretsmanager:...}} into AuthToken and
     # checked it as ElastiCache does; the token is that secret's value, a plain string.)
     arn = _stack_outputs(deployed, "demo")["RedisAuthSecretArn"]
@@ -422,12 +610,21 @@ def test_dry_run_prints_every_call_and_changes_nothing(deployed: Deployer) -> No
     result = deployed("--dry-run", "us-east-1", "other")
     assert result.returncode == 0, result.stderr
     printed = [line for line in result.stdout.splitlines() if line.startswith("+ ")]
-    assert sum("cloudformation deploy" in line for line in printed) == 1 + len(ROLES)
+    # The shared stack, the db init stack, the roles'.
+    assert sum("cloudformation deploy" in line for line in printed) == 2 + len(ROLES)
+    assert any("iam create-service-linked-role" in line for line in printed)
     assert any("ecr get-login-password" in line for line in printed)
+    assert any("ecs run-task" in line and "other-dbinit" in line for line in printed)
     assert sum(" push " in line for line in printed) == len(ROLES)
-    shifted = deployed("--dry-run", "us-east-1", "demo", "shift", "threads", "50")
+    # Flags go anywhere: last, as the README shows them.
+    shifted = deployed("us-east-1", "demo", "shift", "threads", "50", "--dry-run")
     assert shifted.returncode == 0, shifted.stderr
     assert "ServiceWeight=50 MonolithWeight=50" in shifted.stdout
+    # From weight 0: its tasks first, while no traffic reaches it, then the weight.
+    first, second = [line for line in shifted.stdout.splitlines() if "demo-threads" in line]
+    assert "ServiceWeight=0" in first
+    assert "DesiredCount=2" in first
+    assert "ServiceWeight=50" in second
     assert len(deployed.client("cloudformation").describe_stacks()["Stacks"]) == stacks
     assert deployed.routes.read_text() == table
 
@@ -499,22 +696,60 @@ def test_allow_plain_http_serves_http_on_80_only(
     balancer and VPC stay out of the production-shape stack's tests.)"""
     trial = Deployer(moto, tmp_path_factory.mktemp("trial"), region="eu-west-1")
     trial.env["ALLOW_PLAIN_HTTP"] = "true"
+    # A name of the operator's, in a Route 53 zone of theirs.
+    zone = (
+        trial.client("route53")
+        .create_hosted_zone(Name="example.org", CallerReference="trial")["HostedZone"]["Id"]
+        .split("/")[-1]
+    )
+    trial.env["DOMAIN_NAME"] = "trial.example.org"
+    trial.env["HOSTED_ZONE_ID"] = zone
     result = trial("eu-west-1", "trial")
     assert result.returncode == 0, result.stdout + result.stderr
     outputs = _stack_outputs(trial, "trial")
-    assert outputs["LoadBalancerUrl"].startswith("http://")
+    assert outputs["PublicUrl"] == "http://trial.example.org"
+    assert result.stdout.startswith("clave is deployed: http://trial.example.org (in ")
+    records = trial.client("route53").list_resource_record_sets(HostedZoneId=zone)
+    (alias,) = [r for r in records["ResourceRecordSets"] if r["Type"] == "A"]
+    assert alias["Name"].rstrip(".") == "trial.example.org"
+    lb = _stack_resource(trial, "trial", "LoadBalancer")
+    (described,) = trial.client("elbv2").describe_load_balancers(LoadBalancerArns=[lb])[
+        "LoadBalancers"
+    ]
+    assert alias["AliasTarget"]["DNSName"].rstrip(".") == described["DNSName"]
+    # ...and clave writes that name into the URLs it gives out.
+    task = trial.client("ecs").describe_task_definition(taskDefinition="trial-verify")
+    (container,) = task["taskDefinition"]["containerDefinitions"]
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env["CLAVE_PUBLIC_URL"] == "http://trial.example.org"
     listeners = _listeners(trial, "trial")
     assert sorted(listeners) == [80]
     (forward,) = listeners[80]["DefaultActions"]
     assert listeners[80]["Protocol"] == "HTTP"
     assert forward["Type"] == "forward"
-    assert outputs["ListenerArn"] == listeners[80]["ListenerArn"]
+    assert outputs["PublicListenerArn"] == listeners[80]["ListenerArn"]
     group = _stack_resource(trial, "trial", "LoadBalancerSecurityGroup")
     (sg,) = trial.client("ec2").describe_security_groups(GroupIds=[group])["SecurityGroups"]
     assert [p["FromPort"] for p in sg["IpPermissions"]] == [80]
-    # No SES_FROM: no email permission at all, SMS as in production.
+    # Neither SES_FROM nor SNS: no permission to send anything, ECS Exec only.
     sids = {st["Sid"] for st in _role_statements(trial, "trial-verify", "TaskRole")}
-    assert sids == {"SmsToPhoneNumbers", "NoTopicsNorEndpoints"}
+    assert sids == {"ExecChannels"}
+    # Destroy asks first; with no terminal to ask on, nothing is deleted.
+    cfn = trial.client("cloudformation")
+    refused = trial("eu-west-1", "trial", "destroy")
+    assert refused.returncode == 1
+    assert "--yes" in refused.stderr
+    assert "final snapshot" in refused.stderr
+    names = {s["StackName"] for s in cfn.describe_stacks()["Stacks"]}
+    assert {"trial", "trial-dbinit", *(f"trial-{r}" for r in ROLES)} <= names
+    # With --yes: the database's deletion protection is lifted first (RDS refuses to delete a
+    # protected instance), then every stack goes, roles first.
+    destroyed = trial("eu-west-1", "trial", "destroy", "--yes")
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert not {s["StackName"] for s in cfn.describe_stacks()["Stacks"]} & names
+    assert trial.client("rds").describe_db_instances()["DBInstances"] == []
+    vpcs = trial.client("ec2").describe_vpcs()["Vpcs"]
+    assert [v["VpcId"] for v in vpcs if not v.get("IsDefault")] == []
 
 
 @pytest.mark.parametrize(
@@ -526,6 +761,9 @@ def test_allow_plain_http_serves_http_on_80_only(
         ("us-east-1", "Demo_Stack"),
         ("us-east-1", "demo", "shift", "users"),
         ("us-east-1", "demo", "launch"),
+        ("us-east-1", "demo", "--force"),
+        ("us-east-1", "demo", "logs", "verify", "--since", "yesterday"),
+        ("us-east-1", "demo", "rollback", "verify"),
     ],
 )
 def test_bad_arguments_are_refused(deployed: Deployer, args: tuple[str, ...]) -> None:
@@ -543,3 +781,191 @@ def test_a_public_url_that_is_not_an_origin_is_refused_before_aws(deployed: Depl
         deployed.env["PUBLIC_URL"] = saved
     assert result.returncode == 2
     assert "PUBLIC_URL must be an origin" in result.stderr
+
+
+def test_a_table_clave_refuses_fails_the_deploy_and_names_the_step(deployed: Deployer) -> None:
+    saved = deployed.routes.read_text()
+    calls = deployed.calls.read_text()
+    deployed.routes.write_text(saved.replace("weight = 0", "weight = 250", 1))
+    try:
+        result = deployed("us-east-1", "demo")
+    finally:
+        deployed.routes.write_text(saved)
+    assert result.returncode != 0
+    assert f"FAILED at step: routing table {deployed.routes}" in result.stderr
+    assert "clave is deployed" not in result.stdout
+    assert deployed.calls.read_text() == calls  # nothing built, nothing pushed
+
+
+def test_a_stack_left_in_rollback_complete_is_shown_and_deleted_only_when_asked(
+    moto: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A first deploy that failed leaves the shared stack in ROLLBACK_COMPLETE, which
+    CloudFormation cannot update. (Its own region, as the trial's.)"""
+    again = Deployer(moto, tmp_path_factory.mktemp("again"), region="ap-southeast-2")
+    again.env["ALLOW_PLAIN_HTTP"] = "true"
+    cfn = again.client("cloudformation")
+    broken = """Resources:
+  Redis:
+    Type: AWS::ElastiCache::ReplicationGroup
+    Properties:
+      ReplicationGroupDescription: made without TLS
+      AuthToken: abcdefghijklmnopqrstuvwxyz
+"""
+    cfn.create_stack(StackName="again", TemplateBody=broken)
+    assert cfn.describe_stacks(StackName="again")["Stacks"][0]["StackStatus"] == (
+        "ROLLBACK_COMPLETE"
+    )
+    refused = again("ap-southeast-2", "again")
+    assert refused.returncode == 1
+    assert "again is in ROLLBACK_COMPLETE" in refused.stderr
+    # Why it failed, from the stack's events.
+    assert "AuthToken can be specified only when TransitEncryptionEnabled" in refused.stderr
+    assert "--yes" in refused.stderr
+    assert "FAILED at step: shared stack again" in refused.stderr
+    result = again("--yes", "ap-southeast-2", "again")
+    assert result.returncode == 0, result.stderr
+    assert cfn.describe_stacks(StackName="again")["Stacks"][0]["StackStatus"] == ("CREATE_COMPLETE")
+
+
+def test_components_no_traffic_reaches_run_no_tasks(deployed: Deployer) -> None:
+    table = RoutingTable.load(deployed.routes)
+    ecs = deployed.client("ecs")
+    services = ecs.describe_services(cluster="demo", services=list(ROLES))["services"]
+    desired = {s["serviceName"]: s["desiredCount"] for s in services}
+    assert desired["monolith"] == 2
+    for route in table.routes:
+        assert desired[route.component] == (0 if route.weight == 0 else 2)
+
+
+def test_alarms_watch_cpu_5xx_health_and_redis_memory(deployed: Deployer) -> None:
+    alarms = deployed.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    by_metric: dict[str, list[dict[str, Any]]] = {}
+    for alarm in alarms:
+        by_metric.setdefault(alarm["MetricName"], []).append(alarm)
+        assert alarm["AlarmActions"] == [ALARM_TOPIC]
+    # A CPU, a target 5xx and an unhealthy-target alarm per role; Redis memory on each node.
+    for metric in ("CPUUtilization", "HTTPCode_Target_5XX_Count", "UnHealthyHostCount"):
+        assert len(by_metric[metric]) == len(ROLES), metric
+    lb = _stack_outputs(deployed, "demo")["LoadBalancerFullName"]
+    for alarm in by_metric["UnHealthyHostCount"]:
+        dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+        assert dims["LoadBalancer"] == lb
+        assert dims["TargetGroup"].startswith("targetgroup/")
+    redis_id = _stack_resource(deployed, "demo", "Redis")
+    nodes = sorted(a["Dimensions"][0]["Value"] for a in by_metric["DatabaseMemoryUsagePercentage"])
+    assert nodes == [f"{redis_id}-001", f"{redis_id}-002"]
+    assert len(by_metric["HTTPCode_ELB_5XX_Count"]) == 1
+
+
+def test_access_logs_go_to_an_encrypted_bucket_elb_may_write_to(deployed: Deployer) -> None:
+    s3 = deployed.client("s3")
+    bucket = _stack_outputs(deployed, "demo")["AccessLogsBucket"]
+    # (moto keeps no attributes of a CloudFormation load balancer: they are the template's,
+    # and the load balancer waits for the bucket's policy, as ELB checks it can write.)
+    lb = _template("shared.yml")["Resources"]["LoadBalancer"]
+    attributes = {a["Key"]: a["Value"] for a in lb["Properties"]["LoadBalancerAttributes"]}
+    assert attributes["access_logs.s3.enabled"] == "true"
+    assert attributes["access_logs.s3.bucket"] == "AccessLogsBucket"  # its Ref
+    assert attributes["access_logs.s3.prefix"] == "alb"
+    assert lb["DependsOn"] == "AccessLogsBucketPolicy"
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    writers = {
+        json.dumps(st["Principal"], sort_keys=True): st["Resource"]
+        for st in policy["Statement"]
+        if st["Effect"] == "Allow"
+    }
+    account = deployed.client("sts").get_caller_identity()["Account"]
+    path = f"arn:aws:s3:::{bucket}/alb/AWSLogs/{account}/*"
+    # us-east-1 predates August 2022: its ELB account, and the log delivery service.
+    assert writers == {
+        json.dumps({"AWS": "arn:aws:iam::127311923021:root"}): path,
+        json.dumps({"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}): path,
+    }
+
+
+def test_status_shows_stacks_services_and_routes(deployed: Deployer) -> None:
+    result = deployed("us-east-1", "demo", "status")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(re.match(r"\s+demo-verify\s+(CREATE|UPDATE)_COMPLETE", line) for line in lines)
+    assert any(re.match(r"\s+monolith\s+2/2\s+demo-monolith:\d+", line) for line in lines)
+    assert any(re.match(r"\s+users\s+\d+% to the service", line) for line in lines)
+    assert lines[-1] == f"URL: {_stack_outputs(deployed, 'demo')['PublicUrl']}"
+
+
+def test_logs_redeploy_and_exec_name_what_they_act_on(deployed: Deployer) -> None:
+    logs = deployed("us-east-1", "demo", "logs", "verify", "--since", "10m")
+    assert logs.returncode == 0, logs.stderr
+    unknown = deployed("us-east-1", "demo", "logs", "nobody")
+    assert unknown.returncode == 1
+    assert "no role 'nobody'" in unknown.stderr
+    redeployed = deployed("us-east-1", "demo", "redeploy", "verify")
+    assert redeployed.returncode == 0, redeployed.stderr
+    assert "verify: new tasks" in redeployed.stderr
+    # moto runs no task behind a service: exec says so, and which step it stopped at.
+    ran = deployed("us-east-1", "demo", "exec", "verify", "--", "clave", "apikey", "create")
+    assert ran.returncode == 1
+    assert "no running task of verify" in ran.stderr
+    assert "FAILED at step: verify: a running task" in ran.stderr
+    bare = deployed("us-east-1", "demo", "exec", "verify")
+    assert bare.returncode == 1
+    assert "exec needs a command after --" in bare.stderr
+
+
+def test_rollback_runs_an_earlier_image_that_exists(deployed: Deployer) -> None:
+    ecr = deployed.client("ecr")
+    before = _rules(deployed)
+    missing = deployed("us-east-1", "demo", "rollback", "posts", "old1")
+    assert missing.returncode == 1
+    assert "no image demo/posts:old1 in ECR" in missing.stderr
+    manifest = json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json"}
+    )
+    ecr.put_image(repositoryName="demo/posts", imageManifest=manifest, imageTag="old1")
+    result = deployed("us-east-1", "demo", "rollback", "posts", "old1")
+    assert result.returncode == 0, result.stderr
+    task = deployed.client("ecs").describe_task_definition(taskDefinition="demo-posts")
+    (container,) = task["taskDefinition"]["containerDefinitions"]
+    assert container["image"].endswith("/demo/posts:old1")
+    # Only the image changed: the rule keeps its weights.
+    assert _rules(deployed) == before
+
+
+def test_redis_of_an_earlier_release_gets_its_replica_before_failover(
+    moto: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """ElastiCache refuses to add a replica and turn on failover in one change: a shared stack
+    made by an earlier release (no RedisFailover parameter) gets two updates."""
+    old = Deployer(moto, tmp_path_factory.mktemp("old"), region="ca-central-1")
+    old.env["ALLOW_PLAIN_HTTP"] = "true"
+    # This release's shared stack as an earlier one made it: no RedisFailover parameter.
+    text = (ROOT / "infrastructure" / "shared.yml").read_text()
+    start = text.index("  RedisFailover:\n")
+    text = text[:start] + text[text.index("  NatPerAz:\n") :]
+    start = text.index("  FailoverNeedsAReplica:\n")
+    text = text[:start] + text[text.index("\nConditions:\n") :]
+    text = text.replace('!Equals [!Ref RedisFailover, "true"]', '!Equals ["false", "true"]')
+    assert "RedisFailover" not in text
+    old.client("cloudformation").create_stack(
+        StackName="old",
+        TemplateBody=text,
+        Parameters=[{"ParameterKey": "AllowPlainHttp", "ParameterValue": "true"}],
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    result = old("ca-central-1", "old")
+    assert result.returncode == 0, result.stderr
+    steps = re.findall(r"deploy\.sh: \[\d+m\d\ds\] (shared stack .+)", result.stderr)
+    assert steps == [
+        "shared stack old, Redis replica first (failover is turned on next)",
+        "shared stack old (network, load balancers, cluster, repositories, data)",
+    ]
+    (stack,) = old.client("cloudformation").describe_stacks(StackName="old")["Stacks"]
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+    assert params["RedisFailover"] == "true"
+    # A stack of this release is deployed in one step.
+    again = old("ca-central-1", "old")
+    assert again.returncode == 0, again.stderr
+    assert "Redis replica first" not in again.stderr
