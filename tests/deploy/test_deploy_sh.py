@@ -217,6 +217,7 @@ def _as_list(value: str | list[str]) -> list[str]:
 def test_creates_a_repository_per_role_and_every_stack(deployed: Deployer) -> None:
     repos = deployed.client("ecr").describe_repositories()["repositories"]
     assert sorted(r["repositoryName"] for r in repos) == sorted(f"demo/{r}" for r in ROLES)
+    assert {r["imageTagMutability"] for r in repos} == {"IMMUTABLE"}
     stacks = deployed.client("cloudformation").describe_stacks()["Stacks"]
     states = {s["StackName"]: s["StackStatus"] for s in stacks}
     assert states == {
@@ -969,3 +970,30 @@ def test_redis_of_an_earlier_release_gets_its_replica_before_failover(
     again = old("ca-central-1", "old")
     assert again.returncode == 0, again.stderr
     assert "Redis replica first" not in again.stderr
+
+
+def test_an_image_tag_names_one_build(deployed: Deployer) -> None:
+    """The commit; with uncommitted changes, the commit and the time (a tag never moves)."""
+    env = {k: v for k, v in deployed.env.items() if k != "IMAGE_TAG"}
+    result = subprocess.run(
+        [str(ROOT / "deploy.sh"), "us-east-1", "tags", "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (build,) = [line for line in result.stdout.splitlines() if " build " in line]
+    tag = build.split("clave:")[1].split()[0]
+    described = subprocess.run(
+        ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if described.endswith("-dirty"):
+        assert re.fullmatch(re.escape(described) + r"-\d{14}", tag), tag
+    else:
+        assert tag == described
