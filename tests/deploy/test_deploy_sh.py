@@ -441,7 +441,7 @@ def test_each_role_runs_its_command_with_only_its_secrets(deployed: Deployer) ->
                 assert url.endswith(f":5432/{domain}?sslmode=require")
                 secret = outputs[f"{domain.capitalize()}DatabaseSecretArn"]
                 assert password == f"{secret}:password::"
-                assert env["CLAVE_DB_POOL_SIZE"] == "5"
+                assert env["CLAVE_DB_POOL_SIZE"] == "3"
             else:
                 assert url is None
                 assert password is None
