@@ -83,6 +83,10 @@ if [[ ! "$STACK" =~ ^[a-z][a-z0-9-]{0,27}$ ]]; then
     echo "deploy.sh: stack name must be lower case letters, digits and -, at most 28, got '$STACK'" >&2
     exit 2
 fi
+[[ ${PROGRESS_EVERY:-20} =~ ^[1-9][0-9]*$ && ${SCALE_TIMEOUT:-900} =~ ^[1-9][0-9]*$ ]] || {
+    echo "deploy.sh: PROGRESS_EVERY and SCALE_TIMEOUT are whole seconds above 0" >&2
+    exit 2
+}
 [[ $SINCE =~ ^[0-9]+[smhdw]$ ]] || {
     echo "deploy.sh: --since takes a duration like 30m, 1h or 2d, got '$SINCE'" >&2
     exit 2
@@ -242,8 +246,24 @@ failed_events() { # stack: the latest failures, newest first
         --output text 2>/dev/null | sed 's/^/  /' >&2 || true
 }
 
+# RDS refuses to delete a protected instance, and CloudFormation then fails the stack's
+# deletion (or its rollback): lift the protection on the instance itself, if there is one.
+lift_database_protection() { # stack
+    local instance
+    instance=$(aws_ cloudformation describe-stack-resource --stack-name "$1" \
+        --logical-resource-id Database --query StackResourceDetail.PhysicalResourceId \
+        --output text 2>/dev/null) || return 0
+    [[ -n "$instance" && "$instance" != None ]] || return 0
+    aws_ rds describe-db-instances --db-instance-identifier "$instance" >/dev/null 2>&1 || return 0
+    echo "deploy.sh: turning off the deletion protection of database $instance" >&2
+    run "$AWS" --region "$REGION" rds modify-db-instance --db-instance-identifier "$instance" \
+        --no-deletion-protection --apply-immediately --query DBInstance.DBInstanceIdentifier \
+        --output text >&2
+}
+
 # A stack whose creation failed is left in ROLLBACK_COMPLETE, which CloudFormation cannot
 # update: say why it failed, and delete it (asked, or --yes) so the deploy can create it anew.
+# (ROLLBACK_FAILED: the rollback could not delete something, such as a protected database.)
 clear_failed_creation() { # stack
     local status
     status=$(stack_status "$1")
@@ -254,6 +274,7 @@ clear_failed_creation() { # stack
         fail "stack $1 is in $status: fix the cause above, then delete it" \
             "(aws cloudformation delete-stack --region $REGION --stack-name $1) or re-run with --yes"
     fi
+    lift_database_protection "$1"
     run "$AWS" --region "$REGION" cloudformation delete-stack --stack-name "$1"
     run "$AWS" --region "$REGION" cloudformation wait stack-delete-complete --stack-name "$1"
 }
@@ -365,6 +386,7 @@ wait_running() { # service
     while :; do
         read -r running desired < <(aws_ ecs describe-services --cluster "$STACK" --services "$1" \
             --query 'services[0].[runningCount,desiredCount]' --output text)
+        [[ "$running" =~ ^[0-9]+$ && "$desired" =~ ^[0-9]+$ ]] || fail "no service $1 in cluster $STACK"
         [[ "$running" -ge "$desired" ]] && return 0
         ((SECONDS - started < SCALE_TIMEOUT)) ||
             fail "$1 runs $running of $desired tasks after ${SCALE_TIMEOUT}s: see ./deploy.sh $REGION $STACK logs $1"
@@ -392,15 +414,16 @@ image_tag() {
         echo "$IMAGE_TAG"
         return
     fi
-    local described
-    described=$(git describe --always --dirty --abbrev=12 2>/dev/null) || {
+    local commit
+    commit=$(git rev-parse --short=12 HEAD 2>/dev/null) || {
         date -u +%Y%m%d%H%M%S
         return
     }
-    if [[ "$described" == *-dirty ]]; then
-        echo "$described-$(date -u +%Y%m%d%H%M%S)"
+    # Any change the build would see, new files included, makes it another build.
+    if [[ -n "$(git status --porcelain 2>/dev/null)" ]]; then
+        echo "$commit-dirty-$(date -u +%Y%m%d%H%M%S)"
     else
-        echo "$described"
+        echo "$commit"
     fi
 }
 
@@ -430,10 +453,19 @@ init_databases() { # image
         --task-definition "$STACK-dbinit" --network-configuration "$network" \
         --started-by deploy.sh --query 'tasks[0].taskArn' --output text)
     [[ -n "$task" && "$task" != None ]] || fail "ECS started no task for $STACK-dbinit"
-    aws_ ecs wait tasks-stopped --cluster "$STACK" --tasks "$task"
-    local code reason
-    read -r code reason < <(aws_ ecs describe-tasks --cluster "$STACK" --tasks "$task" \
-        --query 'tasks[0].[containers[0].exitCode,stoppedReason]' --output text)
+    local started=$SECONDS status code reason
+    while :; do
+        read -r status code reason < <(aws_ ecs describe-tasks --cluster "$STACK" --tasks "$task" \
+            --query 'tasks[0].[lastStatus,containers[0].exitCode,stoppedReason]' --output text)
+        [[ "$status" == STOPPED ]] && break
+        if ((SECONDS - started >= SCALE_TIMEOUT)); then
+            aws_ ecs stop-task --cluster "$STACK" --task "$task" --reason "deploy.sh: timed out" >/dev/null
+            fail "clave db init did not finish in ${SCALE_TIMEOUT}s (stopped it):" \
+                "aws logs tail --region $REGION /clave/$STACK/dbinit"
+        fi
+        echo "deploy.sh: [$(elapsed)] clave db init: $status" >&2
+        sleep 6
+    done
     if [[ "$code" != 0 ]]; then
         fail "clave db init exited ${code} (${reason}): aws logs tail --region $REGION /clave/$STACK/dbinit"
     fi
@@ -452,9 +484,23 @@ redis_upgrade_params() {
     grep -qw RedisFailover <<<"$keys" || echo "RedisFailover=false"
 }
 
+database_version() { # the shared stack's database's running version, or nothing
+    local instance
+    instance=$(aws_ cloudformation describe-stack-resource --stack-name "$STACK" \
+        --logical-resource-id Database --query StackResourceDetail.PhysicalResourceId \
+        --output text 2>/dev/null) || return 0
+    aws_ rds describe-db-instances --db-instance-identifier "$instance" \
+        --query 'DBInstances[0].EngineVersion' --output text 2>/dev/null || true
+}
+
 deploy_all() {
     need "$DOCKER" "install Docker to build the image"
     check_deploy_settings
+    # The access-log bucket's policy names ELB's account by region: a region the table does
+    # not know stops here, not after the build.
+    grep -q "^    $REGION: {Id: " infrastructure/shared.yml ||
+        fail "region $REGION is not in shared.yml's ElbAccount mapping: add it (Id: none for" \
+            "a region opened after August 2022, ELB's account id for an older one)"
     local table tag account registry
     step "routing table $ROUTES"
     table=$(routes)
@@ -470,8 +516,13 @@ deploy_all() {
     local shared=(CertificateArn="$CERTIFICATE_ARN" AllowPlainHttp="$ALLOW_PLAIN_HTTP"
         DomainName="$DOMAIN_NAME" HostedZoneId="$HOSTED_ZONE_ID" AlarmTopicArn="$ALARM_TOPIC_ARN"
         RedisFailover="$REDIS_FAILOVER" "${SHARED_EXTRA[@]}")
-    local first=""
+    local first="" running=""
     $DRY_RUN || first=$(redis_upgrade_params)
+    # The version a database runs (RDS upgrades minors itself): the stack asks for no change.
+    $DRY_RUN || running=$(database_version)
+    if [[ -n "$running" && "$running" != None ]]; then
+        shared+=(DatabaseEngineVersion="$running")
+    fi
     if [[ -n "$first" ]]; then
         step "shared stack $STACK, Redis replica first (failover is turned on next)"
         deploy_stack "$STACK" infrastructure/shared.yml "${shared[@]}" "$first" "${SHARED_EXTRA[@]}"
@@ -508,11 +559,14 @@ deploy_all() {
     deploy_stack "$STACK-monolith" infrastructure/service.yml SharedStack="$STACK" Role=monolith \
         ImageUri="$registry/$STACK/monolith:$tag" "${SHARED_OUTPUTS[@]}" "${settings[@]}" \
         "${tasks[@]}" "${ROLE_EXTRA[@]}"
-    local service priority weight retired paths
-    while IFS=$'\t' read -r service priority weight retired paths; do
+    local line service priority weight retired paths
+    local -a lines
+    mapfile -t lines <<<"$table" # (a loop reading the table would take confirm's terminal)
+    for line in "${lines[@]}"; do
+        IFS=$'\t' read -r service priority weight retired paths <<<"$line"
         deploy_service "$service" "$priority" "$weight" "$retired" "$paths" \
             "$registry/$STACK/$service:$tag" "$weight"
-    done <<<"$table"
+    done
 
     local url
     if $DRY_RUN; then
@@ -544,7 +598,11 @@ change_route() { # shift|retire service [percent]
     while IFS=$'\t' read -r service priority weight retired paths; do
         [[ "$service" == "$target" ]] && old=$weight
     done <<<"$before"
-    while IFS=$'\t' read -r service priority weight retired paths; do
+    local line
+    local -a lines
+    mapfile -t lines <<<"$after" # (a loop reading the table would take confirm's terminal)
+    for line in "${lines[@]}"; do
+        IFS=$'\t' read -r service priority weight retired paths <<<"$line"
         [[ "$service" == "$target" ]] || continue
         found=true
         if [[ "$old" -eq 0 && "$weight" -gt 0 ]]; then
@@ -554,7 +612,7 @@ change_route() { # shift|retire service [percent]
             wait_running "$service"
         fi
         deploy_service "$service" "$priority" "$weight" "$retired" "$paths" "" "$weight"
-    done <<<"$after"
+    done
     $found || fail "no service $target in $ROUTES"
     $DRY_RUN || echo "deploy.sh: $ROUTES changed; commit it, so the next full deploy keeps it" >&2
 }
@@ -571,7 +629,7 @@ show_status() {
         --query 'services[].[serviceName,runningCount,desiredCount,taskDefinition]' \
         --output text 2>/dev/null | while read -r service running desired definition; do
         printf '  %-10s %s/%s  %s\n' "$service" "$running" "$desired" "${definition##*/}"
-    done
+    done || echo "  (no cluster $STACK)"
     echo "Routes ($ROUTES):"
     routes | while IFS=$'\t' read -r service priority weight retired paths; do
         printf '  %-8s %3s%% to the service%s  %s\n' "$service" "$weight" \
@@ -626,9 +684,7 @@ rollback() { # role tag
     local registry
     registry=$(registry_of "$(account_id)")
     # Only the image changes: every other parameter keeps its value.
-    run "$AWS" --region "$REGION" cloudformation deploy --stack-name "$STACK-$role" \
-        --template-file infrastructure/service.yml --capabilities CAPABILITY_IAM \
-        --no-fail-on-empty-changeset --parameter-overrides ImageUri="$registry/$STACK/$role:$tag"
+    deploy_stack "$STACK-$role" infrastructure/service.yml ImageUri="$registry/$STACK/$role:$tag"
     echo "deploy.sh: $role runs $tag; the next full deploy puts the current commit back" >&2
 }
 
@@ -671,9 +727,10 @@ destroy() {
     fi
     for name in "${existing[@]}"; do
         step "deleting stack $name"
+        # RDS refuses to delete a protected instance: lift the protection first, on the
+        # instance (an update of the stack would also apply whatever else its template changed).
         if [[ "$name" == "$STACK" ]]; then
-            # RDS refuses to delete a protected instance: lift the protection first.
-            deploy_stack "$STACK" infrastructure/shared.yml DatabaseDeletionProtection=false
+            lift_database_protection "$STACK"
         fi
         run "$AWS" --region "$REGION" cloudformation delete-stack --stack-name "$name"
         if ! run "$AWS" --region "$REGION" cloudformation wait stack-delete-complete --stack-name "$name"; then

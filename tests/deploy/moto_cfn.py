@@ -48,9 +48,10 @@ What is added, and why (each is what CloudFormation does, in the smallest form):
 - An update of a task definition: moto registers the new revision with the template's
   PascalCase container definitions as they are, so it reads no image, command or secret.
   This registers them as moto's create does (in camelCase), the old revision deregistered.
-- An update of an RDS instance: moto has none, and loses the instance from the stack. This
-  applies the properties RDS changes in place (deletion protection, Multi-AZ, storage) with
-  moto's ModifyDBInstance; RDS then refuses to delete a protected instance, as moto does.
+- An RDS instance: moto's creation leaves out DeletionProtection, and moto has no update (it
+  loses the instance from the stack). This sets the protection at creation and applies the
+  properties RDS changes in place (deletion protection, Multi-AZ, storage) with moto's
+  ModifyDBInstance; RDS then refuses to delete a protected instance, as moto does.
 - Updates of the types added here: a secret, a subnet group and a replication group stay as
   they were made (an update changes nothing a test reads); an alarm, a bucket policy and a
   parameter group are made again from the new properties.
@@ -222,6 +223,32 @@ def _generate(spec: dict[str, Any]) -> str:
     return json.dumps(document)
 
 
+def _kept(
+    cls: Any,
+    original_resource: Any,
+    new_resource_name: str,
+    cloudformation_json: dict[str, Any],
+    account_id: str,
+    region_name: str,
+) -> Any:
+    """An update that changes nothing moto would show: the resource made stays."""
+    return original_resource
+
+
+def _made_again(
+    cls: Any,
+    original_resource: Any,
+    new_resource_name: str,
+    cloudformation_json: dict[str, Any],
+    account_id: str,
+    region_name: str,
+) -> Any:
+    """An update made as a creation from the new properties (moto's calls overwrite)."""
+    return cls.create_from_cloudformation_json(
+        new_resource_name, cloudformation_json, account_id, region_name
+    )
+
+
 class Secret(CloudFormationModel):
     __module__ = "moto.secretsmanager.clave_cfn"  # moto files models by service
 
@@ -264,16 +291,7 @@ class Secret(CloudFormationModel):
         )
         return cls(json.loads(created)["ARN"])
 
-    @classmethod
-    def update_from_cloudformation_json(
-        cls,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> Any:
-        return original_resource  # (an update changes nothing moto would show)
+    update_from_cloudformation_json = classmethod(_kept)
 
     @property
     def physical_resource_id(self) -> str:
@@ -305,16 +323,7 @@ class CacheSubnetGroup(CloudFormationModel):
     ) -> CacheSubnetGroup:
         return cls(resource_name.lower())
 
-    @classmethod
-    def update_from_cloudformation_json(
-        cls,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> Any:
-        return original_resource  # (an update changes nothing moto would show)
+    update_from_cloudformation_json = classmethod(_kept)
 
     @property
     def physical_resource_id(self) -> str:
@@ -446,16 +455,7 @@ class ReplicationGroup(CloudFormationModel):
         primary = group.node_groups[0]
         return cls(name, primary["primary_endpoint_address"], primary["port"])
 
-    @classmethod
-    def update_from_cloudformation_json(
-        cls,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> Any:
-        return original_resource  # (an update changes nothing moto would show)
+    update_from_cloudformation_json = classmethod(_kept)
 
     @property
     def physical_resource_id(self) -> str:
@@ -500,18 +500,7 @@ class CacheParameterGroup(CloudFormationModel):
         }
         return cls(name)
 
-    @classmethod
-    def update_from_cloudformation_json(
-        cls,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> Any:
-        return cls.create_from_cloudformation_json(
-            new_resource_name, cloudformation_json, account_id, region_name
-        )
+    update_from_cloudformation_json = classmethod(_made_again)
 
     @property
     def physical_resource_id(self) -> str:
@@ -562,18 +551,7 @@ class Alarm(CloudFormationModel):
         )
         return cls(name)
 
-    @classmethod
-    def update_from_cloudformation_json(
-        cls,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> Any:
-        return cls.create_from_cloudformation_json(
-            new_resource_name, cloudformation_json, account_id, region_name
-        )
+    update_from_cloudformation_json = classmethod(_made_again)
 
     @property
     def physical_resource_id(self) -> str:
@@ -608,18 +586,7 @@ class BucketPolicy(CloudFormationModel):
         s3_backends[account_id]["aws"].put_bucket_policy(props["Bucket"], policy)
         return cls(props["Bucket"])
 
-    @classmethod
-    def update_from_cloudformation_json(
-        cls,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> Any:
-        return cls.create_from_cloudformation_json(
-            new_resource_name, cloudformation_json, account_id, region_name
-        )
+    update_from_cloudformation_json = classmethod(_made_again)
 
     @property
     def physical_resource_id(self) -> str:
@@ -708,6 +675,18 @@ def _update_task_definition(
     return ecs_models.TaskDefinition.create_from_cloudformation_json(
         new_resource_name, cloudformation_json, account_id, region_name
     )
+
+
+_create_db_instance = rds_models.DBInstance.create_from_cloudformation_json
+
+
+def _create_db_instance_protected(
+    cls: Any, resource_name: str, cloudformation_json: dict[str, Any], *args: Any, **kwargs: Any
+) -> Any:
+    instance = _create_db_instance(resource_name, cloudformation_json, *args, **kwargs)
+    protected = cloudformation_json["Properties"].get("DeletionProtection", False)
+    instance.deletion_protection = str(protected).lower() == "true"
+    return instance
 
 
 def _update_db_instance(
@@ -810,6 +789,9 @@ NatGateway.delete = _delete_nat_gateway  # type: ignore[attr-defined]
 VPCEndPoint.delete = _delete_vpc_endpoint  # type: ignore[attr-defined]
 ecs_models.TaskDefinition.update_from_cloudformation_json = classmethod(  # type: ignore[method-assign,assignment]
     _update_task_definition
+)
+rds_models.DBInstance.create_from_cloudformation_json = classmethod(  # type: ignore[method-assign,assignment]
+    _create_db_instance_protected
 )
 rds_models.DBInstance.update_from_cloudformation_json = classmethod(_update_db_instance)  # type: ignore[method-assign,assignment]
 parsing.ResourceMap.load_parameters = _load_parameters_kept_as_text  # type: ignore[method-assign]
