@@ -295,14 +295,15 @@ deploy_stack() { # name template [parameter overrides...]
     fi
     local started=$SECONDS
     "${command[@]}" >&2 &
-    local pid=$! code=0
-    while kill -0 "$pid" 2>/dev/null; do
-        sleep 1
-        if (((SECONDS - started) % PROGRESS_EVERY == 0)) && kill -0 "$pid" 2>/dev/null; then
-            echo "deploy.sh: [$(elapsed)] $name: $(stack_status "$name") ($((SECONDS - started)) s)" >&2
-        fi
-    done
+    local pid=$! code=0 progress
+    # A line every PROGRESS_EVERY seconds while it runs, from a loop beside it.
+    while sleep "$PROGRESS_EVERY" >/dev/null 2>&1; do
+        echo "deploy.sh: [$(elapsed)] $name: $(stack_status "$name") ($((SECONDS - started)) s)" >&2
+    done &
+    progress=$!
     wait "$pid" || code=$?
+    kill "$progress" 2>/dev/null || true
+    wait "$progress" 2>/dev/null || true
     if [[ $code -ne 0 ]]; then
         failed_events "$name"
         return "$code"
