@@ -13,7 +13,6 @@ from pathlib import Path
 
 from clave import __version__
 from clave.bootstrap import DOMAINS, FORUM, Settings, prepare
-from clave.platform.db_init import DbInitSettings, init_databases
 from clave.platform.errors import ClaveError
 from clave.platform.logs import configure_logging
 from clave.platform.server import run_server
@@ -493,6 +492,9 @@ def _run(args: argparse.Namespace) -> int:
             return stack.run()
         if args.command == "db":
             # Only what it uses: the one-off task that runs it need not carry every setting.
+            # (Imported here: asyncpg has no place in `clave serve`'s workers, forked from this.)
+            from clave.platform.db_init import DbInitSettings, init_databases
+
             env = Env()
             init = DbInitSettings.from_env(env, _forum_domains(args.domains))
             asyncio.run(init_databases(init, lambda line: print(line, flush=True)))

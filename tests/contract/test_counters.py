@@ -13,9 +13,9 @@ from clave.verify.store.counters import (
     Hit,
     Limit,
     MemoryCounters,
-    RedisCounters,
     SqliteCounters,
 )
+from clave.verify.store.redis_counters import RedisCounters
 from tests.contract.conftest import drop_prefix
 
 NOW = 1_800_000_000.0  # a window boundary for 60 s and 3600 s windows

@@ -19,8 +19,8 @@ from clave.bootstrap import FORUM, Settings, build_domains
 from clave.cli import main
 from clave.platform.db_init import DbInitSettings, init_databases, scram_verifier
 from clave.platform.errors import StoreError
+from clave.platform.postgres import PostgresSql
 from clave.platform.settings import Env, SettingsError, database_pool_size, database_url
-from clave.platform.sql import PostgresSql
 
 ADMINS = ("bootstrap", "superuser", "createrole")
 

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 
-from clave.platform.sql import IntegrityViolation, open_database
+from clave.platform.sql import IntegrityViolation
+from clave.platform.store_domain import open_database
 from clave.posts.bootstrap import build_store as posts_store
 from clave.posts.models import SEED as POSTS
 from clave.threads.bootstrap import build_store as threads_store

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from clave.platform.errors import StoreError
-from clave.platform.sql import PostgresSql, create_database
+from clave.platform.postgres import PostgresSql, create_database
 
 MIGRATIONS = {"postgres": ["CREATE TABLE item (id INTEGER PRIMARY KEY)"], "sqlite": []}
 

@@ -10,9 +10,10 @@ from clave.bootstrap import Settings, build_domains
 from clave.platform.settings import Env, SettingsError
 from clave.verify.bootstrap import build_counters, build_store, open_admin
 from clave.verify.settings import StoreSettings
-from clave.verify.store.counters import MemoryCounters, RedisCounters, SqliteCounters
+from clave.verify.store.counters import MemoryCounters, SqliteCounters
 from clave.verify.store.memory import MemoryVerificationStore
 from clave.verify.store.redis import RedisVerificationStore
+from clave.verify.store.redis_counters import RedisCounters
 from clave.verify.store.sqlite import SqliteVerificationStore
 
 

@@ -5,6 +5,9 @@ tested apart."""
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import clave
@@ -99,3 +102,30 @@ def test_no_import_cycle_among_clave_modules() -> None:
     assert "clave.verify.bootstrap" in graph
     assert "clave.verify.api" in graph["clave.verify.bootstrap"]
     assert _cycles(graph) == []
+
+
+# A worker on SQLite builds its app without loading a driver for a store it does not use:
+# redis-py costs each worker ~8 MiB, asyncpg ~3 MiB (README, Performance). The worker is forked
+# from `clave serve`'s process, so what the CLI imports counts too.
+_WORKER_ON_SQLITE = """
+import sys
+import clave.cli
+from clave.bootstrap import Settings, create_app, prepare
+prepare(Settings.load())
+create_app()
+print(" ".join(m for m in ("redis", "asyncpg") if m in sys.modules) or "-")
+"""
+
+
+def test_a_sqlite_worker_loads_neither_redis_nor_asyncpg(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAVE_")}
+    env |= {"CLAVE_DATA_DIR": str(tmp_path), "CLAVE_DEV_INBOX": "true", "CLAVE_SEED": "true"}
+    done = subprocess.run(
+        [sys.executable, "-c", _WORKER_ON_SQLITE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == ["-"], done.stdout + done.stderr

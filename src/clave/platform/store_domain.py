@@ -14,7 +14,8 @@ from clave.platform.errors import ExceptionHandler
 from clave.platform.lean import LeanRoute
 from clave.platform.openapi_errors import ErrorTable, FormTable
 from clave.platform.settings import DEFAULT_POOL_SIZE
-from clave.platform.sql import Migrations, SqlDatabase, open_database
+from clave.platform.sql import Migrations, SqlDatabase, SqliteSql
+from clave.platform.urls import redacted
 
 T = TypeVar("T")
 
@@ -27,6 +28,28 @@ class _Store(Protocol):
 
 class _Client(Protocol):
     async def aclose(self) -> None: ...
+
+
+def open_database(
+    url: str,
+    *,
+    data_dir: Path,
+    component: str,
+    migrations: Migrations,
+    pool_size: int = DEFAULT_POOL_SIZE,
+) -> SqlDatabase:
+    """The database a `CLAVE_<DOMAIN>_DB` value names: sqlite, sqlite:///path or postgresql://...
+    (`pool_size` connections at most: CLAVE_DB_POOL_SIZE)."""
+    if url == "sqlite":
+        return SqliteSql(data_dir / f"{component}.db", migrations)
+    if url.startswith("sqlite:///"):
+        return SqliteSql(url.removeprefix("sqlite:///"), migrations)
+    if url.startswith(("postgresql://", "postgres://")):
+        # Imported here: asyncpg costs a worker ~3 MiB, which a SQLite deployment never needs.
+        from clave.platform.postgres import PostgresSql
+
+        return PostgresSql(url, component, migrations, max_size=pool_size)
+    raise ValueError(f"unsupported database URL for {component}: {redacted(url)!r}")
 
 
 def choose_store(

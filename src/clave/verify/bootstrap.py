@@ -51,9 +51,8 @@ from clave.verify.sealing import SecretBox, hkdf_sha256
 from clave.verify.service import VerifyService
 from clave.verify.settings import StoreSettings, VerifySettings, parse_hmac_keys
 from clave.verify.store.base import VerifyBackend
-from clave.verify.store.counters import CounterStore, MemoryCounters, RedisCounters, SqliteCounters
+from clave.verify.store.counters import CounterStore, MemoryCounters, SqliteCounters
 from clave.verify.store.memory import MemoryVerificationStore
-from clave.verify.store.redis import RedisVerificationStore
 from clave.verify.store.sqlite import SqliteVerificationStore
 from clave.verify.telemetry import NO_TELEMETRY, PrometheusTelemetry, VerifyTelemetry
 from clave.verify.tenants import DEFAULT_TENANT, Tenants
@@ -120,6 +119,9 @@ def build_store(settings: StoreSettings, data_dir: Path, *, events: bool) -> Ver
     if settings.kind == "memory":
         return MemoryVerificationStore(events=events)
     if settings.kind == "redis" and settings.url is not None:
+        # Imported here: redis-py costs a worker ~8 MiB, which a SQLite deployment never needs.
+        from clave.verify.store.redis import RedisVerificationStore
+
         return RedisVerificationStore(settings.url, prefix=settings.redis_prefix, events=events)
     return SqliteVerificationStore(settings.database(data_dir), events=events)
 
@@ -130,6 +132,8 @@ def build_counters(settings: StoreSettings, data_dir: Path) -> CounterStore:
     if settings.kind == "memory":
         return MemoryCounters()
     if settings.kind == "redis" and settings.url is not None:
+        from clave.verify.store.redis_counters import RedisCounters  # (as in build_store)
+
         return RedisCounters(settings.url, prefix=settings.redis_prefix)
     return SqliteCounters(settings.beside(data_dir, "limits.db"))
 

@@ -1,4 +1,5 @@
-"""The counters port of rate limits and the fraud guard, on memory, SQLite and Redis.
+"""The counters port of rate limits and the fraud guard, on memory and SQLite (Redis:
+redis_counters.py).
 
 A sliding window is approximated from two fixed windows (the current count plus the previous
 one weighted by how much of it still overlaps), which is accurate to a few percent, needs two
@@ -15,16 +16,10 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
-from clave.platform.errors import StoreError
-from clave.platform.redis_scripts import ScriptConnection, ScriptError
 from clave.platform.sqlite import SqliteDatabase
 from clave.verify.errors import RateLimited
-from clave.verify.store.redis_connection import script
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,25 +53,25 @@ class Hit:
 STRICT_SLOTS = 24
 
 
-def _slot(limit: Limit) -> float:
+def slot_seconds(limit: Limit) -> float:
     """Seconds per counter: the window, or a 24th of it for a strict limit."""
     return limit.window / STRICT_SLOTS if limit.strict else limit.window
 
 
-def _span(limit: Limit) -> int:
+def slots_back(limit: Limit) -> int:
     """How many counters before the current one a hit reads."""
     return STRICT_SLOTS if limit.strict else 1
 
 
 def _index(limit: Limit, now: float) -> int:
     """The counter `now` falls in."""
-    return int(now // _slot(limit))
+    return int(now // slot_seconds(limit))
 
 
 def _estimate(counts: Mapping[int, int], limit: Limit, now: float) -> tuple[float, float]:
     """(count, seconds until one more hit would fit), from the counters by index: the sliding
     estimate over two windows, or a strict limit's exact sum of its last 25 slots."""
-    slot, index = _slot(limit), _index(limit, now)
+    slot, index = slot_seconds(limit), _index(limit, now)
     if limit.strict:
         oldest = index - STRICT_SLOTS
         values = [counts.get(i, 0) for i in range(oldest, index + 1)]
@@ -176,7 +171,8 @@ class MemoryCounters:
         for h in hits:
             index = _index(h.limit, now)
             counts = {
-                i: self._counts.get((h.key, i), 0) for i in range(index - _span(h.limit), index + 1)
+                i: self._counts.get((h.key, i), 0)
+                for i in range(index - slots_back(h.limit), index + 1)
             }
             count, wait = _estimate(counts, h.limit, now)
             if count + 1 > h.limit.count:
@@ -185,7 +181,7 @@ class MemoryCounters:
             if h.cost:
                 index = _index(h.limit, now)
                 self._counts[(h.key, index)] = self._counts.get((h.key, index), 0) + h.cost
-                oldest = index - _span(h.limit)
+                oldest = index - slots_back(h.limit)
                 for stale in [k for k in self._counts if k[0] == h.key and k[1] < oldest]:
                     del self._counts[stale]
         return None
@@ -293,7 +289,7 @@ class SqliteCounters:
                     conn.execute(
                         "SELECT window, count FROM rate_counters "
                         "WHERE key = ? AND window BETWEEN ? AND ?",
-                        (h.key, index - _span(h.limit), index),
+                        (h.key, index - slots_back(h.limit), index),
                     ).fetchall()
                 )
                 count, wait = _estimate(rows, h.limit, now)
@@ -308,7 +304,7 @@ class SqliteCounters:
                     "ON CONFLICT (key, window) DO UPDATE SET count = count + excluded.count",
                     (h.key, index, h.cost),
                 )
-                oldest = index - _span(h.limit)
+                oldest = index - slots_back(h.limit)
                 if self._pruned.get(h.key) != oldest:
                     conn.execute(
                         "DELETE FROM rate_counters WHERE key = ? AND window < ?", (h.key, oldest)
@@ -332,91 +328,3 @@ class SqliteCounters:
                 )
 
         await self._db.write(run)
-
-
-class RedisCounters:
-    """Counters in Redis, shared by every task; one round trip per hit."""
-
-    def __init__(self, url: str, *, prefix: str) -> None:
-        self._url = url
-        self._prefix = prefix + "rate:"
-        self._redis: aioredis.Redis | None = None
-        self._scripts: ScriptConnection | None = None
-
-    async def open(self) -> None:
-        """Connect (the scripts on a pipelined connection, platform/redis_scripts)."""
-        if self._redis is not None:
-            return
-        self._redis = aioredis.Redis.from_url(self._url, socket_timeout=5, socket_connect_timeout=5)
-        names = ("counters_hit", "counters_release", "counters_distinct")
-        self._scripts = ScriptConnection(self._url, {name: script(name) for name in names})
-
-    async def _call(self, name: str, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
-        if self._scripts is None:
-            raise StoreError("the rate-limit store is not open")
-        try:
-            return await self._scripts.call(name, keys, args)
-        except ScriptError as exc:
-            raise StoreError(f"Redis: {exc}") from exc
-
-    async def add_daily(self, key: str, day: int, amount: int = 1) -> None:
-        """See CounterStore.add_daily; a pipeline, one round trip."""
-        if self._redis is None:
-            raise StoreError("the rate-limit store is not open")
-        name = f"{self._prefix}day:{key}:{day}"
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incrby(name, amount)
-                pipe.expire(name, (DAYS_KEPT + 1) * 86400)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StoreError(f"Redis unavailable: {exc}") from exc
-
-    async def daily(self, keys: Sequence[str], first: int, last: int) -> list[list[int]]:
-        """See CounterStore.daily; one MGET for every key."""
-        if self._redis is None:
-            raise StoreError("the rate-limit store is not open")
-        days = range(first, last + 1)
-        names = [f"{self._prefix}day:{key}:{day}" for key in keys for day in days]
-        try:
-            values = await self._redis.mget(names)
-        except (RedisError, OSError) as exc:
-            raise StoreError(f"Redis unavailable: {exc}") from exc
-        counts = [int(v) if v is not None else 0 for v in values]
-        return [counts[i * len(days) : (i + 1) * len(days)] for i in range(len(keys))]
-
-    async def add_distinct(
-        self, key: str, member: str, *, limit: int, expires_at: float, now: float
-    ) -> bool:
-        """See CounterStore.add_distinct; one round trip."""
-        added = await self._call(
-            "counters_distinct", [self._prefix + "set:" + key], [member, limit, repr(expires_at)]
-        )
-        return bool(int(added))
-
-    async def close(self) -> None:
-        """Disconnect."""
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
-        if self._scripts is not None:
-            await self._scripts.close()
-            self._scripts = None
-
-    async def hit(self, hits: Sequence[Hit], now: float) -> tuple[Limit, float] | None:
-        """See CounterStore.hit; one round trip for all the keys."""
-        args: list[str | int | float] = [repr(now)]
-        for h in hits:
-            span = _span(h.limit) if h.limit.strict else 0
-            args += [repr(_slot(h.limit)), h.limit.count, h.cost, span]
-        refused = await self._call("counters_hit", [self._prefix + h.key for h in hits], args)
-        if not refused:
-            return None
-        return hits[int(refused[0]) - 1].limit, float(refused[1])
-
-    async def release(self, hits: Sequence[Hit], at: float) -> None:
-        """See CounterStore.release; one round trip."""
-        args: list[str | int | float] = [repr(at)]
-        for h in hits:
-            args += [repr(_slot(h.limit)), h.cost]
-        await self._call("counters_release", [self._prefix + h.key for h in hits], args)
