@@ -33,15 +33,19 @@ lint: install-test
 	$(BIN)/mypy
 
 # Everything, with line coverage of src/clave across every process the tests start (floor in
-# [tool.coverage.report]); coverage's data files are kept in a temporary directory.
+# [tool.coverage.report]); coverage's data files are kept in a temporary directory. The tests
+# run in one process per core (pytest-xdist; at most 4, as each may start servers of its own),
+# a module that must run in order kept on one (xdist_group).
+PARALLEL ?= -n auto --maxprocesses 4 --dist loadgroup
+
 test: install-test lint
 	data=$$(mktemp -d) && trap 'rm -rf "$$data"' EXIT && \
-	COVERAGE_FILE="$$data/coverage" $(BIN)/python -m pytest --cov
+	COVERAGE_FILE="$$data/coverage" $(BIN)/python -m pytest --cov $(PARALLEL)
 
 # The fast path: the static checks, then every test that needs no server and no other process
 # (no Redis, PostgreSQL, haproxy, moto, Docker or `clave serve`).
 test-fast: install-test lint
-	$(BIN)/python -m pytest -m "not e2e and not deploy"
+	$(BIN)/python -m pytest -m "not e2e and not deploy" $(PARALLEL)
 
 # clave under load runs from a venv of its own with the runtime dependencies only, as `make run`
 # and the image install it: the test tools' packages (pydantic, which Litestar loads whenever it

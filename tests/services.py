@@ -8,6 +8,7 @@ running as root. haproxy: on PATH, else installed with apt-get when running as r
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 import shutil
@@ -46,6 +47,9 @@ def _answers(url: str) -> bool:
 
 
 def _apt_install(package: str, *, recommends: bool = True) -> bool:
+    """Install `package` with apt-get (as root only). The suite's worker processes (pytest-xdist)
+    may want the same package at once: one installs while the others wait for it, and dpkg's
+    own lock is waited for too (another apt on the machine)."""
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return False
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -54,16 +58,21 @@ def _apt_install(package: str, *, recommends: bool = True) -> bool:
         "install",
         "-y",
         "-qq",
+        "-o",
+        "DPkg::Lock::Timeout=600",
         *([] if recommends else ["--no-install-recommends"]),
     ]
-    for args in (
-        [*install, package],
-        ["apt-get", "update", "-qq"],
-        [*install, package],
-    ):
-        result = subprocess.run(args, capture_output=True, env=env, timeout=600)
-        if args[1] == "install" and result.returncode == 0:
-            return True
+    lock = Path(tempfile.gettempdir()) / "clave-tests-apt.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        for args in (
+            [*install, package],
+            ["apt-get", "update", "-qq", "-o", "DPkg::Lock::Timeout=600"],
+            [*install, package],
+        ):
+            result = subprocess.run(args, capture_output=True, env=env, timeout=900)
+            if args[1] == "install" and result.returncode == 0:
+                return True
     return False
 
 
