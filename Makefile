@@ -35,8 +35,8 @@ lint: install-test
 # Everything, with line coverage of src/clave across every process the tests start (floor in
 # [tool.coverage.report]); coverage's data files are kept in a temporary directory. The tests
 # run in one process per core (pytest-xdist; at most 4, as each may start servers of its own),
-# a module that must run in order kept on one (xdist_group).
-PARALLEL ?= -n auto --maxprocesses 4 --dist loadgroup
+# each module whole on one of them (some must run in order, or alone: README, Development).
+PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
 
 test: install-test lint
 	data=$$(mktemp -d) && trap 'rm -rf "$$data"' EXIT && \

@@ -11,10 +11,10 @@ from tests.deploy.conftest import Docker
 from tests.services import wait_until
 
 # The first test's setup may install and start a Docker engine and build the base image and
-# clave's (about 30 s when the base image is kept, several minutes on a new machine). One
-# worker of a parallel run takes the whole module (pytest-xdist, `--dist loadgroup`): the engine
-# started here keeps its images in one directory, which two engines must not share.
-pytestmark = [pytest.mark.timeout(1800), pytest.mark.xdist_group("docker")]
+# clave's (about 30 s when the base image is kept, several minutes on a new machine). A
+# parallel run keeps the module on one worker (`--dist loadfile`): the engine started here
+# keeps its images in one directory, which two engines must not share.
+pytestmark = pytest.mark.timeout(1800)
 
 
 def test_monolith_container_answers_as_a_non_root_user(run_container, docker: Docker) -> None:  # type: ignore[no-untyped-def]

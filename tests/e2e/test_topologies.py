@@ -17,9 +17,7 @@ import pytest
 from tests.e2e.up import ClaveUp, children
 from tests.support import code_in
 
-# One worker runs the whole module, in order: the last test compares the transcripts the
-# topology tests before it recorded (pytest-xdist, `--dist loadgroup`).
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("topologies")]
+pytestmark = pytest.mark.e2e
 
 USERS = [
     (1, "marceline", "Marceline Abadeer", "1000 year old vampire queen, musician"),
