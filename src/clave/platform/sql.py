@@ -3,12 +3,13 @@
 A forum store is written once, in SQL with `$1`-style parameters that both databases accept
 (SQLite receives them as `?1`). Only the schema differs per dialect. Two hand-kept copies of
 the same queries would drift; one copy run against both backends by the same contract suite
-cannot.
+cannot. This module holds the interface, its SQLite side and the stores' shared base;
+postgres.py the PostgreSQL side, loaded only for a postgresql:// URL (store_domain.open_database
+chooses).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import sqlite3
 from collections.abc import Awaitable, Mapping, Sequence
@@ -23,7 +24,6 @@ T = TypeVar("T")
 Migrations = Mapping[str, Sequence[str]]  # dialect -> ordered migration scripts
 
 _PARAM = re.compile(r"\$(\d+)")
-log = logging.getLogger(__name__)
 
 
 class IntegrityViolation(Exception):
