@@ -35,8 +35,11 @@ def test_per_ip_limits_count_ipv6_by_its_64(address: str, bucket: str) -> None:
 def test_only_addresses_are_addresses() -> None:
     assert parse_ip(" 2001:DB8::1 ") == "2001:db8::1"
     for bad in ("not-an-ip", "1.2.3.4.5", "", "192.0.2.1/24", "²"):
-        with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
-            parse_ip(bad)
+        for _ in range(2):  # parsed addresses are kept; a refusal is not, it stays a refusal
+            with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
+                parse_ip(bad)
+            with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
+                ip_bucket(bad)
 
 
 @pytest.mark.parametrize(

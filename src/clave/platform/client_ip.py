@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
@@ -12,8 +13,12 @@ from clave.platform.lean import LeanRequest
 # An IPv6 subscriber usually gets a whole /64 (RFC 6177): counting single addresses would give
 # one client 2^64 fresh budgets.
 IPV6_PREFIX = 64
+# Parsing an address costs a few microseconds, several times a check: the addresses seen last
+# are kept parsed (a failure is not kept). Bounded, so a caller cycling addresses only churns it.
+_RECENT = 1024
 
 
+@functools.lru_cache(maxsize=_RECENT)
 def parse_ip(text: str) -> str:
     """The canonical text of an IP address; ValueError when `text` is not one."""
     return str(ipaddress.ip_address(text.strip()))
@@ -29,6 +34,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=_RECENT)
 def ip_bucket(ip: str) -> str:
     """What per-IP limits count for `ip`: an IPv4 address as itself (an IPv4-mapped IPv6
     address too, so ::ffff:192.0.2.1 and 192.0.2.1 share one budget), an IPv6 address by its
