@@ -1,4 +1,5 @@
-"""How a tenant's Policy is stored: one msgspec JSON encoding, shared by SQLite and Redis.
+"""How a tenant's Policy is stored: one msgspec JSON encoding, shared by SQLite and Redis
+(and how both read a send's options back).
 
 Fields added to Policy later decode from older records with their defaults, so a new rule
 never needs a data migration; a record that does not decode is a StoreError, never a guess.
@@ -25,6 +26,8 @@ from clave.verify.models import Channel, Policy
 # Deterministic: sets are written sorted, so the same policy is always the same bytes.
 _ENCODER = msgspec.json.Encoder(order="deterministic")
 _DECODER = msgspec.json.Decoder(Policy)
+# A send's options, a JSON object read with every verification: a tenth of json.loads' time.
+_OPTIONS = msgspec.json.Decoder(dict[str, Any])
 
 # The policy's fields as an earlier clave stored them (SQLite columns, Redis hash fields).
 LEGACY_FIELDS = (
@@ -119,3 +122,8 @@ def current_policy(encoded: bytes | str | None, fields: Mapping[str, Any]) -> Po
             # encoding holds (fields added to Policy since, which it cannot know) stays.
             return replace(policy, **{name: getattr(older, name) for name in LEGACY_FIELDS})
     return policy
+
+
+def decode_options(data: bytes | str | None) -> dict[str, Any]:
+    """A send's stored options (a JSON object; empty when it had none)."""
+    return _OPTIONS.decode(data) if data else {}

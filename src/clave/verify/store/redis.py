@@ -34,6 +34,7 @@ from clave.verify.models import (
     Verification,
 )
 from clave.verify.store import redis_codec as codec
+from clave.verify.store.encoding import decode_options
 from clave.verify.store.redis_attempts import RedisAttempts
 from clave.verify.store.redis_factors import RedisFactors
 from clave.verify.store.redis_tenants import RedisTenants
@@ -174,7 +175,7 @@ class RedisVerificationStore(RedisTenants, RedisAttempts, RedisFactors):
                     locale=codec.text(locale) or None,
                     verification=codec.verification(loaded),
                     friendly_name=codec.text(name),
-                    options=json.loads(codec.text(options)) if codec.text(options) else {},
+                    options=decode_options(options),
                 )
             )
         return claimed

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +16,7 @@ from clave.verify.models import (
     Verification,
     payment_of,
 )
-from clave.verify.store.encoding import current_policy
+from clave.verify.store.encoding import current_policy, decode_options
 
 
 def text(value: Any) -> str:
@@ -60,8 +59,7 @@ def api_key(id_: str, fields: dict[str, Any]) -> ApiKey:
 
 def _options(attempt: dict[str, Any]) -> dict[str, str]:
     """A send's options (stored as JSON; empty when it had none)."""
-    raw = text(attempt.get("options", b""))
-    return json.loads(raw) if raw else {}
+    return decode_options(attempt.get("options"))
 
 
 def verification(loaded: Sequence[Any]) -> Verification:

@@ -27,7 +27,7 @@ from clave.verify.models import (
     payment_of,
     reportable,
 )
-from clave.verify.store.encoding import decode_policy
+from clave.verify.store.encoding import decode_options, decode_policy
 from clave.verify.store.sqlite_attempts import SqliteAttempts
 from clave.verify.store.sqlite_events import SqliteEventLog, set_status
 from clave.verify.store.sqlite_factors import SqliteFactors
@@ -56,7 +56,7 @@ def _sends(conn: sqlite3.Connection, verification_id: str) -> tuple[SendAttempt,
             r[5],
             r[6],
             r[7],
-            payment=payment_of(options := json.loads(r[8]) if r[8] else {}),
+            payment=payment_of(options := decode_options(r[8])),
             sid=options.get("attempt_sid"),
         )
         for r in rows
@@ -382,7 +382,7 @@ class SqliteVerificationStore(SqliteTenants, SqliteEventLog, SqliteAttempts, Sql
                         locale=locale,
                         verification=verification,
                         friendly_name=decode_policy(policy).friendly_name,
-                        options=json.loads(options) if options else {},
+                        options=decode_options(options),
                     )
                 )
             return claimed
