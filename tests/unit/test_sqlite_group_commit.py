@@ -109,6 +109,44 @@ async def test_a_write_that_loses_the_transaction_fails_the_ones_before_it(
     assert await db.read(values) == [2]
 
 
+async def test_writes_run_again_after_a_failure_are_done_once(db: SqliteDatabase) -> None:
+    """A write that fails rolls the shared transaction back; the writes before it run again
+    (each in a savepoint now) and count once, with the result of the run that committed."""
+    await db.write(insert(0))
+
+    def bump(conn: sqlite3.Connection) -> int:
+        conn.execute("UPDATE n SET value = value + 1 WHERE id = 1")
+        return int(conn.execute("SELECT value FROM n WHERE id = 1").fetchone()[0])
+
+    outcomes = await asyncio.gather(
+        db.write(bump),
+        db.write(bump),
+        db.write(insert(100, then_fail=True)),
+        db.write(bump),
+        return_exceptions=True,
+    )
+    assert list(outcomes[:2]) == [1, 2]
+    assert isinstance(outcomes[2], ValueError)
+    assert outcomes[3] == 3
+    assert await db.read(values) == [3]
+
+
+async def test_writes_that_all_succeed_pay_for_no_savepoint(db: SqliteDatabase) -> None:
+    """The common case: writes queued together share BEGIN and COMMIT and nothing else."""
+    await db.write(insert(0))  # opened, migrated
+    assert db._thread is not None
+    assert db._thread._conn is not None
+    statements: list[str] = []
+    db._thread._conn.set_trace_callback(statements.append)
+    try:
+        await asyncio.gather(*(db.write(insert(v)) for v in range(1, 21)))
+    finally:
+        db._thread._conn.set_trace_callback(None)
+    assert not [s for s in statements if "SAVEPOINT" in s or "RELEASE" in s], statements
+    assert sum(s.startswith("INSERT") for s in statements) == 20
+    assert await db.read(values) == list(range(21))
+
+
 async def test_a_caller_that_stops_waiting_does_not_undo_its_write(db: SqliteDatabase) -> None:
     task = asyncio.ensure_future(db.write(insert(5)))
     await asyncio.sleep(0)
