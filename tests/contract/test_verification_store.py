@@ -254,6 +254,35 @@ async def test_count_check_counts_until_locked(store: VerifyBackend, svc: Tenant
     assert stored.check_attempts == 2
 
 
+async def test_a_counted_check_returns_the_verification_as_stored(
+    store: VerifyBackend, svc: Tenant
+) -> None:
+    """What count_check answers is what it wrote, with the sends to the destination inside
+    the window from this service only."""
+    other = service("other")
+    await store.put_tenant(other)
+    c = candidate(svc, ttl=3600)
+    await start(store, c)
+    await start(store, candidate(other, ttl=3600))  # another service's send to the same number
+    counted = await store.count_check(svc.id, window=600, now=NOW + 10, verification_id=c.id)
+    assert counted.gate is CheckGate.COUNTED
+    assert counted.sends_in_window == 1
+    assert counted.verification == await store.get(svc.id, c.id)
+    assert counted.verification is not None
+    assert (counted.verification.check_attempts, counted.verification.updated_at) == (1, NOW + 10)
+    assert len(counted.verification.sends) == 1
+    # A window that began after the send counts none of it.
+    later = await store.count_check(svc.id, window=5, now=NOW + 10, to=TO)
+    assert (later.gate, later.sends_in_window) == (CheckGate.COUNTED, 0)
+    locked = candidate(svc, "+14155550000", max_checks=1)
+    await start(store, locked)
+    await store.count_check(svc.id, window=600, now=NOW, verification_id=locked.id)
+    refused = await store.count_check(svc.id, window=600, now=NOW, verification_id=locked.id)
+    assert (refused.gate, refused.sends_in_window) == (CheckGate.LOCKED, 1)
+    assert refused.verification is not None
+    assert refused.verification.check_attempts == 1
+
+
 async def test_count_check_not_found_cases(store: VerifyBackend, svc: Tenant) -> None:
     assert (await store.count_check(svc.id, window=600, now=NOW, to=TO)).gate is CheckGate.NOT_FOUND
     c = candidate(svc, ttl=60)
