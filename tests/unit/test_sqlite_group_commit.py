@@ -147,6 +147,24 @@ async def test_writes_that_all_succeed_pay_for_no_savepoint(db: SqliteDatabase) 
     assert await db.read(values) == list(range(21))
 
 
+async def test_writes_queued_in_a_loop_turn_yield_to_the_thread_once(
+    db: SqliteDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop gives the core to the database's thread once in a turn in which it queued
+    writes (so they run before the GIL's switch interval runs out); reads never yield."""
+    from clave.platform import sqlite as module
+
+    yields: list[int] = []
+    monkeypatch.setattr(module, "_sched_yield", lambda: yields.append(1))
+    await db.read(values)
+    assert yields == []
+    await asyncio.gather(*(db.write(insert(v)) for v in range(10)))
+    assert yields == [1]
+    await db.write(insert(10))  # a later turn: due again
+    assert yields == [1, 1]
+    assert await db.read(values) == list(range(11))
+
+
 async def test_a_caller_that_stops_waiting_does_not_undo_its_write(db: SqliteDatabase) -> None:
     task = asyncio.ensure_future(db.write(insert(5)))
     await asyncio.sleep(0)
