@@ -131,20 +131,88 @@ async def test_writes_run_again_after_a_failure_are_done_once(db: SqliteDatabase
     assert await db.read(values) == [3]
 
 
-async def test_writes_that_all_succeed_pay_for_no_savepoint(db: SqliteDatabase) -> None:
-    """The common case: writes queued together share BEGIN and COMMIT and nothing else."""
-    await db.write(insert(0))  # opened, migrated
+def traced(db: SqliteDatabase) -> list[str]:
+    """The statements the database's connection runs from now on (`untraced` stops it)."""
     assert db._thread is not None
     assert db._thread._conn is not None
     statements: list[str] = []
     db._thread._conn.set_trace_callback(statements.append)
+    return statements
+
+
+def untraced(db: SqliteDatabase) -> None:
+    assert db._thread is not None
+    assert db._thread._conn is not None
+    db._thread._conn.set_trace_callback(None)
+
+
+async def test_writes_that_all_succeed_pay_for_no_savepoint_each(db: SqliteDatabase) -> None:
+    """The common case: writes queued together share BEGIN, one savepoint and COMMIT."""
+    await db.write(insert(0))  # opened, migrated
+    statements = traced(db)
     try:
         await asyncio.gather(*(db.write(insert(v)) for v in range(1, 21)))
     finally:
-        db._thread._conn.set_trace_callback(None)
-    assert not [s for s in statements if "SAVEPOINT" in s or "RELEASE" in s], statements
+        untraced(db)
+    begun = sum(s.startswith("BEGIN") for s in statements)
+    assert begun >= 1
+    assert [s for s in statements if "SAVEPOINT" in s] == ["SAVEPOINT batch"] * begun
+    assert not [s for s in statements if "RELEASE" in s]
     assert sum(s.startswith("INSERT") for s in statements) == 20
     assert await db.read(values) == list(range(21))
+
+
+async def test_a_failure_replays_the_writes_before_it_once_keeping_the_lock(
+    db: SqliteDatabase,
+) -> None:
+    """However many writes fail in one transaction, every write runs at most twice and a
+    failing one once; the transaction is rolled back to its start, never ended, so no other
+    worker can write in between."""
+    await db.write(insert(-1))
+    runs: dict[int, int] = {}
+
+    def counted(value: int, *, fail: bool) -> object:
+        def run(conn: sqlite3.Connection) -> int:
+            runs[value] = runs.get(value, 0) + 1
+            return insert(value, then_fail=fail)(conn)  # type: ignore[no-any-return]
+
+        return run
+
+    statements = traced(db)
+    try:
+        outcomes = await asyncio.gather(
+            *(db.write(counted(v, fail=v % 2 == 1)) for v in range(200)),  # type: ignore[arg-type]
+            return_exceptions=True,
+        )
+    finally:
+        untraced(db)
+    assert [v for v, o in enumerate(outcomes) if isinstance(o, ValueError)] == list(
+        range(1, 200, 2)
+    )
+    assert max(runs.values()) <= 2
+    assert all(runs[v] == 1 for v in range(1, 200, 2))
+    assert "ROLLBACK" not in statements  # (only ROLLBACK TO: the lock stays held)
+    assert sum(s.startswith("BEGIN") for s in statements) == sum(s == "COMMIT" for s in statements)
+    assert await db.read(values) == [-1, *range(0, 200, 2)]
+
+
+async def test_a_write_that_goes_on_after_its_transaction_was_lost_is_not_done(
+    db: SqliteDatabase,
+) -> None:
+    """A write that swallows what made SQLite roll the transaction back and returns: neither
+    it nor the writes before it in that transaction are reported done."""
+
+    def swallow(conn: sqlite3.Connection) -> str:
+        conn.execute("ROLLBACK")  # as SQLite does on a full disk, caught and ignored
+        return "ok"
+
+    outcomes = await asyncio.gather(
+        db.write(insert(1)), db.write(swallow), db.write(insert(3)), return_exceptions=True
+    )
+    assert isinstance(outcomes[0], StoreError)
+    assert isinstance(outcomes[1], StoreError)
+    assert outcomes[2] == 3
+    assert await db.read(values) == [3]
 
 
 async def test_writes_queued_in_a_loop_turn_yield_to_the_thread_once(
@@ -162,7 +230,14 @@ async def test_writes_queued_in_a_loop_turn_yield_to_the_thread_once(
     assert yields == [1]
     await db.write(insert(10))  # a later turn: due again
     assert yields == [1, 1]
-    assert await db.read(values) == list(range(11))
+    # A loop closed before its turn came (a yield due there never ran) leaves none due here.
+    assert db._thread is not None
+    closed = asyncio.new_event_loop()
+    closed.close()
+    db._thread._nudging = closed
+    await db.write(insert(11))
+    assert yields == [1, 1, 1]
+    assert await db.read(values) == list(range(12))
 
 
 async def test_a_caller_that_stops_waiting_does_not_undo_its_write(db: SqliteDatabase) -> None:
