@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from clave.platform import client_ip
 from clave.platform.client_ip import ip_bucket, parse_ip
 from clave.platform.http import is_json_media_type
 from clave.platform.text import is_plain_text, is_single_line
@@ -40,6 +41,40 @@ def test_only_addresses_are_addresses() -> None:
                 parse_ip(bad)
             with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
                 ip_bucket(bad)
+
+
+def test_long_addresses_are_parsed_but_not_kept() -> None:
+    """An IPv6 scope id can make an address as long as a header: such are parsed every time,
+    never held in the cache of recent addresses."""
+    scoped = "fe80::1%" + "a" * 5000
+    before = (
+        client_ip._recent_ip.cache_info().currsize,
+        client_ip._recent_bucket.cache_info().currsize,
+    )
+    assert parse_ip(scoped) == scoped
+    assert ip_bucket(scoped) == "fe80::/64"
+    after = (
+        client_ip._recent_ip.cache_info().currsize,
+        client_ip._recent_bucket.cache_info().currsize,
+    )
+    assert after == before
+    assert parse_ip("2001:db8::7") == "2001:db8::7"
+    assert client_ip._recent_ip.cache_info().currsize == before[0] + 1
+
+
+def test_stored_options_read_back_as_json_wrote_them() -> None:
+    """msgspec reads a send's options; what it refuses and json.dumps wrote is read as json
+    reads it (a lone surrogate's escape)."""
+    import json as stdjson
+
+    from clave.verify.store.encoding import decode_options
+
+    for options in ({"attempt_sid": "VL" + "0" * 32}, {"payee": "caf\u00e9 \ud800"}, {}):
+        written = stdjson.dumps(options)
+        assert decode_options(written) == stdjson.loads(written)
+        assert decode_options(written.encode()) == stdjson.loads(written)
+    assert decode_options(None) == {}
+    assert decode_options("") == {}
 
 
 @pytest.mark.parametrize(

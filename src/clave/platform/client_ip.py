@@ -16,12 +16,21 @@ IPV6_PREFIX = 64
 # Parsing an address costs a few microseconds, several times a check: the addresses seen last
 # are kept parsed (a failure is not kept). Bounded, so a caller cycling addresses only churns it.
 _RECENT = 1024
+_CACHED_LENGTH = 64  # the longest address kept (the longest without a scope id is 45)
 
 
-@functools.lru_cache(maxsize=_RECENT)
 def parse_ip(text: str) -> str:
     """The canonical text of an IP address; ValueError when `text` is not one."""
+    if len(text) > _CACHED_LENGTH:  # (an IPv6 scope id may be long: not kept)
+        return _parse_ip(text)
+    return _recent_ip(text)
+
+
+def _parse_ip(text: str) -> str:
     return str(ipaddress.ip_address(text.strip()))
+
+
+_recent_ip = functools.lru_cache(maxsize=_RECENT)(_parse_ip)
 
 
 def is_loopback(host: str) -> bool:
@@ -34,17 +43,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=_RECENT)
 def ip_bucket(ip: str) -> str:
     """What per-IP limits count for `ip`: an IPv4 address as itself (an IPv4-mapped IPv6
     address too, so ::ffff:192.0.2.1 and 192.0.2.1 share one budget), an IPv6 address by its
     /64 network. ValueError when `ip` is not an address."""
+    return _bucket(ip) if len(ip) > _CACHED_LENGTH else _recent_bucket(ip)
+
+
+def _bucket(ip: str) -> str:
     address = ipaddress.ip_address(ip)
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
     return str(address)
+
+
+_recent_bucket = functools.lru_cache(maxsize=_RECENT)(_bucket)
 
 
 def end_user_ip(

@@ -14,6 +14,7 @@ this one stops writing and reading the old fields (and drops the SQLite columns)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -125,5 +126,12 @@ def current_policy(encoded: bytes | str | None, fields: Mapping[str, Any]) -> Po
 
 
 def decode_options(data: bytes | str | None) -> dict[str, Any]:
-    """A send's stored options (a JSON object; empty when it had none)."""
-    return _OPTIONS.decode(data) if data else {}
+    """A send's stored options (a JSON object; empty when it had none). What msgspec refuses
+    but json.dumps wrote (a lone surrogate's escape) is read as json reads it."""
+    if not data:
+        return {}
+    try:
+        return _OPTIONS.decode(data)
+    except msgspec.DecodeError:
+        found: dict[str, Any] = json.loads(data)
+        return found
