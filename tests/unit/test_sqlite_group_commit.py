@@ -146,28 +146,23 @@ def untraced(db: SqliteDatabase) -> None:
     db._thread._conn.set_trace_callback(None)
 
 
-async def test_writes_that_all_succeed_pay_for_no_savepoint_each(db: SqliteDatabase) -> None:
-    """The common case: writes queued together share BEGIN, one savepoint and COMMIT."""
+async def test_writes_that_all_succeed_pay_for_no_savepoint(db: SqliteDatabase) -> None:
+    """The common case: writes queued together share BEGIN and COMMIT and nothing else."""
     await db.write(insert(0))  # opened, migrated
     statements = traced(db)
     try:
         await asyncio.gather(*(db.write(insert(v)) for v in range(1, 21)))
     finally:
         untraced(db)
-    begun = sum(s.startswith("BEGIN") for s in statements)
-    assert begun >= 1
-    assert [s for s in statements if "SAVEPOINT" in s] == ["SAVEPOINT batch"] * begun
-    assert not [s for s in statements if "RELEASE" in s]
+    assert sum(s.startswith("BEGIN") for s in statements) >= 1
+    assert not [s for s in statements if "SAVEPOINT" in s or "RELEASE" in s]
     assert sum(s.startswith("INSERT") for s in statements) == 20
     assert await db.read(values) == list(range(21))
 
 
-async def test_a_failure_replays_the_writes_before_it_once_keeping_the_lock(
-    db: SqliteDatabase,
-) -> None:
+async def test_a_failure_costs_one_rerun_at_most(db: SqliteDatabase) -> None:
     """However many writes fail in one transaction, every write runs at most twice and a
-    failing one once; the transaction is rolled back to its start, never ended, so no other
-    worker can write in between."""
+    failing one once."""
     await db.write(insert(-1))
     runs: dict[int, int] = {}
 
@@ -191,8 +186,10 @@ async def test_a_failure_replays_the_writes_before_it_once_keeping_the_lock(
     )
     assert max(runs.values()) <= 2
     assert all(runs[v] == 1 for v in range(1, 200, 2))
-    assert "ROLLBACK" not in statements  # (only ROLLBACK TO: the lock stays held)
-    assert sum(s.startswith("BEGIN") for s in statements) == sum(s == "COMMIT" for s in statements)
+    # Every transaction begun ends, committed or rolled back; the failing write's own rows
+    # were rolled back with it.
+    ended = sum(s in ("COMMIT", "ROLLBACK") for s in statements)
+    assert sum(s.startswith("BEGIN") for s in statements) == ended
     assert await db.read(values) == [-1, *range(0, 200, 2)]
 
 

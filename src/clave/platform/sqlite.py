@@ -6,9 +6,9 @@ BEGIN IMMEDIATE: the write lock is taken before the first read, so two workers c
 read the same state and both act on it.
 
 The thread takes every call waiting for it at once (group commit). Writes that follow each
-other share one transaction: one that fails fails alone (the transaction is rolled back to
-its start, the lock kept, and the writes before it run again, each in a savepoint of its own,
-which the common case, where none fails, does not pay for); the others answer once the shared
+other share one transaction: one that fails fails alone (the transaction is rolled back and
+the writes before it run again in a new one, each in a savepoint of its own, which the common
+case, where none fails, does not pay for); the others answer once the shared
 COMMIT has succeeded (if it fails, they all fail), so a caller never hears of a write that is
 not committed. The results
 go back to the event loop in one wake-up, and the loop yields the core to the thread once in
@@ -126,7 +126,7 @@ class SqliteDatabase:
         The transaction may carry other writes too (group commit): `fn` must never end it
         itself (no COMMIT, ROLLBACK, `conn.commit()`, `executescript`), and no table may have
         a DEFERRABLE constraint (checked at COMMIT, it would fail the other writes with it).
-        `fn` may run twice (again, on the same state, when a write after it in the transaction
+        `fn` may run twice (again, in a new transaction, when a write after it in the same one
         fails): what it does must be in the database only, and the last run's result is the
         one returned.
         """
@@ -281,12 +281,12 @@ class _Thread:
         """Run one write in the open transaction (begun if none is): (the writes now waiting
         for the COMMIT, whether one failed in this transaction).
 
-        Optimistically without a savepoint of its own, which would cost two statements a
-        write. The transaction holds one savepoint from its start (`batch`): a write that
-        raises rolls back to it, undoing every write of the transaction but keeping the
-        database's write lock, so the writes before it run again, each in a savepoint now, on
-        the very state they first saw, and the failing one fails alone. The rest of the
-        transaction then runs careful (`_careful`), so failures never cost more than once."""
+        Optimistically without a savepoint, which would cost two statements a write and a
+        copy of every page it changes (SQLite's statement journal): a write that raises rolls
+        the transaction back and fails alone; the writes before it run again in a new one,
+        each in a savepoint now, on what the database holds then (another worker may have
+        written in between: they are done once, on the state they commit on). The rest of
+        that transaction runs careful (`_careful`) too, so a failure costs one rerun at most."""
         if not self._began(conn, call):
             return pending, False
         try:
@@ -294,8 +294,14 @@ class _Thread:
         except BaseException as exc:
             if not conn.in_transaction:
                 return _lost(exc, [*pending, call]), False
-            conn.execute("ROLLBACK TO batch")
+            conn.execute("ROLLBACK")
             call.fail(exc)
+            if not pending:
+                return [], False
+            try:  # once for all of them: a busy database fails them together, at once
+                self._db._patiently(_begin, conn)
+            except BaseException as busy:
+                return _lost(busy, pending), False
             again: list[_Call] = []
             for each in pending:
                 again = self._careful(conn, each, again)
@@ -322,17 +328,14 @@ class _Thread:
         return [*pending, call]
 
     def _began(self, conn: sqlite3.Connection, call: _Call) -> bool:
-        """Whether a transaction is open for `call` (begun, with its `batch` savepoint, if
-        none was); `call` fails if it cannot be."""
+        """Whether a transaction is open for `call` (begun if none was); `call` fails if it
+        cannot be."""
         if conn.in_transaction:
             return True
         try:
             self._db._patiently(_begin, conn)
-            conn.execute("SAVEPOINT batch")
         except BaseException as exc:
             call.fail(exc)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             return False
         return True
 
@@ -364,7 +367,8 @@ def _lost(exc: BaseException, calls: list[_Call]) -> list[_Call]:
 def _commit(conn: sqlite3.Connection, pending: list[_Call]) -> None:
     """Commit the open transaction, if any: its writes succeed, or fail together."""
     if not conn.in_transaction:
-        _lost(_lost_transaction(), pending)  # (none: a write that lost it failed them already)
+        if pending:  # (none: a write that lost it failed them already)
+            _lost(_lost_transaction(), pending)
         return
     try:
         conn.execute("COMMIT")
