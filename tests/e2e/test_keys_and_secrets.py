@@ -77,6 +77,9 @@ def test_two_instances_with_different_secrets_never_send_a_wrong_code(
         "CLAVE_REDIS_PREFIX": redis_prefix,
         "CLAVE_OUTBOX_BACKOFF": "0.1",
         "CLAVE_OUTBOX_BACKOFF_MAX": "0.2",
+        # A retries until B, started later, claims a retry (ten tries at 0.2 s could run out
+        # while B is still starting).
+        "CLAVE_OUTBOX_MAX_TRIES": "100",
     }
     a = ClaveProcess(
         tmp_path / "a",
@@ -91,8 +94,15 @@ def test_two_instances_with_different_secrets_never_send_a_wrong_code(
     b = ClaveProcess(tmp_path / "b", workers=1, env={**shared, "CLAVE_HMAC_KEYS": other_keys})
     try:
         a.start()
-        b.start()
         vid, auth = send_one(a, "+14155550201")
+        # A's own dispatcher tries first (its sink refuses); B starts only then, so it can only
+        # meet a retry. Started together, B's poll sometimes claimed the first try on a busy
+        # machine, and A never tried at all.
+        deadline = time.monotonic() + 30
+        while not refusing.requests:
+            assert time.monotonic() < deadline, "A's dispatcher never tried its own provider"
+            time.sleep(0.05)
+        b.start()
         deadline = time.monotonic() + 30
         while True:
             read = httpx.get(f"{a.url}/api/verifications/{vid}", headers=auth).json()
