@@ -8,14 +8,13 @@ read the same state and both act on it.
 The thread takes every call waiting for it at once (group commit). Writes that follow each
 other share one transaction: one that fails fails alone (the transaction is rolled back and
 the writes before it run again in a new one, each in a savepoint of its own, which the common
-case, where none fails, does not pay for); the others answer once the shared
-COMMIT has succeeded (if it fails, they all fail), so a caller never hears of a write that is
-not committed. The results
-go back to the event loop in one wake-up, and the loop yields the core to the thread once in
-a turn in which it queued writes (`_Thread._nudge`). Under load a call then costs the loop
-about 2 us instead of the ~20 us of a ThreadPoolExecutor round trip, and a write about 3 us of
-SQLite instead of 9 (BEGIN and COMMIT per write): on the check, 4,800 -> 6,900 req/s (one
-worker).
+case, where none fails, does not pay for); the others answer once the shared COMMIT has
+succeeded (if it fails, they all fail), so a caller never hears of a write that is not
+committed. The results go back to the event loop in one wake-up, and the loop yields the core
+to the thread once in a turn in which it queued writes (`_Thread._nudge`). Under load a call
+then costs the loop about 2 us instead of the ~20 us of a ThreadPoolExecutor round trip, and a
+write about 3 us of SQLite instead of 9 (BEGIN and COMMIT per write): on the check, 4,800 ->
+6,900 req/s (one worker).
 
 Waiting for a lock another worker holds is done here, not by SQLite's busy handler: that one
 sleeps in steps of milliseconds (1, 2, 5, 10 ... 100 ms), so a worker kept waiting 25 ms for a
